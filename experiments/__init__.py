@@ -1,0 +1,1 @@
+"""Studies that chain the stages, presets, reports, the CLI and the benchmarks."""

@@ -1,0 +1,84 @@
+"""The ``sparseshift`` command line.
+
+Each subcommand lives in its own module under :mod:`experiments.commands` and exposes
+``add_parser(subparsers)`` (which sets ``func``) and ``run(args) -> int``. Modules import heavy
+dependencies (MuJoCo, torch) inside ``run`` so ``sparseshift --help`` stays fast.
+
+Bad input never produces a traceback: a :class:`~envs.errors.ConfigError` (or a missing file, or a
+usage error) prints one line ``sparseshift <cmd>: error: ...`` and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+from typing import NoReturn
+
+#: Subcommand modules, in the order ``--help`` lists them.
+COMMANDS: tuple[str, ...] = (
+    "envs",
+    "render",
+    "collect",
+    "inspect",
+    "train_rep",
+    "eval_rep",
+    "bench",
+)
+
+EXIT_USAGE = 2
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors are one line and exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(
+        prog="sparseshift",
+        description=(
+            "Learn visual representations from weakly supervised video (sparse mechanism shifts) "
+            "and test whether agents that use them survive colour shifts."
+        ),
+        epilog="Run 'sparseshift COMMAND --help' for the options of each command.",
+    )
+    sub = parser.add_subparsers(
+        title="commands", dest="command", metavar="COMMAND", parser_class=OneLineParser
+    )
+    for name in COMMANDS:
+        module = importlib.import_module(f"experiments.commands.{name}")
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``sparseshift`` console script."""
+    from envs.errors import ConfigError
+    from envs.gl import RenderBackendError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return EXIT_USAGE
+    prog = f"sparseshift {args.command}"
+    try:
+        return int(args.func(args) or 0)
+    except (ConfigError, RenderBackendError) as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except FileNotFoundError as exc:
+        name = exc.filename if exc.filename is not None else exc
+        print(f"{prog}: error: file not found: {name}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -8,8 +8,9 @@ use only this interface, so they work for every env.
 
 Contract, shared by all envs:
 
-* ``reset(options={"factors": {...}})`` sets the given factors exactly (by factor or group name, or a
-  full vector); the others are sampled as usual. Values are validated (:class:`ConfigError`).
+* ``reset(options={"factors": {...}})`` sets the given factors exactly (by factor or group
+  name, or a full vector); the others are sampled as usual. Values are validated
+  (:class:`ConfigError`).
 * ``info["factors"]`` is the float32 factor vector at reset and after every step.
 * ``render_frame()`` returns the observation camera's uint8 HxWx3 frame of the current state (with
   the env's shift applied), ``segmentation()`` an int32 HxW map whose values index

@@ -125,7 +125,8 @@ class ColourScheme:
         try:
             return self.objects[obj]
         except KeyError:
-            raise choice_error(f"coloured object in scheme {self.name!r}", obj, self.objects) from None
+            what = f"coloured object in scheme {self.name!r}"
+            raise choice_error(what, obj, self.objects) from None
 
     def require(self, objects: Sequence[str]) -> None:
         """Raise if the scheme does not colour every object an env needs."""
@@ -203,7 +204,7 @@ def _permute(cs: ColourSet, rng: np.random.Generator) -> ColourSet:
 
 @lru_cache(maxsize=64)
 def load_scheme(name: str, seed: int = 0) -> ColourScheme:
-    """Load colour scheme ``name`` (see :func:`available_schemes`) with split assignment ``seed``."""
+    """Load colour scheme ``name`` (see :func:`available_schemes`), split assignment ``seed``."""
     valid = available_schemes()
     if name not in valid:
         raise choice_error("colour scheme", name, valid)

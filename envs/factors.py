@@ -1,10 +1,11 @@
 """Declared ground-truth factors of variation.
 
-Every sparseshift env declares a :class:`FactorSpec`: an ordered tuple of scalar factors, each with a
-kind (``continuous``, ``discrete`` or ``colour``) and a range or a set of values. Factors that change
-together under one mechanism share a *group*: the three RGB channels of the cube colour are the
-factors ``cube_colour.r/.g/.b`` of group ``cube_colour``. Interventions ("sparse mechanism shifts",
-Locatello et al. 2020, *Weakly-Supervised Disentanglement Without Compromises*) act on groups.
+Every sparseshift env declares a :class:`FactorSpec`: an ordered tuple of scalar factors, each
+with a kind (``continuous``, ``discrete`` or ``colour``) and a range or a set of values. Factors
+that change together under one mechanism share a *group*: the three RGB channels of the cube
+colour are the factors ``cube_colour.r/.g/.b`` of group ``cube_colour``. Interventions ("sparse
+mechanism shifts", Locatello et al. 2020, *Weakly-Supervised Disentanglement Without
+Compromises*) act on groups.
 
 Envs report factors as a float32 vector in spec order (``info["factors"]``) and accept any subset
 through ``reset(options={"factors": {...}})``, keyed by factor name or by group name.
@@ -28,7 +29,7 @@ KINDS: tuple[str, ...] = ("continuous", "discrete", "colour")
 class Factor:
     """One scalar factor of variation.
 
-    ``low``/``high`` bound the value (inclusive). Discrete factors also list their allowed ``values``.
+    ``low``/``high`` bound the value (inclusive). Discrete factors also list their ``values``.
     ``group`` names the mechanism the factor belongs to (defaults to the factor's own name).
     """
 
@@ -41,7 +42,9 @@ class Factor:
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
-            raise ConfigError(f"factor {self.name!r}: kind must be one of {KINDS}, got {self.kind!r}")
+            raise ConfigError(
+                f"factor {self.name!r}: kind must be one of {KINDS}, got {self.kind!r}"
+            )
         if not self.low <= self.high:
             raise ConfigError(f"factor {self.name!r}: low {self.low} > high {self.high}")
         if self.kind == "discrete" and not self.values:

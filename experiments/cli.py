@@ -18,6 +18,7 @@ from typing import NoReturn
 
 #: Subcommand modules, in the order ``--help`` lists them.
 COMMANDS: tuple[str, ...] = (
+    "demo",
     "envs",
     "render",
     "collect",
@@ -50,7 +51,12 @@ def build_parser() -> argparse.ArgumentParser:
         title="commands", dest="command", metavar="COMMAND", parser_class=OneLineParser
     )
     for name in COMMANDS:
-        module = importlib.import_module(f"experiments.commands.{name}")
+        try:
+            module = importlib.import_module(f"experiments.commands.{name}")
+        except ModuleNotFoundError as exc:  # TODO(integration): drop once every command landed
+            if exc.name != f"experiments.commands.{name}":
+                raise
+            continue
         module.add_parser(sub)
     return parser
 

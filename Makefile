@@ -1,0 +1,39 @@
+# sparseshift: `make demo` runs the main job, `make test` the test suite; both create .venv first.
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export MUJOCO_GL ?= egl
+
+.PHONY: venv demo test test-all lint bench clean
+
+# torch first, pinned to the CPU wheel this machine has; the project itself asks for a range.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q "torch==2.13.0"
+	$(BIN)/python -m pip install -q -e ".[test]"
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: venv
+	$(BIN)/sparseshift demo --out out/demo
+
+test: venv
+	$(BIN)/python -m pytest
+
+test-all: venv
+	$(BIN)/python -m pytest -m "slow or not slow"
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+bench: venv
+	$(BIN)/sparseshift bench envs
+	$(BIN)/sparseshift bench collect
+	$(BIN)/sparseshift bench train
+
+clean:
+	rm -rf out .pytest_cache .mypy_cache .ruff_cache

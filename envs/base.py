@@ -56,6 +56,20 @@ class FactorEnv(gym.Env[ObsT, ActT], abc.ABC, Generic[ObsT, ActT]):
         """
         return self.factor_spec.groups
 
+    @property
+    def colour_objects(self) -> dict[str, str]:
+        """Colour group -> object of the colour scheme it draws from.
+
+        Default rule: ``<name><digits>_colour`` draws from scheme object ``<name>`` (so
+        ``object2_colour`` uses the ``object`` palette); envs with other names override this.
+        """
+        out = {}
+        for g in self.factor_spec.groups:
+            first = self.factor_spec.factors[self.factor_spec.group_indices(g)[0]]
+            if first.kind == "colour":
+                out[g] = g.removesuffix("_colour").rstrip("0123456789")
+        return out
+
     @abc.abstractmethod
     def get_factors(self) -> np.ndarray:
         """The current factor vector (float32, spec order)."""

@@ -1,0 +1,91 @@
+"""Content-addressed artifacts for studies.
+
+Every stage output lives in ``<root>/<stage>/<key>/`` where ``key`` is a hash of the stage's
+resolved config *and the keys of its inputs*, so changing anything upstream changes every key
+downstream, and rerunning a study skips exactly the work that is already done. A stage directory
+counts as complete only when its ``DONE.json`` marker exists; the marker is written last and
+atomically (temp file + rename), so an interrupted stage is redone, never read half-written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+DONE = "DONE.json"
+
+
+def canonical_json(obj: Any) -> str:
+    """Deterministic JSON (sorted keys, no whitespace) used for hashing configs."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def config_key(stage: str, config: Mapping[str, Any], inputs: Mapping[str, str] | None = None
+               ) -> str:
+    """12-hex-digit key of a stage from its config and the keys of its inputs."""
+    payload = canonical_json({"stage": stage, "config": config, "inputs": dict(inputs or {})})
+    return hashlib.sha256(payload.encode()).hexdigest()[:12]
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    """Write JSON to ``path`` via a temp file in the same folder and ``os.replace``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(obj, fh, indent=2, sort_keys=True, default=str)
+            fh.write("\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """One stage output directory, keyed by config hash."""
+
+    root: Path
+    stage: str
+    key: str
+
+    @property
+    def path(self) -> Path:
+        return self.root / self.stage / self.key
+
+    @property
+    def done(self) -> bool:
+        return (self.path / DONE).is_file()
+
+    def result(self) -> dict[str, Any]:
+        """The result recorded in the marker of a finished stage."""
+        data: dict[str, Any] = json.loads((self.path / DONE).read_text())
+        return dict(data.get("result", {}))
+
+    def prepare(self, config: Mapping[str, Any]) -> Path:
+        """Create the directory and record the resolved config (kept across resumes)."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(self.path / "stage_config.json", {"stage": self.stage,
+                                                            "key": self.key,
+                                                            "config": dict(config)})
+        return self.path
+
+    def finish(self, result: Mapping[str, Any]) -> None:
+        """Mark the stage complete with its result (atomic; the last thing a stage writes)."""
+        write_json_atomic(self.path / DONE, {"stage": self.stage, "key": self.key,
+                                             "result": dict(result)})
+
+    def reset(self) -> None:
+        """Remove an incomplete stage directory (never a complete one)."""
+        if self.path.exists() and not self.done:
+            shutil.rmtree(self.path)

@@ -1,0 +1,140 @@
+"""A small task graph for studies, run in process or as Ray tasks.
+
+A :class:`Task` names its stage, its resolved config, the tasks it depends on, and a function
+``fn(config, inputs, out_dir) -> result`` that is importable by name (a ``"module:function"``
+string) so Ray workers can run it. Keys are content hashes (:mod:`experiments.study.artifacts`);
+finished tasks are skipped. The local and the Ray executor call the same functions with the same
+configs and seeds, so they give the same results.
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from experiments.study.artifacts import Artifact, config_key
+
+StageFn = Callable[[Mapping[str, Any], Mapping[str, dict[str, Any]], Path], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Task:
+    """One unit of study work."""
+
+    stage: str
+    fn: str  # "module:function"
+    config: Mapping[str, Any]
+    deps: tuple[Task, ...] = ()
+    label: str = ""
+    key: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        inputs = {d.stage + ":" + d.label: d.key for d in self.deps}
+        object.__setattr__(self, "key", config_key(self.stage, self.config, inputs))
+
+    def artifact(self, root: Path) -> Artifact:
+        return Artifact(root, self.stage, self.key)
+
+
+def resolve(fn: str) -> StageFn:
+    module, _, name = fn.partition(":")
+    func: StageFn = getattr(importlib.import_module(module), name)
+    return func
+
+
+def execute(task_fn: str, stage: str, key: str, root: str, config: Mapping[str, Any],
+            inputs: Mapping[str, dict[str, Any]]) -> dict[str, Any]:
+    """Run one task unless its artifact is complete; return its result. Runs in any process."""
+    art = Artifact(Path(root), stage, key)
+    if art.done:
+        return art.result()
+    out = art.prepare(config)
+    t0 = time.perf_counter()
+    result = dict(resolve(task_fn)(config, inputs, out))
+    result.setdefault("seconds", round(time.perf_counter() - t0, 2))
+    result.setdefault("path", str(out))
+    art.finish(result)
+    return result
+
+
+def _execute_with_deps(task_fn: str, stage: str, key: str, root: str, config: Mapping[str, Any],
+                       names: Sequence[str], *values: dict[str, Any]) -> dict[str, Any]:
+    return execute(task_fn, stage, key, root, config, dict(zip(names, values, strict=True)))
+
+
+def topo_order(targets: Sequence[Task]) -> list[Task]:
+    """All tasks reachable from ``targets``, dependencies first, each once (by key)."""
+    order: list[Task] = []
+    seen: set[str] = set()
+
+    def visit(t: Task) -> None:
+        if t.key in seen:
+            return
+        for d in t.deps:
+            visit(d)
+        seen.add(t.key)
+        order.append(t)
+
+    for t in targets:
+        visit(t)
+    return order
+
+
+def _inputs(task: Task, results: Mapping[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {d.stage + ":" + d.label: results[d.key] for d in task.deps}
+
+
+def run_local(targets: Sequence[Task], root: Path,
+              progress: Callable[[Task, int, int, bool], None] | None = None
+              ) -> dict[str, dict[str, Any]]:
+    """Run the graph in this process; returns results by task key."""
+    order = topo_order(targets)
+    results: dict[str, dict[str, Any]] = {}
+    for i, t in enumerate(order):
+        cached = t.artifact(root).done
+        if progress:
+            progress(t, i, len(order), cached)
+        results[t.key] = execute(t.fn, t.stage, t.key, str(root), t.config, _inputs(t, results))
+    return results
+
+
+def run_ray(targets: Sequence[Task], root: Path, address: str | None,
+            progress: Callable[[Task, int, int, bool], None] | None = None
+            ) -> dict[str, dict[str, Any]]:
+    """Run independent tasks as Ray tasks (local Ray by default, or a cluster ``address``)."""
+    from envs.errors import ConfigError
+
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError("--ray needs the ray extra: pip install 'sparseshift[ray]'") from None
+    started_here = False
+    if not ray.is_initialized():
+        try:
+            if address:
+                ray.init(address=address, log_to_driver=False)
+            else:
+                ray.init(num_cpus=None, include_dashboard=False, log_to_driver=False)
+            started_here = True
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            raise ConfigError(f"cannot reach Ray at {address or 'local'}: {exc}") from None
+    try:
+        remote = ray.remote(num_cpus=1)(_execute_with_deps)
+        order = topo_order(targets)
+        refs: dict[str, Any] = {}
+        for i, t in enumerate(order):
+            if progress:
+                progress(t, i, len(order), t.artifact(root).done)
+            names = [d.stage + ":" + d.label for d in t.deps]
+            # Ray resolves object refs passed as top-level arguments before the task runs.
+            refs[t.key] = remote.remote(t.fn, t.stage, t.key, str(root), dict(t.config), names,
+                                        *[refs[d.key] for d in t.deps])
+        values = ray.get([refs[t.key] for t in order])
+        return {t.key: v for t, v in zip(order, values, strict=True)}
+    finally:
+        if started_here:
+            ray.shutdown()

@@ -10,6 +10,8 @@ configs and seeds, so they give the same results.
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -118,7 +120,10 @@ def run_ray(targets: Sequence[Task], root: Path, address: str | None,
             if address:
                 ray.init(address=address, log_to_driver=False)
             else:
-                ray.init(num_cpus=None, include_dashboard=False, log_to_driver=False)
+                # Local workers see the driver's import path (e.g. a source checkout).
+                path = os.pathsep.join(p for p in sys.path if p)
+                ray.init(include_dashboard=False, log_to_driver=False,
+                         runtime_env={"env_vars": {"PYTHONPATH": path}})
             started_here = True
         except (ConnectionError, RuntimeError, ValueError) as exc:
             raise ConfigError(f"cannot reach Ray at {address or 'local'}: {exc}") from None

@@ -1,0 +1,84 @@
+"""The study task graph: content keys, skipping finished work, resuming, and Ray == local."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from experiments.study.artifacts import DONE
+from experiments.study.graph import Task, run_local, run_ray, topo_order
+
+CALLS: list[str] = []
+
+
+def stage_a(config: Mapping[str, Any], inputs: Mapping[str, Any], out: Path) -> dict[str, Any]:
+    CALLS.append(f"a{config['x']}")
+    (out / "a.txt").write_text(str(config["x"]))
+    return {"value": config["x"] * 2}
+
+
+def stage_b(config: Mapping[str, Any], inputs: Mapping[str, Any], out: Path) -> dict[str, Any]:
+    CALLS.append("b")
+    if config.get("fail"):
+        raise RuntimeError("boom")
+    return {"value": sum(v["value"] for v in inputs.values()) + config["y"]}
+
+
+def graph(y: int = 10, fail: bool = False) -> Task:
+    a1 = Task("a", f"{__name__}:stage_a", {"x": 1}, label="1")
+    a2 = Task("a", f"{__name__}:stage_a", {"x": 2}, label="2")
+    return Task("b", f"{__name__}:stage_b", {"y": y, "fail": fail}, deps=(a1, a2), label="b")
+
+
+def test_keys_change_with_config_and_upstream() -> None:
+    b = graph()
+    assert graph().key == b.key
+    assert graph(y=11).key != b.key
+    a1 = Task("a", f"{__name__}:stage_a", {"x": 5}, label="1")
+    a2 = Task("a", f"{__name__}:stage_a", {"x": 2}, label="2")
+    b2 = Task("b", f"{__name__}:stage_b", {"y": 10, "fail": False}, deps=(a1, a2), label="b")
+    assert b2.key != b.key  # an upstream change changes the downstream key
+    assert [t.stage for t in topo_order([b, b])] == ["a", "a", "b"]
+
+
+def test_local_run_skips_finished_work(tmp_path: Path) -> None:
+    CALLS.clear()
+    b = graph()
+    assert run_local([b], tmp_path)[b.key]["value"] == 16
+    assert sorted(CALLS) == ["a1", "a2", "b"]
+    CALLS.clear()
+    assert run_local([b], tmp_path)[b.key]["value"] == 16
+    assert CALLS == []  # everything was done
+    CALLS.clear()
+    assert run_local([graph(y=20)], tmp_path)[graph(y=20).key]["value"] == 26
+    assert CALLS == ["b"]  # only the changed stage reran
+    marker = json.loads((tmp_path / "b" / b.key / DONE).read_text())
+    assert marker["result"]["value"] == 16
+
+
+def test_interrupted_stage_is_redone_not_read(tmp_path: Path) -> None:
+    CALLS.clear()
+    bad = graph(fail=True)
+    with pytest.raises(RuntimeError, match="boom"):
+        run_local([bad], tmp_path)
+    assert not (tmp_path / "b" / bad.key / DONE).exists()
+    assert (tmp_path / "b" / bad.key / "stage_config.json").exists()
+    CALLS.clear()
+    good = graph()
+    run_local([good], tmp_path)
+    assert CALLS == ["b"]  # the finished 'a' stages were reused after the crash
+
+
+def test_ray_gives_the_same_results(tmp_path: Path) -> None:
+    pytest.importorskip("ray")
+    b = graph()
+    local = run_local([b], tmp_path / "local")
+    remote = run_ray([b], tmp_path / "ray", None)
+    strip = {"seconds", "path"}
+    assert {k: {kk: vv for kk, vv in v.items() if kk not in strip} for k, v in local.items()} == {
+        k: {kk: vv for kk, vv in v.items() if kk not in strip} for k, v in remote.items()
+    }

@@ -1,0 +1,99 @@
+"""TriFinger tasks: Reach (three fingertips to three goal points) and Push (cube to a goal).
+
+Both run at 25 Hz (``SUBSTEPS`` x 2 ms physics), never terminate early and truncate after
+``max_episode_steps`` (Reach 75 steps = 3 s, Push 150 steps = 6 s by default). Rewards are dense,
+in metres; ``info["is_success"]`` is the success flag Stable-Baselines3 logs.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+
+from envs.trifinger import model as M
+from envs.trifinger.env import MAX_SAMPLE_TRIES, POS_HIGH, POS_LOW, TriFingerEnv
+
+#: Success radius for fingertips (Reach) and the cube centre (Push), metres.
+SUCCESS_RADIUS = 0.02
+#: Reach goals must be at least this high (tip centre), so they are above the table.
+REACH_MIN_HEIGHT = 0.03
+#: Push goals are uniform in a disc of this radius (the cube's x/y factor box fits the arena).
+PUSH_GOAL_RADIUS = 0.11
+#: Push goals start at least this far from the cube.
+PUSH_MIN_GOAL_DISTANCE = 0.05
+#: Weight of the fingertip-to-cube shaping term in the Push reward.
+PUSH_TIP_WEIGHT = 0.5
+
+
+class TriFingerReachEnv(TriFingerEnv):
+    """Move the three fingertips to three goal points.
+
+    Goals are the fingertip positions of a random joint configuration (uniform within the joint
+    limits, rejected if a tip is below ``REACH_MIN_HEIGHT`` or anything interpenetrates), so they
+    are reachable. Reward: minus the sum of the three tip-goal distances. Success: every tip
+    within ``SUCCESS_RADIUS`` of its goal. Goal (9 values) is part of state/proprio observations.
+    """
+
+    DEFAULT_MAX_EPISODE_STEPS: ClassVar[int] = 75
+    GOAL_DIM: ClassVar[int] = 9
+
+    def _goal_bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        return np.tile(POS_LOW, 3), np.tile(POS_HIGH, 3)
+
+    def _sample_goal(self, rng: np.random.Generator, factors: np.ndarray) -> np.ndarray:
+        vec = np.array(factors, dtype=np.float64)
+        tips = np.zeros((3, 3))
+        for _ in range(MAX_SAMPLE_TRIES):
+            vec[:9] = rng.uniform(M.JOINT_LOW, M.JOINT_HIGH)
+            ok = self._penetration_free(vec)  # also runs kinematics on the scratch data
+            tips = self._scratch.site_xpos[self.index.tip_sites].copy()
+            if ok and tips[:, 2].min() >= REACH_MIN_HEIGHT:
+                break
+        return tips.ravel()
+
+    def _place_goal_markers(self) -> None:
+        self.model.site_pos[self.index.goal_sites] = self.goal.reshape(3, 3)
+
+    def _reward(self) -> tuple[float, bool]:
+        dist = np.linalg.norm(self.tip_positions - self.goal.reshape(3, 3), axis=1)
+        return -float(dist.sum()), bool(dist.max() < SUCCESS_RADIUS)
+
+
+class TriFingerPushEnv(TriFingerEnv):
+    """Push the cube to a goal position (x, y) on the arena.
+
+    Goals are uniform in a disc of radius ``PUSH_GOAL_RADIUS`` around the arena centre, at least
+    ``PUSH_MIN_GOAL_DISTANCE`` from the initial cube. Reward: minus (cube-goal distance in x/y +
+    ``PUSH_TIP_WEIGHT`` x distance from the nearest fingertip to the cube centre). Success: cube
+    centre within ``SUCCESS_RADIUS`` of the goal in x/y.
+    """
+
+    DEFAULT_MAX_EPISODE_STEPS: ClassVar[int] = 150
+    GOAL_DIM: ClassVar[int] = 2
+
+    def _goal_bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        return -np.full(2, PUSH_GOAL_RADIUS), np.full(2, PUSH_GOAL_RADIUS)
+
+    def _sample_goal(self, rng: np.random.Generator, factors: np.ndarray) -> np.ndarray:
+        cube = np.asarray(factors[9:11], dtype=np.float64)
+        goal = np.zeros(2)
+        for _ in range(MAX_SAMPLE_TRIES):
+            r = PUSH_GOAL_RADIUS * np.sqrt(rng.uniform())
+            a = rng.uniform(-np.pi, np.pi)
+            goal = np.array([r * np.cos(a), r * np.sin(a)])
+            if np.linalg.norm(goal - cube) >= PUSH_MIN_GOAL_DISTANCE:
+                break
+        return goal
+
+    def _place_goal_markers(self) -> None:
+        self.model.site_pos[self.index.goal_cube_site] = (self.goal[0], self.goal[1], 0.001)
+
+    def _reward(self) -> tuple[float, bool]:
+        cube = self.cube_position
+        d_goal = float(np.hypot(cube[0] - self.goal[0], cube[1] - self.goal[1]))
+        d_tip = float(np.linalg.norm(self.tip_positions - cube, axis=1).min())
+        return -(d_goal + PUSH_TIP_WEIGHT * d_tip), d_goal < SUCCESS_RADIUS
+
+
+__all__ = ["TriFingerPushEnv", "TriFingerReachEnv"]

@@ -18,7 +18,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
@@ -335,10 +334,3 @@ class ColourGridEnv(FactorEnv[Any, np.int64]):
         truncated = not success and self._steps >= self.max_episode_steps
         info = {"factors": self.get_factors(), "is_success": success}
         return self._obs(), float(reward), success, truncated, info
-
-
-def make(**kwargs: Any) -> gym.Env[Any, Any]:
-    """``gymnasium.make("sparseshift/ColourGrid-v0", **kwargs)`` (registers the ids first)."""
-    import envs  # noqa: F401  (registers the ids)
-
-    return gym.make("sparseshift/ColourGrid-v0", **kwargs)

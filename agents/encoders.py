@@ -1,0 +1,104 @@
+"""Resolve an agent's ``encoder`` argument to a frozen learner and a JSON description of it.
+
+* a representation run directory: :func:`representations.checkpoint.load_learner` (eval mode);
+  the fingerprint is the SHA-256 of its ``checkpoint.safetensors``;
+* ``random``: the default :data:`agents.config.RANDOM_LEARNER` architecture at the env's image
+  size, untrained, initialised from the agent seed inside :func:`torch.random.fork_rng` (the global
+  torch RNG is left as it was); the fingerprint hashes its weights;
+* ``pixels`` / ``state``: no frozen encoder (end-to-end CNN, ground-truth state).
+
+The description is stored in the agent's ``agent.json``; :func:`load_encoder` with
+``expect_fingerprint`` refuses an encoder whose weights changed since the agent was trained.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from agents.config import BASELINES, RANDOM_LEARNER
+from envs.errors import ConfigError
+from representations.base import Learner
+from representations.checkpoint import CHECKPOINT_FILE, RUN_FILE, load_learner
+
+
+@dataclass(frozen=True)
+class ResolvedEncoder:
+    """A frozen learner (None for ``pixels`` / ``state``) and its description for ``agent.json``."""
+
+    learner: Learner | None
+    description: dict[str, Any]
+
+    @property
+    def fingerprint(self) -> str | None:
+        fp = self.description.get("fingerprint")
+        return None if fp is None else str(fp)
+
+
+def weights_fingerprint(learner: Learner) -> str:
+    """SHA-256 over the learner's state dict (names, dtypes, shapes and bytes, sorted by name)."""
+    h = hashlib.sha256()
+    for name, t in sorted(learner.state_dict().items()):
+        c = t.detach().cpu().contiguous()
+        h.update(f"{name}:{c.dtype}:{tuple(c.shape)}".encode())
+        h.update(c.view(torch.uint8).numpy().tobytes() if c.numel() else b"")
+    return h.hexdigest()
+
+
+def file_fingerprint(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def random_learner(image_size: int, seed: int) -> Learner:
+    """The default VAE encoder architecture, untrained, initialised from ``seed``."""
+    from representations.registry import make_learner
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        learner = make_learner(RANDOM_LEARNER, {"image_size": image_size})
+    return learner.eval()
+
+
+def load_encoder(spec: str, image_size: int, seed: int,
+                 expect_fingerprint: str | None = None) -> ResolvedEncoder:
+    """Resolve ``spec`` (a run directory or a baseline name); see the module docstring."""
+    if spec in ("pixels", "state"):
+        return ResolvedEncoder(None, {"kind": spec, "fingerprint": None})
+    if spec == "random":
+        learner = random_learner(image_size, seed)
+        desc = {"kind": "random", "learner": RANDOM_LEARNER, "init_seed": seed,
+                "config": learner.config.to_json(), "fingerprint": weights_fingerprint(learner)}
+    else:
+        path = Path(spec).expanduser().resolve()
+        if not (path / RUN_FILE).is_file():
+            raise ConfigError(
+                f"encoder {spec!r} is neither a representation run directory (no {RUN_FILE}) nor "
+                f"one of {', '.join(BASELINES)}"
+            )
+        learner = load_learner(path)
+        run = json.loads((path / RUN_FILE).read_text())
+        desc = {"kind": "checkpoint", "path": str(path), "learner": learner.name,
+                "config": run.get("model", learner.config.to_json()),
+                "run": {k: run[k] for k in ("identity", "train", "dataset") if k in run},
+                "fingerprint": file_fingerprint(path / CHECKPOINT_FILE)}
+    size = int(learner.config.image_size)
+    if size != image_size:
+        raise ConfigError(
+            f"encoder {spec!r} was trained on {size}x{size} images but the agent's env renders "
+            f"{image_size}x{image_size} (use --image-size {size})"
+        )
+    if expect_fingerprint is not None and desc["fingerprint"] != expect_fingerprint:
+        raise ConfigError(
+            f"encoder {spec!r} changed since the agent was trained (fingerprint "
+            f"{str(desc['fingerprint'])[:12]} != {expect_fingerprint[:12]})"
+        )
+    return ResolvedEncoder(learner.eval(), desc)

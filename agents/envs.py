@@ -1,0 +1,72 @@
+"""Building (vectorised) envs for agents: colour splits, shifts, Monitor, frozen-encoder wrapper.
+
+Shifts of the OOD protocol (Dittadi et al., ICLR 2021; Traeuble, Dittadi et al., ICLR 2022):
+``in`` (the colours the policy trained on), ``ood1`` (seen by the encoder, not by the policy),
+``ood2`` (seen by neither), and ``real`` (IN colours with the TriFinger sim-to-real image shift).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from types import MappingProxyType
+from typing import Any
+
+import gymnasium as gym
+from stable_baselines3.common.monitor import Monitor
+from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
+
+from agents.config import AgentConfig
+from agents.wrapper import EncodedVecEnv
+from envs.errors import ConfigError, choice_error
+from envs.registry import entry, make
+from representations.base import Learner
+
+#: shift name -> (colour split, image shift)
+SHIFTS: MappingProxyType[str, tuple[str, str | None]] = MappingProxyType({
+    "in": ("in", None),
+    "ood1": ("ood1", None),
+    "ood2": ("ood2", None),
+    "real": ("in", "real"),
+})
+
+
+def parse_shifts(spec: str | list[str] | tuple[str, ...], env_id: str) -> tuple[str, ...]:
+    """``"in,ood1"`` -> ``("in", "ood1")``; unknown names and ``real`` on grid envs: ConfigError."""
+    names = [s.strip() for s in spec.split(",")] if isinstance(spec, str) else list(spec)
+    names = [n for n in names if n]
+    if not names:
+        raise ConfigError(f"no shifts given; valid: {', '.join(SHIFTS)}")
+    for n in names:
+        if n not in SHIFTS:
+            raise choice_error("shift", n, tuple(SHIFTS))
+    if len(set(names)) != len(names):
+        raise ConfigError(f"shift listed twice in {spec!r}")
+    if "real" in names and entry(env_id).family != "trifinger":
+        raise ConfigError(
+            f"shift 'real' (sim-to-real) exists for TriFinger envs only, not {env_id}"
+        )
+    return tuple(names)
+
+
+def make_env(config: AgentConfig, shift: str | None = None) -> gym.Env[Any, Any]:
+    """One env of ``config``: its training colours (``shift=None``) or an evaluation shift."""
+    if shift is None:
+        return make(config.env_id, **config.env_kwargs_for(config.colours))
+    colours, image_shift = SHIFTS[shift]
+    return make(config.env_id, **config.env_kwargs_for(colours, image_shift))
+
+
+def env_factory(config: AgentConfig, shift: str | None = None
+                ) -> Callable[[], gym.Env[Any, Any]]:
+    def build() -> gym.Env[Any, Any]:
+        return Monitor(make_env(config, shift))
+
+    return build
+
+
+def make_vec_env(config: AgentConfig, n_envs: int, learner: Learner | None) -> VecEnv:
+    """The training envs: ``n_envs`` Monitor-wrapped envs on ``config.colours`` in a DummyVecEnv
+    (one process: deterministic, and the frozen encoder batches all of them), wrapped in
+    :class:`EncodedVecEnv` when ``learner`` is given."""
+    venv: VecEnv = DummyVecEnv([env_factory(config) for _ in range(n_envs)])
+    return EncodedVecEnv(venv, learner) if learner is not None else venv

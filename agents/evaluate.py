@@ -1,0 +1,142 @@
+"""Evaluate a trained agent under colour shifts: per-shift return and success with 95% CIs.
+
+The OOD protocol of Dittadi et al. (ICLR 2021) and Traeuble, Dittadi et al. (ICLR 2022): ``in``
+(the training colours), ``ood1`` (colours the encoder saw in pretraining, the policy did not),
+``ood2`` (colours neither saw) and ``real`` (IN colours through the TriFinger sim-to-real image
+shift). Results are reported per shift, never pooled, each with a seeded percentile-bootstrap
+interval (:mod:`agents.stats`).
+
+Episode seeds are drawn from ``seed`` in a range disjoint from every training seed
+(:data:`agents.config.EVAL_SEED_BASE`) and are the same for every shift, so shifts are compared on
+paired episodes. The policy acts deterministically. ``eval.json`` in the agent directory is
+written atomically; an existing one with the same parameters is returned without re-running.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from agents.config import EVAL_SEED_BASE, SEED_LIMIT, AgentConfig
+from agents.encoders import load_encoder
+from agents.encoding import FrozenEncoder
+from agents.envs import make_env, parse_shifts
+from agents.rollout import run_episodes
+from agents.stats import DEFAULT_RESAMPLES, bootstrap_ci
+from agents.train import AGENT_FILE, DONE_FILE, MODEL_FILE, episode_seeds, torch_settings
+from agents.video import write_video
+from envs.errors import ConfigError
+from experiments.study.artifacts import write_json_atomic
+
+EVAL_FILE = "eval.json"
+EVAL_ENVS = 4
+
+
+def read_agent(agent_dir: Path) -> dict[str, Any]:
+    """The ``agent.json`` of a finished agent directory (ConfigError otherwise)."""
+    path = agent_dir / AGENT_FILE
+    if not path.is_file():
+        raise ConfigError(f"{agent_dir} is not an agent directory (no {AGENT_FILE})")
+    if not (agent_dir / DONE_FILE).is_file() or not (agent_dir / MODEL_FILE).is_file():
+        raise ConfigError(f"the agent in {agent_dir} has not finished training")
+    try:
+        data: dict[str, Any] = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path} is not valid JSON: {exc}") from None
+    return data
+
+
+def load_model(agent_dir: Path, algo: str) -> Any:
+    from stable_baselines3 import PPO, SAC
+
+    cls = PPO if algo == "ppo" else SAC
+    return cls.load(str(agent_dir / MODEL_FILE), device="cpu")
+
+
+def _check_int(name: str, value: object, low: int, high: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low \
+            or (high is not None and value >= high):
+        bound = f">= {low}" if high is None else f"in [{low}, {high})"
+        raise ConfigError(f"{name} must be an integer {bound}, got {value!r}")
+    return int(value)
+
+
+def evaluate(agent_dir: str | Path, shifts: str | list[str] | tuple[str, ...] = "in",
+             episodes: int = 50, seed: int = 0, video: int = 0,
+             resamples: int = DEFAULT_RESAMPLES) -> dict[str, Any]:
+    """Evaluate the agent in ``agent_dir`` under ``shifts``; returns (and writes) ``eval.json``.
+
+    ``video`` > 0 also writes the first ``video`` episodes of each shift to
+    ``videos/<shift>_<k>.mp4``.
+    """
+    out = Path(agent_dir)
+    agent = read_agent(out)
+    config = AgentConfig.from_json(agent["config"])
+    names = parse_shifts(shifts, config.env_id)
+    episodes = _check_int("episodes", episodes, 1)
+    seed = _check_int("seed", seed, 0, SEED_LIMIT)
+    video = _check_int("video", video, 0)
+    resamples = _check_int("resamples", resamples, 1)
+    params = {"shifts": list(names), "episodes": episodes, "seed": seed, "resamples": resamples}
+    previous = out / EVAL_FILE
+    if previous.is_file() and not video:
+        try:
+            old: dict[str, Any] = json.loads(previous.read_text())
+            if old.get("params") == params:
+                return old
+        except json.JSONDecodeError:
+            pass
+    desc = agent.get("encoder", {})
+    spec = desc.get("path") or config.encoder
+    encoder = load_encoder(spec, config.image_size, config.seed,
+                           expect_fingerprint=desc.get("fingerprint"))
+    model = load_model(out, config.algo)
+    ep_seeds = episode_seeds(EVAL_SEED_BASE, seed, episodes)
+
+    def policy(obs: Any) -> np.ndarray:
+        return model.predict(obs, deterministic=True)[0]
+
+    results: dict[str, Any] = {}
+    with torch_settings(config.torch_threads):
+        for shift in names:
+            envs = [make_env(config, shift) for _ in range(min(EVAL_ENVS, episodes))]
+            try:
+                enc = (FrozenEncoder(encoder.learner, envs[0].observation_space)
+                       if encoder.learner is not None else None)
+                eps = run_episodes(envs, policy, ep_seeds, enc, record=video)
+            finally:
+                for env in envs:
+                    env.close()
+            returns = [e.ret for e in eps]
+            success = [float(e.success) for e in eps]
+            results[shift] = {
+                "return": bootstrap_ci(returns, seed, resamples).to_json(),
+                "success": bootstrap_ci(success, seed, resamples).to_json(),
+                "mean_length": float(np.mean([e.length for e in eps])),
+                "returns": returns,
+                "successes": [bool(s) for s in success],
+            }
+            videos = [str(write_video(e.frames, out / "videos" / f"{shift}_{k}.mp4"))
+                      for k, e in enumerate(eps[:video])]
+            if videos:
+                results[shift]["videos"] = videos
+    result = {"agent": str(out.resolve()), "env_id": config.env_id, "algo": config.algo,
+              "encoder": desc.get("kind", config.encoder_kind), "train_seed": config.seed,
+              "params": params, "episode_seeds": ep_seeds, "shifts": results}
+    write_json_atomic(out / EVAL_FILE, result)
+    return result
+
+
+def format_table(result: dict[str, Any]) -> str:
+    """Plain-text table: one row per shift, mean and 95% CI of return and success."""
+    lines = [f"{'shift':<6} {'return':>9} {'95% CI':>21} {'success':>8} {'95% CI':>15} {'n':>5}"]
+    for shift, r in result["shifts"].items():
+        ret, suc = r["return"], r["success"]
+        lines.append(
+            f"{shift:<6} {ret['mean']:>9.3f} [{ret['ci_low']:>8.3f}, {ret['ci_high']:>8.3f}] "
+            f"{suc['mean']:>8.3f} [{suc['ci_low']:.3f}, {suc['ci_high']:.3f}] {ret['n']:>5}"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,294 @@
+"""Train an SB3 agent (PPO or SAC) on frozen-encoder features, pixels or ground-truth state.
+
+Stable-Baselines3 (Raffin et al. 2021, JMLR) PPO (Schulman et al. 2017) and SAC (Haarnoja et al.
+2018) with the defaults of :mod:`agents.config`. For a frozen encoder the envs are wrapped in
+:class:`agents.wrapper.EncodedVecEnv` (encode once per env step, in one batch) and the policy is an
+MLP, or a DeepSets extractor (Zaheer et al. 2017) for slot latents. This is the frozen-encoder
+protocol of Dittadi et al. (ICLR 2021) and Traeuble, Dittadi et al. (ICLR 2022).
+
+Output directory::
+
+    agent.json          resolved config: env id + kwargs, encoder path/config/fingerprint, algo,
+                        hyperparameters, seed, package versions, and the run's identity
+    agent.zip           the final SB3 model
+    checkpoints/        periodic SB3 checkpoints (agent_<steps>_steps.zip)
+    logs/               progress.csv and TensorBoard events (rollout/*, train/*, eval/*)
+    evaluations.json    periodic evaluations on IN colours
+    DONE.json           written last (atomically): the run finished
+
+Determinism: envs run in one process (DummyVecEnv) and reset with seeds ``seed + i``; SB3 seeds
+Python, NumPy and torch from ``seed`` (its global RNGs, unavoidable) and the action space; torch
+runs with ``torch_threads`` threads and deterministic algorithms. Two runs with the same config on
+the same machine and library versions give identical weights on the CPU.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import platform
+import shutil
+import time
+from collections.abc import Iterator
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.callbacks import BaseCallback, CallbackList, CheckpointCallback
+from stable_baselines3.common.logger import configure
+
+from agents.config import SEED_RANGE, TRAIN_EVAL_SEED_BASE, AgentConfig
+from agents.encoders import ResolvedEncoder, load_encoder
+from agents.envs import make_env, make_vec_env
+from agents.extractors import DeepSetsExtractor
+from agents.rollout import run_episodes
+from agents.stats import bootstrap_ci
+from envs.errors import ConfigError
+from experiments.study.artifacts import write_json_atomic
+
+FORMAT = "sparseshift-agent"
+FORMAT_VERSION = 1
+AGENT_FILE = "agent.json"
+MODEL_FILE = "agent.zip"
+DONE_FILE = "DONE.json"
+EVALUATIONS_FILE = "evaluations.json"
+#: Parallel envs of the periodic evaluation.
+EVAL_ENVS = 4
+NATURE_CNN_MIN_SIZE = 36
+
+
+def package_versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in ("sparseshift", "stable-baselines3", "gymnasium", "torch", "numpy", "mujoco",
+                 "minigrid"):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def episode_seeds(base: int, seed: int, n: int) -> list[int]:
+    """``n`` distinct episode seeds in ``[base, base + SEED_RANGE)`` drawn from ``seed``."""
+    rng = np.random.default_rng(seed)
+    return [base + int(v) for v in rng.choice(SEED_RANGE, size=n, replace=False)]
+
+
+@contextlib.contextmanager
+def torch_settings(threads: int) -> Iterator[None]:
+    """Pin torch's thread count and deterministic algorithms for the block, then restore."""
+    old_threads = torch.get_num_threads()
+    was = torch.are_deterministic_algorithms_enabled()
+    was_warn = torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old_threads)
+        torch.use_deterministic_algorithms(was, warn_only=was_warn)
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str))
+
+
+def identity(config: AgentConfig, encoder: ResolvedEncoder) -> dict[str, Any]:
+    """What must match for an existing output directory to be reused."""
+    cfg = config.to_json()
+    if encoder.description.get("path"):
+        cfg["encoder"] = encoder.description["path"]
+    return _jsonable({"config": cfg, "hyperparams": config.resolved_hyperparams(),
+                      "encoder_fingerprint": encoder.fingerprint})
+
+
+def policy_setup(config: AgentConfig, hp: dict[str, Any], set_shape: tuple[int, int] | None
+                 ) -> tuple[str, dict[str, Any]]:
+    """SB3 policy name and ``policy_kwargs`` for the encoder kind."""
+    arch = [int(u) for u in hp["net_arch"]]
+    kwargs: dict[str, Any] = {"net_arch": dict(pi=arch, vf=arch) if config.algo == "ppo" else arch}
+    if config.encoder == "pixels":
+        if config.image_size < NATURE_CNN_MIN_SIZE:
+            m = NATURE_CNN_MIN_SIZE
+            raise ConfigError(f"the pixels baseline (NatureCNN) needs images >= {m}x{m}, "
+                              f"got {config.image_size}")
+        return "MultiInputPolicy", kwargs
+    if set_shape is not None:
+        kwargs["features_extractor_class"] = DeepSetsExtractor
+        kwargs["features_extractor_kwargs"] = {
+            "n_slots": set_shape[0], "slot_dim": set_shape[1],
+            "hidden": int(hp["deepsets_hidden"]), "set_features": int(hp["deepsets_set_features"]),
+            "proprio_features": int(hp["deepsets_proprio_features"]),
+            "pooling": str(hp["deepsets_pooling"]),
+        }
+    return "MlpPolicy", kwargs
+
+
+PPO_KEYS = ("n_steps", "batch_size", "n_epochs", "learning_rate", "gamma", "gae_lambda",
+            "clip_range", "ent_coef", "vf_coef", "max_grad_norm")
+SAC_KEYS = ("buffer_size", "batch_size", "learning_rate", "learning_starts", "tau", "gamma",
+            "train_freq", "gradient_steps", "ent_coef")
+
+
+def build_model(config: AgentConfig, hp: dict[str, Any], env: Any,
+                set_shape: tuple[int, int] | None) -> BaseAlgorithm:
+    from stable_baselines3 import PPO, SAC
+
+    policy, policy_kwargs = policy_setup(config, hp, set_shape)
+    if config.algo == "ppo":
+        return PPO(policy, env, seed=config.seed, device="cpu", verbose=0,
+                   policy_kwargs=policy_kwargs, **{k: hp[k] for k in PPO_KEYS})
+    return SAC(policy, env, seed=config.seed, device="cpu", verbose=0,
+               policy_kwargs=policy_kwargs, **{k: hp[k] for k in SAC_KEYS})
+
+
+class PeriodicEval(BaseCallback):
+    """Every ``every`` env steps: ``episodes`` deterministic episodes on IN colours, logged as
+    ``eval/mean_return``, ``eval/success_rate`` (and 95% bootstrap CIs) and kept in
+    :attr:`history`. The same episode seeds are used at every evaluation."""
+
+    def __init__(self, config: AgentConfig, encoder: ResolvedEncoder, every: int,
+                 episodes: int) -> None:
+        super().__init__()
+        self.config, self.every, self.episodes = config, every, episodes
+        self.seeds = episode_seeds(TRAIN_EVAL_SEED_BASE, config.seed, episodes)
+        self.encoder = encoder
+        self.history: list[dict[str, Any]] = []
+        self._next = every
+        self._envs: list[Any] = []
+
+    def _on_step(self) -> bool:
+        if self.num_timesteps >= self._next:
+            self._next += self.every
+            self.evaluate()
+        return True
+
+    def evaluate(self) -> dict[str, Any]:
+        from agents.encoding import FrozenEncoder
+
+        if not self._envs:
+            self._envs = [make_env(self.config, "in") for _ in range(min(EVAL_ENVS,
+                                                                         self.episodes))]
+        learner = self.encoder.learner
+        enc = FrozenEncoder(learner, self._envs[0].observation_space) if learner else None
+        model = self.model
+
+        def policy(obs: Any) -> np.ndarray:
+            return model.predict(obs, deterministic=True)[0]
+
+        eps = run_episodes(self._envs, policy, self.seeds, enc)
+        returns = [e.ret for e in eps]
+        success = [float(e.success) for e in eps]
+        row: dict[str, Any] = {
+            "step": int(self.num_timesteps),
+            "return": bootstrap_ci(returns, self.config.seed).to_json(),
+            "success": bootstrap_ci(success, self.config.seed).to_json(),
+        }
+        self.history.append(row)
+        self.logger.record("eval/mean_return", row["return"]["mean"])
+        self.logger.record("eval/success_rate", row["success"]["mean"])
+        self.logger.record("eval/return_ci_low", row["return"]["ci_low"])
+        self.logger.record("eval/return_ci_high", row["return"]["ci_high"])
+        self.logger.dump(self.num_timesteps)
+        return row
+
+    def close(self) -> None:
+        for env in self._envs:
+            env.close()
+        self._envs = []
+
+
+def _check_existing(out: Path, ident: dict[str, Any]) -> bool:
+    """True if ``out`` holds a finished run of ``ident``; ConfigError if it holds another run."""
+    path = out / AGENT_FILE
+    if not path.is_file():
+        return False
+    try:
+        previous = json.loads(path.read_text()).get("identity")
+    except (json.JSONDecodeError, AttributeError):
+        raise ConfigError(f"{path} is not a readable agent file") from None
+    if previous != ident:
+        prev_cfg = (previous or {}).get("config", {})
+        diff = sorted(k for k in ident["config"] if prev_cfg.get(k) != ident["config"][k])
+        for k in ("hyperparams", "encoder_fingerprint"):
+            if (previous or {}).get(k) != ident[k]:
+                diff.append(k)
+        raise ConfigError(
+            f"{out} holds an agent with a different config (differs in: "
+            f"{', '.join(diff) or 'format'}); use a new --out directory or the same config"
+        )
+    return (out / DONE_FILE).is_file()
+
+
+def train_agent(config: AgentConfig, out_dir: str | Path) -> Path:
+    """Train ``config`` into ``out_dir`` and return it (see the module docstring).
+
+    A finished run of the same config (same encoder fingerprint) in ``out_dir`` is returned as it
+    is; an unfinished one is restarted from scratch; another config is a :class:`ConfigError`.
+    """
+    out = Path(out_dir)
+    encoder = load_encoder(config.encoder, config.image_size, config.seed)
+    ident = identity(config, encoder)
+    if _check_existing(out, ident):
+        return out
+    for stale in ("checkpoints", "logs", MODEL_FILE, EVALUATIONS_FILE):
+        p = out / stale
+        if p.is_dir():
+            shutil.rmtree(p)
+        elif p.exists():
+            p.unlink()
+    hp = config.resolved_hyperparams()
+    with torch_settings(config.torch_threads):
+        env = make_vec_env(config, int(hp["n_envs"]), encoder.learner)
+        obs_info: dict[str, Any] = {"space": str(env.observation_space)}
+        set_shape = None
+        enc_state = getattr(env, "encoder", None)
+        if enc_state is not None:
+            set_shape = enc_state.set_shape
+            obs_info.update(latent_shape=list(enc_state.latent_shape),
+                            proprio_dim=enc_state.proprio_dim, stateful=enc_state.stateful)
+        write_json_atomic(out / AGENT_FILE, _jsonable({
+            "format": FORMAT, "format_version": FORMAT_VERSION, "identity": ident,
+            "config": config.to_json(), "env": {
+                "id": config.env_id, "family": config.family,
+                "kwargs": config.env_kwargs_for(config.colours),
+            },
+            "encoder": encoder.description, "algo": config.algo, "hyperparams": hp,
+            "seed": config.seed, "observation": obs_info, "versions": package_versions(),
+        }))
+        model = build_model(config, hp, env, set_shape)
+        formats = ["csv", "tensorboard"] if config.tensorboard else ["csv"]
+        model.set_logger(configure(str(out / "logs"), formats))
+        callbacks: list[BaseCallback] = []
+        n_envs = int(hp["n_envs"])
+        if config.checkpoint_every:
+            callbacks.append(CheckpointCallback(max(config.checkpoint_every // n_envs, 1),
+                                                str(out / "checkpoints"), name_prefix="agent"))
+        evaluator = None
+        if config.eval_every:
+            evaluator = PeriodicEval(config, encoder, config.eval_every, config.eval_episodes)
+            callbacks.append(evaluator)
+        t0 = time.perf_counter()
+        try:
+            model.learn(total_timesteps=config.steps, callback=CallbackList(callbacks))
+            if evaluator is not None and (not evaluator.history
+                                          or evaluator.history[-1]["step"] != model.num_timesteps):
+                evaluator.num_timesteps = model.num_timesteps
+                evaluator.evaluate()
+        finally:
+            env.close()
+            if evaluator is not None:
+                evaluator.close()
+        seconds = time.perf_counter() - t0
+        model.save(str(out / MODEL_FILE))
+    history = evaluator.history if evaluator is not None else []
+    write_json_atomic(out / EVALUATIONS_FILE, history)
+    write_json_atomic(out / DONE_FILE, {"result": {
+        "steps": int(model.num_timesteps), "seconds": seconds,
+        "steps_per_second": model.num_timesteps / max(seconds, 1e-9),
+        "final_eval": history[-1] if history else None,
+    }})
+    return out

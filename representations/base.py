@@ -1,0 +1,147 @@
+"""The interface every representation learner implements.
+
+A learner is a :class:`torch.nn.Module` built from a frozen dataclass config. The training loop
+(:mod:`representations.train`) only calls :meth:`Learner.loss` on batches of the kind the learner
+declares in :attr:`Learner.batch_kind`; agents and metrics only call :meth:`Learner.encode` (or
+:meth:`Learner.encode_step` for stateful encoders such as the Neural Wave Machine).
+
+Batch kinds (all tensors; frames are uint8 ``[..., H, W, 3]`` and become floats in [0, 1] inside
+the model):
+
+* ``"singles"``: ``{"x": [B, H, W, 3]}``
+* ``"pairs"``: ``{"x1": [B, H, W, 3], "x2": [B, H, W, 3]}`` (intervention or temporal pairs)
+* ``"sequences"``: ``{"x": [B, T, H, W, 3]}``
+
+Latents are ``[B, *latent_shape]``: ``(D,)`` for VAEs, ``(K, D)`` for set-valued latents (slots).
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+import torch
+from torch import nn
+
+from envs.errors import ConfigError, check_image_size
+
+BatchKind = Literal["singles", "pairs", "sequences"]
+BATCH_KINDS: tuple[str, ...] = ("singles", "pairs", "sequences")
+
+Batch = dict[str, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class LearnerConfig:
+    """Fields every learner config has; learners subclass this with their own hyperparameters."""
+
+    image_size: int = 64
+
+    def __post_init__(self) -> None:
+        check_image_size(self.image_size)
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready dict (tuples become lists)."""
+        return {k: list(v) if isinstance(v, tuple) else v
+                for k, v in dataclasses.asdict(self).items()}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> LearnerConfig:
+        """Inverse of :meth:`to_json`; unknown keys are a :class:`ConfigError`."""
+        fields = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - fields)
+        if unknown:
+            raise ConfigError(
+                f"unknown {cls.__name__} option(s) {unknown}; valid: {', '.join(sorted(fields))}"
+            )
+        kwargs: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v
+                                  for k, v in data.items()}
+        return cls(**kwargs)
+
+
+def frames_to_tensor(frames: torch.Tensor | np.ndarray, device: torch.device | None = None
+                     ) -> torch.Tensor:
+    """uint8 frames ``[..., H, W, 3]`` (numpy or torch) as a uint8 tensor, without copying."""
+    t = torch.from_numpy(np.ascontiguousarray(frames)) if isinstance(frames, np.ndarray) else frames
+    if t.dtype != torch.uint8 or t.shape[-1] != 3:
+        raise ConfigError(f"frames must be uint8 [..., H, W, 3], got {t.dtype} {tuple(t.shape)}")
+    return t if device is None else t.to(device)
+
+
+def to_float_chw(frames: torch.Tensor) -> torch.Tensor:
+    """uint8 ``[B, H, W, 3]`` -> float ``[B, 3, H, W]`` in [0, 1]."""
+    return frames.permute(0, 3, 1, 2).float().div_(255.0)
+
+
+class Learner(nn.Module, abc.ABC):
+    """Base class of all representation learners.
+
+    Subclasses set the class attributes, take their config in ``__init__`` and implement
+    :meth:`loss` and :meth:`encode`. Stateful learners set ``stateful = True`` and override
+    :meth:`initial_state` and :meth:`encode_step`.
+    """
+
+    #: Registry name (set by :func:`representations.registry.register_learner`).
+    name: ClassVar[str] = ""
+    #: The frozen dataclass this learner is built from.
+    config_cls: ClassVar[type[LearnerConfig]] = LearnerConfig
+    #: The batch kind :meth:`loss` consumes.
+    batch_kind: ClassVar[BatchKind] = "singles"
+    #: True when encoding a frame depends on earlier frames (``encode_step`` carries a state).
+    stateful: ClassVar[bool] = False
+
+    def __init__(self, config: LearnerConfig) -> None:
+        super().__init__()
+        if not isinstance(config, self.config_cls):
+            raise ConfigError(
+                f"learner {self.name!r} needs a {self.config_cls.__name__}, "
+                f"got {type(config).__name__}"
+            )
+        self.config = config
+
+    @property
+    @abc.abstractmethod
+    def latent_shape(self) -> tuple[int, ...]:
+        """Shape of one example's latents: ``(D,)`` or ``(K, D)`` for set-valued latents."""
+
+    @abc.abstractmethod
+    def loss(self, batch: Batch, generator: torch.Generator | None = None
+             ) -> dict[str, torch.Tensor]:
+        """Loss terms of one batch; ``"loss"`` is the total that is minimised.
+
+        Scalar entries are logged as they are; 1-D entries (e.g. ``"kl_per_dim"``) are logged per
+        element. ``generator`` drives all sampling noise so training is reproducible.
+        """
+
+    @abc.abstractmethod
+    def encode(self, frames: torch.Tensor) -> torch.Tensor:
+        """uint8 frames ``[B, H, W, 3]`` -> latents ``[B, *latent_shape]`` (deterministic)."""
+
+    def initial_state(self, batch: int) -> Any:
+        """Initial encoder state for ``batch`` parallel streams (``None`` when stateless)."""
+        return None
+
+    def encode_step(self, frames: torch.Tensor, state: Any) -> tuple[torch.Tensor, Any]:
+        """Encode one frame per stream given the previous state; stateless learners ignore it."""
+        return self.encode(frames), state
+
+    def reconstruct(self, frames: torch.Tensor) -> torch.Tensor:
+        """Reconstruction of uint8 frames as floats ``[B, H, W, 3]`` in [0, 1] (if supported)."""
+        raise NotImplementedError(f"learner {self.name!r} does not reconstruct")
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """Images ``[B, H, W, 3]`` in [0, 1] from latents (used for traversals, if supported)."""
+        raise NotImplementedError(f"learner {self.name!r} does not decode")
+
+    def check_frames(self, frames: torch.Tensor) -> None:
+        """Raise :class:`ConfigError` unless frames have this learner's image size."""
+        size = self.config.image_size
+        if tuple(frames.shape[-3:]) != (size, size, 3):
+            raise ConfigError(
+                f"frames are {tuple(frames.shape[-3:-1])} but learner {self.name!r} was configured "
+                f"for image size {size}x{size}"
+            )

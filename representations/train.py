@@ -1,0 +1,307 @@
+"""The one training loop for every learner.
+
+:func:`train` runs Adam on :meth:`Learner.loss` for ``steps`` steps with
+
+* a tqdm progress bar (steps, images/s, loss);
+* TensorBoard (``DIR/tb``): every scalar loss term, each element of vector terms (KL per latent
+  dim), the learning rate and images/s every ``log_every`` steps; grids of reconstructions and
+  latent traversals every ``image_every`` steps;
+* atomic checkpoints every ``ckpt_every`` steps and at the end (:mod:`representations.checkpoint`);
+* exact resume: rerunning with the same directory and the same config continues from the last
+  checkpoint and ends with the weights an uninterrupted run would have (all randomness of step
+  ``t`` is derived from ``(seed, t)``: the batch via :mod:`representations.data`, the
+  reparameterisation noise via a private :class:`torch.Generator`). ``steps`` and the logging
+  cadences may change between runs; anything else differing is a :class:`ConfigError`;
+* a non-finite loss stops training with :class:`TrainingError`; the last good checkpoint is kept.
+
+The loop never touches global RNG state. It turns on ``torch.use_deterministic_algorithms`` for the
+duration of the run (warn-only) and restores the previous setting afterwards. Results are bitwise
+reproducible on the CPU for a fixed seed and thread count.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from envs.errors import ConfigError
+from representations.base import Learner, LearnerConfig
+from representations.checkpoint import (
+    CHECKPOINT_FILE,
+    FORMAT,
+    FORMAT_VERSION,
+    RUN_FILE,
+    package_versions,
+    read_checkpoint,
+    read_run,
+    save_checkpoint,
+    write_json,
+)
+from representations.data import (
+    STREAM_NOISE,
+    STREAM_VIZ,
+    BatchSource,
+    BatchSpec,
+    dataset_info,
+    derive_seed,
+    open_data,
+    resolve_pairs,
+)
+from representations.registry import learner_class
+
+
+class TrainingError(RuntimeError):
+    """Training failed (e.g. the loss became NaN); the CLI reports it on one line, exit 1."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines a training run.
+
+    ``model`` holds the learner's options (see its config dataclass, e.g.
+    :class:`representations.vae.VAEConfig`); ``image_size`` defaults to the dataset's.
+    ``pairs`` is ``None`` (intervention pairs for pairs learners on pairs datasets),
+    ``"intervention"`` or ``"temporal"`` (frames t and t+gap of one episode; ``gap`` is an int or an
+    inclusive range ``(lo, hi)``).
+    """
+
+    learner: str = "beta_vae"
+    model: Mapping[str, Any] = field(default_factory=dict)
+    steps: int = 1000
+    seed: int = 0
+    batch: int = 64
+    lr: float = 1e-4
+    pairs: str | None = None
+    gap: int | tuple[int, int] = 1
+    seq_len: int = 8
+    log_every: int = 50
+    image_every: int = 1000
+    ckpt_every: int = 1000
+    progress: bool = True
+    tensorboard: bool = True
+
+    def __post_init__(self) -> None:
+        learner_class(self.learner)  # unknown names -> ConfigError listing the valid ones
+        for name in ("steps", "batch", "seq_len", "log_every", "image_every", "ckpt_every"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+        if not (isinstance(self.lr, int | float) and 0 < self.lr < math.inf):
+            raise ConfigError(f"lr must be a positive number, got {self.lr!r}")
+        lo, hi = self.gap_range
+        if lo < 1 or hi < lo:
+            raise ConfigError(f"gap must be >= 1 (or a range lo <= hi), got {self.gap!r}")
+
+    @property
+    def gap_range(self) -> tuple[int, int]:
+        if isinstance(self.gap, int):
+            return (self.gap, self.gap)
+        lo, hi = self.gap
+        return (int(lo), int(hi))
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What :func:`train` returns."""
+
+    out_dir: Path
+    step: int
+    resumed_from: int
+    losses: dict[str, float]
+    images_per_second: float
+
+
+def resolve_model_config(config: TrainConfig, image_size: int) -> LearnerConfig:
+    """The learner config of a run: the options plus the dataset's image size (checked)."""
+    options = dict(config.model)
+    if "image_size" in options and int(options["image_size"]) != image_size:
+        raise ConfigError(
+            f"the dataset's images are {image_size}x{image_size} but the learner config asks for "
+            f"image size {options['image_size']}"
+        )
+    options["image_size"] = image_size
+    return learner_class(config.learner).config_cls.from_json(options)
+
+
+def identity(config: TrainConfig, model: LearnerConfig, pairs: str, dataset: Mapping[str, Any]
+             ) -> dict[str, Any]:
+    """The part of a run's description that must not change when it is resumed."""
+    return {
+        "learner": config.learner,
+        "model": model.to_json(),
+        "seed": config.seed,
+        "batch": config.batch,
+        "lr": config.lr,
+        "pairs": pairs,
+        "gap": list(config.gap_range),
+        "seq_len": config.seq_len,
+        "dataset_fingerprint": dataset["fingerprint"],
+    }
+
+
+@contextlib.contextmanager
+def deterministic() -> Iterator[None]:
+    """``torch.use_deterministic_algorithms(True, warn_only=True)`` for the block, then restore."""
+    was = torch.are_deterministic_algorithms_enabled()
+    was_warn = torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(was, warn_only=was_warn)
+
+
+def _to_tensors(batch: Mapping[str, np.ndarray]) -> dict[str, torch.Tensor]:
+    return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in batch.items()}
+
+
+class _Logger:
+    """TensorBoard scalars and image grids (a no-op when disabled)."""
+
+    def __init__(self, out_dir: Path, enabled: bool, start_step: int) -> None:
+        self.writer: Any = None
+        if enabled:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(out_dir / "tb"), purge_step=start_step)
+
+    def scalars(self, terms: Mapping[str, torch.Tensor], step: int, extra: Mapping[str, float]
+                ) -> None:
+        if self.writer is None:
+            return
+        for name, value in terms.items():
+            v = value.detach()
+            if v.ndim == 0:
+                self.writer.add_scalar(f"train/{name}", float(v), step)
+            else:
+                for i, x in enumerate(v.flatten().tolist()):
+                    self.writer.add_scalar(f"{name}/{i}", x, step)
+        for name, x in extra.items():
+            self.writer.add_scalar(name, x, step)
+
+    def images(self, learner: Learner, frames: np.ndarray, step: int) -> None:
+        if self.writer is None:
+            return
+        from representations.viz import reconstruction_grid, traversal_grid
+
+        learner.eval()
+        try:
+            self.writer.add_image("reconstructions", reconstruction_grid(learner, frames), step,
+                                  dataformats="HWC")
+            self.writer.add_image("traversal", traversal_grid(learner, frames[0]), step,
+                                  dataformats="HWC")
+        except NotImplementedError:
+            pass  # learners that cannot decode have no grids
+        finally:
+            learner.train()
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+def train(config: TrainConfig, data: Any, out_dir: str | os.PathLike[str]) -> TrainResult:
+    """Train ``config.learner`` on ``data`` (a dataset path or an opened dataset) into ``out_dir``.
+
+    Resumes from ``out_dir`` when it holds a checkpoint of the same run. Raises
+    :class:`ConfigError` for bad input and :class:`TrainingError` when the loss stops being finite.
+    """
+    out = Path(out_dir)
+    ds = open_data(data)
+    info = dataset_info(ds)
+    cls = learner_class(config.learner)
+    model_cfg = resolve_model_config(config, info["image_size"])
+    pairs = resolve_pairs(cls.batch_kind, config.learner, info["kind"], config.pairs)
+    ident = identity(config, model_cfg, pairs, info)
+
+    learner = cls(model_cfg)
+    optimizer = torch.optim.Adam(learner.parameters(), lr=config.lr)
+    start = 0
+    if (out / RUN_FILE).exists():
+        previous = read_run(out)
+        if previous.get("learner") != config.learner:
+            raise ConfigError(
+                f"{out} holds a run of learner {previous.get('learner')!r}, not "
+                f"{config.learner!r}; use a new --out directory"
+            )
+        if previous.get("identity") != ident:
+            diff = sorted(k for k in ident if previous.get("identity", {}).get(k) != ident[k])
+            raise ConfigError(
+                f"{out} holds a run with a different config (differs in: {', '.join(diff)}); "
+                "use a new --out directory or the same config to resume"
+            )
+        if (out / CHECKPOINT_FILE).exists():
+            ckpt = read_checkpoint(out, expect_learner=config.learner)
+            learner.load_state_dict(ckpt.model)
+            optimizer.load_state_dict(ckpt.optimizer)
+            start = ckpt.step
+    write_json(out / RUN_FILE, {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "learner": config.learner,
+        "model": model_cfg.to_json(),
+        "identity": ident,
+        "train": {
+            "steps": config.steps, "seed": config.seed, "batch": config.batch, "lr": config.lr,
+            "pairs": pairs if cls.batch_kind == "pairs" else None,
+            "gap": list(config.gap_range), "seq_len": config.seq_len,
+        },
+        "dataset": info,
+        "versions": package_versions(),
+    })
+
+    spec = BatchSpec(cls.batch_kind, config.batch, pairs, config.gap_range, config.seq_len)
+    source = BatchSource(ds, spec, config.seed)
+    generator = torch.Generator()
+    logger = _Logger(out, config.tensorboard, start)
+    viz_frames = source.sampler(STREAM_VIZ, 0).frames(8)["x"]
+    last: dict[str, float] = {}
+    last_ckpt = start
+    rate = 0.0
+    learner.train()
+    try:
+        from tqdm import tqdm
+
+        with deterministic(), tqdm(total=config.steps, initial=start, unit="step",
+                                   disable=not config.progress, dynamic_ncols=True) as bar:
+            t0, images = time.perf_counter(), 0
+            for step in range(start, config.steps):
+                batch = _to_tensors(source(step))
+                generator.manual_seed(derive_seed(config.seed, STREAM_NOISE, step))
+                terms = learner.loss(batch, generator=generator)
+                loss = terms["loss"]
+                if not torch.isfinite(loss):
+                    raise TrainingError(
+                        f"loss became {float(loss)} at step {step + 1}; stopped. The last good "
+                        f"checkpoint (step {last_ckpt}) is kept in {out}. Lower --lr or --beta."
+                    )
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                done = step + 1
+                images += spec.images_per_batch
+                bar.update(1)
+                if done % config.log_every == 0 or done == config.steps:
+                    rate = images / max(time.perf_counter() - t0, 1e-9)
+                    last = {k: float(v.detach()) for k, v in terms.items() if v.ndim == 0}
+                    bar.set_postfix(img_s=f"{rate:.0f}", loss=f"{last['loss']:.1f}")
+                    logger.scalars(terms, done, {"lr": optimizer.param_groups[0]["lr"],
+                                                 "images_per_s": rate})
+                if done % config.image_every == 0 or done == config.steps:
+                    logger.images(learner, viz_frames, done)
+                if done % config.ckpt_every == 0 or done == config.steps:
+                    save_checkpoint(out, learner, optimizer, done)
+                    last_ckpt = done
+    finally:
+        logger.close()
+    learner.eval()
+    return TrainResult(out, max(start, config.steps), start, last, rate)

@@ -1,0 +1,134 @@
+"""beta-VAE (Higgins et al. 2017, *beta-VAE: Learning Basic Visual Concepts with a Constrained
+Variational Framework*) on the disentanglement_lib conv architecture.
+
+Loss per example: ``recon(x, dec(z)) + beta * KL(q(z|x) || N(0, I))`` with ``z ~ q(z|x)``
+reparameterised; the batch loss is the mean over examples. :class:`ConvVAE` holds what the weakly
+supervised VAEs in :mod:`representations.weak` share with it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from envs.errors import ConfigError
+from representations.base import Batch, Learner, LearnerConfig, to_float_chw
+from representations.nets import (
+    RECON_LOSSES,
+    ConvDecoder,
+    ConvEncoder,
+    check_arch,
+    default_channels,
+    default_kernels,
+    reconstruction_loss,
+)
+from representations.registry import register_learner
+
+
+@dataclass(frozen=True)
+class VAEConfig(LearnerConfig):
+    """Hyperparameters of the conv VAEs (defaults: disentanglement_lib, beta = 1).
+
+    Empty ``channels``/``kernels`` mean the disentanglement_lib defaults for ``image_size``.
+    """
+
+    latent_dim: int = 10
+    beta: float = 1.0
+    channels: tuple[int, ...] = ()
+    kernels: tuple[int, ...] = ()
+    hidden: int = 256
+    recon: str = "bernoulli"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.channels:
+            object.__setattr__(self, "channels", default_channels(self.image_size))
+        if not self.kernels:
+            object.__setattr__(self, "kernels", default_kernels(self.image_size))
+        check_arch(self.image_size, self.channels, self.kernels)
+        if self.latent_dim < 1 or self.hidden < 1:
+            raise ConfigError(f"latent_dim and hidden must be >= 1, got {self.latent_dim}, "
+                              f"{self.hidden}")
+        if not (self.beta >= 0 and float(self.beta) < float("inf")):
+            raise ConfigError(f"beta must be finite and >= 0, got {self.beta}")
+        if self.recon not in RECON_LOSSES:
+            raise ConfigError(f"unknown reconstruction loss {self.recon!r}; valid: "
+                              f"{', '.join(RECON_LOSSES)}")
+
+
+def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """``KL(N(mu, exp(logvar)) || N(0, 1))`` per dimension (same shape as ``mu``)."""
+    return 0.5 * (mu.square() + logvar.exp() - logvar - 1.0)
+
+
+def reparameterise(mu: torch.Tensor, logvar: torch.Tensor,
+                   generator: torch.Generator | None) -> torch.Tensor:
+    eps = torch.randn(mu.shape, generator=generator, dtype=mu.dtype, device=mu.device)
+    return mu + eps * torch.exp(0.5 * logvar)
+
+
+class ConvVAE(Learner):
+    """Shared parts of the conv VAEs: encoder to a diagonal Gaussian, decoder, ELBO terms."""
+
+    config_cls = VAEConfig
+    config: VAEConfig
+
+    def __init__(self, config: LearnerConfig) -> None:
+        super().__init__(config)
+        c = self.config
+        self.encoder = ConvEncoder(c.image_size, c.channels, c.kernels, c.hidden, 2 * c.latent_dim)
+        self.decoder = ConvDecoder(c.image_size, c.channels, c.hidden, c.latent_dim)
+
+    @property
+    def latent_shape(self) -> tuple[int, ...]:
+        return (self.config.latent_dim,)
+
+    def posterior(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """uint8 frames -> (mu, logvar), each ``[B, latent_dim]``."""
+        self.check_frames(frames)
+        mu, logvar = self.encoder(to_float_chw(frames)).chunk(2, dim=1)
+        return mu, logvar
+
+    def encode(self, frames: torch.Tensor) -> torch.Tensor:
+        """Posterior means."""
+        return self.posterior(frames)[0]
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.decoder(latents)).permute(0, 2, 3, 1)
+
+    def reconstruct(self, frames: torch.Tensor) -> torch.Tensor:
+        """Decoded posterior means."""
+        return self.decode(self.encode(frames))
+
+    def elbo_terms(self, frames: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor,
+                   generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-example reconstruction loss ``[B]`` and per-dim KL ``[B, D]`` for a posterior."""
+        z = reparameterise(mu, logvar, generator)
+        recon = reconstruction_loss(self.decoder(z), to_float_chw(frames), self.config.recon)
+        return recon, gaussian_kl(mu, logvar)
+
+
+@register_learner("beta_vae")
+class BetaVAE(ConvVAE):
+    """beta-VAE (Higgins et al. 2017): ELBO with the KL term weighted by ``beta``.
+
+    Trained on single frames; ``beta = 1`` is the plain VAE (Kingma & Welling 2014).
+    """
+
+    batch_kind = "singles"
+
+    def loss(self, batch: Batch, generator: torch.Generator | None = None
+             ) -> dict[str, torch.Tensor]:
+        x = batch["x"]
+        mu, logvar = self.posterior(x)
+        recon, kl = self.elbo_terms(x, mu, logvar, generator)
+        kl_total = kl.sum(1).mean()
+        recon_mean = recon.mean()
+        return {
+            "loss": recon_mean + self.config.beta * kl_total,
+            "recon": recon_mean,
+            "kl": kl_total,
+            "elbo": -(recon_mean + kl_total),
+            "kl_per_dim": kl.mean(0).detach(),
+        }

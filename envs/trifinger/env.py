@@ -75,7 +75,7 @@ class TriFingerEnv(FactorEnv[Any, np.ndarray]):
       ``pixels_proprio`` (dict: ``pixels`` and ``proprio`` = joint positions + goal).
     * ``image_size``: positive multiple of 8 (64 default, 128 supported).
     * ``camera``: ``camera60`` (default), ``camera180``, ``camera300`` (the TriFinger platform
-      cameras) or ``top``.
+      cameras) or ``overview`` (an oblique view from further away).
     * ``render_preset``: ``fast`` (default; no shadows or multisampling) or ``pretty``.
     * ``colours``: colour splits sampled at reset (``in``, ``in+ood1``, ``all``, ...).
     * ``colour_scheme`` / ``colour_seed``: the scheme (``trifinger8`` or ``trifinger-cw``) and its

@@ -51,7 +51,7 @@ ARENA_RADIUS = 0.195
 BOUNDARY_INNER_RADIUS = 0.21
 TIP_RADIUS = 0.0095
 
-CAMERAS: tuple[str, ...] = ("camera60", "camera180", "camera300", "top")
+CAMERAS: tuple[str, ...] = ("camera60", "camera180", "camera300", "overview")
 #: Materials whose colour is controllable; cube/stage/fingers are colour factors.
 MATERIALS: tuple[str, ...] = ("cube", "stage", "fingers", "boundary", "background")
 #: Segmentation classes; values of ``segmentation()`` index this tuple.
@@ -170,8 +170,14 @@ def cube_yaw(quat: np.ndarray) -> float:
 
 
 def wrap_yaw(yaw: float) -> float:
-    """Wrap an angle into [-pi/4, pi/4) (the cube looks the same every pi/2)."""
+    """Wrap an angle into [-pi/4, pi/4] (the cube looks the same every pi/2).
+
+    Angles already within the range (up to 1e-6, the factor tolerance) are returned unchanged, so
+    a yaw set to exactly +pi/4 reads back as +pi/4.
+    """
     q = np.pi / 2.0
+    if abs(yaw) <= q / 2.0 + 1e-6:
+        return float(yaw)
     return float((yaw + q / 2.0) % q - q / 2.0)
 
 

@@ -309,3 +309,7 @@ class MiniGridColourEnv(FactorEnv[Any, np.int64]):
             "is_success": bool(terminated and float(reward) > 0),
         }
         return self._obs(), float(reward), bool(terminated), bool(truncated), info
+
+    def close(self) -> None:
+        self.minigrid_env.close()
+        super().close()

@@ -1,0 +1,193 @@
+"""The configuration of a collection run, validated and resolved before anything is written.
+
+:func:`resolve` checks every user input (env id, colours, k, n, policy, part size), builds the env
+once to read its factor spec and spaces, and returns a :class:`Resolved` run whose ``to_json()`` is
+the manifest: two runs with equal manifests produce byte-identical arrays, whatever the number of
+workers, so the manifest decides whether an existing output may be resumed or is complete.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from envs.colours import parse_splits
+from envs.data.layout import COMPRESSION, DEFAULT_PART_ROWS, FORMAT_VERSION, FRAME_CHUNK_ROWS
+from envs.data.policies import check_policy, describe_policy
+from envs.errors import ConfigError, check_image_size
+from envs.registry import entry, make
+
+#: States, and resamples per state, tried before a group counts as unable to change.
+PROBE_STATES = 16
+PROBE_DRAWS = 8
+
+
+@dataclass(frozen=True)
+class CollectConfig:
+    """What the user asked for (``sparseshift collect`` options)."""
+
+    env_id: str
+    kind: str
+    n: int
+    seed: int = 0
+    colours: str = "in+ood1"
+    image_size: int = 64
+    k: int | None = None
+    policy: str = "random"
+    render_preset: str | None = None  # envs that take one default to "fast"
+    obs_mode: str = "pixels"
+    part_rows: int = DEFAULT_PART_ROWS
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """A validated run: the config plus everything derived from the env and the policy."""
+
+    config: CollectConfig
+    env_kwargs: dict[str, Any]
+    policy: dict[str, Any] = field(default_factory=dict)
+    groups: tuple[str, ...] = ()  # pairs: the groups interventions may change
+    action_dtype: str = "float32"
+    action_shape: tuple[int, ...] = ()
+    env_info: dict[str, Any] = field(default_factory=dict)  # factor_spec, colour_scheme (JSON)
+
+    @property
+    def n_parts(self) -> int:
+        return -(-self.config.n // self.config.part_rows)
+
+    def part_range(self, index: int) -> tuple[int, int]:
+        start = index * self.config.part_rows
+        return start, min(self.config.n, start + self.config.part_rows)
+
+    def to_json(self) -> dict[str, Any]:
+        cfg = asdict(self.config)
+        return {
+            "format_version": FORMAT_VERSION,
+            **cfg,
+            "env_kwargs": self.env_kwargs,
+            "policy": self.policy,
+            "groups": list(self.groups),
+            "action_dtype": self.action_dtype,
+            "action_shape": list(self.action_shape),
+            "env_info": self.env_info,
+            "compression": COMPRESSION,
+            "frame_chunk_rows": FRAME_CHUNK_ROWS,
+        }
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Resolved:
+        names = CollectConfig.__dataclass_fields__
+        cfg = CollectConfig(**{k: d[k] for k in names})
+        return cls(cfg, dict(d["env_kwargs"]), dict(d["policy"]), tuple(d["groups"]),
+                   str(d["action_dtype"]), tuple(d["action_shape"]), dict(d["env_info"]))
+
+
+def make_env(run: Resolved) -> gym.Env[Any, Any]:
+    """Build the run's env (each worker builds its own)."""
+    return make(run.config.env_id, **run.env_kwargs)
+
+
+def env_parameters(env_id: str) -> frozenset[str]:
+    """Keyword arguments the env class of ``env_id`` accepts."""
+    module, name = entry(env_id).entry_point.split(":")
+    cls = getattr(importlib.import_module(module), name)
+    return frozenset(inspect.signature(cls).parameters)
+
+
+def variable_groups(env: Any, seed: int) -> tuple[str, ...]:
+    """Settable groups that can take more than one value under the chosen colours.
+
+    A group is probed from :data:`PROBE_STATES` sampled states (whether a group can change may
+    depend on the state). One that never differs from its base in :data:`PROBE_DRAWS` resamples
+    per state (e.g. a colour with a one-colour palette in the chosen splits) is left out.
+    """
+    rng = np.random.default_rng([seed, 0x9E3779B9])
+    bases = [np.asarray(env.sample_factors(rng), dtype=np.float32) for _ in range(PROBE_STATES)]
+    out = []
+    for g in env.settable_groups:
+        idx = list(env.factor_spec.group_indices(g))
+        if any(
+            np.any(np.asarray(env.sample_factors(rng, base=b, groups=[g]))[idx] != b[idx])
+            for b in bases
+            for _ in range(PROBE_DRAWS)
+        ):
+            out.append(g)
+    return tuple(out)
+
+
+def _action_layout(space: gym.Space[Any]) -> tuple[str, tuple[int, ...]]:
+    if isinstance(space, gym.spaces.Box):
+        return "float32", tuple(int(s) for s in space.shape)
+    if isinstance(space, gym.spaces.Discrete):
+        return "int64", ()
+    if isinstance(space, gym.spaces.MultiDiscrete):
+        return "int64", tuple(int(s) for s in space.shape)
+    raise ConfigError(f"cannot record actions of space {type(space).__name__}")
+
+
+def check_basic(cfg: CollectConfig) -> tuple[str, ...]:
+    """Checks that need no env; returns the parsed colour splits."""
+    entry(cfg.env_id)
+    if cfg.kind not in ("video", "pairs"):
+        raise ConfigError(f"unknown kind {cfg.kind!r}; valid: video, pairs")
+    if isinstance(cfg.n, bool) or int(cfg.n) != cfg.n or cfg.n <= 0:
+        raise ConfigError(f"--n must be a positive integer, got {cfg.n}")
+    if cfg.seed < 0:
+        raise ConfigError(f"--seed must be a non-negative integer, got {cfg.seed}")
+    if cfg.part_rows <= 0 or cfg.part_rows % FRAME_CHUNK_ROWS:
+        raise ConfigError(
+            f"--part-rows must be a positive multiple of {FRAME_CHUNK_ROWS}, got {cfg.part_rows}"
+        )
+    if cfg.kind == "video" and cfg.k is not None:
+        raise ConfigError("--k applies to --kind pairs only")
+    if cfg.kind == "pairs" and cfg.k is not None and (cfg.k < -1 or cfg.k == 0):
+        raise ConfigError(f"--k must be -1 (random, Locatello et al. 2020) or >= 1, got {cfg.k}")
+    if cfg.kind == "pairs" and cfg.policy != "random":
+        raise ConfigError("--policy applies to --kind video only")
+    check_image_size(cfg.image_size)
+    return parse_splits(cfg.colours)
+
+
+def resolve(cfg: CollectConfig) -> Resolved:
+    """Validate ``cfg`` against the env and the policy; raise ConfigError on bad input."""
+    splits = check_basic(cfg)
+    if cfg.kind == "pairs" and cfg.k is None:
+        cfg = CollectConfig(**{**asdict(cfg), "k": -1})
+    env_kwargs: dict[str, Any] = {
+        "colours": "+".join(splits),
+        "image_size": int(cfg.image_size),
+        "obs_mode": cfg.obs_mode,
+    }
+    if "render_preset" in env_parameters(cfg.env_id):
+        env_kwargs["render_preset"] = cfg.render_preset or "fast"
+    elif cfg.render_preset is not None:
+        raise ConfigError(f"{cfg.env_id} has no render presets (drop --render-preset)")
+    policy = describe_policy(cfg.policy, cfg.env_id) if cfg.kind == "video" else {}
+    run = Resolved(cfg, env_kwargs, policy)
+    env = make_env(run)
+    try:
+        u: Any = env.unwrapped
+        info = {"factor_spec": u.factor_spec.to_json(), "colour_scheme": u.colour_scheme.to_json(),
+                "colour_objects": dict(getattr(u, "colour_objects", {}))}
+        if cfg.kind == "pairs":
+            env.reset(seed=cfg.seed)
+            groups = variable_groups(u, cfg.seed)
+            assert cfg.k is not None
+            if not groups:
+                raise ConfigError(f"no factor group of {cfg.env_id} can change under {cfg.colours}")
+            if cfg.k > len(groups):
+                raise ConfigError(
+                    f"--k {cfg.k} is larger than the number of factor groups that can change "
+                    f"({len(groups)}: {', '.join(groups)})"
+                )
+            return Resolved(cfg, env_kwargs, policy, groups, env_info=info)
+        check_policy(policy, env)
+        dtype, shape = _action_layout(env.action_space)
+        return Resolved(cfg, env_kwargs, policy, (), dtype, shape, info)
+    finally:
+        env.close()

@@ -1,0 +1,224 @@
+"""Behaviour policies for video collection: smooth random motion, a scripted pusher, or a saved
+Stable-Baselines3 policy.
+
+A *policy spec* is the ``--policy`` string: ``random``, ``scripted`` or a path to an SB3 ``.zip``.
+:func:`describe_policy` resolves and validates it once (in the main process), giving a JSON-able
+description that goes into the dataset's config; :func:`policy_factory` turns that description into
+a function ``rng -> Policy`` inside each worker (an SB3 model is loaded once per worker).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+import gymnasium as gym
+import numpy as np
+
+from envs.errors import ConfigError
+
+#: Env ids with a scripted behaviour policy: ``module:Class`` called as ``Class(env, rng)``.
+SCRIPTED: dict[str, str] = {
+    "sparseshift/TriFingerPush-v0": "envs.trifinger.scripted:ScriptedPusher",
+}
+SB3_ALGOS: tuple[str, ...] = ("PPO", "SAC", "A2C", "DQN")
+
+
+class Policy(Protocol):
+    """What the collector needs from a behaviour policy."""
+
+    def reset(self) -> None: ...
+
+    def act(self, obs: Any) -> Any: ...
+
+
+class SmoothRandomPolicy:
+    """Random behaviour that looks like motion, not noise.
+
+    Box actions follow an Ornstein-Uhlenbeck process in the normalised box [-1, 1]^d
+    (``x += theta * (0 - x) + sigma * N(0, 1)``, clipped), mapped to the action bounds, so joint
+    targets drift smoothly. Discrete actions repeat the previous action with probability
+    ``persistence`` and otherwise draw a new one uniformly.
+    """
+
+    def __init__(
+        self,
+        space: gym.Space[Any],
+        rng: np.random.Generator,
+        theta: float = 0.15,
+        sigma: float = 0.25,
+        persistence: float = 0.6,
+    ) -> None:
+        self.space = space
+        self.rng = rng
+        self.theta, self.sigma, self.persistence = theta, sigma, persistence
+        if isinstance(space, gym.spaces.Box):
+            low = np.where(np.isfinite(space.low), space.low, -1.0)
+            high = np.where(np.isfinite(space.high), space.high, 1.0)
+            self._centre, self._half = (high + low) / 2.0, (high - low) / 2.0
+        elif not isinstance(space, gym.spaces.Discrete):
+            raise ConfigError(
+                f"random policy supports Box and Discrete action spaces, not {type(space).__name__}"
+            )
+        self._state: np.ndarray | int = 0
+        self.reset()
+
+    def reset(self) -> None:
+        if isinstance(self.space, gym.spaces.Box):
+            self._state = self.rng.uniform(-1.0, 1.0, size=self.space.shape)
+        else:
+            assert isinstance(self.space, gym.spaces.Discrete)
+            self._state = int(self.rng.integers(int(self.space.n)))
+
+    def act(self, obs: Any) -> Any:
+        if isinstance(self.space, gym.spaces.Box):
+            x = np.asarray(self._state)
+            x = x - self.theta * x + self.sigma * self.rng.standard_normal(x.shape)
+            self._state = np.clip(x, -1.0, 1.0)
+            return (self._centre + self._half * self._state).astype(self.space.dtype)
+        assert isinstance(self.space, gym.spaces.Discrete)
+        if self.rng.random() >= self.persistence:
+            self._state = int(self.rng.integers(int(self.space.n)))
+        return int(self.space.start) + int(self._state)
+
+    @staticmethod
+    def settings() -> dict[str, float]:
+        return {"theta": 0.15, "sigma": 0.25, "persistence": 0.6}
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def detect_sb3_algo(path: Path) -> str:
+    """The SB3 algorithm that saved ``path``, from the keys of the zip's ``data`` JSON."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            data = json.loads(z.read("data"))
+    except (zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:
+        raise ConfigError(f"{path} is not a Stable-Baselines3 model zip ({exc})") from None
+    if "exploration_rate" in data or "exploration_schedule" in data:
+        return "DQN"
+    if "target_entropy" in data:
+        return "SAC"
+    if "clip_range" in data or "n_epochs" in data:
+        return "PPO"
+    module = str(data.get("policy_class", {}).get("__module__", ""))
+    if "policy_class" in data and "sac" not in module and "dqn" not in module:
+        return "A2C"
+    raise ConfigError(f"cannot tell which SB3 algorithm ({', '.join(SB3_ALGOS)}) saved {path}")
+
+
+def load_sb3(path: Path, algo: str) -> Any:
+    """Load an SB3 model for inference only (schedules replaced, so old pickles load too)."""
+    import stable_baselines3 as sb3
+
+    cls = getattr(sb3, algo)
+    custom = {"lr_schedule": lambda _: 0.0, "learning_rate": 0.0, "clip_range": lambda _: 0.0,
+              "exploration_schedule": lambda _: 0.0}
+    try:
+        return cls.load(str(path), device="cpu", custom_objects=custom)
+    except Exception:
+        try:
+            return cls.load(str(path), device="cpu")
+        except Exception as exc:
+            raise ConfigError(f"cannot load {algo} model {path}: {exc}") from None
+
+
+def spaces_match(policy_space: gym.Space[Any], env_space: gym.Space[Any]) -> bool:
+    """True if a policy trained on ``policy_space`` can act on observations from ``env_space``.
+
+    SB3 stores image spaces channel-first when it transposed them during training and transposes
+    HWC observations back in ``predict``, so both layouts match.
+    """
+    if type(policy_space) is not type(env_space):
+        return False
+    if isinstance(env_space, gym.spaces.Box) and isinstance(policy_space, gym.spaces.Box):
+        shp = env_space.shape
+        ok = policy_space.shape == shp or (
+            len(shp) == 3 and policy_space.shape == (shp[2], shp[0], shp[1])
+        )
+        return ok and policy_space.dtype == env_space.dtype
+    if isinstance(env_space, gym.spaces.Dict) and isinstance(policy_space, gym.spaces.Dict):
+        return set(env_space.spaces) == set(policy_space.spaces) and all(
+            spaces_match(policy_space.spaces[k], v) for k, v in env_space.spaces.items()
+        )
+    return bool(policy_space == env_space)
+
+
+def describe_policy(spec: str, env_id: str) -> dict[str, Any]:
+    """Resolve ``--policy`` into a JSON-able description (validated; the zip is hashed)."""
+    if spec == "random":
+        return {"type": "random", **SmoothRandomPolicy.settings()}
+    if spec == "scripted":
+        if env_id not in SCRIPTED:
+            raise ConfigError(
+                f"no scripted policy for {env_id}; scripted policies exist for "
+                f"{', '.join(SCRIPTED)} (use --policy random or a saved SB3 .zip)"
+            )
+        return {"type": "scripted", "class": SCRIPTED[env_id]}
+    path = Path(spec)
+    if not path.is_file():
+        raise ConfigError(
+            f"--policy must be random, scripted or an SB3 .zip file; no file {spec!r}")
+    return {"type": "sb3", "algo": detect_sb3_algo(path), "path": str(path.resolve()),
+            "sha256": _sha256(path), "deterministic": True}
+
+
+def check_policy(desc: dict[str, Any], env: gym.Env[Any, Any]) -> None:
+    """Raise ConfigError if a described policy cannot act in ``env`` (spaces checked)."""
+    if desc["type"] == "random":
+        SmoothRandomPolicy(env.action_space, np.random.default_rng(0))
+    elif desc["type"] == "sb3":
+        model = load_sb3(Path(desc["path"]), desc["algo"])
+        if not spaces_match(model.observation_space, env.observation_space):
+            raise ConfigError(
+                f"policy {desc['path']} acts on observations {model.observation_space}, but the "
+                f"env gives {env.observation_space} (try another --obs-mode)"
+            )
+        if not spaces_match(model.action_space, env.action_space):
+            raise ConfigError(
+                f"policy {desc['path']} outputs actions {model.action_space}, but the env takes "
+                f"{env.action_space}"
+            )
+
+
+class _SB3Policy:
+    def __init__(self, model: Any) -> None:
+        self.model = model
+
+    def reset(self) -> None:
+        pass
+
+    def act(self, obs: Any) -> Any:
+        action, _ = self.model.predict(obs, deterministic=True)
+        return action
+
+
+def policy_factory(
+    desc: dict[str, Any], env: gym.Env[Any, Any]
+) -> Callable[[np.random.Generator], Policy]:
+    """A function building a fresh policy for ``env`` from a part's own Generator."""
+    if desc["type"] == "random":
+        return lambda rng: SmoothRandomPolicy(env.action_space, rng)
+    if desc["type"] == "scripted":
+        module, name = str(desc["class"]).split(":")
+        try:
+            cls = getattr(importlib.import_module(module), name)
+        except (ImportError, AttributeError) as exc:
+            raise ConfigError(f"scripted policy {desc['class']} is not available ({exc})") from None
+        return lambda rng: cls(env, rng)
+    import torch
+
+    torch.set_num_threads(1)  # identical floating-point results in every worker
+    model = load_sb3(Path(desc["path"]), desc["algo"])
+    return lambda rng: _SB3Policy(model)

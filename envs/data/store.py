@@ -1,0 +1,143 @@
+"""Crash-safe storage: part files, the manifest, and assembly of the final HDF5 file.
+
+Every file is written to a unique temporary name, fsync'ed and moved into place with
+``os.replace`` (then the directory is fsync'ed), so a reader only ever sees complete files: a part
+that exists is finished. Parts are compressed by the workers that make them; assembly copies their
+compressed HDF5 chunks into the final file unchanged (``read_direct_chunk``/``write_direct_chunk``),
+so it costs little more than the I/O and never re-compresses.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import zlib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from envs.data.layout import (
+    CHECKSUM_GROUP,
+    COMPRESSION,
+    COMPRESSION_LEVEL,
+    FORMAT,
+    FORMAT_VERSION,
+    FRAME_ARRAYS,
+    arrays_of,
+    chunk_checksums,
+    chunk_rows,
+    dumps,
+    fingerprint,
+)
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _commit(tmp: Path, final: Path) -> None:
+    with tmp.open("rb+") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, final)
+    fsync_dir(final.parent)
+
+
+def tmp_name(path: Path) -> Path:
+    """A temporary sibling of ``path`` unique to this process."""
+    return path.with_name(f".{path.name}.tmp{os.getpid()}")
+
+
+def write_json(path: Path, value: Any) -> None:
+    tmp = tmp_name(path)
+    tmp.write_text(json.dumps(value, sort_keys=True, indent=1))
+    _commit(tmp, path)
+
+
+def part_path(parts: Path, index: int) -> Path:
+    return parts / f"part-{index:06d}.h5"
+
+
+def _create(f: h5py.File, name: str, shape: tuple[int, ...], dtype: np.dtype[Any],
+            rows: int) -> h5py.Dataset:
+    return f.create_dataset(
+        name, shape=shape, dtype=dtype, chunks=(rows, *shape[1:]), maxshape=(None, *shape[1:]),
+        compression=COMPRESSION, compression_opts=COMPRESSION_LEVEL,
+    )
+
+
+def write_deflated(dset: h5py.Dataset, arr: np.ndarray) -> None:
+    """Write ``arr`` chunk by chunk, compressed with zlib: the exact bytes HDF5's deflate filter
+    stores, but zlib releases the GIL, so a writer thread overlaps with env stepping."""
+    rows = int(dset.chunks[0])
+    zeros = (0,) * (arr.ndim - 1)
+    for i in range(0, len(arr), rows):
+        block = arr[i : i + rows]
+        if len(block) < rows:  # an edge chunk is stored full size
+            pad = np.zeros((rows - len(block), *arr.shape[1:]), arr.dtype)
+            block = np.concatenate([block, pad])
+        data = zlib.compress(np.ascontiguousarray(block).data, COMPRESSION_LEVEL)
+        dset.id.write_direct_chunk((i, *zeros), data)
+
+
+def write_part(path: Path, arrays: Mapping[str, np.ndarray], part_rows: int) -> None:
+    """Write one part (compressed like the final file, with its chunk checksums) atomically."""
+    tmp = tmp_name(path)
+    with h5py.File(tmp, "w") as f:
+        for name, arr in arrays.items():
+            rows = chunk_rows(name, part_rows)
+            dset = _create(f, name, arr.shape, arr.dtype, rows)
+            if name in FRAME_ARRAYS:
+                write_deflated(dset, arr)
+            else:
+                dset[...] = arr
+            f[f"{CHECKSUM_GROUP}/{name}"] = chunk_checksums(arr, rows)
+    _commit(tmp, path)
+
+
+def part_ok(path: Path, kind: str, rows: int) -> bool:
+    """True if ``path`` is a readable part with every array of ``rows`` rows."""
+    try:
+        with h5py.File(path, "r") as f:
+            return all(f[n].shape[0] == rows for n in arrays_of(kind))
+    except (OSError, KeyError, ValueError):
+        return False
+
+
+def assemble(out: Path, parts: list[Path], kind: str, n: int, part_rows: int,
+             attrs: Mapping[str, Any]) -> str:
+    """Copy the parts' chunks into ``out`` (via a temp file + rename); return the fingerprint."""
+    tmp = tmp_name(out)
+    sums: dict[str, list[np.ndarray]] = {name: [] for name in arrays_of(kind)}
+    shapes: dict[str, tuple[int, ...]] = {}
+    with h5py.File(tmp, "w") as f:
+        with h5py.File(parts[0], "r") as p0:
+            for name in arrays_of(kind):
+                shapes[name] = (n, *p0[name].shape[1:])
+                _create(f, name, shapes[name], p0[name].dtype, chunk_rows(name, part_rows))
+        for index, path in enumerate(parts):
+            row0 = index * part_rows
+            with h5py.File(path, "r") as p:
+                for name in arrays_of(kind):
+                    src, dst = p[name].id, f[name].id
+                    for c in range(src.get_num_chunks()):
+                        offset = src.get_chunk_info(c).chunk_offset
+                        mask, data = src.read_direct_chunk(offset)
+                        dst.write_direct_chunk((row0 + offset[0], *offset[1:]), data, mask)
+                    sums[name].append(p[f"{CHECKSUM_GROUP}/{name}"][...])
+        merged = {name: np.concatenate(v).astype(np.uint32) for name, v in sums.items()}
+        for name, v in merged.items():
+            f[f"{CHECKSUM_GROUP}/{name}"] = v
+        digest = fingerprint(kind, merged, shapes)
+        f.attrs.update({"format": FORMAT, "format_version": FORMAT_VERSION, "kind": kind,
+                        "n": n, "fingerprint": digest})
+        for key, value in attrs.items():
+            f.attrs[key] = value if isinstance(value, str | int | float) else dumps(value)
+    _commit(tmp, out)
+    return digest

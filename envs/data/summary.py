@@ -1,0 +1,97 @@
+"""Plain-text summary of a dataset (``sparseshift inspect``): counts, sizes, factor ranges, colours.
+
+Colours are classified into the splits of the colour scheme stored in the file, so the summary needs
+neither the env nor its code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from envs.colours import SPLITS, ColourSet
+from envs.data.dataset import Dataset
+from envs.data.sampler import frames_left
+
+TOL = 1e-3
+
+
+def colour_set(name: str, raw: Mapping[str, Any]) -> ColourSet:
+    """A :class:`ColourSet` from its ``to_json()`` form."""
+    if all(isinstance(raw[s], list) for s in SPLITS):
+        pal = {s: np.asarray(raw[s], float).reshape(-1, 3) for s in SPLITS}
+        return ColourSet(name, palettes=pal)
+    return ColourSet(name, boxes={s: (np.asarray(raw[s]["low"], float),
+                                      np.asarray(raw[s]["high"], float)) for s in SPLITS})
+
+
+def split_counts(cs: ColourSet, rgb: np.ndarray) -> dict[str, int]:
+    """How many of the colours ``rgb`` [M, 3] fall in each split (and in none)."""
+    left = np.ones(len(rgb), bool)
+    out: dict[str, int] = {}
+    for s in SPLITS:
+        if cs.palettes is not None:
+            pal = cs.palettes[s]
+            hit = (np.abs(rgb[:, None, :] - pal[None]) <= TOL).all(axis=2).any(axis=1)
+        else:
+            assert cs.boxes is not None
+            low, high = cs.boxes[s]
+            hit = ((rgb >= low - TOL) & (rgb <= high + TOL)).all(axis=1)
+        out[s] = int((hit & left).sum())
+        left &= ~hit
+    out["none"] = int(left.sum())
+    return out
+
+
+def _all_factors(ds: Dataset) -> np.ndarray:
+    if ds.kind == "video":
+        return ds.take("factors", np.arange(len(ds)))
+    idx = np.arange(len(ds))
+    return np.concatenate([ds.take("factors_a", idx), ds.take("factors_b", idx)])
+
+
+def summary(ds: Dataset, file_bytes: int) -> str:
+    """The report printed by ``sparseshift inspect``."""
+    a = ds.attrs
+    lines = [
+        f"{ds.path}: {ds.kind} dataset, format v{a['format_version']}, fingerprint "
+        f"{ds.fingerprint[:16]}",
+        f"env {ds.env_id} {a['env_kwargs']}, colour split {a['colours']}, "
+        f"render preset {a['render_preset']}, {ds.image_size}x{ds.image_size} px",
+        f"collected {a['created']} with seed {a['seed']}, policy/k: "
+        f"{a['collector'].get('policy') or {'k': a['collector'].get('k')}}",
+        f"size: {file_bytes / 1e6:.1f} MB on disk, {ds.nbytes / 1e6:.1f} MB decoded, "
+        f"compression ratio {ds.nbytes / max(file_bytes, 1):.1f}x",
+    ]
+    if ds.kind == "video":
+        starts = ds.take("episode_starts", np.arange(len(ds)))
+        ep = int(starts.sum())
+        longest = int(frames_left(starts).max()) + 1
+        lines.append(f"{len(ds)} frames in {ep} episodes (mean {len(ds) / max(ep, 1):.1f}, "
+                     f"longest {longest} frames)")
+    else:
+        changed = ds.take("changed", np.arange(len(ds)))
+        groups = ds.take("intervened", np.arange(len(ds))).sum(axis=1)
+        hist = np.bincount(groups)
+        lines.append(f"{len(ds)} intervention pairs; changed factors per pair: mean "
+                     f"{changed.sum(axis=1).mean():.2f}; changed groups per pair: "
+                     + ", ".join(f"{k}: {c}" for k, c in enumerate(hist) if c))
+    f = _all_factors(ds)
+    spec = ds.factor_spec
+    lines.append("factors (observed range / declared range):")
+    for j, fac in enumerate(spec.factors):
+        lines.append(f"  {fac.name:<24} {fac.kind:<10} [{f[:, j].min():9.4g}, {f[:, j].max():9.4g}]"
+                     f"  / [{fac.low:g}, {fac.high:g}]")
+    scheme = a["colour_scheme"]
+    objects = a["collector"].get("env_info", {}).get("colour_objects", {})
+    lines.append(f"colours (scheme {scheme['name']}, seed {scheme['seed']}): distinct values, "
+                 "frames per split")
+    for group, obj in objects.items():
+        rgb = f[:, list(spec.group_indices(group))].astype(np.float64)
+        counts = split_counts(colour_set(obj, scheme["objects"][obj]), rgb)
+        distinct = len(np.unique(rgb, axis=0))
+        lines.append(f"  {group:<24} {distinct:6d} distinct  "
+                     + "  ".join(f"{s}: {c}" for s, c in counts.items() if c))
+    return "\n".join(lines)

@@ -1,0 +1,131 @@
+"""Collection: round trip, the intervention protocol, determinism across workers, resumption."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from envs.data import open_dataset
+from envs.data.generate import choose_count
+from envs.registry import make as make_env
+from tests.data_helpers import GRID, arrays, make, raw_chunks
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make(tmp_path_factory.mktemp("v") / "video.h5", "video", n=300, seed=3)
+
+
+@pytest.fixture(scope="module")
+def pairs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make(tmp_path_factory.mktemp("p") / "pairs.h5", "pairs", n=150, seed=4)
+
+
+def test_video_round_trip(video: Path) -> None:
+    ds = open_dataset(video, verify=True)
+    assert ds.kind == "video" and len(ds) == 300 and ds.env_id == GRID
+    assert ds.frames.shape == (300, 64, 64, 3) and ds.frames.dtype == np.uint8
+    assert ds.factors.shape == (300, len(ds.factor_spec)) and ds.factors.dtype == np.float32
+    assert ds.episode_starts.dtype == bool and ds.episode_starts[0]
+    assert ds.actions.shape == (300,) and ds.rewards.shape == (300,)
+    assert ds.attrs["seed"] == 3 and ds.attrs["colours"] == "in+ood1"
+    assert ds.attrs["collector"]["policy"]["type"] == "random"
+    # every stored frame is exactly what the env renders for the stored factors
+    env = make_env(GRID, colours="in+ood1", image_size=64)
+    env.reset(seed=0)
+    u = env.unwrapped
+    for i in (0, 57, 299):
+        u.set_factors(ds.factors[i])
+        assert np.array_equal(u.render_frame(), ds.frames[i])
+    # random behaviour moves the agent: consecutive frames in an episode usually differ
+    same = [np.array_equal(ds.frames[i], ds.frames[i + 1]) for i in range(299)
+            if not ds.episode_starts[i + 1]]
+    assert np.mean(same) < 0.5
+
+
+def test_pairs_changed_mask_is_exact(pairs: Path) -> None:
+    ds = open_dataset(pairs)
+    assert ds.kind == "pairs" and len(ds) == 150
+    assert np.array_equal(ds.changed, ds.factors_a != ds.factors_b)
+    assert ds.changed.any(axis=1).all()  # every pair really changes
+    spec, groups = ds.factor_spec, ds.attrs["collector"]["groups"]
+    intervened = open_dataset(pairs).take("intervened", np.arange(len(ds)))
+    for i in range(len(ds)):
+        allowed = spec.group_mask([g for g, on in zip(groups, intervened[i], strict=True) if on])
+        assert not ds.changed[i][~allowed].any()  # nothing outside the chosen groups changed
+        for g, on in zip(groups, intervened[i], strict=True):  # each chosen group changed
+            if on:
+                assert ds.changed[i][list(spec.group_indices(g))].any()
+    env = make_env(GRID, colours="in+ood1", image_size=64)
+    env.reset(seed=0)
+    for i in (0, 149):
+        for frames, factors in ((ds.frames_a, ds.factors_a), (ds.frames_b, ds.factors_b)):
+            env.unwrapped.set_factors(factors[i])
+            assert np.array_equal(env.unwrapped.render_frame(), frames[i])
+
+
+def test_fixed_k_changes_exactly_k_groups(tmp_path: Path) -> None:
+    ds = open_dataset(make(tmp_path / "k2.h5", "pairs", n=64, k=2))
+    assert (ds.take("intervened", np.arange(64)).sum(axis=1) == 2).all()
+
+
+def test_k_minus_one_follows_locatello() -> None:
+    rng = np.random.default_rng(0)
+    counts = np.array([choose_count(rng, -1, 6) for _ in range(6000)])
+    assert counts.min() == 1 and counts.max() == 6
+    # P(1) = 1/2 + 1/2 * 1/6, every other count 1/2 * 1/6
+    assert abs(np.mean(counts == 1) - 7 / 12) < 0.03
+    assert abs(np.mean(counts == 4) - 1 / 12) < 0.02
+
+
+def test_workers_give_identical_bytes(tmp_path: Path) -> None:
+    one = make(tmp_path / "w1.h5", "pairs", n=200, workers=1, seed=9)
+    two = make(tmp_path / "w2.h5", "pairs", n=200, workers=2, seed=9)
+    assert raw_chunks(one) == raw_chunks(two)
+    assert open_dataset(one).fingerprint == open_dataset(two).fingerprint
+    v1 = make(tmp_path / "v1.h5", "video", n=200, workers=1)
+    v2 = make(tmp_path / "v2.h5", "video", n=200, workers=2)
+    assert raw_chunks(v1) == raw_chunks(v2)
+
+
+def _collect_cmd(out: Path, n: int, workers: int) -> list[str]:
+    code = (
+        "import sys; from pathlib import Path; from envs.data.collect import collect; "
+        "from envs.data.config import CollectConfig; "
+        f"collect(CollectConfig({GRID!r}, 'pairs', n={n}, seed=5, part_rows=32), "
+        f"Path(sys.argv[1]), workers={workers}, progress=False)"
+    )
+    return [sys.executable, "-c", code, str(out)]
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_kill_9_then_resume_gives_identical_bytes(tmp_path: Path, workers: int) -> None:
+    n = 480
+    ref = tmp_path / "ref.h5"
+    subprocess.run(_collect_cmd(ref, n, 1), cwd=ROOT, check=True, timeout=300)
+    out = tmp_path / "out.h5"
+    parts = out.with_name(out.name + ".parts")
+    proc = subprocess.Popen(_collect_cmd(out, n, workers), cwd=ROOT)
+    deadline = time.monotonic() + 120
+    while len(list(parts.glob("part-*.h5"))) < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not out.exists(), "the run finished before it was killed; make it longer"
+    assert len(list(parts.glob("part-*.h5"))) < n // 32
+    subprocess.run(_collect_cmd(out, n, workers), cwd=ROOT, check=True, timeout=300)
+    assert not parts.exists()
+    got, want = arrays(out), arrays(ref)
+    assert got.keys() == want.keys()
+    for k in want:
+        assert np.array_equal(got[k], want[k]), k
+    assert raw_chunks(out) == raw_chunks(ref)

@@ -15,7 +15,7 @@ import pytest
 from envs.data import open_dataset
 from envs.data.generate import choose_count
 from envs.registry import make as make_env
-from tests.data_helpers import GRID, arrays, make, raw_chunks
+from tests.test_data_helpers import GRID, arrays, make, raw_chunks
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -41,6 +41,9 @@ class TriFingerReachEnv(TriFingerEnv):
     def _goal_bounds(self) -> tuple[np.ndarray, np.ndarray]:
         return np.tile(POS_LOW, 3), np.tile(POS_HIGH, 3)
 
+    #: Joint configuration whose fingertips define the current goal (an oracle target).
+    goal_joints: np.ndarray = M.DEFAULT_Q
+
     def _sample_goal(self, rng: np.random.Generator, factors: np.ndarray) -> np.ndarray:
         vec = np.array(factors, dtype=np.float64)
         tips = np.zeros((3, 3))
@@ -50,6 +53,7 @@ class TriFingerReachEnv(TriFingerEnv):
             tips = self._scratch.site_xpos[self.index.tip_sites].copy()
             if ok and tips[:, 2].min() >= REACH_MIN_HEIGHT:
                 break
+        self.goal_joints = vec[:9].copy()
         return tips.ravel()
 
     def _place_goal_markers(self) -> None:

@@ -140,6 +140,15 @@ class MiniGridColourEnv(FactorEnv[Any, np.int64]):
     def settable_groups(self) -> tuple[str, ...]:
         return ("agent_pos", "agent.dir", *(f"{c}_colour" for c in self.coloured))
 
+    @property
+    def colour_objects(self) -> dict[str, str]:
+        """``<type>_colour`` -> the scheme set it draws from (see :data:`SCHEME_SET`)."""
+        return {
+            g: SCHEME_SET[g.removesuffix("_colour")]
+            for g in self.factor_spec.groups
+            if g.endswith("_colour")
+        }
+
     def _build_obs_space(self) -> spaces.Space[Any]:
         s = self.image_size
         pixels = spaces.Box(0, 255, (s, s, 3), dtype=np.uint8)

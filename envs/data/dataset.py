@@ -102,8 +102,11 @@ class Dataset:
         rows = self._rows[name]
         try:
             self._file[name].read_direct(out, np.s_[start:stop])
-        except OSError as exc:  # a filter failed to decode a damaged chunk
-            raise self._chunk_error(name, start // rows, f"cannot decode ({exc})") from None
+        except OSError as exc:  # a filter failed to decode a damaged chunk: find which
+            if stop - start <= rows:
+                raise self._chunk_error(name, start // rows, f"cannot decode ({exc})") from None
+            for a in range(start, stop, rows):
+                self._read(name, a, min(stop, a + rows), out[a - start : a - start + rows])
         for c in range(start // rows, -(-stop // rows)):
             block = out[c * rows - start : (c + 1) * rows - start]
             if zlib.crc32(np.ascontiguousarray(block).data) != int(self._sums[name][c]):

@@ -93,8 +93,10 @@ class Sampler:
                               f"({longest + 1} frames)")
         return self._count[lo : min(hi, longest) + 1]
 
-    def temporal_pairs(self, batch: int, gap: int | tuple[int, int]) -> Batch:
-        """Frames t and t+g of one episode; ``gap`` is g or an inclusive range (lo, hi)."""
+    def temporal_index(
+        self, batch: int, gap: int | tuple[int, int]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Row indices (t, t+g) of ``batch`` temporal pairs within episodes (see temporal_pairs)."""
         self._need("video", "temporal_pairs")
         self._check_batch(batch)
         lo, hi = (gap, gap) if isinstance(gap, int | np.integer) else (int(gap[0]), int(gap[1]))
@@ -104,18 +106,27 @@ class Sampler:
         else:
             gaps = lo + self.rng.choice(len(counts), size=batch, p=counts / counts.sum())
         t = self._starts(batch, gaps)
+        return t, t + gaps
+
+    def temporal_pairs(self, batch: int, gap: int | tuple[int, int]) -> Batch:
+        """Frames t and t+g of one episode; ``gap`` is g or an inclusive range (lo, hi)."""
+        t, u = self.temporal_index(batch, gap)
         ds = self.ds
-        f1, f2 = ds.take("factors", t), ds.take("factors", t + gaps)
-        return {"x1": ds.take("frames", t), "x2": ds.take("frames", t + gaps),
+        f1, f2 = ds.take("factors", t), ds.take("factors", u)
+        return {"x1": ds.take("frames", t), "x2": ds.take("frames", u),
                 "factors1": f1, "factors2": f2, "changed": f1 != f2}
 
-    def sequences(self, batch: int, length: int) -> Batch:
-        """``batch`` runs of ``length`` consecutive frames, each within one episode."""
+    def sequence_index(self, batch: int, length: int) -> np.ndarray:
+        """Row indices [batch, length] of runs of consecutive frames within one episode."""
         self._need("video", "sequences")
         self._check_batch(batch)
         if length < 1:
             raise ConfigError(f"sequence length must be >= 1, got {length}")
         self._gap_counts(length - 1, length - 1, "sequence length - 1 =")
         t = self._starts(batch, np.full(batch, length - 1, np.int64))
-        idx = t[:, None] + np.arange(length)
+        return t[:, None] + np.arange(length)
+
+    def sequences(self, batch: int, length: int) -> Batch:
+        """``batch`` runs of ``length`` consecutive frames, each within one episode."""
+        idx = self.sequence_index(batch, length)
         return {"x": self.ds.take("frames", idx), "factors": self.ds.take("factors", idx)}

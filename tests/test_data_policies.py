@@ -1,0 +1,59 @@
+"""Behaviour policies: smooth random motion and replaying a saved Stable-Baselines3 policy."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+from envs.data import open_dataset
+from envs.data.policies import SmoothRandomPolicy, detect_sb3_algo, spaces_match
+from envs.errors import ConfigError
+from tests.test_data_helpers import GRID, make
+
+
+def test_box_actions_drift_smoothly() -> None:
+    space = gym.spaces.Box(-2.0, 2.0, (3,), np.float32)
+    pol = SmoothRandomPolicy(space, np.random.default_rng(0))
+    a = np.array([pol.act(None) for _ in range(2000)])
+    assert space.contains(a[0]) and a.min() >= -2 and a.max() <= 2
+    lag1 = np.mean([np.corrcoef(a[:-1, j], a[1:, j])[0, 1] for j in range(3)])
+    assert lag1 > 0.8  # motion, not white noise
+    assert a.std(axis=0).min() > 0.3  # and it explores the box
+
+
+def test_discrete_actions_persist() -> None:
+    pol = SmoothRandomPolicy(gym.spaces.Discrete(4), np.random.default_rng(0))
+    a = np.array([pol.act(None) for _ in range(4000)])
+    assert set(a.tolist()) == {0, 1, 2, 3}
+    assert 0.6 < np.mean(a[1:] == a[:-1]) < 0.8  # repeat w.p. 0.6 + 0.4/4
+
+
+def test_image_spaces_match_both_layouts() -> None:
+    hwc = gym.spaces.Box(0, 255, (64, 64, 3), np.uint8)
+    chw = gym.spaces.Box(0, 255, (3, 64, 64), np.uint8)
+    assert spaces_match(chw, hwc) and spaces_match(hwc, hwc)
+    assert not spaces_match(gym.spaces.Box(0, 1, (4,), np.float32), hwc)
+
+
+@pytest.mark.slow
+def test_sb3_policy_replay(tmp_path: Path) -> None:
+    from stable_baselines3 import A2C, PPO
+
+    from envs.registry import make as make_env
+
+    env = make_env(GRID, colours="in+ood1", image_size=64, obs_mode="state")
+    model = PPO("MlpPolicy", env, n_steps=64, batch_size=32, seed=0)
+    zip_path = tmp_path / "ppo.zip"
+    model.save(zip_path)
+    assert detect_sb3_algo(zip_path) == "PPO"
+    A2C("MlpPolicy", env, seed=0).save(tmp_path / "a2c.zip")
+    assert detect_sb3_algo(tmp_path / "a2c.zip") == "A2C"
+    out = make(tmp_path / "v.h5", "video", n=64, policy=str(zip_path), obs_mode="state")
+    ds = open_dataset(out)
+    assert ds.attrs["collector"]["policy"]["algo"] == "PPO" and len(ds) == 64
+    assert ds.actions.dtype == np.int64
+    with pytest.raises(ConfigError, match="acts on observations"):
+        make(tmp_path / "w.h5", "video", n=64, policy=str(zip_path), obs_mode="pixels")

@@ -17,7 +17,7 @@ import numpy as np
 from envs.errors import ConfigError
 
 #: Independent RNG streams derived from one run seed.
-STREAM_DATA, STREAM_NOISE, STREAM_VIZ, STREAM_EVAL = 0, 1, 2, 3
+STREAM_DATA, STREAM_NOISE, STREAM_VIZ, STREAM_EVAL, STREAM_INIT = 0, 1, 2, 3, 4
 PAIRS_MODES: tuple[str, ...] = ("intervention", "temporal")
 
 

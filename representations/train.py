@@ -14,8 +14,10 @@
   cadences may change between runs; anything else differing is a :class:`ConfigError`;
 * a non-finite loss stops training with :class:`TrainingError`; the last good checkpoint is kept.
 
-The loop never touches global RNG state. It turns on ``torch.use_deterministic_algorithms`` for the
-duration of the run (warn-only) and restores the previous setting afterwards. Results are bitwise
+The loop leaves global RNG state alone (the weights are initialised under
+:func:`torch.random.fork_rng` from a seed derived from the run seed). It turns on
+``torch.use_deterministic_algorithms`` for the duration of the run (warn-only) and restores the
+previous setting afterwards. Results are bitwise
 reproducible on the CPU for a fixed seed and thread count.
 """
 
@@ -47,6 +49,7 @@ from representations.checkpoint import (
     write_json,
 )
 from representations.data import (
+    STREAM_INIT,
     STREAM_NOISE,
     STREAM_VIZ,
     BatchSource,
@@ -223,7 +226,11 @@ def train(config: TrainConfig, data: Any, out_dir: str | os.PathLike[str]) -> Tr
     pairs = resolve_pairs(cls.batch_kind, config.learner, info["kind"], config.pairs)
     ident = identity(config, model_cfg, pairs, info)
 
-    learner = cls(model_cfg)
+    with torch.random.fork_rng(devices=[]):
+        # nn.Module initialisers draw from the global generator: seed it inside a fork, which
+        # restores the caller's global RNG state afterwards.
+        torch.manual_seed(derive_seed(config.seed, STREAM_INIT))
+        learner = cls(model_cfg)
     optimizer = torch.optim.Adam(learner.parameters(), lr=config.lr)
     start = 0
     if (out / RUN_FILE).exists():
@@ -281,8 +288,9 @@ def train(config: TrainConfig, data: Any, out_dir: str | os.PathLike[str]) -> Tr
                 loss = terms["loss"]
                 if not torch.isfinite(loss):
                     raise TrainingError(
-                        f"loss became {float(loss)} at step {step + 1}; stopped. The last good "
-                        f"checkpoint (step {last_ckpt}) is kept in {out}. Lower --lr or --beta."
+                        f"loss became {float(loss.detach())} at step {step + 1}; stopped. The "
+                        f"last good checkpoint (step {last_ckpt}) is kept in {out}. Lower --lr "
+                        "or --beta."
                     )
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()

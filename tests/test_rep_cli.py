@@ -1,0 +1,168 @@
+"""train-rep / eval-rep end to end, and their bad input: one line on stderr, exit status 2."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import test_rep_support as support
+
+from experiments.cli import main
+from representations.evaluate import EvalConfig, evaluate
+from representations.train import TrainConfig, train
+
+TINY = support.TINY
+one_thread = support.one_thread
+pairs_path = support.pairs_path
+video_path = support.video_path
+
+
+def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    rc = main(list(args))
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def one_line_error(capsys: pytest.CaptureFixture[str], needle: str, *args: str) -> None:
+    rc, _, err = cli(capsys, *args)
+    assert rc == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0], err
+    assert "Traceback" not in err
+
+
+def test_train_and_eval_from_the_command_line(capsys: pytest.CaptureFixture[str],
+                                              pairs_path: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    rc, out, _ = cli(capsys, "train-rep", "--learner", "ada_gvae", "--data", str(pairs_path),
+                     "--steps", "2", "--batch", "4", "--out", str(run), "--quiet",
+                     "--beta", "2", "--latent-dim", "5")
+    assert rc == 0 and "ada_gvae at step 2" in out
+    assert json.loads((run / "run.json").read_text())["model"]["beta"] == 2.0
+    rc, out, _ = cli(capsys, "train-rep", "--learner", "ada_gvae", "--data", str(pairs_path),
+                     "--steps", "3", "--batch", "4", "--out", str(run), "--quiet",
+                     "--beta", "2", "--latent-dim", "5")
+    assert rc == 0 and "resumed at step 2" in out
+    metrics = tmp_path / "m.json"
+    rc, out, _ = cli(capsys, "eval-rep", str(run), "--data", str(pairs_path), "--out",
+                     str(metrics), "--export-codes", str(tmp_path / "codes.npz"),
+                     "--factor-vae", "grouping", "--dci-estimators", "5")
+    assert rc == 0 and "mig" in out
+    report = json.loads(metrics.read_text())
+    assert report["learner"] == "ada_gvae" and report["metrics"]["factor_vae_method"] == "grouping"
+    for key in ("mig", "dci_disentanglement", "sap", "modularity", "factor_vae_eval"):
+        assert 0.0 <= report["summary"][key] <= 1.0
+    assert len(report["probes"]["linear_r2"]) == 26
+    assert report["reconstruction"]["mse_per_pixel"] > 0
+    codes = np.load(tmp_path / "codes.npz")
+    assert codes["codes_train"].shape == (report["protocol"]["num_train_used"], 5)
+    assert codes["factors_test"].shape == (report["protocol"]["num_test_used"], 26)
+    assert (tmp_path / "m.traversal.png").stat().st_size > 0
+
+
+def test_eval_renders_factor_vae_batches_with_the_env(pairs_path: Path, tmp_path: Path) -> None:
+    train(TrainConfig("beta_vae", model=TINY, steps=2, batch=8, progress=False,
+                      tensorboard=False), pairs_path, tmp_path / "run")
+    cfg = EvalConfig(num_train=120, num_test=60, dci_estimators=3, factor_vae_env_train=6,
+                     factor_vae_env_eval=4, factor_vae_batch=8, probes=False)
+    report = evaluate(tmp_path / "run", pairs_path, cfg)
+    assert report["metrics"]["factor_vae_method"] == "env"
+    assert "agent_pos" in report["metrics"]["factor_vae_note"]
+    again = evaluate(tmp_path / "run", pairs_path, cfg)
+    assert again["metrics"] == report["metrics"]  # seeded: identical on a rerun
+
+
+@pytest.mark.parametrize(
+    ("needle", "args"),
+    [
+        ("unknown learner 'nope'; valid: ada_gvae, ada_mlvae, beta_vae",
+         ("--learner", "nope")),
+        ("needs pairs but the dataset is video", ("--learner", "ada_gvae", "--video")),
+        ("image size 128", ("--learner", "ada_gvae", "--image-size", "128")),
+        ("steps must be a positive integer, got 0", ("--learner", "ada_gvae", "--steps", "0")),
+        ("steps must be a positive integer, got -3", ("--learner", "ada_gvae", "--steps", "-3")),
+        ("unknown reconstruction loss 'poisson'", ("--learner", "beta_vae", "--recon", "poisson")),
+        ("gap must be >= 1", ("--learner", "ada_gvae", "--video", "--pairs", "temporal",
+                              "--gap", "0")),
+    ],
+)
+def test_train_rep_bad_input(capsys: pytest.CaptureFixture[str], pairs_path: Path,
+                             video_path: Path, tmp_path: Path, needle: str,
+                             args: tuple[str, ...]) -> None:
+    argv = list(args)
+    data = str(pairs_path)
+    if "--video" in argv:
+        argv.remove("--video")
+        data = str(video_path)
+    if "--steps" not in argv:
+        argv += ["--steps", "1"]
+    one_line_error(capsys, needle, "train-rep", *argv, "--data", data, "--out",
+                   str(tmp_path / "run"), "--quiet")
+
+
+def test_train_rep_refuses_another_learners_run_dir(capsys: pytest.CaptureFixture[str],
+                                                    pairs_path: Path, tmp_path: Path) -> None:
+    common = ["--data", str(pairs_path), "--steps", "1", "--out", str(tmp_path / "run"),
+              "--quiet"]
+    assert cli(capsys, "train-rep", "--learner", "beta_vae", "--batch", "2", *common)[0] == 0
+    one_line_error(capsys, "holds a run of learner 'beta_vae', not 'ada_gvae'", "train-rep",
+                   "--learner", "ada_gvae", "--batch", "2", *common)
+    one_line_error(capsys, "differs in: batch", "train-rep", "--learner", "beta_vae",
+                   "--batch", "3", *common)
+
+
+def test_eval_rep_bad_input(capsys: pytest.CaptureFixture[str], pairs_path: Path,
+                            tmp_path: Path) -> None:
+    one_line_error(capsys, "not a representation run directory", "eval-rep",
+                   str(tmp_path / "nothing"), "--data", str(pairs_path), "--out",
+                   str(tmp_path / "m.json"))
+    model = {**TINY, "channels": (4, 4, 8, 8, 8), "image_size": 128}
+    train(TrainConfig("beta_vae", model=model, steps=1, batch=2, progress=False,
+                      tensorboard=False), _Fake128(pairs_path), tmp_path / "r")
+    one_line_error(capsys, "trained on 128x128", "eval-rep", str(tmp_path / "r"), "--data",
+                   str(pairs_path), "--out", str(tmp_path / "m.json"))
+
+
+class _Fake128:
+    """The pairs dataset upsampled to 128x128 (a dataset object: train() accepts one)."""
+
+    def __init__(self, path: Path) -> None:
+        from envs.data import open_dataset
+
+        ds = open_dataset(path)
+        self.kind, self.env_id, self.factor_spec = ds.kind, ds.env_id, ds.factor_spec
+        self.image_size, self.fingerprint, self.attrs = 128, ds.fingerprint + "-x2", ds.attrs
+        self._n, self.path = len(ds), ds.path
+        up = {n: ds.array(n).repeat(2, axis=1).repeat(2, axis=2) for n in ("frames_a", "frames_b")}
+        self._arrays = {**{n: ds.array(n) for n in ("factors_a", "factors_b", "changed")}, **up}
+        self.shapes = {n: a.shape for n, a in self._arrays.items()}
+
+    def __len__(self) -> int:
+        return self._n
+
+    def take(self, name: str, idx: np.ndarray) -> np.ndarray:
+        return self._arrays[name][idx]
+
+
+def test_training_failure_is_one_line_exit_1(capsys: pytest.CaptureFixture[str],
+                                             pairs_path: Path, tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    from representations.vae import BetaVAE
+
+    original = BetaVAE.loss
+
+    def broken(self: BetaVAE, batch: Any, generator: Any = None) -> dict[str, torch.Tensor]:
+        terms = original(self, batch, generator)
+        return {**terms, "loss": terms["loss"] * float("inf")}
+
+    monkeypatch.setattr(BetaVAE, "loss", broken)
+    rc, _, err = cli(capsys, "train-rep", "--learner", "beta_vae", "--data", str(pairs_path),
+                     "--steps", "3", "--batch", "2", "--out", str(tmp_path / "run"), "--quiet")
+    assert rc == 1
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "training failed: loss became inf at step 1" in lines[0]

@@ -1,0 +1,172 @@
+"""The training loop: checkpoints, exact resume, determinism, NaN stop, bad input, load_learner."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import test_rep_support as support
+import torch
+from safetensors.torch import load_file, save_file
+
+from envs.errors import ConfigError
+from representations.checkpoint import CHECKPOINT_FILE, RUN_FILE, load_learner
+from representations.train import TrainConfig, TrainingError, train
+from representations.vae import BetaVAE
+
+TINY = support.TINY
+one_thread = support.one_thread
+pairs_path = support.pairs_path
+video_path = support.video_path
+
+
+def config(**kw: Any) -> TrainConfig:
+    base: dict[str, Any] = dict(learner="ada_gvae", model=TINY, steps=4, batch=8, lr=1e-3,
+                                log_every=2, image_every=4, ckpt_every=2, progress=False)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def weights(out: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(out / CHECKPOINT_FILE))
+
+
+def assert_same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_train_writes_checkpoint_run_file_and_tensorboard(pairs_path: Path,
+                                                          tmp_path: Path) -> None:
+    rng_state = torch.get_rng_state()
+    res = train(config(), pairs_path, tmp_path / "run")
+    assert torch.equal(torch.get_rng_state(), rng_state)  # global RNG untouched
+    assert res.step == 4 and res.resumed_from == 0 and res.losses["loss"] > 0
+    run = json.loads((tmp_path / "run" / RUN_FILE).read_text())
+    assert run["learner"] == "ada_gvae" and run["format_version"] == 1
+    assert run["model"]["image_size"] == 64 and run["model"]["channels"] == [4, 4, 8, 8]
+    assert len(run["dataset"]["fingerprint"]) == 64 and "torch" in run["versions"]
+    assert any(k.startswith("optim.") for k in weights(tmp_path / "run"))
+    assert list((tmp_path / "run" / "tb").glob("events.out.tfevents.*"))
+    assert not list((tmp_path / "run").glob(".*tmp"))  # atomic writes leave no temp files
+
+
+def test_same_seed_same_weights_other_seed_other_weights(pairs_path: Path, tmp_path: Path) -> None:
+    for name, seed in (("a", 0), ("b", 0), ("c", 1)):
+        train(config(seed=seed, tensorboard=False), pairs_path, tmp_path / name)
+    assert_same(weights(tmp_path / "a"), weights(tmp_path / "b"))
+    assert not torch.equal(weights(tmp_path / "a")["model.encoder.fc.3.weight"],
+                           weights(tmp_path / "c")["model.encoder.fc.3.weight"])
+
+
+@pytest.mark.parametrize("learner", ["beta_vae", "ada_mlvae"])
+def test_resume_continues_exactly(learner: str, pairs_path: Path, tmp_path: Path) -> None:
+    train(config(learner=learner, steps=6, ckpt_every=3), pairs_path, tmp_path / "full")
+    train(config(learner=learner, steps=3, ckpt_every=3), pairs_path, tmp_path / "split")
+    res = train(config(learner=learner, steps=6, ckpt_every=3), pairs_path, tmp_path / "split")
+    assert res.resumed_from == 3 and res.step == 6
+    assert_same(weights(tmp_path / "full"), weights(tmp_path / "split"))
+
+
+def test_load_learner_round_trip_gives_identical_encodings(pairs_path: Path,
+                                                           tmp_path: Path) -> None:
+    from envs.data import Sampler, open_dataset
+
+    out = tmp_path / "run"
+    train(config(), pairs_path, out)
+    learner = load_learner(out)
+    assert not learner.training and learner.name == "ada_gvae"
+    x = torch.from_numpy(Sampler(open_dataset(pairs_path), seed=5).frames(6)["x"])
+    again = load_learner(out, expect_learner="ada_gvae")
+    with torch.no_grad():
+        assert torch.equal(learner.encode(x), again.encode(x))
+    model_weights = {k[6:]: v for k, v in weights(out).items() if k.startswith("model.")}
+    assert_same(model_weights, dict(learner.state_dict()))
+
+
+def test_temporal_pairs_from_video(video_path: Path, tmp_path: Path) -> None:
+    res = train(config(pairs="temporal", gap=(1, 3), steps=2), video_path, tmp_path / "run")
+    assert res.step == 2
+    run = json.loads((tmp_path / "run" / RUN_FILE).read_text())
+    assert run["train"]["pairs"] == "temporal" and run["train"]["gap"] == [1, 3]
+
+
+def test_beta_vae_trains_on_video(video_path: Path, tmp_path: Path) -> None:
+    assert train(config(learner="beta_vae", steps=2), video_path, tmp_path / "run").step == 2
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(
+        pairs_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = {"n": 0}
+    original = BetaVAE.loss
+
+    def flaky(self: BetaVAE, batch: Any, generator: Any = None) -> dict[str, torch.Tensor]:
+        calls["n"] += 1
+        terms = original(self, batch, generator)
+        if calls["n"] == 4:
+            terms["loss"] = terms["loss"] * float("nan")
+        return terms
+
+    monkeypatch.setattr(BetaVAE, "loss", flaky)
+    out = tmp_path / "run"
+    with pytest.raises(TrainingError, match=r"loss became nan at step 4.*step 2"):
+        train(config(learner="beta_vae", steps=6), pairs_path, out)
+    assert int(json.loads(json.dumps(_meta(out)))["step"]) == 2
+
+
+def _meta(out: Path) -> dict[str, str]:
+    from safetensors import safe_open
+
+    with safe_open(str(out / CHECKPOINT_FILE), framework="pt") as fh:
+        return dict(fh.metadata())
+
+
+def test_bad_input_is_a_config_error(pairs_path: Path, video_path: Path, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="unknown learner"):
+        config(learner="nope")
+    with pytest.raises(ConfigError, match="steps must be a positive integer"):
+        config(steps=0)
+    with pytest.raises(ConfigError, match="needs pairs but the dataset is video"):
+        train(config(), video_path, tmp_path / "x")
+    with pytest.raises(ConfigError, match="temporal pairs need a video dataset"):
+        train(config(pairs="temporal"), pairs_path, tmp_path / "x")
+    with pytest.raises(ConfigError, match="image size 128"):
+        train(config(model={**TINY, "image_size": 128}), pairs_path, tmp_path / "x")
+    with pytest.raises(ConfigError, match="no dataset"):
+        train(config(), tmp_path / "missing.h5", tmp_path / "x")
+
+
+def test_existing_run_with_other_config_or_learner_is_refused(pairs_path: Path,
+                                                              tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    train(config(steps=2), pairs_path, out)
+    with pytest.raises(ConfigError, match="differs in: lr"):
+        train(config(steps=2, lr=5e-4), pairs_path, out)
+    with pytest.raises(ConfigError, match="learner 'ada_gvae', not 'ada_mlvae'"):
+        train(config(learner="ada_mlvae", steps=2), pairs_path, out)
+    with pytest.raises(ConfigError, match="not 'beta_vae'"):
+        load_learner(out, expect_learner="beta_vae")
+
+
+def test_foreign_or_newer_checkpoints_are_config_errors(pairs_path: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    train(config(steps=2), pairs_path, out)
+    tensors, meta = weights(out), _meta(out)
+    save_file(tensors, str(out / CHECKPOINT_FILE), metadata={**meta, "learner": "beta_vae"})
+    with pytest.raises(ConfigError, match="from learner 'beta_vae', not 'ada_gvae'"):
+        load_learner(out)
+    save_file(tensors, str(out / CHECKPOINT_FILE), metadata={**meta, "format_version": "99"})
+    with pytest.raises(ConfigError, match="format version 99, newer"):
+        load_learner(out)
+    run = json.loads((out / RUN_FILE).read_text())
+    (out / RUN_FILE).write_text(json.dumps({**run, "format_version": 2}))
+    with pytest.raises(ConfigError, match="format version 2, newer"):
+        load_learner(out)
+    (out / RUN_FILE).write_text("{not json")
+    with pytest.raises(ConfigError, match="not valid JSON"):
+        load_learner(out)
+    with pytest.raises(ConfigError, match="not a representation run directory"):
+        load_learner(tmp_path / "nothing")

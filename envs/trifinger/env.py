@@ -157,6 +157,13 @@ class TriFingerEnv(FactorEnv[Any, np.ndarray]):
         self._ctrl_scale = 0.5 * (M.JOINT_HIGH - M.JOINT_LOW)
         self._ctrl_offset = M.JOINT_LOW + self._ctrl_scale
         self._action = np.zeros(9, dtype=np.float64)
+        self._factor_buf = np.zeros(len(FACTOR_SPEC), dtype=np.float64)
+        self._colour_values = np.zeros(len(FACTOR_SPEC) - N_PHYSICAL, dtype=np.float64)
+        jq, jv = self.index.joint_qpos, self.index.joint_qvel
+        if not (np.all(np.diff(jq) == 1) and np.all(np.diff(jv) == 1)):
+            raise RuntimeError("TriFinger joints must be contiguous in qpos/qvel")
+        self._jq = slice(int(jq[0]), int(jq[0]) + 9)
+        self._jv = slice(int(jv[0]), int(jv[0]) + 9)
         self.goal = np.zeros(self.GOAL_DIM, dtype=np.float64)
         self._steps = 0
 
@@ -209,7 +216,7 @@ class TriFingerEnv(FactorEnv[Any, np.ndarray]):
     # ------------------------------------------------------------------ state access
     @property
     def joint_positions(self) -> np.ndarray:
-        return self.data.qpos[self.index.joint_qpos]
+        return self.data.qpos[self._jq].copy()
 
     @property
     def tip_positions(self) -> np.ndarray:
@@ -228,12 +235,21 @@ class TriFingerEnv(FactorEnv[Any, np.ndarray]):
 
     # ------------------------------------------------------------------ factors
     def get_factors(self) -> np.ndarray:
-        out = np.empty(len(FACTOR_SPEC), dtype=np.float64)
-        out[:9] = np.clip(self.joint_positions, M.JOINT_LOW, M.JOINT_HIGH)
-        out[9:11] = np.clip(self.cube_position[:2], *CUBE_XY_RANGE)
-        out[11] = M.cube_yaw(self.cube_quaternion)
-        for idx, mat, _ in self._colour_slots:
-            out[idx] = self.model.mat_rgba[mat, :3]
+        out = self._factor_buf
+        # np.minimum/np.maximum: np.clip has a much larger per-call overhead on tiny arrays.
+        np.maximum(
+            np.minimum(self.data.qpos[self._jq], M.JOINT_HIGH, out=out[:9]),
+            M.JOINT_LOW,
+            out=out[:9],
+        )
+        a = self.index.cube_qpos
+        np.maximum(
+            np.minimum(self.data.qpos[a : a + 2], CUBE_XY_RANGE[1], out=out[9:11]),
+            CUBE_XY_RANGE[0],
+            out=out[9:11],
+        )
+        out[11] = M.cube_yaw(self.data.qpos[a + 3 : a + 7])
+        out[12:] = self._colour_values
         return out.astype(np.float32)
 
     def set_factors(self, values: Mapping[str, Any] | np.ndarray) -> None:
@@ -249,6 +265,9 @@ class TriFingerEnv(FactorEnv[Any, np.ndarray]):
         self.data.ctrl[:] = vec[:9]
         for idx, mat, _ in self._colour_slots:
             self.model.mat_rgba[mat, :3] = vec[idx]
+        # Colours only change here; get_factors reads this cache (what the materials hold).
+        mats = [m for _, m, _ in self._colour_slots]
+        self._colour_values[:] = self.model.mat_rgba[mats, :3].ravel()
         mujoco.mj_forward(self.model, self.data)
 
     def _put_physical(self, data: mujoco.MjData, vec: np.ndarray) -> None:
@@ -382,7 +401,7 @@ class TriFingerEnv(FactorEnv[Any, np.ndarray]):
             raise ValueError(f"TriFinger actions have shape (9,), got {a.shape}")
         if not np.isfinite(a).all():
             raise ValueError(f"TriFinger action contains NaN or inf: {a.tolist()}")
-        np.clip(a, -1.0, 1.0, out=self._action)
+        np.maximum(np.minimum(a, 1.0, out=self._action), -1.0, out=self._action)
         self.data.ctrl[:] = self._ctrl_offset + self._action * self._ctrl_scale
         mujoco.mj_step(self.model, self.data, M.SUBSTEPS)
         self._steps += 1
@@ -403,11 +422,11 @@ class TriFingerEnv(FactorEnv[Any, np.ndarray]):
         }
 
     def _state_obs(self) -> np.ndarray:
-        d, ix = self.data, self.index
+        d = self.data
         v = np.concatenate(
             [
-                d.qpos[ix.joint_qpos],
-                d.qvel[ix.joint_qvel],
+                d.qpos[self._jq],
+                d.qvel[self._jv],
                 self.tip_positions.ravel(),
                 self.cube_position,
                 self.cube_quaternion,

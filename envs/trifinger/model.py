@@ -10,6 +10,7 @@ Public constants used by benchmarks (``sparseshift bench envs``): :func:`scene_x
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -157,16 +158,22 @@ def yaw_to_quat(yaw: float) -> np.ndarray:
 
 
 def cube_yaw(quat: np.ndarray) -> float:
-    """Yaw of a cube in [-pi/4, pi/4), modulo its pi/2 symmetry.
+    """Yaw of a cube in [-pi/4, pi/4], modulo its pi/2 symmetry.
 
     Uses whichever cube axis is most horizontal, so tilted or flipped cubes still give a yaw.
+    (Plain float arithmetic: this runs every env step.)
     """
-    mat = np.empty(9)
-    mujoco.mju_quat2Mat(mat, np.asarray(quat, dtype=np.float64))
-    axes = mat.reshape(3, 3).T  # rows: cube x, y, z axes in world coordinates
-    k = int(np.argmin(np.abs(axes[:, 2])))
-    yaw = float(np.arctan2(axes[k, 1], axes[k, 0]))
-    return wrap_yaw(yaw)
+    w, x, y, z = np.asarray(quat, dtype=np.float64).tolist()
+    n = w * w + x * x + y * y + z * z
+    s = 2.0 / n if n > 0 else 0.0
+    # Columns of the rotation matrix = the cube's x, y, z axes in world coordinates.
+    axes = (
+        (1.0 - s * (y * y + z * z), s * (x * y + w * z), s * (x * z - w * y)),
+        (s * (x * y - w * z), 1.0 - s * (x * x + z * z), s * (y * z + w * x)),
+        (s * (x * z + w * y), s * (y * z - w * x), 1.0 - s * (x * x + y * y)),
+    )
+    ax = min(axes, key=lambda v: abs(v[2]))
+    return wrap_yaw(math.atan2(ax[1], ax[0]))
 
 
 def wrap_yaw(yaw: float) -> float:
@@ -175,10 +182,10 @@ def wrap_yaw(yaw: float) -> float:
     Angles already within the range (up to 1e-6, the factor tolerance) are returned unchanged, so
     a yaw set to exactly +pi/4 reads back as +pi/4.
     """
-    q = np.pi / 2.0
+    q = math.pi / 2.0
     if abs(yaw) <= q / 2.0 + 1e-6:
         return float(yaw)
-    return float((yaw + q / 2.0) % q - q / 2.0)
+    return (yaw + q / 2.0) % q - q / 2.0
 
 
 def action_to_target(action: np.ndarray) -> np.ndarray:

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from envs.data import open_dataset
+from envs.data.layout import FRAME_CHUNK_ROWS
 from envs.errors import ConfigError
 from experiments.cli import main
 from tests.test_data_helpers import GRID, make
@@ -125,9 +126,10 @@ def test_corrupt_chunk_is_reported(capsys: pytest.CaptureFixture[str], pairs: Pa
     disk = open_dataset(bad, memory_budget=0)  # lazy: found when verified or read
     with pytest.raises(ConfigError, match="corrupt data in 'frames_a' chunk 5"):
         disk.verify()
+    rows = FRAME_CHUNK_ROWS
     with pytest.raises(ConfigError, match="corrupt"):
-        disk.take("frames_a", np.array([5]))
-    assert disk.take("frames_a", np.array([4])).shape == (1, 64, 64, 3)
+        disk.take("frames_a", np.array([5 * rows + 1]))
+    assert disk.take("frames_a", np.array([5 * rows - 1])).shape == (1, 64, 64, 3)
     one_line_exit_2(capsys, "corrupt data in 'frames_a' chunk 5", "inspect", str(bad), "--verify")
     rc, out, _ = cli(capsys, "inspect", str(pairs), "--verify")
     assert rc == 0 and "chunk checksums match" in out
@@ -137,7 +139,9 @@ def test_wrong_but_decodable_chunk_fails_its_checksum(pairs: Path, tmp_path: Pat
     bad = tmp_path / "bad.h5"
     shutil.copy(pairs, bad)
     with h5py.File(bad, "r+") as f:  # a valid deflate stream with other content
-        f["frames_b"].id.write_direct_chunk((7, 0, 0, 0), zlib.compress(bytes(64 * 64 * 3), 1))
+        rows = FRAME_CHUNK_ROWS
+        f["frames_b"].id.write_direct_chunk((7 * rows, 0, 0, 0),
+                                            zlib.compress(bytes(rows * 64 * 64 * 3), 1))
     with pytest.raises(ConfigError, match=r"'frames_b' chunk 7 .*checksum mismatch"):
         open_dataset(bad)
 

@@ -17,7 +17,6 @@ import queue
 import shutil
 import sys
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -85,43 +84,32 @@ def _locked(directory: Path) -> Iterator[None]:
 
 
 class _PartMaker:
-    """Builds the parts of one run with one env (one per worker process).
+    """Builds and writes the parts of one run with one env (one per worker process).
 
-    Parts are written by a background thread (compression releases the GIL) while the next part
-    is generated; at most one write is pending, so memory stays at two parts.
+    Writing is synchronous: a writer thread was tried and lost, because every compressed chunk
+    must re-acquire the GIL from the stepping thread (up to a 5 ms switch interval each).
     """
 
     def __init__(self, run: Resolved) -> None:
         self.run = run
         self.env: gym.Env[Any, Any] = make_env(run)
         self.factory = policy_factory(run.policy, self.env) if run.config.kind == "video" else None
-        self._writer = ThreadPoolExecutor(1, thread_name_prefix="part-writer")
-        self._pending: Future[None] | None = None
+        s = int(run.config.image_size)
+        # one frame buffer reused for every part: a fresh one page-faults on every frame
+        self._frames = np.empty((run.config.part_rows, s, s, 3), np.uint8) if self.factory else None
 
     def make(self, index: int, progress: Progress) -> dict[str, np.ndarray]:
         if self.factory is not None:
-            return video_part(self.run, self.env, self.factory, index, progress)
+            return video_part(self.run, self.env, self.factory, index, progress, self._frames)
         return pairs_part(self.run, self.env, index, progress)
 
     def write(self, directory: Path, index: int, progress: Progress) -> None:
-        """Generate part ``index`` and start writing it (after the previous write finished)."""
+        """Generate part ``index`` and write it atomically."""
         arrays = self.make(index, progress)
-        self.flush()
-        self._pending = self._writer.submit(
-            write_part, part_path(directory, index), arrays, self.run.config.part_rows)
-
-    def flush(self) -> None:
-        """Wait for the pending write (re-raising its error)."""
-        if self._pending is not None:
-            self._pending.result()
-            self._pending = None
+        write_part(part_path(directory, index), arrays, self.run.config.part_rows)
 
     def close(self) -> None:
-        try:
-            self.flush()
-        finally:
-            self._writer.shutdown()
-            self.env.close()
+        self.env.close()
 
 
 def _worker(

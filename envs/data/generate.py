@@ -56,11 +56,13 @@ def video_part(
     make_policy: Callable[[np.random.Generator], Policy],
     index: int,
     progress: Progress,
+    frames: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """Roll out the behaviour policy for one part; every row is (frame s_t, a_t, r_t, flags).
 
     Episodes start at the part's first row (a real boundary) and whenever the env ends one;
     ``truncated`` is also set on the part's last row because the collector cuts that episode.
+    ``frames`` is an optional buffer to fill (reusing one avoids page faults on every part).
     """
     start, stop = run.part_range(index)
     rows = stop - start
@@ -68,7 +70,7 @@ def video_part(
     s, nf = int(u.image_size), len(u.factor_spec)
     env_rng, pol_rng = part_rngs(run.config.seed, index)
     policy = make_policy(pol_rng)
-    frames = np.empty((rows, s, s, 3), np.uint8)
+    frames = np.empty((rows, s, s, 3), np.uint8) if frames is None else frames[:rows]
     factors: list[Any] = []
     actions: list[Any] = []
     rewards: list[Any] = []

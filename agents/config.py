@@ -36,6 +36,12 @@ TRAIN_EVAL_SEED_BASE = 2**31
 EVAL_SEED_BASE = 2**31 + 2**30
 SEED_RANGE = 2**30
 
+#: How evaluation picks actions: ``auto`` is deterministic (the mode) for continuous control and
+#: sampled (seeded) for grid worlds, where argmax policies of MiniGrid-like tasks often loop
+#: forever against a wall although the sampled policy succeeds.
+EVAL_POLICIES: tuple[str, ...] = ("auto", "deterministic", "stochastic")
+AUTO_DETERMINISTIC: Mapping[str, bool] = MappingProxyType({"trifinger": True, "grid": False})
+
 #: Defaults per (family, algo); ``net_arch`` is the policy/value MLP on top of the features.
 DEFAULTS: Mapping[tuple[str, str], Mapping[str, Any]] = MappingProxyType({
     ("grid", "ppo"): {
@@ -60,6 +66,19 @@ PIXELS_SAC_BUFFER = 50_000
 DEEPSETS_DEFAULTS: Mapping[str, Any] = MappingProxyType({
     "deepsets_hidden": 128, "deepsets_set_features": 128, "deepsets_proprio_features": 64,
     "deepsets_pooling": "mean"})
+
+
+def check_eval_policy(policy: str) -> str:
+    if policy not in EVAL_POLICIES:
+        raise choice_error("evaluation policy", policy, EVAL_POLICIES)
+    return policy
+
+
+def is_deterministic(policy: str, family: str) -> bool:
+    """Whether evaluation with ``policy`` (see :data:`EVAL_POLICIES`) takes the mode action."""
+    if check_eval_policy(policy) == "auto":
+        return AUTO_DETERMINISTIC[family]
+    return policy == "deterministic"
 
 
 def _frozen_items(value: Any, what: str) -> tuple[tuple[str, Any], ...]:
@@ -98,6 +117,7 @@ class AgentConfig:
     hyperparams: tuple[tuple[str, Any], ...] = ()
     eval_every: int = 10_000
     eval_episodes: int = 10
+    eval_policy: str = "auto"
     checkpoint_every: int = 50_000
     tensorboard: bool = True
     torch_threads: int = 1
@@ -125,6 +145,7 @@ class AgentConfig:
         if not isinstance(self.encoder, str) or not self.encoder:
             raise ConfigError("encoder must be a run directory or one of " + ", ".join(BASELINES))
         check_image_size(self.image_size)
+        check_eval_policy(self.eval_policy)
         object.__setattr__(self, "colours", "+".join(parse_splits(self.colours)))
         object.__setattr__(self, "env_kwargs", _frozen_items(self.env_kwargs, "env_kwargs"))
         object.__setattr__(self, "hyperparams", _frozen_items(self.hyperparams, "hyperparams"))

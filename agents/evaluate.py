@@ -8,8 +8,10 @@ interval (:mod:`agents.stats`).
 
 Episode seeds are drawn from ``seed`` in a range disjoint from every training seed
 (:data:`agents.config.EVAL_SEED_BASE`) and are the same for every shift, so shifts are compared on
-paired episodes. The policy acts deterministically. ``eval.json`` in the agent directory is
-written atomically; an existing one with the same parameters is returned without re-running.
+paired episodes. Actions are the policy's mode (``deterministic``) or sampled from a seeded
+generator (``stochastic``); ``auto`` picks per env family
+(:data:`agents.config.AUTO_DETERMINISTIC`). ``eval.json`` in the agent directory is written
+atomically; an existing one with the same parameters is returned without re-running.
 """
 
 from __future__ import annotations
@@ -20,7 +22,13 @@ from typing import Any
 
 import numpy as np
 
-from agents.config import EVAL_SEED_BASE, SEED_LIMIT, AgentConfig
+from agents.config import (
+    EVAL_SEED_BASE,
+    SEED_LIMIT,
+    AgentConfig,
+    check_eval_policy,
+    is_deterministic,
+)
 from agents.encoders import load_encoder
 from agents.encoding import FrozenEncoder
 from agents.envs import make_env, parse_shifts
@@ -66,11 +74,12 @@ def _check_int(name: str, value: object, low: int, high: int | None = None) -> i
 
 def evaluate(agent_dir: str | Path, shifts: str | list[str] | tuple[str, ...] = "in",
              episodes: int = 50, seed: int = 0, video: int = 0,
-             resamples: int = DEFAULT_RESAMPLES) -> dict[str, Any]:
+             resamples: int = DEFAULT_RESAMPLES, policy: str | None = None) -> dict[str, Any]:
     """Evaluate the agent in ``agent_dir`` under ``shifts``; returns (and writes) ``eval.json``.
 
     ``video`` > 0 also writes the first ``video`` episodes of each shift to
-    ``videos/<shift>_<k>.mp4``.
+    ``videos/<shift>_<k>.mp4``. ``policy`` (auto / deterministic / stochastic) defaults to the
+    agent's ``eval_policy``.
     """
     out = Path(agent_dir)
     agent = read_agent(out)
@@ -80,7 +89,10 @@ def evaluate(agent_dir: str | Path, shifts: str | list[str] | tuple[str, ...] = 
     seed = _check_int("seed", seed, 0, SEED_LIMIT)
     video = _check_int("video", video, 0)
     resamples = _check_int("resamples", resamples, 1)
-    params = {"shifts": list(names), "episodes": episodes, "seed": seed, "resamples": resamples}
+    mode = check_eval_policy(config.eval_policy if policy is None else policy)
+    det = is_deterministic(mode, config.family)
+    params = {"shifts": list(names), "episodes": episodes, "seed": seed, "resamples": resamples,
+              "policy": "deterministic" if det else "stochastic"}
     previous = out / EVAL_FILE
     if previous.is_file() and not video:
         try:
@@ -96,8 +108,8 @@ def evaluate(agent_dir: str | Path, shifts: str | list[str] | tuple[str, ...] = 
     model = load_model(out, config.algo)
     ep_seeds = episode_seeds(EVAL_SEED_BASE, seed, episodes)
 
-    def policy(obs: Any) -> np.ndarray:
-        return model.predict(obs, deterministic=True)[0]
+    def act(obs: Any) -> np.ndarray:
+        return model.predict(obs, deterministic=det)[0]
 
     results: dict[str, Any] = {}
     with torch_settings(config.torch_threads):
@@ -106,7 +118,7 @@ def evaluate(agent_dir: str | Path, shifts: str | list[str] | tuple[str, ...] = 
             try:
                 enc = (FrozenEncoder(encoder.learner, envs[0].observation_space)
                        if encoder.learner is not None else None)
-                eps = run_episodes(envs, policy, ep_seeds, enc, record=video)
+                eps = run_episodes(envs, act, ep_seeds, enc, record=video, torch_seed=seed)
             finally:
                 for env in envs:
                     env.close()

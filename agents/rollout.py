@@ -3,7 +3,8 @@
 Each episode resets with its own seed, so an evaluation is reproducible and the same episode seeds
 (same layouts, goals and sampled colours' RNG draws) are used under every shift: shifts are
 compared on paired episodes. Observations of all running envs are encoded in one batch by the same
-:class:`agents.encoding.FrozenEncoder` used in training, and the policy acts deterministically.
+:class:`agents.encoding.FrozenEncoder` used in training. Sampled (stochastic) actions are drawn
+with the torch RNG seeded for the evaluation and restored afterwards.
 """
 
 from __future__ import annotations
@@ -44,11 +45,21 @@ def _frame(env: gym.Env[Any, Any]) -> np.ndarray:
 
 
 def run_episodes(envs: Sequence[gym.Env[Any, Any]], policy: Policy, seeds: Sequence[int],
-                 encoder: FrozenEncoder | None = None, record: int = 0) -> list[Episode]:
+                 encoder: FrozenEncoder | None = None, record: int = 0,
+                 torch_seed: int = 0) -> list[Episode]:
     """Run one episode per seed, ``len(envs)`` at a time; record frames of the first ``record``.
 
-    ``policy`` maps a batch of (encoded) observations to a batch of actions.
+    ``policy`` maps a batch of (encoded) observations to a batch of actions. It runs with the
+    global torch RNG seeded from ``torch_seed`` inside :func:`torch.random.fork_rng` (sampled
+    actions are reproducible; the caller's RNG state is restored afterwards).
     """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(torch_seed)
+        return _run(envs, policy, seeds, encoder, record)
+
+
+def _run(envs: Sequence[gym.Env[Any, Any]], policy: Policy, seeds: Sequence[int],
+         encoder: FrozenEncoder | None, record: int) -> list[Episode]:
     episodes = [Episode(int(s)) for s in seeds]
     queue = list(range(len(episodes)))[::-1]
     slots: list[int | None] = [None] * len(envs)

@@ -40,7 +40,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList, CheckpointCallback
 from stable_baselines3.common.logger import configure
 
-from agents.config import SEED_RANGE, TRAIN_EVAL_SEED_BASE, AgentConfig
+from agents.config import SEED_RANGE, TRAIN_EVAL_SEED_BASE, AgentConfig, is_deterministic
 from agents.encoders import ResolvedEncoder, load_encoder
 from agents.envs import make_env, make_vec_env
 from agents.extractors import DeepSetsExtractor
@@ -146,7 +146,7 @@ def build_model(config: AgentConfig, hp: dict[str, Any], env: Any,
 
 
 class PeriodicEval(BaseCallback):
-    """Every ``every`` env steps: ``episodes`` deterministic episodes on IN colours, logged as
+    """Every ``every`` env steps: ``episodes`` episodes on IN colours, logged as
     ``eval/mean_return``, ``eval/success_rate`` (and 95% bootstrap CIs) and kept in
     :attr:`history`. The same episode seeds are used at every evaluation."""
 
@@ -175,11 +175,12 @@ class PeriodicEval(BaseCallback):
         learner = self.encoder.learner
         enc = FrozenEncoder(learner, self._envs[0].observation_space) if learner else None
         model = self.model
+        det = is_deterministic(self.config.eval_policy, self.config.family)
 
         def policy(obs: Any) -> np.ndarray:
-            return model.predict(obs, deterministic=True)[0]
+            return model.predict(obs, deterministic=det)[0]
 
-        eps = run_episodes(self._envs, policy, self.seeds, enc)
+        eps = run_episodes(self._envs, policy, self.seeds, enc, torch_seed=self.config.seed)
         returns = [e.ret for e in eps]
         success = [float(e.success) for e in eps]
         row: dict[str, Any] = {

@@ -202,3 +202,20 @@ def test_parse_shifts() -> None:
         parse_shifts("in,real", GRID)
     with pytest.raises(ConfigError, match="twice"):
         parse_shifts("in,in", GRID)
+
+
+def test_rollout_seeds_episodes_and_sampling_without_touching_global_rng() -> None:
+    from agents.rollout import run_episodes
+
+    envs = [FakeEnv(i, 3) for i in range(2)]
+
+    def sampled(obs: Any) -> np.ndarray:
+        return torch.randint(0, 2, (len(obs["pixels"]),)).numpy()
+
+    before = torch.random.get_rng_state()
+    a = run_episodes(envs, sampled, [7, 8, 9], torch_seed=1, record=1)
+    assert torch.equal(torch.random.get_rng_state(), before)
+    b = run_episodes(envs, sampled, [7, 8, 9], torch_seed=1)
+    assert [(e.seed, e.ret, e.length, e.success) for e in a] == \
+        [(e.seed, e.ret, e.length, e.success) for e in b] == [(s, 3.0, 3, True) for s in (7, 8, 9)]
+    assert len(a[0].frames) == 4 and not a[1].frames  # reset frame + 3 steps, first episode only

@@ -105,6 +105,9 @@ class FakeEnv(gym.Env[Any, Any]):
         return {"pixels": frame,
                 "proprio": np.full(PROPRIO, self.t / 10 + self.index, dtype=np.float32)}
 
+    def render_frame(self) -> np.ndarray:
+        return fake_frame(self.index, self.t)
+
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None
               ) -> tuple[Any, dict[str, Any]]:
         super().reset(seed=seed)

@@ -20,7 +20,8 @@ def add_parser(sub: Any) -> None:
             "Run deterministic episodes of a trained agent under each shift (in: training "
             "colours; ood1: colours the encoder saw, the agent did not; ood2: colours neither "
             "saw; real: TriFinger sim-to-real image shift on IN colours) and report mean return "
-            "and success with seeded 95%% bootstrap CIs. Writes AGENT_DIR/eval.json."
+            "and success with seeded 95%% bootstrap CIs. Every shift runs the same episode "
+            "seeds. Writes AGENT_DIR/eval.json."
         ),
     )
     p.add_argument("agent_dir", metavar="AGENT_DIR", help="output directory of train-agent")
@@ -30,6 +31,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--seed", type=int, default=0, help="evaluation seed (default 0)")
     p.add_argument("--video", type=int, default=0, metavar="N",
                    help="write mp4 videos of the first N episodes of each shift")
+    p.add_argument("--policy", choices=("auto", "deterministic", "stochastic"), default=None,
+                   help="mode or sampled (seeded) actions; default: the agent's setting (auto: "
+                        "deterministic on TriFinger, stochastic on grid worlds)")
     p.set_defaults(func=run)
 
 
@@ -37,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     from agents.evaluate import EVAL_FILE, evaluate, format_table
 
     result = evaluate(args.agent_dir, args.shifts, episodes=args.episodes, seed=args.seed,
-                      video=args.video)
+                      video=args.video, policy=args.policy)
     print(format_table(result))
     print(f"wrote {result['agent']}/{EVAL_FILE}")
     return 0

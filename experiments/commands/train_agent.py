@@ -54,6 +54,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--eval-every", type=int, default=10_000,
                    help="env steps between evaluations on IN colours (0: off; default 10000)")
     p.add_argument("--eval-episodes", type=int, default=10, help="episodes per evaluation")
+    p.add_argument("--eval-policy", choices=("auto", "deterministic", "stochastic"),
+                   default="auto", help="evaluation actions: auto (default: deterministic on "
+                   "TriFinger, sampled with a seed on grid worlds), deterministic or stochastic")
     p.add_argument("--checkpoint-every", type=int, default=50_000,
                    help="env steps between checkpoints (0: off; default 50000)")
     p.add_argument("--no-tensorboard", action="store_true", help="CSV logs only")
@@ -71,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
         env_kwargs=tuple(parse_pairs(args.env_kwarg, "--env-kwarg").items()),
         hyperparams=tuple(parse_pairs(args.hp, "--hp").items()),
         eval_every=args.eval_every, eval_episodes=args.eval_episodes,
+        eval_policy=args.eval_policy,
         checkpoint_every=args.checkpoint_every, tensorboard=not args.no_tensorboard,
         torch_threads=args.threads,
     )

@@ -129,3 +129,17 @@ def test_kill_9_then_resume_gives_identical_bytes(tmp_path: Path, workers: int) 
     for k in want:
         assert np.array_equal(got[k], want[k]), k
     assert raw_chunks(out) == raw_chunks(ref)
+
+
+def test_scripted_trifinger_push_video(tmp_path: Path) -> None:
+    pytest.importorskip("envs.trifinger.scripted")
+    path = tmp_path / "push.h5"
+    from envs.data.collect import collect
+    from envs.data.config import CollectConfig
+
+    collect(CollectConfig("sparseshift/TriFingerPush-v0", "video", n=48, policy="scripted",
+                          part_rows=48), path, progress=False)
+    ds = open_dataset(path, verify=True)
+    assert ds.attrs["collector"]["policy"]["type"] == "scripted"
+    assert ds.actions.shape == (48, 9) and ds.actions.dtype == np.float32
+    assert np.abs(np.diff(ds.factors[:, :9], axis=0)).max() > 0  # the fingers move

@@ -245,10 +245,12 @@ def collect(
             _check_same(manifest, json.loads(mpath.read_text()), str(directory))
         else:
             write_json(mpath, manifest)
+        def rows(i: int) -> int:
+            return run.part_range(i)[1] - run.part_range(i)[0]
+
         todo = [i for i in range(run.n_parts)
-                if not part_ok(part_path(directory, i), cfg.kind, run.part_range(i)[1]
-                               - run.part_range(i)[0])]
-        done_rows = cfg.n - sum(run.part_range(i)[1] - run.part_range(i)[0] for i in todo)
+                if not part_ok(part_path(directory, i), cfg.kind, rows(i))]
+        done_rows = cfg.n - sum(rows(i) for i in todo)
         from tqdm import tqdm
 
         with tqdm(total=cfg.n, initial=done_rows, unit=" frames" if cfg.kind == "video" else
@@ -256,6 +258,8 @@ def collect(
                   smoothing=0.1) as bar:
             if todo:
                 _produce(run, directory, todo, workers, bar.update)
+        for stale in out.parent.glob(f".{out.name}.tmp*"):  # a killed assembly's temp file
+            stale.unlink()
         parts = [part_path(directory, i) for i in range(run.n_parts)]
         digest = assemble(out, parts, cfg.kind, cfg.n, cfg.part_rows, _attrs(run))
     shutil.rmtree(directory)

@@ -46,13 +46,15 @@ class SmoothRandomPolicy:
     ``persistence`` and otherwise draw a new one uniformly.
     """
 
+    THETA, SIGMA, PERSISTENCE = 0.15, 0.25, 0.6
+
     def __init__(
         self,
         space: gym.Space[Any],
         rng: np.random.Generator,
-        theta: float = 0.15,
-        sigma: float = 0.25,
-        persistence: float = 0.6,
+        theta: float = THETA,
+        sigma: float = SIGMA,
+        persistence: float = PERSISTENCE,
     ) -> None:
         self.space = space
         self.rng = rng
@@ -86,9 +88,10 @@ class SmoothRandomPolicy:
             self._state = int(self.rng.integers(int(self.space.n)))
         return int(self.space.start) + int(self._state)
 
-    @staticmethod
-    def settings() -> dict[str, float]:
-        return {"theta": 0.15, "sigma": 0.25, "persistence": 0.6}
+    @classmethod
+    def settings(cls) -> dict[str, float]:
+        """The defaults, recorded in the dataset's configuration."""
+        return {"theta": cls.THETA, "sigma": cls.SIGMA, "persistence": cls.PERSISTENCE}
 
 
 def _sha256(path: Path) -> str:

@@ -2,16 +2,23 @@
 
 Entry points are strings, so importing :mod:`envs` imports neither MuJoCo nor MiniGrid; the module
 of an env is imported by ``gymnasium.make`` only when that env is made.
+
+Episode length: TriFinger and ColourGrid have no limit of their own when made through gymnasium;
+their documented defaults are registered as gymnasium's ``TimeLimit``, so
+``gymnasium.make(id, max_episode_steps=n)`` gives exactly ``n``. MiniGrid tasks keep MiniGrid's
+own ``max_steps`` (MiniGrid's reward depends on it); :func:`make` routes ``max_episode_steps`` to
+it, while plain ``gymnasium.make`` would add a ``TimeLimit`` on top (the shorter limit wins).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
 import gymnasium as gym
 
-from envs.errors import choice_error
+from envs.errors import ConfigError, choice_error
 
 
 @dataclass(frozen=True)
@@ -20,7 +27,7 @@ class EnvEntry:
 
     id: str
     entry_point: str
-    max_episode_steps: int | None
+    max_episode_steps: int | None  # gymnasium TimeLimit; None: the env's own limit (MiniGrid)
     family: str  # "trifinger" or "grid"
     kwargs: dict[str, Any] = field(default_factory=dict)
     summary: str = ""
@@ -30,21 +37,21 @@ ENTRIES: tuple[EnvEntry, ...] = (
     EnvEntry(
         "sparseshift/TriFingerReach-v0",
         "envs.trifinger.tasks:TriFingerReachEnv",
-        None,
+        75,
         "trifinger",
         summary="move the three fingertips to three goal points (TriFingerPro, MuJoCo)",
     ),
     EnvEntry(
         "sparseshift/TriFingerPush-v0",
         "envs.trifinger.tasks:TriFingerPushEnv",
-        None,
+        150,
         "trifinger",
         summary="push the 6.5 cm cube to a goal position on the arena (TriFingerPro, MuJoCo)",
     ),
     EnvEntry(
         "sparseshift/ColourGrid-v0",
         "envs.grid.colourgrid:ColourGridEnv",
-        None,
+        50,
         "grid",
         summary="reach the object of the target shape; colours are free factors",
     ),
@@ -91,7 +98,17 @@ def register_envs() -> None:
 
 
 def make(env_id: str, **kwargs: Any) -> gym.Env[Any, Any]:
-    """``gymnasium.make`` for sparseshift ids with a clear error for unknown ids."""
-    entry(env_id)
+    """``gymnasium.make`` for sparseshift ids, with a clear error for unknown ids.
+
+    ``max_episode_steps`` sets the episode length of every env, MiniGrid's included.
+    """
+    e = entry(env_id)
     register_envs()
-    return gym.make(env_id, **kwargs)
+    steps = kwargs.pop("max_episode_steps", None)
+    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps <= 0):
+        raise ConfigError(f"max_episode_steps must be a positive integer, got {steps!r}")
+    if steps is not None and e.max_episode_steps is None:
+        routed = {**e.kwargs, "max_episode_steps": steps}
+        spec = dataclasses.replace(gym.spec(env_id), kwargs=routed)
+        return gym.make(spec, **kwargs)
+    return gym.make(env_id, max_episode_steps=steps, **kwargs)

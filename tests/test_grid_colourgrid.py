@@ -61,7 +61,8 @@ def test_spaces_and_defaults() -> None:
     u = unwrapped(env)
     assert env.action_space == gym.spaces.Discrete(4)
     assert env.observation_space.shape == (64, 64, 3)
-    assert (u.size, u.n_objects, u.target_shape, u.max_episode_steps) == (8, 3, "circle", 50)
+    assert (u.size, u.n_objects, u.target_shape) == (8, 3, "circle")
+    assert env.spec is not None and env.spec.max_episode_steps == 50  # gymnasium's TimeLimit
     assert u.object_names == ("background", "agent", "object0", "object1", "object2")
     assert u.colours == ("in",)
     state = make(obs_mode="state").observation_space.shape
@@ -331,10 +332,10 @@ def test_bad_render_mode() -> None:
         ColourGridEnv(render_mode="human")  # gymnasium.make turns "human" into a wrapper
 
 
-def test_max_episode_steps_reaches_the_env() -> None:
-    env = make(max_episode_steps=7)
-    assert unwrapped(env).max_episode_steps == 7
-    assert unwrapped(gym.make(ID)).max_episode_steps == 50
+@pytest.mark.parametrize("maker", ["registry", "gymnasium"])
+def test_max_episode_steps_is_exact(maker: str) -> None:
+    env = make(max_episode_steps=7) if maker == "registry" else gym.make(ID, max_episode_steps=7)
+    assert unwrapped(gym.make(ID)).max_episode_steps is None  # TimeLimit owns the default (50)
     env.reset(
         seed=0,
         options={"factors": layout((0, 0), [(7, 7, "circle"), (5, 5, "cross"), (6, 6, "square")])},

@@ -48,18 +48,25 @@ def test_env_checkers_pass_without_warnings(env_id: str, obs_mode: str) -> None:
 def test_registered_entry_points_and_defaults() -> None:
     reach, push = make(IDS[0]), make(IDS[1])
     assert isinstance(reach, TriFingerReachEnv) and isinstance(push, TriFingerPushEnv)
-    assert reach.max_episode_steps == 75 and push.max_episode_steps == 150
+    assert gym.spec(IDS[0]).max_episode_steps == 75  # gymnasium's TimeLimit owns the default
+    assert gym.spec(IDS[1]).max_episode_steps == 150
+    assert reach.max_episode_steps is None  # no limit of its own
     assert push.observation_space.shape == (64, 64, 3)
     assert push.action_space.shape == (9,)
     assert push.camera == "camera60" and push.render_preset.name == "fast"
 
 
 def test_truncation_after_max_episode_steps() -> None:
-    # gymnasium.make consumes max_episode_steps itself (TimeLimit), so construct directly.
-    env = TriFingerPushEnv(obs_mode="state", max_episode_steps=5)
-    env.reset(seed=0)
-    flags = [env.step(env.action_space.sample())[3] for _ in range(5)]
-    assert flags == [False] * 4 + [True]
+    direct = TriFingerPushEnv(obs_mode="state", max_episode_steps=5)
+    made = gym.make(IDS[1], obs_mode="state", max_episode_steps=5)
+    longer = gym.make(IDS[1], obs_mode="state", max_episode_steps=160)  # beyond the default
+    for env in (direct, made):
+        env.reset(seed=0)
+        flags = [env.step(env.action_space.sample())[3] for _ in range(5)]
+        assert flags == [False] * 4 + [True]
+    longer.reset(seed=0)
+    flags = [longer.step(longer.action_space.sample())[3] for _ in range(160)]
+    assert flags == [False] * 159 + [True]
 
 
 def test_obs_modes_shapes() -> None:

@@ -86,7 +86,7 @@ class ColourGridEnv(FactorEnv[Any, np.int64]):
         colours: str | Sequence[str] = "in",
         colour_scheme: str = "grid8",
         colour_seed: int = 0,
-        max_episode_steps: int = 50,
+        max_episode_steps: int | None = None,
         step_penalty: float = 0.01,
         distractor_penalty: float = 0.0,
         render_mode: str | None = None,
@@ -103,7 +103,11 @@ class ColourGridEnv(FactorEnv[Any, np.int64]):
         if render_mode not in (None, "rgb_array"):
             raise choice_error("render_mode", render_mode, ("None", "rgb_array"))
         self.render_mode = render_mode
-        self.max_episode_steps = check_int("max_episode_steps", max_episode_steps, 1)
+        # None: no limit of its own; gymnasium.make adds TimeLimit(DEFAULT_MAX_EPISODE_STEPS).
+        self.max_episode_steps = (
+            None if max_episode_steps is None
+            else check_int("max_episode_steps", max_episode_steps, 1)
+        )
         for name, val in (
             ("step_penalty", step_penalty),
             ("distractor_penalty", distractor_penalty),
@@ -331,6 +335,10 @@ class ColourGridEnv(FactorEnv[Any, np.int64]):
             else:
                 reward -= self.distractor_penalty
         self._steps += 1
-        truncated = not success and self._steps >= self.max_episode_steps
+        truncated = (
+            not success
+            and self.max_episode_steps is not None
+            and self._steps >= self.max_episode_steps
+        )
         info = {"factors": self.get_factors(), "is_success": success}
         return self._obs(), float(reward), success, truncated, info

@@ -81,7 +81,9 @@ class TriFingerEnv(FactorEnv[Any, np.ndarray]):
     * ``colour_scheme`` / ``colour_seed``: the scheme (``trifinger8`` or ``trifinger-cw``) and its
       split-assignment seed.
     * ``shift``: None or ``real`` (:mod:`envs.trifinger.shift`), scaled by ``shift_strength``.
-    * ``max_episode_steps``: episode length (truncation); default per task.
+    * ``max_episode_steps``: episode length (truncation) when constructed directly; None (the
+      default) means no limit of its own: ``gymnasium.make`` adds its ``TimeLimit`` with the task's
+      ``DEFAULT_MAX_EPISODE_STEPS`` (override with ``gymnasium.make(id, max_episode_steps=n)``).
     * ``render_mode``: None or ``rgb_array`` (``render()`` returns the observation camera frame).
     * ``goal_markers``: draw the goal as translucent green markers (off by default).
     """
@@ -115,9 +117,7 @@ class TriFingerEnv(FactorEnv[Any, np.ndarray]):
             raise choice_error("camera", camera, M.CAMERAS)
         if render_mode not in (None, "rgb_array"):
             raise choice_error("render_mode", render_mode, (None, "rgb_array"))
-        if max_episode_steps is None:
-            max_episode_steps = self.DEFAULT_MAX_EPISODE_STEPS
-        if (
+        if max_episode_steps is not None and (
             isinstance(max_episode_steps, bool)
             or not isinstance(max_episode_steps, int)
             or max_episode_steps <= 0
@@ -406,7 +406,7 @@ class TriFingerEnv(FactorEnv[Any, np.ndarray]):
         mujoco.mj_step(self.model, self.data, M.SUBSTEPS)
         self._steps += 1
         reward, success = self._reward()
-        truncated = self._steps >= self.max_episode_steps
+        truncated = self.max_episode_steps is not None and self._steps >= self.max_episode_steps
         info = {"factors": self.get_factors(), "is_success": success}
         return self._obs(), reward, False, truncated, info
 

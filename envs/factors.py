@@ -89,6 +89,9 @@ class FactorSpec:
     factors: tuple[Factor, ...]
     _index: dict[str, int] = field(init=False, repr=False, compare=False)
     _groups: dict[str, tuple[int, ...]] = field(init=False, repr=False, compare=False)
+    _bounds: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] = field(
+        init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         index: dict[str, int] = {}
@@ -103,6 +106,18 @@ class FactorSpec:
             raise ConfigError(f"group names clash with factor names: {sorted(clash)}")
         object.__setattr__(self, "_index", index)
         object.__setattr__(self, "_groups", {g: tuple(v) for g, v in groups.items()})
+        disc = np.array([f.kind == "discrete" for f in self.factors], dtype=bool)
+        width = max((len(f.values) for f in self.factors), default=0)
+        values = np.full((int(disc.sum()), max(width, 1)), np.nan)
+        for row, f in enumerate(f for f in self.factors if f.kind == "discrete"):
+            values[row, : len(f.values)] = f.values
+        bounds = (
+            np.array([f.low for f in self.factors]) - 1e-6,
+            np.array([f.high for f in self.factors]) + 1e-6,
+            disc,
+            values,
+        )
+        object.__setattr__(self, "_bounds", bounds)
 
     def __len__(self) -> int:
         return len(self.factors)
@@ -155,12 +170,22 @@ class FactorSpec:
         return mask
 
     def check_vector(self, vec: np.ndarray) -> np.ndarray:
-        """Validate a full factor vector and return it as float32."""
+        """Validate a full factor vector and return it as float32.
+
+        Vectorised (this runs on every ``set_factors``); only on failure does it fall back to the
+        per-factor check, which raises the error naming the first bad factor.
+        """
         arr = np.asarray(vec, dtype=np.float64)
         if arr.shape != (len(self),):
             raise ConfigError(f"factor vector must have shape ({len(self)},), got {arr.shape}")
-        for f, v in zip(self.factors, arr, strict=True):
-            f.check(v)
+        low, high, disc, values = self._bounds
+        ok = np.isfinite(arr) & (arr >= low) & (arr <= high)
+        if disc.any():
+            near = np.abs(arr[disc, None] - values) <= 1e-6
+            ok[disc] &= near.any(axis=1)
+        if not ok.all():
+            bad = int(np.flatnonzero(~ok)[0])
+            self.factors[bad].check(arr[bad])
         return arr.astype(np.float32)
 
     def update(

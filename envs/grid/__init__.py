@@ -1,9 +1,9 @@
 """Grid worlds with colour-shift factors: ColourGrid and MiniGrid tasks re-rendered by sparseshift.
 
 Modules: :mod:`~envs.grid.render` (vectorised numpy tile renderer), :mod:`~envs.grid.colourgrid`
-(``sparseshift/ColourGrid-v0``), :mod:`~envs.grid.minigrid_adapter` (``sparseshift/MiniGrid-*``),
-:mod:`~envs.grid.bench` (step-rate benchmarks). Env modules are imported lazily by
-``gymnasium.make``; importing this package imports neither MiniGrid nor the envs.
+(``sparseshift/ColourGrid-v0``), :mod:`~envs.grid.minigrid_adapter` (``sparseshift/MiniGrid-*``).
+Env modules are imported lazily by ``gymnasium.make``; importing this package imports neither
+MiniGrid nor the envs. Speed: ``sparseshift bench envs``.
 """
 
 from __future__ import annotations

@@ -8,7 +8,6 @@ them on for videos and figures. Segmentation uses MuJoCo's id-colour rendering a
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 import mujoco
@@ -16,7 +15,7 @@ import numpy as np
 
 from envs.errors import check_image_size, choice_error
 from envs.gl import gl_error
-from envs.trifinger.model import DEFAULT_Q, SUBSTEPS, ModelIndex, load_model
+from envs.trifinger.model import ModelIndex
 
 
 @dataclass(frozen=True)
@@ -102,32 +101,3 @@ class FrameRenderer:
 
     def close(self) -> None:
         self._renderer.close()
-
-
-def raw_render_loop(
-    image_size: int = 64, n_steps: int = 500, camera: str = "camera60", preset: str = "fast"
-) -> float:
-    """Steps/s of a bare ``mj_step x SUBSTEPS + update_scene + render`` loop on the TriFinger model.
-
-    The reference the env's own speed is compared against (no Python env overhead at all). The
-    robot starts and is held at the default pose, as in the envs.
-    """
-    model = load_model()
-    configure_model(model, get_preset(preset), check_image_size(image_size))
-    data = mujoco.MjData(model)
-    index = ModelIndex.build(model)
-    data.qpos[index.joint_qpos] = DEFAULT_Q
-    data.ctrl[:] = DEFAULT_Q
-    mujoco.mj_forward(model, data)
-    renderer = mujoco.Renderer(model, image_size, image_size)
-    cam = int(mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_CAMERA, camera))
-    out = np.empty((image_size, image_size, 3), dtype=np.uint8)
-    try:
-        start = time.perf_counter()
-        for _ in range(n_steps):
-            mujoco.mj_step(model, data, SUBSTEPS)
-            renderer.update_scene(data, cam)
-            renderer.render(out=out)
-        return n_steps / (time.perf_counter() - start)
-    finally:
-        renderer.close()

@@ -54,8 +54,10 @@ def trifinger_raw_loop(image_size: int) -> Callable[[int], None]:
     env = make("sparseshift/TriFingerReach-v0", image_size=image_size)
     u: Any = env.unwrapped
     env.reset(seed=0)
+    from envs.trifinger.model import SUBSTEPS
+
     model, data = u.model, u.data
-    substeps = int(u.substeps)
+    substeps = SUBSTEPS
     renderer = mujoco.Renderer(model, image_size, image_size)
     cam = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_CAMERA, u.camera)
     buf = np.empty((image_size, image_size, 3), np.uint8)

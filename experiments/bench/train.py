@@ -31,7 +31,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "temporary file)")
     p.add_argument("--batch", type=int, default=64, help="batch size (default 64)")
     p.add_argument("--steps", type=int, default=30, help="steps per measurement (default 30)")
-    p.add_argument("--repeats", type=int, default=3, help="interleaved repeats (default 3)")
+    p.add_argument("--repeats", type=int, default=5, help="interleaved repeats (default 5)")
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads, pinned (default 1; 2 can be slower on a loaded machine)")
 

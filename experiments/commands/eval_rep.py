@@ -10,6 +10,14 @@ from typing import Any
 NAME = "eval-rep"
 
 
+def _votes(text: str) -> tuple[int, int]:
+    try:
+        train, evaluate = (int(v) for v in text.split(":"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected TRAIN:EVAL vote counts, got {text!r}") from None
+    return train, evaluate
+
+
 def add_parser(sub: Any) -> None:
     p = sub.add_parser(
         NAME,
@@ -34,6 +42,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--factor-vae", default="auto", choices=("auto", "env", "grouping", "off"),
                    help="FactorVAE score batches: rendered by the env (auto: when possible) or "
                         "grouped from the dataset")
+    p.add_argument("--env-votes", type=_votes, default=(100, 50), metavar="TRAIN:EVAL",
+                   help="FactorVAE votes when batches are rendered by the env (64 renders each; "
+                        "default 100:50; disentanglement_lib: 10000:5000)")
     p.add_argument("--dci-estimators", type=int, default=30,
                    help="boosting stages per DCI classifier (disentanglement_lib: 100; default 30)")
     p.add_argument("--dci-max-train", type=int, default=2000,
@@ -57,7 +68,8 @@ def run(args: argparse.Namespace) -> int:
     cfg = EvalConfig(
         num_train=args.num_train, num_test=args.num_test, seed=args.seed,
         factor_vae=args.factor_vae, dci_estimators=args.dci_estimators,
-        dci_max_train=args.dci_max_train or None,
+        dci_max_train=args.dci_max_train or None, factor_vae_env_train=args.env_votes[0],
+        factor_vae_env_eval=args.env_votes[1],
     )
     out = Path(args.out)
     traversal = Path(args.traversal) if args.traversal else out.with_suffix(".traversal.png")

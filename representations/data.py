@@ -81,6 +81,8 @@ def resolve_pairs(batch_kind: str, learner: str, ds_kind: str, pairs: str | None
     """
     if pairs is not None and pairs not in PAIRS_MODES:
         raise ConfigError(f"unknown pairs mode {pairs!r}; valid: {', '.join(PAIRS_MODES)}")
+    if batch_kind != "pairs" and pairs is not None:
+        raise ConfigError(f"--pairs applies to pair learners; {learner!r} trains on {batch_kind}")
     if batch_kind == "pairs":
         if ds_kind == "video" and pairs != "temporal":
             raise ConfigError(

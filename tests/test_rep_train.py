@@ -131,6 +131,8 @@ def test_bad_input_is_a_config_error(pairs_path: Path, video_path: Path, tmp_pat
         config(steps=0)
     with pytest.raises(ConfigError, match="needs pairs but the dataset is video"):
         train(config(), video_path, tmp_path / "x")
+    with pytest.raises(ConfigError, match="--pairs applies to pair learners; 'beta_vae' trains"):
+        train(config(learner="beta_vae", pairs="temporal"), video_path, tmp_path / "x")
     with pytest.raises(ConfigError, match="temporal pairs need a video dataset"):
         train(config(pairs="temporal"), pairs_path, tmp_path / "x")
     with pytest.raises(ConfigError, match="image size 128"):

@@ -74,9 +74,11 @@ def run(args: argparse.Namespace) -> int:
         data_path = Path(args.data) if args.data else _collect(Path(tmp) / "pairs.h5")
         ds = open_data(data_path)
         cls = learner_class(args.learner)
+        temporal = cls.batch_kind == "pairs" and ds.kind == "video"
         pairs = resolve_pairs(cls.batch_kind, args.learner, ds.kind,
-                              None if ds.kind == "pairs" else "temporal")
-        config = TrainConfig(learner=args.learner, batch=args.batch, steps=1, pairs=pairs,
+                              "temporal" if temporal else None)
+        pairs_arg = "temporal" if temporal else None
+        config = TrainConfig(learner=args.learner, batch=args.batch, steps=1, pairs=pairs_arg,
                              progress=False)
         model = resolve_model_config(config, int(ds.image_size))
         spec = BatchSpec(cls.batch_kind, args.batch, pairs)
@@ -87,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
         def loop(images: int) -> None:
             done["steps"] += max(1, images // spec.images_per_batch)
             train(TrainConfig(learner=args.learner, batch=args.batch, steps=done["steps"],
-                              pairs=pairs, progress=False), ds, out)
+                              pairs=pairs_arg, progress=False), ds, out)
 
         images = args.steps * spec.images_per_batch
         print(f"bench train: {args.learner} on {ds.env_id} ({ds.kind}, {ds.image_size}px), batch "

@@ -25,6 +25,9 @@ COMMANDS: tuple[str, ...] = (
     "inspect",
     "train_rep",
     "eval_rep",
+    "train_agent",
+    "evaluate",
+    "study",
     "bench",
 )
 

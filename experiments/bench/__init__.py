@@ -9,4 +9,5 @@ BENCHES: dict[str, str] = {
     "envs": "experiments.bench.envs",
     "collect": "experiments.bench.collect",
     "train": "experiments.bench.train",
+    "agents": "experiments.bench.agents",
 }

@@ -1,0 +1,243 @@
+"""Study outputs: ``results.jsonl`` (one row per agent x shift), ``report.md`` and PNG plots.
+
+The report follows the OOD protocol of Dittadi et al. (2021) and Träuble, Dittadi et al. (2022):
+a table per shift with bootstrap 95% CIs, OOD1 (colours the encoder saw, the agent did not) next to
+OOD2 (colours nothing saw), never pooled, and Spearman rank correlations between each
+representation metric and OOD return across the learned encoders.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from experiments.study.artifacts import write_json_atomic
+from experiments.study.runner import RunRef
+
+#: Representation metrics correlated with OOD return (dotted keys into the eval-rep JSON).
+METRIC_KEYS: tuple[str, ...] = (
+    "mig", "dci_disentanglement", "dci_completeness", "dci_informativeness_test", "sap",
+    "modularity", "explicitness_test", "factor_vae_eval", "linear_r2_mean", "mlp_r2_mean",
+    "mse_per_pixel",
+)
+
+
+def encoder_metrics(report: Mapping[str, Any]) -> dict[str, float]:
+    """The scalar metrics of an eval-rep report: its summary, probe means, reconstruction."""
+    out = flatten(report.get("summary", {}))
+    probes = report.get("probes", {})
+    for k in ("linear_r2_mean", "mlp_r2_mean"):
+        if isinstance(probes.get(k), int | float):
+            out[k] = float(probes[k])
+    rec = report.get("reconstruction", {})
+    if isinstance(rec.get("mse_per_pixel"), int | float):
+        out["mse_per_pixel"] = float(rec["mse_per_pixel"])
+    return out
+
+
+def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
+    """Numeric leaves of a nested dict with dotted keys."""
+    out: dict[str, float] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, Mapping):
+            out.update(flatten(v, key + "."))
+        elif isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v):
+            out[key] = float(v)
+    return out
+
+
+def rows(runs: Sequence[RunRef], results: Mapping[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per (agent, shift): encoder, its metrics, agent seed, shift, return, success."""
+    out = []
+    for r in runs:
+        metrics: dict[str, float] = {}
+        if r.eval_rep_task is not None:
+            metrics = encoder_metrics(results[r.eval_rep_task.key].get("metrics", {}))
+        ev = results[r.eval_task.key]["shifts"]
+        for shift, v in ev.items():
+            out.append({
+                "env_id": r.env_id, "encoder": r.encoder, "kind": r.kind,
+                "encoder_seed": r.encoder_seed, "agent_seed": r.agent_seed, "shift": shift,
+                "return": v["return"]["mean"], "return_ci": [v["return"]["ci_low"],
+                                                             v["return"]["ci_high"]],
+                "success": v["success"]["mean"], "success_ci": [v["success"]["ci_low"],
+                                                                v["success"]["ci_high"]],
+                "episodes": v["return"].get("n"), "metrics": metrics,
+            })
+    return out
+
+
+def spearman(x: Sequence[float], y: Sequence[float]) -> float:
+    """Spearman's rank correlation (average ranks for ties); nan if undefined."""
+    from scipy.stats import spearmanr
+
+    if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return float("nan")
+    return float(spearmanr(x, y).statistic)
+
+
+def _fmt(mean: float, ci: Sequence[float], pct: bool) -> str:
+    if pct:
+        return f"{100 * mean:.0f}% [{100 * ci[0]:.0f}, {100 * ci[1]:.0f}]"
+    return f"{mean:.2f} [{ci[0]:.2f}, {ci[1]:.2f}]"
+
+
+def _mean_ci(rs: list[dict[str, Any]], key: str) -> tuple[float, list[float]]:
+    """Mean over agent seeds; the CI of a single seed, or the range of seed means for several."""
+    if len(rs) == 1:
+        return rs[0][key], rs[0][f"{key}_ci"]
+    vals = [r[key] for r in rs]
+    return float(np.mean(vals)), [float(min(vals)), float(max(vals))]
+
+
+def headline(table: Sequence[dict[str, Any]]) -> str:
+    """Markdown: per env, success and return per shift for every encoder."""
+    lines: list[str] = []
+    for env in dict.fromkeys(r["env_id"] for r in table):
+        env_rows = [r for r in table if r["env_id"] == env]
+        shifts = list(dict.fromkeys(r["shift"] for r in env_rows))
+        lines += [f"### {env}", "",
+                  "| encoder | " + " | ".join(f"{s} success" for s in shifts) + " | "
+                  + " | ".join(f"{s} return" for s in shifts) + " |",
+                  "|---" * (1 + 2 * len(shifts)) + "|"]
+        for enc in dict.fromkeys(r["encoder"] for r in env_rows):
+            cells_s, cells_r = [], []
+            for s in shifts:
+                rs = [r for r in env_rows if r["encoder"] == enc and r["shift"] == s]
+                m, ci = _mean_ci(rs, "success")
+                cells_s.append(_fmt(m, ci, True))
+                m, ci = _mean_ci(rs, "return")
+                cells_r.append(_fmt(m, ci, False))
+            lines.append(f"| {enc} | " + " | ".join(cells_s + cells_r) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def ood_gaps(table: Sequence[dict[str, Any]]) -> str:
+    """Markdown: return under OOD1 and OOD2 relative to IN, per encoder (not pooled)."""
+    lines = ["| env | encoder | in return | ood1 - in | ood2 - in |", "|---|---|---|---|---|"]
+    for env in dict.fromkeys(r["env_id"] for r in table):
+        for enc in dict.fromkeys(r["encoder"] for r in table if r["env_id"] == env):
+            by = {s: float(np.mean([r["return"] for r in table if r["env_id"] == env
+                                    and r["encoder"] == enc and r["shift"] == s]))
+                  for s in ("in", "ood1", "ood2")}
+            lines.append(f"| {env} | {enc} | {by['in']:.2f} | {by['ood1'] - by['in']:+.2f} | "
+                         f"{by['ood2'] - by['in']:+.2f} |")
+    return "\n".join(lines)
+
+
+def correlations(table: Sequence[dict[str, Any]]) -> tuple[str, dict[str, Any]]:
+    """Spearman correlation of each metric with OOD return across learned encoder runs."""
+    lines = ["| env | metric | vs ood1 return | vs ood2 return | runs |", "|---|---|---|---|---|"]
+    data: dict[str, Any] = {}
+    for env in dict.fromkeys(r["env_id"] for r in table):
+        learned = [r for r in table if r["env_id"] == env and r["kind"] == "learned"]
+        for key in METRIC_KEYS:
+            cells = []
+            n = 0
+            for shift in ("ood1", "ood2"):
+                rs = [r for r in learned if r["shift"] == shift and key in r["metrics"]]
+                n = len(rs)
+                rho = spearman([r["metrics"][key] for r in rs], [r["return"] for r in rs])
+                data[f"{env}|{key}|{shift}"] = rho
+                cells.append("n/a" if math.isnan(rho) else f"{rho:+.2f}")
+            if n:
+                lines.append(f"| {env} | {key} | {cells[0]} | {cells[1]} | {n} |")
+    return "\n".join(lines), data
+
+
+def plots(table: Sequence[dict[str, Any]], out: Path) -> list[Path]:
+    """Returns per shift and encoder (bars with CIs) and metric vs OOD return scatters."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paths = []
+    for env in dict.fromkeys(r["env_id"] for r in table):
+        env_rows = [r for r in table if r["env_id"] == env]
+        encs = list(dict.fromkeys(r["encoder"] for r in env_rows))
+        shifts = list(dict.fromkeys(r["shift"] for r in env_rows))
+        fig, ax = plt.subplots(figsize=(1.6 + 1.2 * len(encs), 3.2))
+        width = 0.8 / len(shifts)
+        for i, s in enumerate(shifts):
+            ms, lo, hi = [], [], []
+            for e in encs:
+                m, ci = _mean_ci([r for r in env_rows if r["encoder"] == e and r["shift"] == s],
+                                 "return")
+                ms.append(m)
+                lo.append(m - ci[0])
+                hi.append(ci[1] - m)
+            ax.bar(np.arange(len(encs)) + i * width, ms, width, yerr=[lo, hi], label=s,
+                   capsize=2)
+        ax.set_xticks(np.arange(len(encs)) + 0.4 - width / 2, encs, rotation=20, fontsize=8)
+        ax.set_ylabel("return (95% CI)")
+        ax.set_title(env.split("/")[-1], fontsize=9)
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        name = out / f"returns_{env.split('/')[-1]}.png"
+        fig.savefig(name, dpi=110)
+        plt.close(fig)
+        paths.append(name)
+        learned = [r for r in env_rows if r["kind"] == "learned"]
+        keys = [k for k in ("dci_disentanglement", "mig", "mlp_r2_mean")
+                if any(k in r["metrics"] for r in learned)]
+        if learned and keys:
+            fig, axes = plt.subplots(1, len(keys), figsize=(3.2 * len(keys), 3.0), squeeze=False)
+            for ax, key in zip(axes[0], keys, strict=True):
+                for s, marker in (("ood1", "o"), ("ood2", "^")):
+                    rs = [r for r in learned if r["shift"] == s and key in r["metrics"]]
+                    ax.scatter([r["metrics"][key] for r in rs], [r["return"] for r in rs],
+                               marker=marker, label=s)
+                ax.set_xlabel(key, fontsize=8)
+                ax.set_ylabel("OOD return", fontsize=8)
+                ax.legend(fontsize=7)
+            fig.suptitle(env.split("/")[-1], fontsize=9)
+            fig.tight_layout()
+            name = out / f"metric_vs_ood_{env.split('/')[-1]}.png"
+            fig.savefig(name, dpi=110)
+            plt.close(fig)
+            paths.append(name)
+    return paths
+
+
+def write_report(preset_name: str, runs: Sequence[RunRef], results: Mapping[str, dict[str, Any]],
+                 out: Path, seconds: float, extra: Mapping[str, Any] | None = None
+                 ) -> tuple[Path, str]:
+    """Write results.jsonl, report.md and plots; return the report path and headline table."""
+    table = rows(runs, results)
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / ".results.jsonl.tmp"
+    tmp.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in table))
+    tmp.replace(out / "results.jsonl")
+    head = headline(table)
+    corr_md, corr = correlations(table)
+    pngs = plots(table, out)
+    compute = sum(float(v.get("seconds", 0.0)) for v in results.values())
+    md = [f"# sparseshift study: preset `{preset_name}`", "",
+          f"{len({r.eval_task.key for r in runs})} agents, {len(table)} result rows; "
+          f"{compute:.0f} s of stage time in all, {seconds:.0f} s wall time for this invocation "
+          "(finished stages are reused). Success and return: mean with bootstrap 95% CI over "
+          "evaluation episodes (one agent seed) or the range of seed means (several).", "",
+          "## Results per shift", "", head,
+          "## OOD1 vs OOD2 (return relative to IN)", "",
+          "OOD1: colours the encoder saw in pretraining but the agent never did. OOD2: colours "
+          "nothing trained on.", "", ood_gaps(table), "",
+          "## Rank correlation of representation metrics with OOD return", "",
+          "Spearman's rho across learned encoder runs (Träuble et al. 2022); with few runs "
+          "these are indicative only.", "", corr_md, "",
+          "## Plots", "", *[f"![{p.stem}]({p.name})" for p in pngs], ""]
+    report = out / "report.md"
+    tmp = out / ".report.md.tmp"
+    tmp.write_text("\n".join(md))
+    tmp.replace(report)
+    write_json_atomic(out / "study.json", {"preset": preset_name, "seconds": seconds,
+                                           "stage_seconds": compute,
+                                           "correlations": corr, **dict(extra or {})})
+    return report, head

@@ -30,7 +30,6 @@ from torch import nn
 from envs.errors import ConfigError, check_image_size
 
 BatchKind = Literal["singles", "pairs", "sequences"]
-BATCH_KINDS: tuple[str, ...] = ("singles", "pairs", "sequences")
 
 Batch = dict[str, torch.Tensor]
 

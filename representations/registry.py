@@ -49,11 +49,6 @@ def learner_names() -> tuple[str, ...]:
     return tuple(sorted(LEARNERS))
 
 
-def make_config(name: str, options: Mapping[str, Any]) -> LearnerConfig:
-    """Build learner ``name``'s config from a dict of options (unknown options: ConfigError)."""
-    return learner_class(name).config_cls.from_json(options)
-
-
 def make_learner(name: str, config: LearnerConfig | Mapping[str, Any] | None = None) -> Learner:
     """Instantiate learner ``name`` from its config (or a dict of options, or the defaults)."""
     cls = learner_class(name)

@@ -48,13 +48,26 @@ def dataset_info(ds: Any) -> dict[str, Any]:
     }
 
 
-def all_frames(ds: Any) -> tuple[np.ndarray, np.ndarray]:
-    """Every frame of a dataset with its factors (pairs: both images of every pair)."""
+def num_frames(ds: Any) -> int:
+    """Frames in a dataset: its length for video, both images of every pair for pairs."""
+    return len(ds) if ds.kind == "video" else 2 * len(ds)
+
+
+def frames_at(ds: Any, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Frames and factors at ``idx`` in ``[0, num_frames(ds))`` (pairs: ``i < len(ds)`` is image
+    a of pair ``i``, else image b of pair ``i - len(ds)``). Reads through ``Dataset.take``, so it
+    also works for datasets that do not fit in RAM."""
+    idx = np.asarray(idx, dtype=np.int64)
     if ds.kind == "video":
-        return np.asarray(ds.frames), np.asarray(ds.factors, dtype=np.float32)
-    frames = np.concatenate([np.asarray(ds.frames_a), np.asarray(ds.frames_b)])
-    factors = np.concatenate([np.asarray(ds.factors_a), np.asarray(ds.factors_b)])
-    return frames, factors.astype(np.float32)
+        return ds.take("frames", idx), ds.take("factors", idx).astype(np.float32)
+    n = len(ds)
+    frames = np.empty((len(idx), ds.image_size, ds.image_size, 3), np.uint8)
+    factors = np.empty((len(idx), len(ds.factor_spec)), np.float32)
+    for side, sel in (("a", idx < n), ("b", idx >= n)):
+        rows = idx[sel] - (n if side == "b" else 0)
+        frames[sel] = ds.take(f"frames_{side}", rows)
+        factors[sel] = ds.take(f"factors_{side}", rows)
+    return frames, factors
 
 
 @dataclass(frozen=True)

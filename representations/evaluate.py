@@ -33,7 +33,14 @@ from envs.errors import ConfigError
 from representations import metrics as M
 from representations.base import Learner, frames_to_tensor
 from representations.checkpoint import load_learner, read_run, write_json
-from representations.data import STREAM_EVAL, all_frames, dataset_info, derive_seed, open_data
+from representations.data import (
+    STREAM_EVAL,
+    dataset_info,
+    derive_seed,
+    frames_at,
+    num_frames,
+    open_data,
+)
 from representations.probes import fit_probes
 
 FACTOR_VAE_MODES: tuple[str, ...] = ("auto", "env", "grouping", "off")
@@ -167,16 +174,18 @@ def evaluate(run_dir: str | os.PathLike[str], data: Any, config: EvalConfig | No
             f"on {learner.config.image_size}x{learner.config.image_size}"
         )
     rng = np.random.default_rng(derive_seed(cfg.seed, STREAM_EVAL))
-    frames, factors = all_frames(ds)
-    tr, te = M.train_test_indices(len(frames), cfg.num_train, cfg.num_test, rng)
+    n_frames = num_frames(ds)
+    tr, te = M.train_test_indices(n_frames, cfg.num_train, cfg.num_test, rng)
     if len(tr) < 10 or len(te) < 10:
-        raise ConfigError(f"the dataset has {len(frames)} frames; evaluation needs at least 20")
+        raise ConfigError(f"the dataset has {n_frames} frames; evaluation needs at least 20")
+    frames_tr, f_tr = frames_at(ds, tr)
+    frames_te, f_te = frames_at(ds, te)
     torch_threads = torch.get_num_threads()
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
-    codes_tr = encode_frames(learner, frames[tr], cfg.encode_batch)
-    codes_te = encode_frames(learner, frames[te], cfg.encode_batch)
-    targets = M.discretise_factors(np.concatenate([factors[tr], factors[te]]), ds.factor_spec,
+    codes_tr = encode_frames(learner, frames_tr, cfg.encode_batch)
+    codes_te = encode_frames(learner, frames_te, cfg.encode_batch)
+    targets = M.discretise_factors(np.concatenate([f_tr, f_te]), ds.factor_spec,
                                    cfg.bins)
     lab_tr, lab_te = targets.labels[: len(tr)], targets.labels[len(tr) :]
     if targets.labels.shape[1] == 0:
@@ -218,14 +227,14 @@ def evaluate(run_dir: str | os.PathLike[str], data: Any, config: EvalConfig | No
     t0 = time.perf_counter()
     probes: dict[str, Any] = {}
     if cfg.probes:
-        fp = fit_probes(codes_tr, factors[tr], seed=cfg.seed)
-        r2 = fp.r2(codes_te, factors[te])
+        fp = fit_probes(codes_tr, f_tr, seed=cfg.seed)
+        r2 = fp.r2(codes_te, f_te)
         probes = {"factors": list(ds.factor_spec.names), "linear_r2": r2["linear"],
                   "mlp_r2": r2["mlp"]}
         for k in ("linear", "mlp"):
             vals = [v for v in r2[k] if v is not None]
             probes[f"{k}_r2_mean"] = float(np.mean(vals)) if vals else None
-    recon = reconstruction_error(learner, frames[te[:1000]], cfg.encode_batch)
+    recon = reconstruction_error(learner, frames_te[:1000], cfg.encode_batch)
     seconds["probes_reconstruction"] = time.perf_counter() - t0
 
     report = _clean({
@@ -249,13 +258,13 @@ def evaluate(run_dir: str | os.PathLike[str], data: Any, config: EvalConfig | No
     if out is not None:
         write_json(Path(out), report)
     if export_codes is not None:
-        _export(Path(export_codes), codes_tr, codes_te, factors[tr], factors[te], tr, te,
+        _export(Path(export_codes), codes_tr, codes_te, f_tr, f_te, tr, te,
                 targets, ds)
     if traversal_png is not None:
         from representations.viz import save_png, traversal_grid
 
         try:
-            save_png(Path(traversal_png), traversal_grid(learner, frames[te[0]]))
+            save_png(Path(traversal_png), traversal_grid(learner, frames_te[0]))
         except NotImplementedError:
             pass
     return report

@@ -172,3 +172,21 @@ def test_foreign_or_newer_checkpoints_are_config_errors(pairs_path: Path, tmp_pa
         load_learner(out)
     with pytest.raises(ConfigError, match="not a representation run directory"):
         load_learner(tmp_path / "nothing")
+
+
+def test_frames_at_maps_pair_indices_also_out_of_core(pairs_path: Path) -> None:
+    import numpy as np
+
+    from envs.data import open_dataset
+    from representations.data import frames_at, num_frames
+
+    ds = open_dataset(pairs_path)
+    n = len(ds)
+    assert num_frames(ds) == 2 * n
+    idx = np.array([0, n + 1, 5, 2 * n - 1])
+    for d in (ds, open_dataset(pairs_path, memory_budget=0)):  # in RAM and read by chunk
+        frames, factors = frames_at(d, idx)
+        assert np.array_equal(frames[0], ds.frames_a[0])
+        assert np.array_equal(frames[1], ds.frames_b[1])
+        assert np.array_equal(frames[2], ds.frames_a[5])
+        assert np.array_equal(factors[3], ds.factors_b[n - 1])

@@ -1,0 +1,362 @@
+"""Neural Wave Machine (Keller & Welling, ICML 2023, *Neural Wave Machines: Learning Spatially
+Structured Representations with Coupled Oscillator Networks*) on the coupled oscillatory RNN of
+Rusch & Mishra (ICLR 2021, *Coupled Oscillatory Recurrent Neural Network (coRNN)*).
+
+The hidden state is a 2-D sheet of ``C x S x S`` oscillators with positions ``y`` and velocities
+``z``. Each frame is encoded by the shared conv encoder
+(:class:`representations.nets.ConvEncoder`, whose last linear layer plays the role of coRNN's
+``V u``) into a forcing map ``u`` on the sheet, and the sheet is integrated with coRNN's IMEX
+(symplectic Euler) scheme for ``substeps`` steps per frame::
+
+    z <- z + dt * (tanh(W * y + Wd * z + u + b) - gamma * y - eps * z)
+    y <- y + dt * z
+
+where ``W`` and ``Wd`` are 3x3 convolutions with circular padding (local coupling on a torus, which
+is what lets travelling waves form) and ``b`` is ``W``'s bias. ``dt``, ``gamma`` and ``eps`` are
+learnable per sheet channel and constrained:
+
+* ``dt = sigmoid(a)`` in (0, 1);
+* ``gamma = softplus(g)`` > 0 (stiffness; natural frequency ``sqrt(gamma)``);
+* ``eps = 2 * sqrt(gamma) * sigmoid(e)``, i.e. a damping ratio in (0, 1): positive and always
+  under-damped (``eps**2 < 4 gamma``), so the linear part of every oscillator rings.
+
+Frames are decoded from ``y`` by the shared conv decoder
+(:class:`representations.nets.ConvDecoder`).
+
+Training (batch kind ``"sequences"``, ``{"x": uint8 [B, T, H, W, 3]}``; ``T`` is the training
+loop's ``seq_len``): the first ``T_in = T - forecast_steps`` frames drive the sheet and are
+reconstructed from its state after each frame (``recon``); the sheet then runs for
+``forecast_steps`` frames without input (``forecast_mode="free"``: zero forcing) or fed with its
+own decoded predictions (``"feedback"``), and each of those states must decode to the true future
+frame (``forecast``).
+``loss = recon + forecast_weight * forecast`` (per-frame reconstruction loss summed over pixels,
+averaged over frames and examples); ``forecast_per_step`` is logged per element. The model is a
+deterministic sequence autoencoder (the reference's sequence VAE without the KL term).
+
+``cell="gru"`` swaps the sheet for a GRU with the same number of hidden units as oscillators (same
+encoder, decoder, loss and training), the latent-dynamics baseline of the forecasting comparison.
+
+As a frozen encoder the learner is stateful: :meth:`NWM.initial_state` is the sheet at rest
+(``y = z = 0``), :meth:`NWM.encode_step` advances it by one frame and returns the flattened state
+(``y`` and ``z`` for ``latent="yz"``, ``y`` alone for ``"y"``; the GRU's ``h``).
+:meth:`NWM.encode` is the single-frame view: one step from the rest state, no history.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from envs.errors import ConfigError
+from representations.base import Batch, Learner, LearnerConfig, to_float_chw
+from representations.nets import (
+    RECON_LOSSES,
+    ConvDecoder,
+    ConvEncoder,
+    check_arch,
+    default_channels,
+    default_kernels,
+    reconstruction_loss,
+)
+from representations.registry import register_learner
+
+CELLS: tuple[str, ...] = ("wave", "gru")
+FORECAST_MODES: tuple[str, ...] = ("free", "feedback")
+LATENTS: tuple[str, ...] = ("yz", "y")
+
+#: Encoder state: ``(y, z)`` for the wave sheet, ``(h,)`` for the GRU; each ``[B, C, S, S]``.
+State = tuple[torch.Tensor, ...]
+
+
+@dataclass(frozen=True)
+class NWMConfig(LearnerConfig):
+    """Hyperparameters of the Neural Wave Machine (and of its GRU baseline, ``cell="gru"``).
+
+    ``sheet`` x ``sheet`` oscillators in ``sheet_channels`` channels; ``dt_init``, ``gamma_init``
+    and ``damping_init`` (the damping ratio ``eps / (2 sqrt(gamma))``) initialise the learnable
+    constants. With the defaults one frame advances the sheet by ``substeps * dt = 0.4`` time
+    units and an uncoupled oscillator's period is ``2 pi / sqrt(2.7) / 0.4`` ~ 9.6 frames (the
+    sMNIST constants of the paper, dt 0.042 with one step per pixel, are far too slow for
+    8-16 frame clips). Empty ``channels``/``kernels`` mean the disentanglement_lib defaults.
+    """
+
+    sheet: int = 16
+    sheet_channels: int = 1
+    substeps: int = 2
+    dt_init: float = 0.2
+    gamma_init: float = 2.7
+    damping_init: float = 0.2
+    forecast_steps: int = 4
+    forecast_weight: float = 1.0
+    forecast_mode: str = "free"
+    cell: str = "wave"
+    latent: str = "yz"
+    channels: tuple[int, ...] = ()
+    kernels: tuple[int, ...] = ()
+    hidden: int = 256
+    recon: str = "bernoulli"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.channels:
+            object.__setattr__(self, "channels", default_channels(self.image_size))
+        if not self.kernels:
+            object.__setattr__(self, "kernels", default_kernels(self.image_size))
+        check_arch(self.image_size, self.channels, self.kernels)
+        for name in ("sheet", "sheet_channels", "substeps", "hidden"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.sheet < 3:
+            raise ConfigError(f"sheet must be >= 3 for 3x3 circular coupling, got {self.sheet}")
+        if self.forecast_steps < 0:
+            raise ConfigError(f"forecast_steps must be >= 0, got {self.forecast_steps}")
+        if not 0.0 < self.dt_init < 1.0:
+            raise ConfigError(f"dt_init must be in (0, 1), got {self.dt_init}")
+        if not 0.0 < self.gamma_init < math.inf:
+            raise ConfigError(f"gamma_init must be positive, got {self.gamma_init}")
+        if not 0.0 < self.damping_init < 1.0:
+            raise ConfigError(f"damping_init (damping ratio) must be in (0, 1), got "
+                              f"{self.damping_init}")
+        if not 0.0 <= self.forecast_weight < math.inf:
+            raise ConfigError(f"forecast_weight must be finite and >= 0, got "
+                              f"{self.forecast_weight}")
+        for name, valid in (("forecast_mode", FORECAST_MODES), ("cell", CELLS),
+                            ("latent", LATENTS), ("recon", RECON_LOSSES)):
+            if getattr(self, name) not in valid:
+                raise ConfigError(f"unknown {name} {getattr(self, name)!r}; valid: "
+                                  f"{', '.join(valid)}")
+
+    @property
+    def units(self) -> int:
+        """Number of oscillators (GRU hidden units): ``sheet_channels * sheet**2``."""
+        return self.sheet_channels * self.sheet * self.sheet
+
+
+def _inverse_softplus(x: float) -> float:
+    return x + math.log(-math.expm1(-x))
+
+
+def _logit(p: float) -> float:
+    return math.log(p / (1.0 - p))
+
+
+class WaveSheet(nn.Module):
+    """The coRNN oscillator sheet with 3x3 circular coupling (Keller & Welling 2023, eq. 1-2)."""
+
+    def __init__(self, channels: int, size: int, substeps: int, dt: float, gamma: float,
+                 damping: float) -> None:
+        super().__init__()
+        self.channels, self.size, self.substeps = channels, size, substeps
+        self.coupling = nn.Conv2d(channels, channels, 3, padding=1, padding_mode="circular")
+        self.coupling_vel = nn.Conv2d(channels, channels, 3, padding=1, padding_mode="circular",
+                                      bias=False)
+        shape = (channels, 1, 1)
+        self.dt_raw = nn.Parameter(torch.full(shape, _logit(dt)))
+        self.gamma_raw = nn.Parameter(torch.full(shape, _inverse_softplus(gamma)))
+        self.damping_raw = nn.Parameter(torch.full(shape, _logit(damping)))
+
+    @property
+    def dt(self) -> torch.Tensor:
+        """Step size per channel, ``[C, 1, 1]`` in (0, 1)."""
+        return torch.sigmoid(self.dt_raw)
+
+    @property
+    def gamma(self) -> torch.Tensor:
+        """Stiffness per channel, ``[C, 1, 1]``, positive."""
+        return F.softplus(self.gamma_raw)
+
+    @property
+    def eps(self) -> torch.Tensor:
+        """Damping per channel, ``[C, 1, 1]``, in (0, 2 sqrt(gamma)): positive, under-damped."""
+        return 2.0 * torch.sqrt(self.gamma) * torch.sigmoid(self.damping_raw)
+
+    def initial(self, batch: int, device: torch.device) -> State:
+        shape = (batch, self.channels, self.size, self.size)
+        return (torch.zeros(shape, device=device), torch.zeros(shape, device=device))
+
+    def step(self, u: torch.Tensor | None, state: State, trace: list[torch.Tensor] | None = None
+             ) -> State:
+        """Advance one frame (``substeps`` IMEX steps) under forcing ``u`` ``[B, N]`` (None: 0)."""
+        y, z = state
+        forcing = None if u is None else u.view(y.shape)
+        dt, gamma, eps = self.dt, self.gamma, self.eps
+        for _ in range(self.substeps):
+            drive = self.coupling(y) + self.coupling_vel(z)
+            if forcing is not None:
+                drive = drive + forcing
+            z = z + dt * (torch.tanh(drive) - gamma * y - eps * z)
+            y = y + dt * z
+            if trace is not None:
+                trace.append(y)
+        return (y, z)
+
+
+class GRUSheet(nn.Module):
+    """The baseline: a GRU whose ``C * S * S`` hidden units are laid out like the sheet."""
+
+    def __init__(self, channels: int, size: int) -> None:
+        super().__init__()
+        self.channels, self.size = channels, size
+        n = channels * size * size
+        self.gru = nn.GRUCell(n, n)
+
+    def initial(self, batch: int, device: torch.device) -> State:
+        return (torch.zeros(batch, self.channels, self.size, self.size, device=device),)
+
+    def step(self, u: torch.Tensor | None, state: State, trace: list[torch.Tensor] | None = None
+             ) -> State:
+        (h,) = state
+        flat = h.flatten(1)
+        inp = torch.zeros_like(flat) if u is None else u
+        h = self.gru(inp, flat).view(h.shape)
+        if trace is not None:
+            trace.append(h)
+        return (h,)
+
+
+class Rollout(NamedTuple):
+    """What :meth:`NWM.rollout` returns."""
+
+    #: Decoder logits per frame ``[B, T, 3, H, W]`` (first the driven, then the free frames).
+    logits: torch.Tensor
+    #: Sheet positions (GRU: hidden state) after every sub-step ``[B, T * substeps, C, S, S]``.
+    trace: torch.Tensor | None
+    #: The state after the last frame.
+    state: State
+
+
+@register_learner("nwm")
+class NWM(Learner):
+    """Neural Wave Machine (Keller & Welling 2023): a coRNN (Rusch & Mishra 2021) oscillator sheet
+    with circular 3x3 coupling, driven by encoded frames, trained to reconstruct and forecast."""
+
+    config_cls = NWMConfig
+    config: NWMConfig
+    batch_kind = "sequences"
+    stateful = True
+
+    def __init__(self, config: LearnerConfig) -> None:
+        super().__init__(config)
+        c = self.config
+        n = c.units
+        self.encoder = ConvEncoder(c.image_size, c.channels, c.kernels, c.hidden, n)
+        self.decoder = ConvDecoder(c.image_size, c.channels, c.hidden, n)
+        self.sheet: WaveSheet | GRUSheet
+        if c.cell == "wave":
+            self.sheet = WaveSheet(c.sheet_channels, c.sheet, c.substeps, c.dt_init,
+                                   c.gamma_init, c.damping_init)
+        else:
+            self.sheet = GRUSheet(c.sheet_channels, c.sheet)
+
+    # -- Learner interface ------------------------------------------------------------------
+
+    @property
+    def latent_shape(self) -> tuple[int, ...]:
+        both = self.config.cell == "wave" and self.config.latent == "yz"
+        return (self.config.units * (2 if both else 1),)
+
+    @property
+    def substeps(self) -> int:
+        """Sub-steps per frame (1 for the GRU)."""
+        return self.config.substeps if self.config.cell == "wave" else 1
+
+    def initial_state(self, batch: int) -> State:
+        """The sheet at rest (``y = z = 0``; GRU: ``h = 0``) for ``batch`` streams."""
+        return self.sheet.initial(batch, next(self.parameters()).device)
+
+    def latents(self, state: State) -> torch.Tensor:
+        """Flattened state ``[B, D]``: ``[y, z]`` (``latent="yz"``) or ``y``; the GRU's ``h``."""
+        if self.config.latent == "y":
+            return state[0].flatten(1)
+        return torch.cat([s.flatten(1) for s in state], dim=1)
+
+    def encode_step(self, frames: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+        """Drive the sheet with one frame per stream: ``(latents [B, D], new state)``.
+
+        Deterministic; pass :meth:`initial_state` to start a new episode.
+        """
+        self.check_frames(frames)
+        state = self.sheet.step(self.encoder(to_float_chw(frames)), state)
+        return self.latents(state), state
+
+    def encode(self, frames: torch.Tensor) -> torch.Tensor:
+        """Single-frame view: :meth:`encode_step` from the rest state (no history)."""
+        return self.encode_step(frames, self.initial_state(frames.shape[0]))[0]
+
+    def reconstruct(self, frames: torch.Tensor) -> torch.Tensor:
+        """Frames decoded from the sheet after one step from rest (the single-frame view)."""
+        _, state = self.encode_step(frames, self.initial_state(frames.shape[0]))
+        return self.decode_sheet(state[0])
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """Not offered: latent traversals over hundreds of coupled oscillators mean little (use
+        :meth:`decode_sheet`, :meth:`reconstruct` or :meth:`rollout`)."""
+        raise NotImplementedError("nwm latents are an oscillator sheet; no latent traversals")
+
+    def decode_sheet(self, y: torch.Tensor) -> torch.Tensor:
+        """Sheet positions ``[B, C, S, S]`` (or ``[B, N]``) -> images ``[B, H, W, 3]`` in [0, 1]."""
+        return torch.sigmoid(self.decoder(y.flatten(1))).permute(0, 2, 3, 1)
+
+    # -- dynamics ---------------------------------------------------------------------------
+
+    def rollout(self, frames: torch.Tensor, n_free: int = 0, state: State | None = None,
+                trace: bool = False, mode: str | None = None) -> Rollout:
+        """Drive the sheet with ``frames`` (uint8 ``[B, T_in, H, W, 3]``), then run ``n_free``
+        more frames without input (``mode="free"``) or on its own predictions (``"feedback"``;
+        default: the config's ``forecast_mode``). Returns logits for all ``T_in + n_free`` frames.
+        """
+        self.check_frames(frames)
+        mode = self.config.forecast_mode if mode is None else mode
+        if mode not in FORECAST_MODES:
+            raise ConfigError(f"unknown forecast mode {mode!r}; valid: {', '.join(FORECAST_MODES)}")
+        b, t_in = frames.shape[:2]
+        if state is None:
+            state = self.initial_state(b)
+        steps: list[torch.Tensor] | None = [] if trace else None
+        ys: list[torch.Tensor] = []
+        if t_in:
+            u = self.encoder(to_float_chw(frames.flatten(0, 1))).view(b, t_in, -1)
+            for t in range(t_in):
+                state = self.sheet.step(u[:, t], state, steps)
+                ys.append(state[0])
+        for _ in range(n_free):
+            forcing = None
+            if mode == "feedback" and ys:
+                forcing = self.encoder(torch.sigmoid(self.decoder(ys[-1].flatten(1))))
+            state = self.sheet.step(forcing, state, steps)
+            ys.append(state[0])
+        logits = self.decoder(torch.stack(ys, 1).flatten(0, 1).flatten(1))
+        logits = logits.view(b, len(ys), *logits.shape[1:])
+        return Rollout(logits, torch.stack(steps, 1) if steps else None, state)
+
+    def loss(self, batch: Batch, generator: torch.Generator | None = None
+             ) -> dict[str, torch.Tensor]:
+        x = batch["x"]
+        if x.dim() != 5:
+            raise ConfigError(f"nwm trains on sequences [B, T, H, W, 3], got {tuple(x.shape)}")
+        b, t = x.shape[:2]
+        f = self.config.forecast_steps
+        if t <= f:
+            raise ConfigError(f"sequences of {t} frames leave no input frame before the "
+                              f"{f} forecast steps; raise seq_len above forecast_steps")
+        out = self.rollout(x[:, : t - f], n_free=f)
+        target = to_float_chw(x.flatten(0, 1))
+        per = reconstruction_loss(out.logits.flatten(0, 1), target, self.config.recon).view(b, t)
+        recon = per[:, : t - f].mean()
+        terms: dict[str, torch.Tensor] = {"recon": recon}
+        total = recon
+        if f:
+            forecast = per[:, t - f :].mean()
+            total = recon + self.config.forecast_weight * forecast
+            terms["forecast"] = forecast
+            terms["forecast_per_step"] = per[:, t - f :].mean(0).detach()
+        if isinstance(self.sheet, WaveSheet):
+            terms["dt"] = self.sheet.dt.mean().detach()
+            terms["gamma"] = self.sheet.gamma.mean().detach()
+            terms["eps"] = self.sheet.eps.mean().detach()
+        return {"loss": total, **terms}

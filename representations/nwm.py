@@ -17,8 +17,8 @@ learnable per sheet channel and constrained:
 
 * ``dt = sigmoid(a)`` in (0, 1);
 * ``gamma = softplus(g)`` > 0 (stiffness; natural frequency ``sqrt(gamma)``);
-* ``eps = 2 * sqrt(gamma) * sigmoid(e)``, i.e. a damping ratio in (0, 1): positive and always
-  under-damped (``eps**2 < 4 gamma``), so the linear part of every oscillator rings.
+* ``eps = 2 * sqrt(gamma) * 0.99 * sigmoid(e)``, i.e. a damping ratio in (0, 0.99): positive and
+  always under-damped (``eps**2 < 4 gamma``), so the linear part of every oscillator rings.
 
 Frames are decoded from ``y`` by the shared conv decoder
 (:class:`representations.nets.ConvDecoder`).
@@ -68,6 +68,8 @@ from representations.registry import register_learner
 CELLS: tuple[str, ...] = ("wave", "gru")
 FORECAST_MODES: tuple[str, ...] = ("free", "feedback")
 LATENTS: tuple[str, ...] = ("yz", "y")
+#: Upper bound of the damping ratio ``eps / (2 sqrt(gamma))``: strictly under-damped.
+MAX_DAMPING_RATIO = 0.99
 
 #: Encoder state: ``(y, z)`` for the wave sheet, ``(h,)`` for the GRU; each ``[B, C, S, S]``.
 State = tuple[torch.Tensor, ...]
@@ -119,9 +121,9 @@ class NWMConfig(LearnerConfig):
             raise ConfigError(f"dt_init must be in (0, 1), got {self.dt_init}")
         if not 0.0 < self.gamma_init < math.inf:
             raise ConfigError(f"gamma_init must be positive, got {self.gamma_init}")
-        if not 0.0 < self.damping_init < 1.0:
-            raise ConfigError(f"damping_init (damping ratio) must be in (0, 1), got "
-                              f"{self.damping_init}")
+        if not 0.0 < self.damping_init < MAX_DAMPING_RATIO:
+            raise ConfigError(f"damping_init (damping ratio) must be in (0, "
+                              f"{MAX_DAMPING_RATIO}), got {self.damping_init}")
         if not 0.0 <= self.forecast_weight < math.inf:
             raise ConfigError(f"forecast_weight must be finite and >= 0, got "
                               f"{self.forecast_weight}")
@@ -158,7 +160,7 @@ class WaveSheet(nn.Module):
         shape = (channels, 1, 1)
         self.dt_raw = nn.Parameter(torch.full(shape, _logit(dt)))
         self.gamma_raw = nn.Parameter(torch.full(shape, _inverse_softplus(gamma)))
-        self.damping_raw = nn.Parameter(torch.full(shape, _logit(damping)))
+        self.damping_raw = nn.Parameter(torch.full(shape, _logit(damping / MAX_DAMPING_RATIO)))
 
     @property
     def dt(self) -> torch.Tensor:
@@ -173,7 +175,7 @@ class WaveSheet(nn.Module):
     @property
     def eps(self) -> torch.Tensor:
         """Damping per channel, ``[C, 1, 1]``, in (0, 2 sqrt(gamma)): positive, under-damped."""
-        return 2.0 * torch.sqrt(self.gamma) * torch.sigmoid(self.damping_raw)
+        return 2.0 * torch.sqrt(self.gamma) * MAX_DAMPING_RATIO * torch.sigmoid(self.damping_raw)
 
     def initial(self, batch: int, device: torch.device) -> State:
         shape = (batch, self.channels, self.size, self.size)

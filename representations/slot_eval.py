@@ -1,0 +1,215 @@
+"""Evaluation of Slot Attention (Locatello et al. 2020) against ground-truth object masks:
+foreground ARI (Hubert & Arabie 1985, :mod:`representations.ari`) and a figure of per-slot masks.
+
+Ground truth comes from the env: for each state (sampled with ``env.sample_factors`` or taken from
+a dataset's stored factors) the env is put in that state (``set_factors``), the frame is rendered
+(``render_frame``) and the segmentation read (``segmentation``, values index
+``env.object_names``). The learner's prediction for a pixel is the slot with the largest decoder
+alpha mask.
+
+Foreground: every object except those named in :data:`BACKGROUND_NAMES`. The paper excludes only
+the background mask; CLEVR's background there includes the floor. TriFinger's ``arena`` is the
+same kind of large static surface, so it counts as background too: TriFinger's foreground is the
+cube and each of the three fingers; ColourGrid's is the agent and the objects.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from envs.errors import ConfigError
+from representations.ari import adjusted_rand_index, foreground_ari
+from representations.base import frames_to_tensor
+from representations.slots import SlotAttention
+
+#: Object names treated as background by the foreground ARI.
+BACKGROUND_NAMES: tuple[str, ...] = ("background", "arena")
+
+#: Distinct colours for slot ids in figures.
+PALETTE = np.array([
+    [230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200], [245, 130, 48], [145, 30, 180],
+    [70, 240, 240], [240, 50, 230], [210, 245, 60], [250, 190, 212], [0, 128, 128],
+    [220, 190, 255], [170, 110, 40], [128, 0, 0], [170, 255, 195], [128, 128, 0],
+], dtype=np.uint8)
+
+
+def render_ground_truth(env: Any, factors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """uint8 frames ``[N, H, W, 3]`` and int32 segmentations ``[N, H, W]`` of factor vectors."""
+    frames, segs = [], []
+    for f in np.asarray(factors):
+        env.set_factors(f)
+        frames.append(env.render_frame())
+        segs.append(env.segmentation())
+    return np.stack(frames), np.stack(segs).astype(np.int32)
+
+
+@torch.no_grad()
+def predict_segmentation(learner: SlotAttention, frames: np.ndarray, num_slots: int | None = None,
+                         batch: int = 64) -> np.ndarray:
+    """Slot ids ``[N, H, W]`` (argmax of the alpha masks over slots) of uint8 frames."""
+    was_training = learner.training
+    learner.eval()
+    try:
+        out = [learner.masks(frames_to_tensor(frames[i : i + batch]), num_slots).argmax(1).numpy()
+               for i in range(0, len(frames), batch)]
+    finally:
+        learner.train(was_training)
+    return np.concatenate(out).astype(np.int64)
+
+
+def segmentation_scores(true_seg: np.ndarray, pred: np.ndarray, object_names: Sequence[str],
+                        background_names: Sequence[str] = BACKGROUND_NAMES) -> dict[str, Any]:
+    """FG-ARI summary and per-object statistics of predicted slot ids against ground truth.
+
+    Per foreground object: ``visible`` (fraction of images where it has pixels), ``pixels`` (mean
+    pixel count when visible), ``coverage`` (mean fraction of its pixels that its majority slot
+    holds) and ``shared`` (fraction of visible images where its majority slot is also another
+    foreground object's majority slot: objects merged into one slot).
+    """
+    names = list(object_names)
+    bg = [i for i, n in enumerate(names) if n in background_names]
+    fg_ids = [i for i in range(len(names)) if i not in bg]
+    fg = foreground_ari(true_seg, pred, bg)
+    ok = fg[~np.isnan(fg)]
+    ari_all = adjusted_rand_index(true_seg, pred)
+    b = true_seg.shape[0]
+    t = true_seg.reshape(b, -1).astype(np.int64)
+    p = pred.reshape(b, -1)
+    k = int(p.max()) + 1 if p.size else 1
+    counts = np.zeros((b, len(names), k), dtype=np.int64)  # [B, objects, slots]
+    np.add.at(counts, (np.arange(b)[:, None], t, p), 1)
+    pixels = counts.sum(2)
+    majority = counts.argmax(2)
+    objects: dict[str, dict[str, float]] = {}
+    for i in fg_ids:
+        vis = pixels[:, i] > 0
+        others = [j for j in fg_ids if j != i]
+        if vis.any():
+            cov = counts[vis, i].max(1) / pixels[vis, i]
+            other_vis = pixels[:, others] > 0 if others else np.zeros((b, 0), bool)
+            same = (majority[:, others] == majority[:, [i]]) & other_vis
+            shared = float(same[vis].any(1).mean()) if others else 0.0
+            objects[names[i]] = {"visible": float(vis.mean()),
+                                 "pixels": float(pixels[vis, i].mean()),
+                                 "coverage": float(cov.mean()), "shared": shared}
+        else:
+            objects[names[i]] = {"visible": 0.0, "pixels": 0.0, "coverage": float("nan"),
+                                 "shared": float("nan")}
+    return {
+        "fg_ari": float(ok.mean()) if ok.size else float("nan"),
+        "fg_ari_std": float(ok.std()) if ok.size else float("nan"),
+        "fg_ari_median": float(np.median(ok)) if ok.size else float("nan"),
+        "fg_ari_per_image": fg.tolist(),
+        "ari_with_background": float(ari_all.mean()),
+        "n": b,
+        "n_without_foreground": int(np.isnan(fg).sum()),
+        "background": [names[i] for i in bg],
+        "foreground": [names[i] for i in fg_ids],
+        "slots_used": float(np.mean([len(np.unique(r)) for r in p])),
+        "objects": objects,
+    }
+
+
+def evaluate_slots(learner: SlotAttention, env_id: str, env_kwargs: Mapping[str, Any] | None = None,
+                   n: int = 256, seed: int = 0, factors: np.ndarray | None = None,
+                   num_slots: int | None = None,
+                   background_names: Sequence[str] = BACKGROUND_NAMES) -> dict[str, Any]:
+    """FG-ARI of ``learner`` on ``n`` states of env ``env_id`` (made with ``env_kwargs``).
+
+    States are ``n`` rows of ``factors`` (drawn without replacement with ``seed``; all rows if
+    there are fewer) when given (e.g. a dataset's stored factors), else sampled with the env's
+    ``sample_factors`` from ``numpy.random.default_rng(seed)``. Returns the summary of
+    :func:`segmentation_scores` plus the env id, seed and number of slots.
+    """
+    from envs.registry import make
+
+    if n < 1:
+        raise ConfigError(f"n must be >= 1, got {n}")
+    env = make(env_id, **dict(env_kwargs or {}))
+    try:
+        base: Any = env.unwrapped  # a FactorEnv
+        if base.image_size != learner.config.image_size:
+            raise ConfigError(f"{env_id} renders {base.image_size}x{base.image_size} frames but "
+                              f"the learner takes {learner.config.image_size}")
+        rng = np.random.default_rng(seed)
+        if factors is not None:
+            rows = np.asarray(factors)
+            idx = np.sort(rng.choice(len(rows), size=min(n, len(rows)), replace=False))
+            chosen = rows[idx]
+        else:
+            env.reset(seed=seed)
+            chosen = np.stack([base.sample_factors(rng) for _ in range(n)])
+        frames, segs = render_ground_truth(base, chosen)
+        names = tuple(base.object_names)
+    finally:
+        env.close()
+    pred = predict_segmentation(learner, frames, num_slots)
+    out = segmentation_scores(segs, pred, names, background_names)
+    out.update({"env_id": env_id, "seed": seed,
+                "num_slots": learner.num_slots if num_slots is None else num_slots,
+                "states": "dataset" if factors is not None else "sampled"})
+    return out
+
+
+def evaluate_slots_on_dataset(learner: SlotAttention, data: Any, n: int = 256, seed: int = 0,
+                              num_slots: int | None = None) -> dict[str, Any]:
+    """:func:`evaluate_slots` on the states stored in a dataset (path or opened dataset), with the
+    env id and env kwargs the dataset was collected with."""
+    from representations.data import frames_at, num_frames, open_data
+
+    ds = open_data(data)
+    total = num_frames(ds)
+    rng = np.random.default_rng(seed)
+    idx = np.sort(rng.choice(total, size=min(n, total), replace=False))
+    _, factors = frames_at(ds, idx)
+    return evaluate_slots(learner, str(ds.env_id), dict(ds.attrs.get("env_kwargs") or {}),
+                          len(idx), seed, factors=factors, num_slots=num_slots)
+
+
+@torch.no_grad()
+def slot_figure(learner: SlotAttention, frames: np.ndarray, num_slots: int | None = None
+                ) -> np.ndarray:
+    """uint8 image: one row per frame: the frame, the reconstruction, the argmax segmentation
+    (slot colours), then each slot's RGB times its alpha mask (on white)."""
+    from representations.viz import tile
+
+    was_training = learner.training
+    learner.eval()
+    try:
+        out = learner.forward_slots(frames_to_tensor(np.asarray(frames)), num_slots)
+    finally:
+        learner.train(was_training)
+    recon = out.recon.permute(0, 2, 3, 1).clamp(0, 1)
+    masks = out.masks  # [B, K, 1, H, W]
+    per_slot = (masks * out.rgb.clamp(0, 1) + (1 - masks)).permute(0, 1, 3, 4, 2)
+    seg = PALETTE[masks[:, :, 0].argmax(1).numpy() % len(PALETTE)]
+
+    def u8(x: torch.Tensor) -> np.ndarray:
+        return (x * 255).round().to(torch.uint8).numpy()
+
+    cols = [np.asarray(frames), u8(recon), seg]
+    rows = np.concatenate([np.stack(cols, axis=1), u8(per_slot)], axis=1)
+    return tile(rows)
+
+
+def save_slot_figure(learner: SlotAttention, frames: np.ndarray, path: str | os.PathLike[str],
+                     num_slots: int | None = None, scale: int = 2) -> None:
+    """Write :func:`slot_figure` as a PNG (nearest-neighbour upscaled by ``scale``)."""
+    from pathlib import Path
+
+    from PIL import Image
+
+    from representations.checkpoint import atomic_write_bytes
+
+    img = Image.fromarray(slot_figure(learner, frames, num_slots))
+    if scale > 1:
+        img = img.resize((img.width * scale, img.height * scale), Image.Resampling.NEAREST)
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    atomic_write_bytes(Path(path), buf.getvalue())

@@ -28,6 +28,7 @@ COMMANDS: tuple[str, ...] = (
     "train_agent",
     "evaluate",
     "study",
+    "disentangle",
     "bench",
 )
 

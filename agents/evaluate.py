@@ -37,7 +37,7 @@ from agents.stats import DEFAULT_RESAMPLES, bootstrap_ci
 from agents.train import AGENT_FILE, DONE_FILE, MODEL_FILE, episode_seeds, torch_settings
 from agents.video import write_video
 from envs.errors import ConfigError
-from experiments.study.artifacts import write_json_atomic
+from envs.io import write_json_atomic
 
 EVAL_FILE = "eval.json"
 EVAL_ENVS = 4

@@ -26,11 +26,9 @@ from __future__ import annotations
 
 import contextlib
 import json
-import platform
 import shutil
 import time
 from collections.abc import Iterator
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +45,7 @@ from agents.extractors import DeepSetsExtractor
 from agents.rollout import run_episodes
 from agents.stats import bootstrap_ci
 from envs.errors import ConfigError
-from experiments.study.artifacts import write_json_atomic
+from envs.io import package_versions, write_json_atomic
 
 FORMAT = "sparseshift-agent"
 FORMAT_VERSION = 1
@@ -58,17 +56,6 @@ EVALUATIONS_FILE = "evaluations.json"
 #: Parallel envs of the periodic evaluation.
 EVAL_ENVS = 4
 NATURE_CNN_MIN_SIZE = 36
-
-
-def package_versions() -> dict[str, str]:
-    out = {"python": platform.python_version()}
-    for name in ("sparseshift", "stable-baselines3", "gymnasium", "torch", "numpy", "mujoco",
-                 "minigrid"):
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = "not installed"
-    return out
 
 
 def episode_seeds(base: int, seed: int, n: int) -> list[int]:

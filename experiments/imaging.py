@@ -1,11 +1,8 @@
-"""Contact sheets and PNG output shared by commands that write pictures."""
+"""Contact sheets shared by commands that write pictures (PNG output: :func:`envs.io.save_png`)."""
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Sequence
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -53,22 +50,3 @@ def contact_sheet(
             if captions is not None and c < len(captions[r]):
                 put_label(sheet, captions[r][c][: cw // 6], x0, y0 + ch + cap_h - 3, (40, 40, 40))
     return sheet
-
-
-def save_png(path: str | os.PathLike[str], image: np.ndarray) -> Path:
-    """Write an RGB uint8 image as PNG atomically (temp file in the same folder, then rename)."""
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    ok, buf = cv2.imencode(".png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
-    if not ok:
-        raise OSError(f"could not encode PNG for {out}")
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(buf.tobytes())
-        os.replace(tmp, out)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return out

@@ -18,11 +18,9 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +29,9 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from envs.errors import ConfigError
+from envs.io import atomic_write_bytes as atomic_write_bytes  # re-export
+from envs.io import package_versions as package_versions  # re-export
+from envs.io import write_json_atomic
 from representations.base import Learner
 from representations.registry import make_learner
 
@@ -40,32 +41,8 @@ RUN_FILE = "run.json"
 CHECKPOINT_FILE = "checkpoint.safetensors"
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temp file in the same folder and :func:`os.replace`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def write_json(path: Path, value: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(value, indent=2, sort_keys=True) + "\n").encode())
-
-
-def package_versions() -> dict[str, str]:
-    out = {"python": platform.python_version()}
-    for name in ("sparseshift", "torch", "numpy", "safetensors", "scikit-learn", "h5py"):
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = "not installed"
-    return out
+# Shared with every stage; re-exported here for the learners' modules.
+write_json = write_json_atomic
 
 
 def flatten_optimizer(state: Mapping[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

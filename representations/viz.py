@@ -3,16 +3,13 @@ one latent over [-2, 2] with the others fixed at an encoded example)."""
 
 from __future__ import annotations
 
-import io
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
+from envs.io import save_png as save_png  # re-export
 from representations.base import Learner, frames_to_tensor
-from representations.checkpoint import atomic_write_bytes
 
 TRAVERSAL_VALUES: tuple[float, ...] = tuple(np.linspace(-2.0, 2.0, 9).tolist())
 
@@ -58,9 +55,3 @@ def traversal_grid(learner: Learner, frame: np.ndarray,
     return tile(np.concatenate([first, imgs], axis=1))
 
 
-def save_png(path: Path, image: np.ndarray) -> Path:
-    """Write an RGB uint8 image as PNG atomically."""
-    buf = io.BytesIO()
-    Image.fromarray(image).save(buf, format="PNG")
-    atomic_write_bytes(path, buf.getvalue())
-    return path

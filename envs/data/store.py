@@ -9,7 +9,6 @@ so it costs little more than the I/O and never re-compresses.
 
 from __future__ import annotations
 
-import json
 import os
 import zlib
 from collections.abc import Mapping
@@ -32,21 +31,9 @@ from envs.data.layout import (
     dumps,
     fingerprint,
 )
+from envs.io import commit_file, write_json_atomic
 
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _commit(tmp: Path, final: Path) -> None:
-    with tmp.open("rb+") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, final)
-    fsync_dir(final.parent)
+_commit = commit_file
 
 
 def tmp_name(path: Path) -> Path:
@@ -55,9 +42,7 @@ def tmp_name(path: Path) -> Path:
 
 
 def write_json(path: Path, value: Any) -> None:
-    tmp = tmp_name(path)
-    tmp.write_text(json.dumps(value, sort_keys=True, indent=1))
-    _commit(tmp, path)
+    write_json_atomic(path, value)
 
 
 def part_path(parts: Path, index: int) -> Path:

@@ -68,9 +68,10 @@ def rollout(env_id: str, steps: int, seed: int) -> dict[str, float]:
 
 def run(args: argparse.Namespace) -> int:
     from envs.errors import ConfigError
+    from envs.io import save_png
     from envs.registry import ENTRIES
     from experiments.commands.render import render_row
-    from experiments.imaging import contact_sheet, save_png
+    from experiments.imaging import contact_sheet
 
     if args.steps <= 0:
         raise ConfigError("--steps must be positive")

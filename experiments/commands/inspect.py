@@ -47,7 +47,7 @@ def sheet(ds: Any, n: int, gap: int, seed: int) -> Any:
 def run(args: argparse.Namespace) -> int:
     from envs.data import open_dataset
     from envs.data.summary import summary
-    from experiments.imaging import save_png
+    from envs.io import save_png
 
     ds = open_dataset(args.path, verify=args.verify)
     print(summary(ds, Path(args.path).stat().st_size))

@@ -60,8 +60,9 @@ def render_row(env_id: str, split: str, shift: str | None, n: int, seed: int, im
 def run(args: argparse.Namespace) -> int:
     from envs.colours import parse_splits
     from envs.errors import ConfigError, check_image_size
+    from envs.io import save_png
     from envs.registry import entry
-    from experiments.imaging import contact_sheet, save_png
+    from experiments.imaging import contact_sheet
 
     fam = entry(args.env_id).family
     splits = [s.strip() for s in args.split.split(",") if s.strip()]

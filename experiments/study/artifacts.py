@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from envs.io import write_json_atomic
 
 DONE = "DONE.json"
 
@@ -32,23 +32,6 @@ def config_key(stage: str, config: Mapping[str, Any], inputs: Mapping[str, str] 
     """12-hex-digit key of a stage from its config and the keys of its inputs."""
     payload = canonical_json({"stage": stage, "config": config, "inputs": dict(inputs or {})})
     return hashlib.sha256(payload.encode()).hexdigest()[:12]
-
-
-def write_json_atomic(path: Path, obj: Any) -> None:
-    """Write JSON to ``path`` via a temp file in the same folder and ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(obj, fh, indent=2, sort_keys=True, default=str)
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from envs.errors import choice_error
-from experiments.study.artifacts import write_json_atomic
+from envs.io import write_json_atomic
 from experiments.study.graph import Task, run_local, run_ray
 from experiments.study.report import spearman
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from experiments.study.artifacts import write_json_atomic
+from envs.io import write_json_atomic
 from experiments.study.runner import RunRef
 
 #: Representation metrics correlated with OOD return (dotted keys into the eval-rep JSON).

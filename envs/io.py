@@ -1,0 +1,87 @@
+"""Atomic file output and provenance shared by every stage.
+
+Nothing half-written is ever read as complete: every artifact file is written to a temporary
+sibling, flushed to disk, renamed over its final name (atomic on POSIX) and the directory entry is
+synced. Every artifact also records :func:`package_versions`.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import platform
+import tempfile
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+#: Distributions whose versions every artifact records.
+VERSIONED: tuple[str, ...] = (
+    "sparseshift", "numpy", "torch", "gymnasium", "mujoco", "stable-baselines3", "minigrid",
+    "h5py", "safetensors", "scikit-learn",
+)
+
+
+def fsync_dir(path: str | os.PathLike[str]) -> None:
+    """Make a rename inside ``path`` durable."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def commit_file(tmp: str | os.PathLike[str], final: str | os.PathLike[str]) -> None:
+    """Flush ``tmp`` to disk and rename it to ``final`` (same folder), durably."""
+    with open(tmp, "rb+") as fh:
+        os.fsync(fh.fileno())
+    os.replace(tmp, final)
+    fsync_dir(Path(final).parent)
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically (temp file in the same folder, fsync, rename)."""
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        commit_file(tmp, out)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return out
+
+
+def write_json_atomic(path: str | os.PathLike[str], value: Any) -> Path:
+    """Write ``value`` as indented, key-sorted JSON atomically."""
+    text = json.dumps(value, indent=2, sort_keys=True, default=str) + "\n"
+    return atomic_write_bytes(path, text.encode())
+
+
+def save_png(path: str | os.PathLike[str], image: np.ndarray) -> Path:
+    """Write an RGB uint8 ``[H, W, 3]`` image as PNG atomically."""
+    from PIL import Image
+
+    arr = np.asarray(image)
+    if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[2] != 3:
+        raise ValueError(f"save_png needs uint8 [H, W, 3], got {arr.dtype} {arr.shape}")
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="PNG")
+    return atomic_write_bytes(path, buf.getvalue())
+
+
+def package_versions() -> dict[str, str]:
+    """Python and the versions of :data:`VERSIONED` (``"not installed"`` where absent)."""
+    out = {"python": platform.python_version()}
+    for name in VERSIONED:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out

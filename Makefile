@@ -19,6 +19,7 @@ venv: $(STAMP)
 
 demo: venv
 	$(BIN)/sparseshift demo --out out/demo
+	$(BIN)/sparseshift study --preset smoke --out out/study
 
 test: venv
 	$(BIN)/python -m pytest

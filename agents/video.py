@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from envs.errors import ConfigError
+from envs.io import commit_file
 
 
 def _upscale(frame: np.ndarray, scale: int) -> np.ndarray:
@@ -40,7 +41,7 @@ def write_video(frames: Sequence[np.ndarray], path: Path, fps: int = 10, scale: 
             for f in up:
                 writer.write(cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
             writer.release()
-            os.replace(tmp, path)
+            commit_file(tmp, path)
             return path
         os.unlink(tmp)
         path = path.with_suffix(".gif")
@@ -53,5 +54,5 @@ def write_video(frames: Sequence[np.ndarray], path: Path, fps: int = 10, scale: 
     os.close(fd)
     images[0].save(tmp, save_all=True, append_images=images[1:], duration=int(1000 / fps),
                    loop=0)
-    os.replace(tmp, path)
+    commit_file(tmp, path)
     return path

@@ -18,6 +18,9 @@ from typing import Any
 
 import numpy as np
 
+#: Permissions of files written here (what ``open(path, "w")`` gives under the usual umask 022).
+FILE_MODE = 0o644
+
 #: Distributions whose versions every artifact records.
 VERSIONED: tuple[str, ...] = (
     "sparseshift", "numpy", "torch", "gymnasium", "mujoco", "stable-baselines3", "minigrid",
@@ -35,9 +38,11 @@ def fsync_dir(path: str | os.PathLike[str]) -> None:
 
 
 def commit_file(tmp: str | os.PathLike[str], final: str | os.PathLike[str]) -> None:
-    """Flush ``tmp`` to disk and rename it to ``final`` (same folder), durably."""
+    """Flush ``tmp`` to disk and rename it to ``final`` (same folder), durably, with the usual
+    permissions (``mkstemp`` creates 0600 files; artifacts are meant to be shared)."""
     with open(tmp, "rb+") as fh:
         os.fsync(fh.fileno())
+    os.chmod(tmp, FILE_MODE)
     os.replace(tmp, final)
     fsync_dir(Path(final).parent)
 

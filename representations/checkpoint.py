@@ -30,8 +30,8 @@ from safetensors.torch import load_file, save_file
 
 from envs.errors import ConfigError
 from envs.io import atomic_write_bytes as atomic_write_bytes  # re-export
+from envs.io import commit_file, write_json_atomic
 from envs.io import package_versions as package_versions  # re-export
-from envs.io import write_json_atomic
 from representations.base import Learner
 from representations.registry import make_learner
 
@@ -98,7 +98,7 @@ def save_checkpoint(directory: Path, learner: Learner, optimizer: torch.optim.Op
     os.close(fd)
     try:
         save_file(tensors, tmp, metadata=meta)
-        os.replace(tmp, path)
+        commit_file(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -116,3 +117,14 @@ def test_image_sizes_ok(size: int) -> None:
 def test_image_sizes_bad(size: object) -> None:
     with pytest.raises(ConfigError, match="image size"):
         check_image_size(size)  # type: ignore[arg-type]
+
+
+def test_atomic_writes_are_readable_and_complete(tmp_path: Path) -> None:
+    from envs.io import FILE_MODE, atomic_write_bytes, write_json_atomic
+
+    path = atomic_write_bytes(tmp_path / "a" / "x.bin", b"abc")
+    assert path.read_bytes() == b"abc"
+    assert path.stat().st_mode & 0o777 == FILE_MODE
+    write_json_atomic(tmp_path / "x.json", {"b": 1, "a": [1, 2]})
+    assert json.loads((tmp_path / "x.json").read_text()) == {"a": [1, 2], "b": 1}
+    assert not list(tmp_path.glob("**/.*.tmp"))  # no temp files left behind

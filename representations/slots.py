@@ -192,6 +192,15 @@ class SlotAttentionConfig(LearnerConfig):
         return size
 
 
+def lr_factor(step: int, warmup_steps: int = 10_000, decay_steps: int = 100_000,
+              decay_rate: float = 0.5) -> float:
+    """The reference's learning-rate multiplier at ``step``: linear warm-up over ``warmup_steps``,
+    then ``decay_rate ** (step / decay_steps)`` (Locatello et al. 2020: lr 4e-4, warm-up 10k,
+    halved every 100k). For a ``torch.optim.lr_scheduler.LambdaLR``."""
+    warm = min(1.0, (step + 1) / warmup_steps) if warmup_steps > 0 else 1.0
+    return warm * decay_rate ** (step / decay_steps)
+
+
 def build_grid(size: int) -> torch.Tensor:
     """``[1, 4, size, size]`` grid of ``(x, y, 1 - x, 1 - y)`` with coordinates in [0, 1]."""
     r = torch.linspace(0.0, 1.0, size)

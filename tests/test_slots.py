@@ -11,7 +11,12 @@ from sklearn.metrics import adjusted_rand_score
 
 from envs.errors import ConfigError
 from representations.ari import adjusted_rand_index, foreground_ari
-from representations.slots import SlotAttention, SlotAttentionConfig, SlotAttentionModule
+from representations.slots import (
+    SlotAttention,
+    SlotAttentionConfig,
+    SlotAttentionModule,
+    lr_factor,
+)
 
 TINY = {
     "image_size": 16, "num_slots": 3, "iters": 2, "slot_size": 8, "mlp_hidden": 16,
@@ -256,3 +261,10 @@ def test_evaluate_slots_on_env() -> None:
     assert -1.0 <= out["fg_ari"] <= 1.0
     again = evaluate_slots(m, "sparseshift/ColourGrid-v0", {}, n=4, seed=0)
     assert again["fg_ari"] == out["fg_ari"]
+
+
+def test_reference_lr_schedule() -> None:
+    assert lr_factor(0) == pytest.approx(1e-4)
+    assert lr_factor(9_999) == pytest.approx(0.5 ** 0.09999)
+    assert lr_factor(100_000) == pytest.approx(0.5)
+    assert lr_factor(5, warmup_steps=0) == pytest.approx(0.5 ** (5 / 100_000))

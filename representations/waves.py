@@ -28,7 +28,6 @@ baseline), a phase-map PNG and a GIF animation.
 from __future__ import annotations
 
 import io
-import json
 import math
 import os
 from pathlib import Path
@@ -39,6 +38,7 @@ import torch
 from scipy.signal import detrend, hilbert
 
 from envs.errors import ConfigError
+from envs.io import write_json_atomic
 from representations.base import to_float_chw
 
 #: Default gradient thresholds (radians per oscillator) of :func:`coherence`.
@@ -167,7 +167,7 @@ def save_gif(path: Path, images: list[np.ndarray], fps: float = 8.0) -> Path:
     """Write RGB uint8 images as a looping GIF (atomically)."""
     from PIL import Image
 
-    from representations.checkpoint import atomic_write_bytes
+    from envs.io import atomic_write_bytes
 
     if not images:
         raise ConfigError("no images for the animation")
@@ -346,7 +346,7 @@ def analyse_waves(learner: Any, data: Any, out_dir: str | os.PathLike[str], *,
                                          views.free_phase, views.free_pred, sub, n_input))
     result["animation"] = str(_animation(out / "waves.gif", x[0], views.free_phase, views.free_y,
                                          views.free_pred, sub))
-    (out / "waves.json").write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
+    write_json_atomic(out / "waves.json", result)
     return result
 
 

@@ -255,6 +255,15 @@ def evaluate(run_dir: str | os.PathLike[str], data: Any, config: EvalConfig | No
         "reconstruction": recon,
         "seconds": seconds,
     })
+    if learner.name == "slot_attention":
+        from representations.slot_eval import evaluate_slots_on_dataset, save_slot_figure
+
+        slots = evaluate_slots_on_dataset(learner, ds, n=512, seed=cfg.seed)  # type: ignore[arg-type]
+        slots.pop("fg_ari_per_image", None)
+        report["slots"] = slots
+        report["summary"]["fg_ari"] = slots["fg_ari"]
+        if out is not None:
+            save_slot_figure(learner, frames_te[:8], Path(out).with_suffix(".slots.png"))  # type: ignore[arg-type]
     if out is not None:
         write_json(Path(out), report)
     if export_codes is not None:

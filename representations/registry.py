@@ -32,7 +32,7 @@ def register_learner(name: str) -> Callable[[L], L]:
 
 def _load_builtins() -> None:
     # Imported for their @register_learner side effect.
-    from representations import vae, weak  # noqa: F401
+    from representations import nwm, slots, vae, weak  # noqa: F401
 
 
 def learner_class(name: str) -> type[Learner]:

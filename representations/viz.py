@@ -42,8 +42,11 @@ def traversal_grid(learner: Learner, frame: np.ndarray,
                    values: Sequence[float] = TRAVERSAL_VALUES) -> np.ndarray:
     """One row per latent dim: decode the encoded ``frame`` with that dim set to each value.
 
-    The first column is the input frame for reference.
+    The first column is the input frame for reference. Set-valued latents (slots) have no
+    traversal: :class:`NotImplementedError`, which callers treat as "no grid".
     """
+    if len(learner.latent_shape) != 1:
+        raise NotImplementedError(f"learner {learner.name!r} has set-valued latents")
     z = learner.encode(frames_to_tensor(frame[None]))[0]
     d = z.shape[0]
     zs = z.repeat(d, len(values), 1)  # [d, v, d]

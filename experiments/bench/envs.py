@@ -95,7 +95,8 @@ def minigrid_rgb_loop() -> Callable[[int], None]:
     return run
 
 
-def _report(rates: dict[str, Rate], ref: str, goals: dict[str, tuple[float, float | None]]) -> None:
+def _report(rates: dict[str, Rate], ref: str,
+            goals: dict[str, tuple[float | None, float | None]]) -> None:
     print(format_row(rates[ref]))
     for name, (goal, absolute) in goals.items():
         line = format_row(rates[name], rates[ref], goal)
@@ -113,7 +114,8 @@ def run(args: argparse.Namespace) -> int:
     n, reps = args.steps, args.repeats
     print(f"sparseshift bench envs: {n} steps per measurement, median of {reps} repeats")
     if args.only in (None, "trifinger"):
-        for size, absolute in ((64, 400.0), (128, 300.0)):
+        # Goals from the issue: 64 px >= 0.9x raw and >= 400 steps/s; 128 px >= 300 steps/s.
+        for size, ratio_goal, absolute in ((64, 0.9, 400.0), (128, None, 300.0)):
             print(f"\nTriFinger, {size}x{size} pixels, render preset 'fast':")
             ref = f"raw MuJoCo step+render loop {size}px"
             fns = {
@@ -126,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
                 ),
             }
             rates = interleaved(fns, "steps/s", n, reps)
-            _report(rates, ref, {k: (0.9, absolute) for k in fns if k != ref})
+            _report(rates, ref, {k: (ratio_goal, absolute) for k in fns if k != ref})
     if args.only in (None, "grid"):
         print("\nGrid worlds, 64x64 pixels:")
         ref = "MiniGrid DoorKey-8x8 + RGBImgObsWrapper"

@@ -27,6 +27,7 @@ import gymnasium as gym
 import numpy as np
 
 from envs.colours import ColourScheme
+from envs.errors import choice_error
 from envs.factors import FactorSpec
 
 ObsT = TypeVar("ObsT")
@@ -55,6 +56,15 @@ class FactorEnv(gym.Env[ObsT, ActT], abc.ABC, Generic[ObsT, ActT]):
         All groups by default; an env whose layout comes from elsewhere (MiniGrid) narrows it.
         """
         return self.factor_spec.groups
+
+    @staticmethod
+    def reset_factors(options: Mapping[str, Any] | None) -> Any:
+        """The ``"factors"`` entry of ``reset`` options (None if absent); other keys are refused."""
+        opts = dict(options or {})
+        unknown = sorted(set(opts) - {"factors"})
+        if unknown:
+            raise choice_error("reset option", unknown[0], ("factors",))
+        return opts.get("factors")
 
     @property
     def colour_objects(self) -> dict[str, str]:

@@ -313,13 +313,10 @@ class ColourGridEnv(FactorEnv[Any, np.int64]):
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[Any, dict[str, Any]]:
         super().reset(seed=seed)
-        opts = dict(options or {})
-        unknown = set(opts) - {"factors"}
-        if unknown:
-            raise choice_error("reset option", sorted(unknown)[0], ("factors",))
-        if "factors" in opts:
+        given = self.reset_factors(options)
+        if given is not None:
             base, fixed = self.factor_spec.update(
-                self._sample_full(self.np_random), opts["factors"]
+                self._sample_full(self.np_random), given
             )
             self._factors = _quantise(self._resample(self.np_random, base, ~fixed))
         else:

@@ -297,15 +297,12 @@ class MiniGridColourEnv(FactorEnv[Any, np.int64]):
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[Any, dict[str, Any]]:
         super().reset(seed=seed)
-        opts = dict(options or {})
-        unknown = set(opts) - {"factors"}
-        if unknown:
-            raise choice_error("reset option", sorted(unknown)[0], ("factors",))
+        given = self.reset_factors(options)
         self._mg.reset(seed=int(self.np_random.integers(2**31 - 1)))
         self._sample_colours(self.np_random)
         self._scan = scan(self._mg)
-        if "factors" in opts:
-            self.set_factors(opts["factors"])
+        if given is not None:
+            self.set_factors(given)
         return self._obs(), {"factors": self.get_factors(), "is_success": False}
 
     def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:

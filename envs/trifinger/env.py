@@ -375,11 +375,7 @@ class TriFingerEnv(FactorEnv[Any, np.ndarray]):
     ) -> tuple[Any, dict[str, Any]]:
         super().reset(seed=seed)
         rng = self.np_random
-        options = dict(options or {})
-        unknown = set(options) - {"factors"}
-        if unknown:
-            raise choice_error("reset option", sorted(unknown)[0], ("factors",))
-        given = options.get("factors")
+        given = self.reset_factors(options)
         mujoco.mj_resetData(self.model, self.data)
         if given is None:
             vec = self._sample(rng, self._nominal, np.ones(len(FACTOR_SPEC), dtype=bool))

@@ -23,6 +23,7 @@ import torch
 
 from agents.config import BASELINES, RANDOM_LEARNER
 from envs.errors import ConfigError
+from envs.io import file_sha256
 from representations.base import Learner
 from representations.checkpoint import CHECKPOINT_FILE, RUN_FILE, load_learner
 
@@ -47,14 +48,6 @@ def weights_fingerprint(learner: Learner) -> str:
         c = t.detach().cpu().contiguous()
         h.update(f"{name}:{c.dtype}:{tuple(c.shape)}".encode())
         h.update(c.view(torch.uint8).numpy().tobytes() if c.numel() else b"")
-    return h.hexdigest()
-
-
-def file_fingerprint(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
     return h.hexdigest()
 
 
@@ -89,7 +82,7 @@ def load_encoder(spec: str, image_size: int, seed: int,
         desc = {"kind": "checkpoint", "path": str(path), "learner": learner.name,
                 "config": run.get("model", learner.config.to_json()),
                 "run": {k: run[k] for k in ("identity", "train", "dataset") if k in run},
-                "fingerprint": file_fingerprint(path / CHECKPOINT_FILE)}
+                "fingerprint": file_sha256(path / CHECKPOINT_FILE)}
     size = int(learner.config.image_size)
     if size != image_size:
         raise ConfigError(

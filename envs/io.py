@@ -7,6 +7,7 @@ synced. Every artifact also records :func:`package_versions`.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -79,6 +80,15 @@ def save_png(path: str | os.PathLike[str], image: np.ndarray) -> Path:
     buf = io.BytesIO()
     Image.fromarray(arr).save(buf, format="PNG")
     return atomic_write_bytes(path, buf.getvalue())
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """Hex SHA-256 of a file's bytes, read in 1 MiB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def package_versions() -> dict[str, str]:

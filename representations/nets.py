@@ -54,6 +54,17 @@ def default_kernels(image_size: int) -> tuple[int, ...]:
     return tuple([4] * (n - 2) + [2, 2])
 
 
+def resolve_arch(config: object) -> None:
+    """Fill a frozen config's empty ``channels``/``kernels`` with the defaults for its
+    ``image_size`` and check the result (shared by every learner on the conv encoder/decoder)."""
+    size = int(getattr(config, "image_size"))  # noqa: B009
+    if not getattr(config, "channels"):  # noqa: B009
+        object.__setattr__(config, "channels", default_channels(size))
+    if not getattr(config, "kernels"):  # noqa: B009
+        object.__setattr__(config, "kernels", default_kernels(size))
+    check_arch(size, getattr(config, "channels"), getattr(config, "kernels"))  # noqa: B009
+
+
 def check_arch(image_size: int, channels: tuple[int, ...], kernels: tuple[int, ...]) -> None:
     n = num_stages(image_size)
     if len(channels) != n or len(kernels) != n:

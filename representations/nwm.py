@@ -58,10 +58,8 @@ from representations.nets import (
     RECON_LOSSES,
     ConvDecoder,
     ConvEncoder,
-    check_arch,
-    default_channels,
-    default_kernels,
     reconstruction_loss,
+    resolve_arch,
 )
 from representations.registry import register_learner
 
@@ -105,11 +103,7 @@ class NWMConfig(LearnerConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not self.channels:
-            object.__setattr__(self, "channels", default_channels(self.image_size))
-        if not self.kernels:
-            object.__setattr__(self, "kernels", default_kernels(self.image_size))
-        check_arch(self.image_size, self.channels, self.kernels)
+        resolve_arch(self)
         for name in ("sheet", "sheet_channels", "substeps", "hidden"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")

@@ -18,10 +18,8 @@ from representations.nets import (
     RECON_LOSSES,
     ConvDecoder,
     ConvEncoder,
-    check_arch,
-    default_channels,
-    default_kernels,
     reconstruction_loss,
+    resolve_arch,
 )
 from representations.registry import register_learner
 
@@ -42,11 +40,7 @@ class VAEConfig(LearnerConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not self.channels:
-            object.__setattr__(self, "channels", default_channels(self.image_size))
-        if not self.kernels:
-            object.__setattr__(self, "kernels", default_kernels(self.image_size))
-        check_arch(self.image_size, self.channels, self.kernels)
+        resolve_arch(self)
         if self.latent_dim < 1 or self.hidden < 1:
             raise ConfigError(f"latent_dim and hidden must be >= 1, got {self.latent_dim}, "
                               f"{self.hidden}")

@@ -9,7 +9,6 @@ a function ``rng -> Policy`` inside each worker (an SB3 model is loaded once per
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import json
 import zipfile
@@ -21,6 +20,7 @@ import gymnasium as gym
 import numpy as np
 
 from envs.errors import ConfigError
+from envs.io import file_sha256
 
 #: Env ids with a scripted behaviour policy: ``module:Class`` called as ``Class(env, rng)``.
 SCRIPTED: dict[str, str] = {
@@ -92,14 +92,6 @@ class SmoothRandomPolicy:
     def settings(cls) -> dict[str, float]:
         """The defaults, recorded in the dataset's configuration."""
         return {"theta": cls.THETA, "sigma": cls.SIGMA, "persistence": cls.PERSISTENCE}
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def detect_sb3_algo(path: Path) -> str:
@@ -174,7 +166,7 @@ def describe_policy(spec: str, env_id: str) -> dict[str, Any]:
         raise ConfigError(
             f"--policy must be random, scripted or an SB3 .zip file; no file {spec!r}")
     return {"type": "sb3", "algo": detect_sb3_algo(path), "path": str(path.resolve()),
-            "sha256": _sha256(path), "deterministic": True}
+            "sha256": file_sha256(path), "deterministic": True}
 
 
 def check_policy(desc: dict[str, Any], env: gym.Env[Any, Any]) -> None:

@@ -26,7 +26,7 @@ from typing import Any, Generic, TypeVar
 import gymnasium as gym
 import numpy as np
 
-from envs.colours import ColourScheme
+from envs.colours import ColourScheme, load_scheme, parse_splits
 from envs.errors import choice_error
 from envs.factors import FactorSpec
 
@@ -42,6 +42,7 @@ class FactorEnv(gym.Env[ObsT, ActT], abc.ABC, Generic[ObsT, ActT]):
     factor_spec: FactorSpec
     colour_scheme: ColourScheme
     colours: tuple[str, ...]
+    obs_mode: str
     image_size: int
     object_names: tuple[str, ...]
 
@@ -56,6 +57,27 @@ class FactorEnv(gym.Env[ObsT, ActT], abc.ABC, Generic[ObsT, ActT]):
         All groups by default; an env whose layout comes from elsewhere (MiniGrid) narrows it.
         """
         return self.factor_spec.groups
+
+    def configure(
+        self,
+        obs_mode: str,
+        render_mode: str | None,
+        colours: str | Sequence[str],
+        colour_scheme: str,
+        colour_seed: int,
+        scheme_objects: Sequence[str],
+    ) -> None:
+        """Validate and set what every env takes alike: observation and render modes, colour
+        splits and the seeded colour scheme (which must colour ``scheme_objects``)."""
+        if obs_mode not in OBS_MODES:
+            raise choice_error("obs_mode", obs_mode, OBS_MODES)
+        if render_mode not in (None, "rgb_array"):
+            raise choice_error("render_mode", render_mode, ("None", "rgb_array"))
+        self.obs_mode = obs_mode
+        self.render_mode = render_mode
+        self.colours = parse_splits(colours)
+        self.colour_scheme = load_scheme(colour_scheme, colour_seed)
+        self.colour_scheme.require(scheme_objects)
 
     @staticmethod
     def reset_factors(options: Mapping[str, Any] | None) -> Any:

@@ -21,8 +21,7 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 
-from envs.base import OBS_MODES, FactorEnv
-from envs.colours import load_scheme, parse_splits
+from envs.base import FactorEnv
 from envs.errors import ConfigError, choice_error
 from envs.factors import Factor, FactorSpec, colour_factors
 from envs.grid.render import SHAPE_ID, TileRenderer, check_distinct, to_uint8
@@ -97,12 +96,8 @@ class ColourGridEnv(FactorEnv[Any, np.int64]):
             raise choice_error("target_shape", target_shape, OBJECT_SHAPES)
         self.target_shape = target_shape
         self.target_id = OBJECT_SHAPES.index(target_shape)
-        if obs_mode not in OBS_MODES:
-            raise choice_error("obs_mode", obs_mode, OBS_MODES)
-        self.obs_mode = obs_mode
-        if render_mode not in (None, "rgb_array"):
-            raise choice_error("render_mode", render_mode, ("None", "rgb_array"))
-        self.render_mode = render_mode
+        self.configure(obs_mode, render_mode, colours, colour_scheme, colour_seed,
+                       ("object", "agent", "background"))
         # None: no limit of its own; gymnasium.make adds TimeLimit(DEFAULT_MAX_EPISODE_STEPS).
         self.max_episode_steps = (
             None if max_episode_steps is None
@@ -116,9 +111,6 @@ class ColourGridEnv(FactorEnv[Any, np.int64]):
                 raise ConfigError(f"{name} must be a finite number, got {val!r}")
         self.step_penalty = float(step_penalty)
         self.distractor_penalty = float(distractor_penalty)
-        self.colours = parse_splits(colours)
-        self.colour_scheme = load_scheme(colour_scheme, colour_seed)
-        self.colour_scheme.require(("object", "agent", "background"))
         self.renderer = TileRenderer(self.size, self.size, image_size)
         check_distinct(self.renderer.masks, (*OBJECT_SHAPES, AGENT_SHAPE))
         self.image_size = self.renderer.image_size

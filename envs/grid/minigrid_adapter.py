@@ -22,8 +22,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from envs.base import OBS_MODES, FactorEnv
-from envs.colours import load_scheme, parse_splits
+from envs.base import FactorEnv
 from envs.errors import ConfigError, choice_error
 from envs.factors import Factor, FactorSpec, colour_factors
 from envs.grid.colourgrid import check_action, check_int
@@ -81,10 +80,8 @@ class MiniGridColourEnv(FactorEnv[Any, np.int64]):
     ) -> None:
         if minigrid_id not in SUPPORTED:
             raise choice_error("MiniGrid id", minigrid_id, SUPPORTED)
-        if obs_mode not in OBS_MODES:
-            raise choice_error("obs_mode", obs_mode, OBS_MODES)
-        if render_mode not in (None, "rgb_array"):
-            raise choice_error("render_mode", render_mode, ("None", "rgb_array"))
+        self.configure(obs_mode, render_mode, colours, colour_scheme, colour_seed,
+                       tuple(sorted(set(SCHEME_SET.values()))))
         import minigrid  # noqa: F401  (registers the MiniGrid ids)
 
         kwargs: dict[str, Any] = {}
@@ -94,10 +91,6 @@ class MiniGridColourEnv(FactorEnv[Any, np.int64]):
         self.minigrid_env = gym.make(minigrid_id, **kwargs)
         self._mg = cast(Any, self.minigrid_env.unwrapped)
         self.max_episode_steps = int(self._mg.max_steps)
-        self.obs_mode, self.render_mode = obs_mode, render_mode
-        self.colours = parse_splits(colours)
-        self.colour_scheme = load_scheme(colour_scheme, colour_seed)
-        self.colour_scheme.require(tuple(sorted(set(SCHEME_SET.values()))))
         self.width, self.height = int(self._mg.width), int(self._mg.height)
         self.renderer = TileRenderer(self.width, self.height, image_size)
         self.image_size = self.renderer.image_size

@@ -19,8 +19,7 @@ import mujoco
 import numpy as np
 from gymnasium import spaces
 
-from envs.base import OBS_MODES, FactorEnv
-from envs.colours import ColourScheme, load_scheme, parse_splits
+from envs.base import FactorEnv
 from envs.errors import ConfigError, check_image_size, choice_error
 from envs.factors import Factor, FactorSpec, colour_factors
 from envs.trifinger import model as M
@@ -111,12 +110,10 @@ class TriFingerEnv(FactorEnv[Any, np.ndarray]):
         render_mode: str | None = None,
         goal_markers: bool = False,
     ) -> None:
-        if obs_mode not in OBS_MODES:
-            raise choice_error("obs_mode", obs_mode, OBS_MODES)
+        self.configure(obs_mode, render_mode, colours, colour_scheme, colour_seed,
+                       [obj for _, obj in COLOUR_GROUPS])
         if camera not in M.CAMERAS:
             raise choice_error("camera", camera, M.CAMERAS)
-        if render_mode not in (None, "rgb_array"):
-            raise choice_error("render_mode", render_mode, (None, "rgb_array"))
         if max_episode_steps is not None and (
             isinstance(max_episode_steps, bool)
             or not isinstance(max_episode_steps, int)
@@ -125,16 +122,11 @@ class TriFingerEnv(FactorEnv[Any, np.ndarray]):
             raise ConfigError(
                 f"max_episode_steps must be a positive integer, got {max_episode_steps!r}"
             )
-        self.obs_mode = obs_mode
         self.image_size = check_image_size(image_size)
         self.camera = camera
         self.render_preset = get_preset(render_preset)
-        self.colours = parse_splits(colours)
-        self.colour_scheme: ColourScheme = load_scheme(colour_scheme, colour_seed)
-        self.colour_scheme.require([obj for _, obj in COLOUR_GROUPS])
         self.shift, self.shift_strength = check_shift(shift, shift_strength)
         self.max_episode_steps = max_episode_steps
-        self.render_mode = render_mode
         self.goal_markers = bool(goal_markers)
         self.factor_spec = FACTOR_SPEC
 

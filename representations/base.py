@@ -62,6 +62,72 @@ class LearnerConfig:
         return cls(**kwargs)
 
 
+@dataclass(frozen=True)
+class LRSchedule:
+    """Multiplier of the base learning rate at 0-based training step ``t``.
+
+    ``factor(t) = min(1, (t + 1) / warmup_steps) * decay_rate ** (t / decay_steps)``: a linear
+    warm-up over ``warmup_steps`` (0: none), then (and during it) exponential decay by
+    ``decay_rate`` every ``decay_steps`` steps (0: no decay). ``LRSchedule()`` is the constant
+    rate. Slot Attention's reference schedule (Locatello et al. 2020) is
+    ``LRSchedule(warmup_steps=10_000, decay_steps=100_000, decay_rate=0.5)``.
+
+    The factor is a pure function of the step, so a resumed run needs no scheduler state.
+    """
+
+    warmup_steps: int = 0
+    decay_steps: int = 0
+    decay_rate: float = 1.0
+
+    def __post_init__(self) -> None:
+        for name in ("warmup_steps", "decay_steps"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ConfigError(f"lr schedule {name} must be an integer >= 0, got {value!r}")
+        rate = self.decay_rate
+        if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 < rate <= 1:
+            raise ConfigError(f"lr schedule decay_rate must be in (0, 1], got {rate!r}")
+        object.__setattr__(self, "decay_rate", float(rate))
+
+    @property
+    def constant(self) -> bool:
+        """True when the factor is 1 at every step."""
+        return self.warmup_steps == 0 and (self.decay_steps == 0 or self.decay_rate == 1.0)
+
+    def factor(self, step: int) -> float:
+        """The learning-rate multiplier for the update made at 0-based ``step``."""
+        warm = min(1.0, (step + 1) / self.warmup_steps) if self.warmup_steps > 0 else 1.0
+        decay = self.decay_rate ** (step / self.decay_steps) if self.decay_steps > 0 else 1.0
+        return warm * decay
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> LRSchedule:
+        """Inverse of :meth:`to_json`; unknown keys are a :class:`ConfigError`."""
+        fields = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - fields)
+        if unknown:
+            raise ConfigError(f"unknown lr schedule option(s) {unknown}; valid: "
+                              f"{', '.join(sorted(fields))}")
+        return cls(**dict(data))
+
+    @classmethod
+    def parse(cls, text: str) -> LRSchedule:
+        """``constant`` or ``WARMUP:DECAY_STEPS:DECAY_RATE`` (e.g. ``10000:100000:0.5``)."""
+        if text.strip() == "constant":
+            return cls()
+        parts = text.split(":")
+        try:
+            if len(parts) != 3:
+                raise ValueError
+            return cls(int(parts[0]), int(parts[1]), float(parts[2]))
+        except ValueError:
+            raise ConfigError(f"lr schedule must be 'constant' or WARMUP:DECAY_STEPS:DECAY_RATE "
+                              f"(e.g. 10000:100000:0.5), got {text!r}") from None
+
+
 def frames_to_tensor(frames: torch.Tensor | np.ndarray, device: torch.device | None = None
                      ) -> torch.Tensor:
     """uint8 frames ``[..., H, W, 3]`` (numpy or torch) as a uint8 tensor, without copying."""
@@ -92,6 +158,9 @@ class Learner(nn.Module, abc.ABC):
     batch_kind: ClassVar[BatchKind] = "singles"
     #: True when encoding a frame depends on earlier frames (``encode_step`` carries a state).
     stateful: ClassVar[bool] = False
+    #: The learning-rate schedule :func:`representations.train.train` uses unless the run sets
+    #: one (``None``: constant).
+    default_lr_schedule: ClassVar[LRSchedule | None] = None
 
     def __init__(self, config: LearnerConfig) -> None:
         super().__init__()

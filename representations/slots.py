@@ -56,7 +56,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from envs.errors import ConfigError
-from representations.base import Batch, Learner, LearnerConfig, frames_to_tensor, to_float_chw
+from representations.base import (
+    Batch,
+    Learner,
+    LearnerConfig,
+    LRSchedule,
+    frames_to_tensor,
+    to_float_chw,
+)
 from representations.registry import register_learner
 
 #: Architecture presets; the values of the architecture fields per preset (see module docstring).
@@ -192,13 +199,17 @@ class SlotAttentionConfig(LearnerConfig):
         return size
 
 
+#: The reference's learning-rate schedule (Locatello et al. 2020: lr 4e-4, linear warm-up over
+#: 10k steps, halved every 100k); :func:`representations.train.train` uses it for
+#: ``slot_attention`` unless the run sets another (``TrainConfig.lr_schedule``).
+REFERENCE_LR_SCHEDULE = LRSchedule(warmup_steps=10_000, decay_steps=100_000, decay_rate=0.5)
+
+
 def lr_factor(step: int, warmup_steps: int = 10_000, decay_steps: int = 100_000,
               decay_rate: float = 0.5) -> float:
     """The reference's learning-rate multiplier at ``step``: linear warm-up over ``warmup_steps``,
-    then ``decay_rate ** (step / decay_steps)`` (Locatello et al. 2020: lr 4e-4, warm-up 10k,
-    halved every 100k). For a ``torch.optim.lr_scheduler.LambdaLR``."""
-    warm = min(1.0, (step + 1) / warmup_steps) if warmup_steps > 0 else 1.0
-    return warm * decay_rate ** (step / decay_steps)
+    then ``decay_rate ** (step / decay_steps)`` (:class:`representations.base.LRSchedule`)."""
+    return LRSchedule(warmup_steps, decay_steps, decay_rate).factor(step)
 
 
 def build_grid(size: int) -> torch.Tensor:
@@ -299,6 +310,7 @@ class SlotAttention(Learner):
 
     config_cls = SlotAttentionConfig
     batch_kind = "singles"
+    default_lr_schedule = REFERENCE_LR_SCHEDULE
     config: SlotAttentionConfig
 
     def __init__(self, config: LearnerConfig) -> None:

@@ -12,7 +12,12 @@
   ``t`` is derived from ``(seed, t)``: the batch via :mod:`representations.data`, the
   reparameterisation noise via a private :class:`torch.Generator`). ``steps`` and the logging
   cadences may change between runs; anything else differing is a :class:`ConfigError`;
-* a non-finite loss stops training with :class:`TrainingError`; the last good checkpoint is kept.
+* a non-finite loss stops training with :class:`TrainingError`; the last good checkpoint is kept;
+* an optional learning-rate schedule (:class:`representations.base.LRSchedule`: warm-up and
+  exponential decay; ``TrainConfig.lr_schedule``, else the learner's ``default_lr_schedule``, e.g.
+  Slot Attention's reference schedule). The rate of step ``t`` is ``lr * factor(t)``, recomputed
+  from the step, so resumed runs follow it exactly. Learners without a schedule train at the
+  constant ``lr`` exactly as before.
 
 The loop leaves global RNG state alone (the weights are initialised under
 :func:`torch.random.fork_rng` from a seed derived from the run seed). It turns on
@@ -36,7 +41,7 @@ import numpy as np
 import torch
 
 from envs.errors import ConfigError
-from representations.base import Learner, LearnerConfig
+from representations.base import Learner, LearnerConfig, LRSchedule
 from representations.checkpoint import (
     CHECKPOINT_FILE,
     FORMAT,
@@ -74,7 +79,11 @@ class TrainConfig:
     :class:`representations.vae.VAEConfig`); ``image_size`` defaults to the dataset's.
     ``pairs`` is ``None`` (intervention pairs for pairs learners on pairs datasets),
     ``"intervention"`` or ``"temporal"`` (frames t and t+gap of one episode; ``gap`` is an int or an
-    inclusive range ``(lo, hi)``).
+    inclusive range ``(lo, hi)``). ``seq_len`` is the sequence length of sequence learners
+    (e.g. ``nwm``). ``lr_schedule`` multiplies ``lr`` per step: an :class:`LRSchedule`, its JSON
+    dict, ``"constant"`` or ``"WARMUP:DECAY_STEPS:DECAY_RATE"``; ``None`` takes the learner's
+    ``default_lr_schedule`` (constant for the VAEs and the NWM, the reference warm-up and halving
+    for ``slot_attention``). :attr:`schedule` is the resolved one.
     """
 
     learner: str = "beta_vae"
@@ -91,9 +100,17 @@ class TrainConfig:
     ckpt_every: int = 1000
     progress: bool = True
     tensorboard: bool = True
+    lr_schedule: LRSchedule | Mapping[str, Any] | str | None = None
 
     def __post_init__(self) -> None:
         learner_class(self.learner)  # unknown names -> ConfigError listing the valid ones
+        if isinstance(self.lr_schedule, str):
+            object.__setattr__(self, "lr_schedule", LRSchedule.parse(self.lr_schedule))
+        elif isinstance(self.lr_schedule, Mapping):
+            object.__setattr__(self, "lr_schedule", LRSchedule.from_json(self.lr_schedule))
+        elif self.lr_schedule is not None and not isinstance(self.lr_schedule, LRSchedule):
+            raise ConfigError(f"lr_schedule must be an LRSchedule, a dict, 'constant' or "
+                              f"'WARMUP:DECAY_STEPS:DECAY_RATE', got {self.lr_schedule!r}")
         for name in ("steps", "batch", "seq_len", "log_every", "image_every", "ckpt_every"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
@@ -103,6 +120,14 @@ class TrainConfig:
         lo, hi = self.gap_range
         if lo < 1 or hi < lo:
             raise ConfigError(f"gap must be >= 1 (or a range lo <= hi), got {self.gap!r}")
+
+    @property
+    def schedule(self) -> LRSchedule:
+        """The learning-rate schedule of the run: ``lr_schedule``, else the learner's default,
+        else constant."""
+        if isinstance(self.lr_schedule, LRSchedule):
+            return self.lr_schedule
+        return learner_class(self.learner).default_lr_schedule or LRSchedule()
 
     @property
     def gap_range(self) -> tuple[int, int]:
@@ -137,8 +162,11 @@ def resolve_model_config(config: TrainConfig, image_size: int) -> LearnerConfig:
 
 def identity(config: TrainConfig, model: LearnerConfig, pairs: str, dataset: Mapping[str, Any]
              ) -> dict[str, Any]:
-    """The part of a run's description that must not change when it is resumed."""
-    return {
+    """The part of a run's description that must not change when it is resumed.
+
+    A constant learning-rate schedule adds no key, so runs from before schedules existed resume.
+    """
+    ident: dict[str, Any] = {
         "learner": config.learner,
         "model": model.to_json(),
         "seed": config.seed,
@@ -149,6 +177,9 @@ def identity(config: TrainConfig, model: LearnerConfig, pairs: str, dataset: Map
         "seq_len": config.seq_len,
         "dataset_fingerprint": dataset["fingerprint"],
     }
+    if not config.schedule.constant:
+        ident["lr_schedule"] = config.schedule.to_json()
+    return ident
 
 
 @contextlib.contextmanager
@@ -261,6 +292,7 @@ def train(config: TrainConfig, data: Any, out_dir: str | os.PathLike[str]) -> Tr
             "steps": config.steps, "seed": config.seed, "batch": config.batch, "lr": config.lr,
             "pairs": pairs if cls.batch_kind == "pairs" else None,
             "gap": list(config.gap_range), "seq_len": config.seq_len,
+            "lr_schedule": config.schedule.to_json(),
         },
         "dataset": info,
         "versions": package_versions(),
@@ -271,6 +303,7 @@ def train(config: TrainConfig, data: Any, out_dir: str | os.PathLike[str]) -> Tr
     generator = torch.Generator()
     logger = _Logger(out, config.tensorboard, start)
     viz_frames = source.sampler(STREAM_VIZ, 0).frames(8)["x"]
+    schedule = None if config.schedule.constant else config.schedule
     last: dict[str, float] = {}
     last_ckpt = start
     rate = 0.0
@@ -294,6 +327,9 @@ def train(config: TrainConfig, data: Any, out_dir: str | os.PathLike[str]) -> Tr
                     )
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
+                if schedule is not None:  # recomputed from the step: nothing to save or restore
+                    for group in optimizer.param_groups:
+                        group["lr"] = config.lr * schedule.factor(step)
                 optimizer.step()
                 done = step + 1
                 images += spec.images_per_batch

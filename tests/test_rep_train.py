@@ -12,6 +12,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from envs.errors import ConfigError
+from representations.base import LRSchedule
 from representations.checkpoint import CHECKPOINT_FILE, RUN_FILE, load_learner
 from representations.train import TrainConfig, TrainingError, train
 from representations.vae import BetaVAE
@@ -190,3 +191,91 @@ def test_frames_at_maps_pair_indices_also_out_of_core(pairs_path: Path) -> None:
         assert np.array_equal(frames[1], ds.frames_b[1])
         assert np.array_equal(frames[2], ds.frames_a[5])
         assert np.array_equal(factors[3], ds.factors_b[n - 1])
+
+
+# --- learning-rate schedules ---------------------------------------------------------------------
+
+SCHEDULE = LRSchedule(warmup_steps=3, decay_steps=2, decay_rate=0.5)
+
+
+def test_lr_schedule_factor_and_parsing() -> None:
+    assert [SCHEDULE.factor(t) for t in range(5)] == pytest.approx(
+        [1 / 3 * 0.5 ** 0, 2 / 3 * 0.5 ** 0.5, 0.5 ** 1, 0.5 ** 1.5, 0.5 ** 2])
+    assert LRSchedule().constant and LRSchedule(decay_steps=5).constant
+    assert not SCHEDULE.constant and LRSchedule.parse("3:2:0.5") == SCHEDULE
+    assert LRSchedule.parse("constant") == LRSchedule() == LRSchedule.from_json(
+        LRSchedule().to_json())
+    for bad in ("3:2", "a:b:c", "3:2:1.5", "-1:2:0.5"):
+        with pytest.raises(ConfigError, match="lr schedule"):
+            LRSchedule.parse(bad)
+    with pytest.raises(ConfigError, match="unknown lr schedule option"):
+        LRSchedule.from_json({"warmup": 3})
+
+
+def test_learners_default_schedules() -> None:
+    from representations.slots import REFERENCE_LR_SCHEDULE, lr_factor
+
+    assert TrainConfig(learner="slot_attention").schedule == REFERENCE_LR_SCHEDULE
+    assert REFERENCE_LR_SCHEDULE.factor(12_345) == lr_factor(12_345)
+    for name in ("beta_vae", "ada_gvae", "ada_mlvae", "nwm"):
+        assert TrainConfig(learner=name).schedule.constant
+    # explicit schedules override the default; dicts and strings are accepted (JSON configs)
+    assert TrainConfig(learner="slot_attention", lr_schedule="constant").schedule.constant
+    assert TrainConfig(lr_schedule=SCHEDULE.to_json()).schedule == SCHEDULE
+    assert TrainConfig(lr_schedule="3:2:0.5").lr_schedule == SCHEDULE
+
+
+def _tb_scalars(run: Path, tag: str) -> dict[int, float]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(run / "tb"))
+    acc.Reload()
+    return {e.step: e.value for e in acc.Scalars(tag)}
+
+
+def test_schedule_sets_the_lr_of_every_step_and_resumes_exactly(pairs_path: Path,
+                                                                tmp_path: Path) -> None:
+    base = dict(lr_schedule=SCHEDULE, steps=5, log_every=1, image_every=100, ckpt_every=5)
+    full = train(config(**base), pairs_path, tmp_path / "full")
+    # logged at step t+1: the rate of the update made at 0-based step t
+    lrs = _tb_scalars(tmp_path / "full", "lr")
+    assert [lrs[t + 1] for t in range(5)] == pytest.approx([1e-3 * SCHEDULE.factor(t)
+                                                            for t in range(5)], rel=1e-6)
+    train(config(**{**base, "steps": 2, "ckpt_every": 2}), pairs_path, tmp_path / "split")
+    res = train(config(**{**base, "ckpt_every": 2}), pairs_path, tmp_path / "split")
+    assert res.resumed_from == 2 and full.step == res.step == 5
+    assert_same(weights(tmp_path / "full"), weights(tmp_path / "split"))
+    optim = json.loads(_meta(tmp_path / "split")["optim"])
+    assert optim["param_groups"][0]["lr"] == pytest.approx(1e-3 * SCHEDULE.factor(4))
+    run = json.loads((tmp_path / "split" / RUN_FILE).read_text())
+    assert run["identity"]["lr_schedule"] == run["train"]["lr_schedule"] == SCHEDULE.to_json()
+    # a schedule changes the weights; another schedule is another run
+    train(config(steps=5, tensorboard=False), pairs_path, tmp_path / "constant")
+    assert not torch.equal(weights(tmp_path / "full")["model.encoder.fc.3.weight"],
+                           weights(tmp_path / "constant")["model.encoder.fc.3.weight"])
+    with pytest.raises(ConfigError, match="differs in: lr_schedule"):
+        train(config(**{**base, "lr_schedule": "3:4:0.5"}), pairs_path, tmp_path / "full")
+
+
+def test_constant_schedule_keeps_the_identity_of_runs_without_schedules(pairs_path: Path,
+                                                                       tmp_path: Path) -> None:
+    train(config(steps=2, tensorboard=False), pairs_path, tmp_path / "a")
+    ident = json.loads((tmp_path / "a" / RUN_FILE).read_text())["identity"]
+    assert "lr_schedule" not in ident  # run dirs from before schedules existed still resume
+    res = train(config(steps=3, tensorboard=False, lr_schedule="constant"), pairs_path,
+                tmp_path / "a")
+    assert res.resumed_from == 2
+
+
+def test_slot_attention_resumes_exactly_under_its_default_schedule(pairs_path: Path,
+                                                                   tmp_path: Path) -> None:
+    model = {"num_slots": 3, "slot_size": 8, "mlp_hidden": 8, "enc_channels": (4, 4, 4),
+             "enc_kernels": (3, 3, 3), "enc_strides": (2, 2, 2), "dec_channels": (4, 4)}
+    kw: dict[str, Any] = dict(learner="slot_attention", model=model, batch=4, lr=4e-4,
+                              tensorboard=False, progress=False)
+    train(TrainConfig(**kw, steps=4, ckpt_every=4), pairs_path, tmp_path / "full")
+    train(TrainConfig(**kw, steps=2, ckpt_every=2), pairs_path, tmp_path / "split")
+    train(TrainConfig(**kw, steps=4, ckpt_every=2), pairs_path, tmp_path / "split")
+    assert_same(weights(tmp_path / "full"), weights(tmp_path / "split"))
+    optim = json.loads(_meta(tmp_path / "full")["optim"])
+    assert optim["param_groups"][0]["lr"] == pytest.approx(4e-4 * 4 / 10_000 * 0.5 ** (3e-5))

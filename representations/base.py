@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-from collections.abc import Mapping
+import types
+import typing
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
@@ -126,6 +128,76 @@ class LRSchedule:
         except ValueError:
             raise ConfigError(f"lr schedule must be 'constant' or WARMUP:DECAY_STEPS:DECAY_RATE "
                               f"(e.g. 10000:100000:0.5), got {text!r}") from None
+
+
+def _parse_value(tp: Any, text: str) -> Any:
+    """``text`` as a value of type ``tp`` (int, float, str, bool, Literal, ``X | None``,
+    ``tuple[X, ...]`` as comma-separated items); ValueError with what was expected."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType) and type(None) in args:
+        if text.strip().lower() in ("none", "null"):
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _parse_value(inner, text)
+    if origin is Literal:
+        for choice in args:
+            if str(choice) == text:
+                return choice
+        raise ValueError(f"one of {', '.join(str(a) for a in args)}")
+    if origin is tuple:
+        item = args[0] if args else str
+        parts = [t.strip() for t in text.split(",")] if text.strip() else []
+        try:
+            return tuple(_parse_value(item, t) for t in parts)
+        except ValueError as exc:
+            raise ValueError(f"comma-separated items, each {exc}") from None
+    if tp is bool:
+        low = text.strip().lower()
+        if low in ("true", "1", "yes"):
+            return True
+        if low in ("false", "0", "no"):
+            return False
+        raise ValueError("true or false")
+    if tp is int:
+        try:
+            return int(text)
+        except ValueError:
+            raise ValueError("an integer") from None
+    if tp is float:
+        try:
+            return float(text)
+        except ValueError:
+            raise ValueError("a number") from None
+    if tp is str:
+        return text
+    raise ValueError(f"a {tp} (not settable from the command line)")
+
+
+def parse_config_options(config_cls: type[LearnerConfig], items: Sequence[str],
+                         flag: str = "--model") -> dict[str, Any]:
+    """``KEY=VALUE`` strings -> config options, each value parsed as its dataclass field's type
+    (tuples as comma-separated items, e.g. ``channels=32,32,64,64``; ``X | None`` fields take
+    ``none``). Unknown keys (listing the valid ones), malformed items, repeated keys and values of
+    the wrong type are a one-line :class:`ConfigError`."""
+    hints = typing.get_type_hints(config_cls)
+    names = [f.name for f in dataclasses.fields(config_cls)]
+    options: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"{flag} takes KEY=VALUE, got {item!r}")
+        if key not in hints or key not in names:
+            raise ConfigError(f"{flag}: unknown {config_cls.__name__} option {key!r}; valid: "
+                              f"{', '.join(sorted(names))}")
+        if key in options:
+            raise ConfigError(f"{flag}: option {key!r} given twice")
+        try:
+            options[key] = _parse_value(hints[key], text)
+        except ValueError as exc:
+            raise ConfigError(f"{flag} {key}={text!r}: {config_cls.__name__}.{key} expects "
+                              f"{exc}") from None
+    return options
 
 
 def frames_to_tensor(frames: torch.Tensor | np.ndarray, device: torch.device | None = None

@@ -87,6 +87,21 @@ def test_eval_renders_factor_vae_batches_with_the_env(pairs_path: Path, tmp_path
         ("unknown reconstruction loss 'poisson'", ("--learner", "beta_vae", "--recon", "poisson")),
         ("gap must be >= 1", ("--learner", "ada_gvae", "--video", "--pairs", "temporal",
                               "--gap", "0")),
+        ("--model: unknown VAEConfig option 'slots'; valid: beta, channels, hidden, image_size, "
+         "kernels, latent_dim, recon", ("--learner", "beta_vae", "--model", "slots=3")),
+        ("--model latent_dim='x': VAEConfig.latent_dim expects an integer",
+         ("--learner", "beta_vae", "--model", "latent_dim=x")),
+        ("--model channels='4,four'", ("--learner", "beta_vae", "--model", "channels=4,four")),
+        ("NWMConfig.forecast_weight expects a number",
+         ("--learner", "nwm", "--video", "--model", "forecast_weight=lots")),
+        ("--model takes KEY=VALUE, got 'beta'", ("--learner", "beta_vae", "--model", "beta")),
+        ("--beta and --model beta=... both set beta",
+         ("--learner", "beta_vae", "--beta", "2", "--model", "beta=3")),
+        ("--seq-len applies to sequence learners", ("--learner", "beta_vae", "--seq-len", "4")),
+        ("seq_len must be a positive integer, got 0",
+         ("--learner", "nwm", "--video", "--seq-len", "0")),
+        ("lr schedule must be 'constant' or WARMUP:DECAY_STEPS:DECAY_RATE",
+         ("--learner", "slot_attention", "--lr-schedule", "fast")),
     ],
 )
 def test_train_rep_bad_input(capsys: pytest.CaptureFixture[str], pairs_path: Path,
@@ -101,6 +116,53 @@ def test_train_rep_bad_input(capsys: pytest.CaptureFixture[str], pairs_path: Pat
         argv += ["--steps", "1"]
     one_line_error(capsys, needle, "train-rep", *argv, "--data", data, "--out",
                    str(tmp_path / "run"), "--quiet")
+
+
+NWM_TINY = ("--model", "channels=4,4,8,8", "--model", "hidden=16", "--model", "sheet=6")
+
+
+def test_train_rep_sequence_length_and_model_options(capsys: pytest.CaptureFixture[str],
+                                                     video_path: Path, tmp_path: Path) -> None:
+    run = tmp_path / "nwm"
+    rc, out, err = cli(capsys, "train-rep", "--learner", "nwm", "--data", str(video_path),
+                       "--steps", "1", "--batch", "2", "--seq-len", "5", "--out", str(run),
+                       "--quiet", "--no-tensorboard", *NWM_TINY, "--model", "forecast_steps=2",
+                       "--model", "forecast_weight=0.5", "--model", "cell=gru")
+    assert rc == 0 and "nwm at step 1" in out, err
+    saved = json.loads((run / "run.json").read_text())
+    assert saved["train"]["seq_len"] == 5 and saved["identity"]["seq_len"] == 5
+    model = saved["model"]
+    assert model["channels"] == [4, 4, 8, 8] and model["hidden"] == 16 and model["sheet"] == 6
+    assert model["forecast_steps"] == 2 and model["forecast_weight"] == 0.5
+    assert model["cell"] == "gru"
+    assert saved["train"]["lr_schedule"] == {"warmup_steps": 0, "decay_steps": 0,
+                                             "decay_rate": 1.0}
+    # the sequence must be longer than the forecast: one line, exit 2
+    one_line_error(capsys, "forecast", "train-rep", "--learner", "nwm", "--data",
+                   str(video_path), "--steps", "1", "--batch", "2", "--seq-len", "2", "--out",
+                   str(tmp_path / "short"), "--quiet", "--no-tensorboard", *NWM_TINY,
+                   "--model", "forecast_steps=2")
+
+
+def test_train_rep_slot_attention_schedule(capsys: pytest.CaptureFixture[str], pairs_path: Path,
+                                           tmp_path: Path) -> None:
+    common = ["train-rep", "--learner", "slot_attention", "--data", str(pairs_path), "--steps",
+              "1", "--batch", "2", "--quiet", "--no-tensorboard", "--model", "num_slots=3",
+              "--model", "slot_size=8", "--model", "mlp_hidden=8", "--model",
+              "enc_channels=4,4,4", "--model", "enc_kernels=3,3,3", "--model",
+              "enc_strides=2,2,2", "--model", "dec_channels=4,4"]
+    rc, _, err = cli(capsys, *common, "--out", str(tmp_path / "default"))
+    assert rc == 0, err
+    saved = json.loads((tmp_path / "default" / "run.json").read_text())
+    assert saved["model"]["num_slots"] == 3 and saved["model"]["enc_strides"] == [2, 2, 2]
+    assert saved["train"]["lr_schedule"] == {"warmup_steps": 10000, "decay_steps": 100000,
+                                             "decay_rate": 0.5}
+    rc, _, err = cli(capsys, *common, "--out", str(tmp_path / "const"), "--lr-schedule",
+                     "constant")
+    assert rc == 0, err
+    saved = json.loads((tmp_path / "const" / "run.json").read_text())
+    assert saved["train"]["lr_schedule"]["warmup_steps"] == 0
+    assert "lr_schedule" not in saved["identity"]
 
 
 def test_train_rep_refuses_another_learners_run_dir(capsys: pytest.CaptureFixture[str],

@@ -228,3 +228,42 @@ def test_training_failure_is_one_line_exit_1(capsys: pytest.CaptureFixture[str],
     assert rc == 1
     lines = err.strip().splitlines()
     assert len(lines) == 1 and "training failed: loss became inf at step 1" in lines[0]
+
+
+def test_eval_rep_waves_for_nwm_runs(capsys: pytest.CaptureFixture[str], video_path: Path,
+                                     pairs_path: Path, tmp_path: Path) -> None:
+    from PIL import Image
+
+    nwm_model = {"channels": (4, 4, 8, 8), "hidden": 16, "sheet": 6, "forecast_steps": 2}
+    for name, extra in (("nwm", {}), ("gru", {"cell": "gru"})):
+        train(TrainConfig("nwm", model={**nwm_model, **extra}, steps=2, batch=2, seq_len=4,
+                          lr=1e-3, progress=False, tensorboard=False), video_path,
+              tmp_path / name)
+    waves = tmp_path / "waves"
+    small = ["--waves-input", "3", "--waves-horizon", "4", "--waves-free", "8",
+             "--waves-sequences", "3"]
+    rc, out, err = cli(capsys, "eval-rep", str(tmp_path / "nwm"), "--data", str(video_path),
+                       "--waves", str(waves), "--waves-baseline", str(tmp_path / "gru"), *small)
+    assert rc == 0, err
+    assert "coherence driven" in out and "gru baseline" in out
+    report = json.loads((waves / "waves.json").read_text())
+    assert report["learner"] == "wave" and report["baseline"]["learner"] == "gru"
+    assert report["n_sequences"] == 3 and len(report["forecast_mse"]) == 4
+    assert 0.0 <= report["coherence"]["free"] <= 1.0
+    assert len(report["baseline"]["forecast_mse"]) == 4
+    assert Image.open(waves / "phase_map.png").size[0] > 0
+    assert Image.open(waves / "waves.gif").n_frames == 3 + 8
+    assert not (tmp_path / "m.json").exists()
+
+    train(TrainConfig("beta_vae", model=TINY, steps=1, batch=2, progress=False,
+                      tensorboard=False), pairs_path, tmp_path / "vae")
+    one_line_error(capsys, "--waves needs a Neural Wave Machine run (learner 'nwm');", "eval-rep",
+                   str(tmp_path / "vae"), "--data", str(video_path), "--waves", str(waves))
+    one_line_error(capsys, "--waves-baseline needs a Neural Wave Machine run", "eval-rep",
+                   str(tmp_path / "nwm"), "--data", str(video_path), "--waves", str(waves),
+                   "--waves-baseline", str(tmp_path / "vae"))
+    one_line_error(capsys, "give --out (metrics JSON), --waves DIR", "eval-rep",
+                   str(tmp_path / "nwm"), "--data", str(video_path))
+    one_line_error(capsys, "wave analysis needs a video dataset", "eval-rep",
+                   str(tmp_path / "nwm"), "--data", str(pairs_path), "--waves", str(waves),
+                   *small)

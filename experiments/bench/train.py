@@ -1,11 +1,21 @@
 """``sparseshift bench train``: training images/s of the full loop next to the model-only limit.
 
-Both candidates train the same learner with the same config and thread count, interleaved:
+For every learner benchmarked (default: all registered ones), both candidates train the same
+learner with the same config, batch and thread count, interleaved:
 
 * *training loop*: :func:`representations.train.train` resumed for a few more steps each time
-  (dataset sampling, uint8 -> float conversion, Adam, TensorBoard scalars every 50 steps, the final
-  checkpoint of every call);
+  (dataset sampling, uint8 -> float conversion, Adam, the learning-rate schedule, TensorBoard
+  scalars every 50 steps, the final checkpoint of every call);
 * *model only*: ``loss -> backward -> Adam step`` on one batch of tensors loaded before timing.
+
+Both sides count images the same way (:attr:`representations.data.BatchSpec.images_per_batch`):
+a batch of ``B`` singles is ``B`` images, of ``B`` pairs ``2B``, of ``B`` sequences of length
+``T`` ``B * T``.
+
+Data: singles and pairs learners train on 1,024 ColourGrid intervention pairs, sequence learners
+(``nwm``) on 1,024 ColourGrid video frames, both collected into a temporary folder, unless
+``--data`` is given (a pairs dataset cannot feed sequence learners; a video dataset feeds pair
+learners with temporal pairs).
 
 Goal (issue "Representation learners I"): the loop at >= 0.9x the model-only rate. speeds.md
 measured a disentanglement_lib conv VAE at 750 images/s (2 threads) and 430 (1 thread) here.
@@ -19,24 +29,40 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from experiments.bench.timing import format_row, interleaved
+from experiments.bench.timing import Rate, format_row, interleaved
 
 DESCRIPTION = "training images/s of the training loop vs a model-only loop on pre-loaded tensors"
 
+#: Default batch per learner (others: 64): Slot Attention's decoder runs once per slot, the NWM's
+#: batches are sequences of ``--seq-len`` frames.
+DEFAULT_BATCH: dict[str, int] = {"slot_attention": 32, "nwm": 8}
+GOAL = 0.9
+LOOP = "training loop (sampler, tensorboard, ckpt)"
+MODEL = "model only (pre-loaded tensors)"
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--learner", default="ada_gvae", help="learner to train (default ada_gvae)")
+    p.add_argument("--learner", default="all",
+                   help="learner(s) to train, comma-separated, or 'all' (default: all)")
     p.add_argument("--data", default=None,
-                   help="pairs or video dataset (default: collect 1024 ColourGrid pairs to a "
-                        "temporary file)")
-    p.add_argument("--batch", type=int, default=64, help="batch size (default 64)")
-    p.add_argument("--steps", type=int, default=30, help="steps per measurement (default 30)")
-    p.add_argument("--repeats", type=int, default=5, help="interleaved repeats (default 5)")
+                   help="pairs or video dataset (default: collect 1024 ColourGrid pairs and, for "
+                        "sequence learners, 1024 video frames to a temporary folder)")
+    p.add_argument("--batch", type=int, default=None,
+                   help="batch size (default 64; slot_attention 32; nwm 8 sequences)")
+    p.add_argument("--seq-len", type=int, default=8,
+                   help="frames per sequence for sequence learners (default 8)")
+    p.add_argument("--steps", type=int, default=20, help="steps per measurement (default 20)")
+    p.add_argument("--repeats", type=int, default=3, help="interleaved repeats (default 3)")
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads, pinned (default 1; 2 can be slower on a loaded machine)")
 
 
-def _model_only(learner_name: str, model: Any, batch: dict[str, Any]
+def steps_for(images: int, images_per_step: int) -> int:
+    """Optimisation steps that process ``images`` images (at least one)."""
+    return max(1, images // images_per_step)
+
+
+def _model_only(learner_name: str, model: Any, batch: dict[str, Any], images_per_step: int
                 ) -> Callable[[int], None]:
     import torch
 
@@ -44,13 +70,13 @@ def _model_only(learner_name: str, model: Any, batch: dict[str, Any]
     from representations.train import deterministic
 
     learner = learner_class(learner_name)(model)
+    learner.train()
     optimizer = torch.optim.Adam(learner.parameters(), lr=1e-4)
     generator = torch.Generator().manual_seed(0)
-    per_step = sum(int(v.shape[0]) for v in batch.values())
 
     def run(images: int) -> None:
         with deterministic():  # the same algorithm settings as the training loop
-            for _ in range(max(1, images // per_step)):
+            for _ in range(steps_for(images, images_per_step)):
                 loss = learner.loss(batch, generator=generator)["loss"]
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -59,56 +85,97 @@ def _model_only(learner_name: str, model: Any, batch: dict[str, Any]
     return run
 
 
+def _learners(text: str) -> list[str]:
+    from representations.registry import learner_class, learner_names
+
+    if text == "all":
+        return list(learner_names())
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    for name in names:
+        learner_class(name)  # unknown names -> ConfigError listing the valid ones
+    return names
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
 
     from envs.errors import ConfigError
-    from representations.data import BatchSource, BatchSpec, open_data, resolve_pairs
+    from representations.data import open_data
     from representations.registry import learner_class
-    from representations.train import TrainConfig, resolve_model_config, train
 
-    if args.threads < 1 or args.steps < 1 or args.repeats < 1 or args.batch < 1:
-        raise ConfigError("--threads, --steps, --repeats and --batch must be >= 1")
+    if min(args.threads, args.steps, args.repeats, args.seq_len, args.batch or 1) < 1:
+        raise ConfigError("--threads, --steps, --repeats, --seq-len and --batch must be >= 1")
+    names = _learners(args.learner)
     torch.set_num_threads(args.threads)
+    results: list[tuple[str, Rate, Rate]] = []
     with tempfile.TemporaryDirectory(prefix="sparseshift-bench-train-") as tmp:
-        data_path = Path(args.data) if args.data else _collect(Path(tmp) / "pairs.h5")
-        ds = open_data(data_path)
-        cls = learner_class(args.learner)
-        temporal = cls.batch_kind == "pairs" and ds.kind == "video"
-        pairs = resolve_pairs(cls.batch_kind, args.learner, ds.kind,
-                              "temporal" if temporal else None)
-        pairs_arg = "temporal" if temporal else None
-        config = TrainConfig(learner=args.learner, batch=args.batch, steps=1, pairs=pairs_arg,
-                             progress=False)
-        model = resolve_model_config(config, int(ds.image_size))
-        spec = BatchSpec(cls.batch_kind, args.batch, pairs)
-        batch = {k: torch.from_numpy(v) for k, v in BatchSource(ds, spec, 0)(0).items()}
-        out = Path(tmp) / "run"
-        done = {"steps": 0}
-
-        def loop(images: int) -> None:
-            done["steps"] += max(1, images // spec.images_per_batch)
-            train(TrainConfig(learner=args.learner, batch=args.batch, steps=done["steps"],
-                              pairs=pairs_arg, progress=False), ds, out)
-
-        images = args.steps * spec.images_per_batch
-        print(f"bench train: {args.learner} on {ds.env_id} ({ds.kind}, {ds.image_size}px), batch "
-              f"{args.batch} ({spec.images_per_batch} images/step), {args.steps} steps x "
-              f"{args.repeats} repeats, {args.threads} torch thread(s)")
-        rates = interleaved({"model only (pre-loaded tensors)":
-                             _model_only(args.learner, model, batch),
-                             "training loop (sampler, tensorboard, ckpt)": loop},
-                            "images/s", images, repeats=args.repeats)
-        limit = rates["model only (pre-loaded tensors)"]
-        print(format_row(limit))
-        print(format_row(rates["training loop (sampler, tensorboard, ckpt)"], limit, goal=0.9))
+        given = open_data(args.data) if args.data else None
+        collected: dict[str, Any] = {}
+        for name in names:
+            kind = "video" if learner_class(name).batch_kind == "sequences" else "pairs"
+            if given is not None:
+                if kind == "video" and given.kind != "video" and args.learner == "all":
+                    print(f"bench train: {name} skipped (needs a video dataset; --data holds "
+                          f"{given.kind})")
+                    continue
+                ds = given  # a mismatch is a ConfigError from resolve_pairs
+            else:
+                if kind not in collected:
+                    collected[kind] = open_data(_collect(Path(tmp) / f"{kind}.h5", kind))
+                ds = collected[kind]
+            loop, model = _bench_one(name, ds, args, Path(tmp) / f"run-{name}")
+            results.append((name, loop, model))
+    if len(results) > 1:
+        print("\nsummary (images/s, medians):")
+        print(f"{'learner':<16} {'training loop':>14} {'model only':>11} {'ratio':>7}")
+        for name, loop, model in results:
+            ratio = loop.median / model.median if model.median > 0 else float("nan")
+            flag = "" if ratio >= GOAL else f"  (goal >= {GOAL:.2f}x missed)"
+            print(f"{name:<16} {loop.median:>14.1f} {model.median:>11.1f} {ratio:>6.2f}x{flag}")
     return 0
 
 
-def _collect(path: Path) -> Path:
+def _bench_one(name: str, ds: Any, args: argparse.Namespace, out: Path) -> tuple[Rate, Rate]:
+    import torch
+
+    from representations.data import BatchSource, BatchSpec, resolve_pairs
+    from representations.registry import learner_class
+    from representations.train import TrainConfig, resolve_model_config, train
+
+    cls = learner_class(name)
+    temporal = cls.batch_kind == "pairs" and ds.kind == "video"
+    pairs_arg = "temporal" if temporal else None
+    pairs = resolve_pairs(cls.batch_kind, name, ds.kind, pairs_arg)
+    batch_size = args.batch or DEFAULT_BATCH.get(name, 64)
+    config = TrainConfig(learner=name, batch=batch_size, steps=1, pairs=pairs_arg,
+                         seq_len=args.seq_len, progress=False)
+    model = resolve_model_config(config, int(ds.image_size))
+    spec = BatchSpec(cls.batch_kind, batch_size, pairs, config.gap_range, config.seq_len)
+    batch = {k: torch.from_numpy(v) for k, v in BatchSource(ds, spec, 0)(0).items()}
+    per_step = spec.images_per_batch
+    done = {"steps": 0}
+
+    def loop(images: int) -> None:
+        done["steps"] += steps_for(images, per_step)
+        train(TrainConfig(learner=name, batch=batch_size, steps=done["steps"], pairs=pairs_arg,
+                          seq_len=args.seq_len, progress=False), ds, out)
+
+    shape = {"singles": f"{batch_size} frames", "pairs": f"{batch_size} pairs",
+             "sequences": f"{batch_size} sequences x {args.seq_len} frames"}[cls.batch_kind]
+    print(f"bench train: {name} on {ds.env_id} ({ds.kind}, {ds.image_size}px), batch {shape} "
+          f"= {per_step} images/step, {args.steps} steps x {args.repeats} repeats, "
+          f"{args.threads} torch thread(s)")
+    rates = interleaved({MODEL: _model_only(name, model, batch, per_step), LOOP: loop},
+                        "images/s", args.steps * per_step, repeats=args.repeats)
+    print(format_row(rates[MODEL]))
+    print(format_row(rates[LOOP], rates[MODEL], goal=GOAL))
+    return rates[LOOP], rates[MODEL]
+
+
+def _collect(path: Path, kind: str) -> Path:
     from envs.data.collect import collect
     from envs.data.config import CollectConfig
 
-    collect(CollectConfig("sparseshift/ColourGrid-v0", "pairs", 1024, seed=0), path,
+    collect(CollectConfig("sparseshift/ColourGrid-v0", kind, 1024, seed=0), path,
             progress=False)
     return path

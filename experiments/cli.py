@@ -55,13 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
         title="commands", dest="command", metavar="COMMAND", parser_class=OneLineParser
     )
     for name in COMMANDS:
-        try:
-            module = importlib.import_module(f"experiments.commands.{name}")
-        except ModuleNotFoundError as exc:  # TODO(integration): drop once every command landed
-            if exc.name != f"experiments.commands.{name}":
-                raise
-            continue
-        module.add_parser(sub)
+        importlib.import_module(f"experiments.commands.{name}").add_parser(sub)
     return parser
 
 

@@ -25,12 +25,7 @@ def add_parser(sub: Any) -> None:
     benches = p.add_subparsers(title="benchmarks", dest="bench", metavar="NAME",
                                parser_class=type(p))
     for name, path in BENCHES.items():
-        try:
-            module = importlib.import_module(path)
-        except ModuleNotFoundError as exc:  # TODO(integration): drop once every bench landed
-            if exc.name != path:
-                raise
-            continue
+        module = importlib.import_module(path)
         bp = benches.add_parser(name, help=module.DESCRIPTION, description=module.DESCRIPTION)
         module.add_arguments(bp)
         bp.set_defaults(func=module.run)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import test_rep_support as support
 
-from experiments.bench.train import steps_for
+from experiments.bench.train import default_steps, steps_for
 from experiments.cli import main
 
 one_thread = support.one_thread
@@ -19,6 +19,8 @@ video_path = support.video_path
 def test_steps_count_images_alike() -> None:
     assert steps_for(4 * 2 * 5, 2 * 5) == 4  # 4 steps of 2 sequences x 5 frames
     assert steps_for(3, 10) == 1
+    # default measurement: ~2560 images, 20..40 steps (ada_gvae 128/step, beta_vae 64, slots 32)
+    assert (default_steps(128), default_steps(64), default_steps(32)) == (20, 40, 40)
 
 
 def test_bench_train_sequences_count_b_times_t(capsys: pytest.CaptureFixture[str],

@@ -37,6 +37,9 @@ DESCRIPTION = "training images/s of the training loop vs a model-only loop on pr
 #: batches are sequences of ``--seq-len`` frames.
 DEFAULT_BATCH: dict[str, int] = {"slot_attention": 32, "nwm": 8}
 GOAL = 0.9
+#: Default measurement size: each ``train()`` call also pays fixed costs (setup, the final image
+#: grid and checkpoint) that a long run amortises, so short calls understate the loop.
+TARGET_IMAGES, MIN_STEPS, MAX_STEPS = 2560, 20, 40
 LOOP = "training loop (sampler, tensorboard, ckpt)"
 MODEL = "model only (pre-loaded tensors)"
 
@@ -51,10 +54,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="batch size (default 64; slot_attention 32; nwm 8 sequences)")
     p.add_argument("--seq-len", type=int, default=8,
                    help="frames per sequence for sequence learners (default 8)")
-    p.add_argument("--steps", type=int, default=20, help="steps per measurement (default 20)")
+    p.add_argument("--steps", type=int, default=None,
+                   help=f"steps per measurement (default: enough for {TARGET_IMAGES} images, "
+                        f"{MIN_STEPS} to {MAX_STEPS} steps)")
     p.add_argument("--repeats", type=int, default=3, help="interleaved repeats (default 3)")
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads, pinned (default 1; 2 can be slower on a loaded machine)")
+
+
+def default_steps(images_per_step: int) -> int:
+    """Steps per measurement when ``--steps`` is not given."""
+    return min(MAX_STEPS, max(MIN_STEPS, -(-TARGET_IMAGES // images_per_step)))
 
 
 def steps_for(images: int, images_per_step: int) -> int:
@@ -103,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
     from representations.data import open_data
     from representations.registry import learner_class
 
-    if min(args.threads, args.steps, args.repeats, args.seq_len, args.batch or 1) < 1:
+    if min(args.threads, args.steps or 1, args.repeats, args.seq_len, args.batch or 1) < 1:
         raise ConfigError("--threads, --steps, --repeats, --seq-len and --batch must be >= 1")
     names = _learners(args.learner)
     torch.set_num_threads(args.threads)
@@ -153,6 +163,7 @@ def _bench_one(name: str, ds: Any, args: argparse.Namespace, out: Path) -> tuple
     spec = BatchSpec(cls.batch_kind, batch_size, pairs, config.gap_range, config.seq_len)
     batch = {k: torch.from_numpy(v) for k, v in BatchSource(ds, spec, 0)(0).items()}
     per_step = spec.images_per_batch
+    steps = args.steps or default_steps(per_step)
     done = {"steps": 0}
 
     def loop(images: int) -> None:
@@ -163,10 +174,10 @@ def _bench_one(name: str, ds: Any, args: argparse.Namespace, out: Path) -> tuple
     shape = {"singles": f"{batch_size} frames", "pairs": f"{batch_size} pairs",
              "sequences": f"{batch_size} sequences x {args.seq_len} frames"}[cls.batch_kind]
     print(f"bench train: {name} on {ds.env_id} ({ds.kind}, {ds.image_size}px), batch {shape} "
-          f"= {per_step} images/step, {args.steps} steps x {args.repeats} repeats, "
+          f"= {per_step} images/step, {steps} steps x {args.repeats} repeats, "
           f"{args.threads} torch thread(s)")
     rates = interleaved({MODEL: _model_only(name, model, batch, per_step), LOOP: loop},
-                        "images/s", args.steps * per_step, repeats=args.repeats)
+                        "images/s", steps * per_step, repeats=args.repeats)
     print(format_row(rates[MODEL]))
     print(format_row(rates[LOOP], rates[MODEL], goal=GOAL))
     return rates[LOOP], rates[MODEL]

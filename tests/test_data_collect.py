@@ -97,24 +97,36 @@ def test_workers_give_identical_bytes(tmp_path: Path) -> None:
     assert raw_chunks(v1) == raw_chunks(v2)
 
 
-def _collect_cmd(out: Path, n: int, workers: int) -> list[str]:
+@pytest.mark.parametrize("kind", ["video", "pairs"])
+def test_writer_process_gives_identical_bytes(tmp_path: Path, kind: str) -> None:
+    """Parts compressed in a writer process (final file built while collecting) or inline, with
+    or without helpers: the same chunks."""
+    got = [raw_chunks(make(tmp_path / f"{w}-{writer}.h5", kind, n=200, workers=w, seed=2,
+                           part_rows=32, writer=writer))
+           for w, writer in ((1, "inline"), (1, "process"), (2, "process"), (2, "inline"))]
+    assert all(g == got[0] for g in got[1:])
+    assert not list(tmp_path.glob("*.parts")) and not list(tmp_path.glob(".*tmp*"))
+
+
+def _collect_cmd(out: Path, n: int, workers: int, writer: str = "auto") -> list[str]:
     code = (
         "import sys; from pathlib import Path; from envs.data.collect import collect; "
         "from envs.data.config import CollectConfig; "
         f"collect(CollectConfig({GRID!r}, 'pairs', n={n}, seed=5, part_rows=32), "
-        f"Path(sys.argv[1]), workers={workers}, progress=False)"
+        f"Path(sys.argv[1]), workers={workers}, progress=False, writer={writer!r})"
     )
     return [sys.executable, "-c", code, str(out)]
 
 
-@pytest.mark.parametrize("workers", [1, 2])
-def test_kill_9_then_resume_gives_identical_bytes(tmp_path: Path, workers: int) -> None:
+@pytest.mark.parametrize(("workers", "writer"), [(1, "inline"), (2, "inline"), (1, "process")])
+def test_kill_9_then_resume_gives_identical_bytes(tmp_path: Path, workers: int,
+                                                  writer: str) -> None:
     n = 480
     ref = tmp_path / "ref.h5"
-    subprocess.run(_collect_cmd(ref, n, 1), cwd=ROOT, check=True, timeout=300)
+    subprocess.run(_collect_cmd(ref, n, 1, "inline"), cwd=ROOT, check=True, timeout=300)
     out = tmp_path / "out.h5"
     parts = out.with_name(out.name + ".parts")
-    proc = subprocess.Popen(_collect_cmd(out, n, workers), cwd=ROOT)
+    proc = subprocess.Popen(_collect_cmd(out, n, workers, writer), cwd=ROOT)
     deadline = time.monotonic() + 120
     while len(list(parts.glob("part-*.h5"))) < 2 and time.monotonic() < deadline:
         time.sleep(0.02)
@@ -122,8 +134,8 @@ def test_kill_9_then_resume_gives_identical_bytes(tmp_path: Path, workers: int) 
     proc.wait()
     assert not out.exists(), "the run finished before it was killed; make it longer"
     assert len(list(parts.glob("part-*.h5"))) < n // 32
-    subprocess.run(_collect_cmd(out, n, workers), cwd=ROOT, check=True, timeout=300)
-    assert not parts.exists()
+    subprocess.run(_collect_cmd(out, n, workers, writer), cwd=ROOT, check=True, timeout=300)
+    assert not parts.exists() and not list(tmp_path.glob(".*tmp*"))
     got, want = arrays(out), arrays(ref)
     assert got.keys() == want.keys()
     for k in want:

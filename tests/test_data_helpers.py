@@ -16,8 +16,9 @@ GRID = "sparseshift/ColourGrid-v0"
 
 def make(path: Path, kind: str = "video", n: int = 300, workers: int = 1, **kw: Any) -> Path:
     """Collect a tiny ColourGrid dataset (64-row parts) at ``path``."""
+    writer = kw.pop("writer", "auto")
     cfg = CollectConfig(GRID, kind, n=n, part_rows=kw.pop("part_rows", 64), **kw)
-    collect(cfg, path, workers=workers, progress=False)
+    collect(cfg, path, workers=workers, progress=False, writer=writer)
     return path
 
 

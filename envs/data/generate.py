@@ -71,15 +71,18 @@ def video_part(
     env_rng, pol_rng = part_rngs(run.config.seed, index)
     policy = make_policy(pol_rng)
     frames = np.empty((rows, s, s, 3), np.uint8) if frames is None else frames[:rows]
-    factors: list[Any] = []
-    actions: list[Any] = []
-    rewards: list[Any] = []
-    flags: list[tuple[bool, bool]] = []
+    # rows are written in place: no per-frame lists or copies (the loop's cost is counted against
+    # the bare env loop in ``sparseshift bench collect``)
+    factors = np.empty((rows, nf), np.float32)
+    actions = np.empty((rows, *run.action_shape), np.dtype(run.action_dtype))
+    rewards = np.empty(rows, np.float32)
+    ends = np.zeros((rows, 2), bool)  # terminated, truncated
     starts = np.zeros(rows, bool)
     obs: Any = None
     info: dict[str, Any] = {}
     from_obs = False
     done = True
+    step, act = env.step, policy.act
     for t in range(rows):
         if done:
             obs, info = env.reset(seed=_reset_seed(env_rng))
@@ -87,23 +90,24 @@ def video_part(
             from_obs = _frame_source(env, obs)
             starts[t] = True
         frames[t] = obs if from_obs else u.render_frame()
-        factors.append(np.array(info["factors"], np.float32))  # a copy: envs may reuse arrays
-        action = policy.act(obs)
-        actions.append(action)
-        obs, reward, term, trunc, info = env.step(action)
-        rewards.append(reward)
-        flags.append((term, trunc))
-        done = term or trunc
-        if (t + 1) % REPORT_EVERY == 0:
+        factors[t] = info["factors"]
+        action = act(obs)
+        actions[t] = action
+        obs, rewards[t], term, trunc, info = step(action)
+        if term or trunc:
+            ends[t] = term, trunc
+            done = True
+        else:
+            done = False
+        if not (t + 1) % REPORT_EVERY:
             progress(REPORT_EVERY)
     progress(rows % REPORT_EVERY)
-    ends = np.array(flags, bool).reshape(rows, 2)
     ends[rows - 1, 1] |= not ends[rows - 1, 0]
     return {
         "frames": frames,
-        "factors": np.asarray(factors, np.float32).reshape(rows, nf),
-        "actions": np.asarray(actions, np.dtype(run.action_dtype)).reshape(rows, *run.action_shape),
-        "rewards": np.asarray(rewards, np.float32),
+        "factors": factors,
+        "actions": actions,
+        "rewards": rewards,
         "episode_starts": starts,
         "terminated": np.ascontiguousarray(ends[:, 0]),
         "truncated": np.ascontiguousarray(ends[:, 1]),
@@ -154,9 +158,17 @@ def draw_pair(
 
 
 def pairs_part(
-    run: Resolved, env: gym.Env[Any, Any], index: int, progress: Progress
+    run: Resolved,
+    env: gym.Env[Any, Any],
+    index: int,
+    progress: Progress,
+    buffers: dict[str, np.ndarray] | None = None,
 ) -> dict[str, np.ndarray]:
-    """Intervention pairs (Locatello et al. 2020): sample a state, change k groups, render both."""
+    """Intervention pairs (Locatello et al. 2020): sample a state, change k groups, render both.
+
+    ``buffers`` optionally holds ``frames_a`` / ``frames_b`` arrays of at least the part's rows
+    to render into (the collector's writer process reads them from there).
+    """
     start, stop = run.part_range(index)
     rows = stop - start
     u: Any = env.unwrapped
@@ -165,9 +177,10 @@ def pairs_part(
     assert run.config.k is not None
     rng, _ = part_rngs(run.config.seed, index)
     env.reset(seed=_reset_seed(rng))
+    bufs = buffers or {}
     out: dict[str, np.ndarray] = {
-        "frames_a": np.empty((rows, s, s, 3), np.uint8),
-        "frames_b": np.empty((rows, s, s, 3), np.uint8),
+        "frames_a": bufs["frames_a"][:rows] if bufs else np.empty((rows, s, s, 3), np.uint8),
+        "frames_b": bufs["frames_b"][:rows] if bufs else np.empty((rows, s, s, 3), np.uint8),
         "factors_a": np.empty((rows, nf), np.float32),
         "factors_b": np.empty((rows, nf), np.float32),
         "changed": np.empty((rows, nf), bool),

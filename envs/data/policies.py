@@ -59,6 +59,8 @@ class SmoothRandomPolicy:
         self.space = space
         self.rng = rng
         self.theta, self.sigma, self.persistence = theta, sigma, persistence
+        self._box = isinstance(space, gym.spaces.Box)
+        self._start = int(space.start) if isinstance(space, gym.spaces.Discrete) else 0
         if isinstance(space, gym.spaces.Box):
             low = np.where(np.isfinite(space.low), space.low, -1.0)
             high = np.where(np.isfinite(space.high), space.high, 1.0)
@@ -78,15 +80,14 @@ class SmoothRandomPolicy:
             self._state = int(self.rng.integers(int(self.space.n)))
 
     def act(self, obs: Any) -> Any:
-        if isinstance(self.space, gym.spaces.Box):
+        if self._box:
             x = np.asarray(self._state)
             x = x - self.theta * x + self.sigma * self.rng.standard_normal(x.shape)
             self._state = np.clip(x, -1.0, 1.0)
             return (self._centre + self._half * self._state).astype(self.space.dtype)
-        assert isinstance(self.space, gym.spaces.Discrete)
         if self.rng.random() >= self.persistence:
-            self._state = int(self.rng.integers(int(self.space.n)))
-        return int(self.space.start) + int(self._state)
+            self._state = int(self.rng.integers(int(self.space.n)))  # type: ignore[attr-defined]
+        return self._start + int(self._state)
 
     @classmethod
     def settings(cls) -> dict[str, float]:

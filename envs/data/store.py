@@ -10,6 +10,7 @@ so it costs little more than the I/O and never re-compresses.
 from __future__ import annotations
 
 import os
+import shutil
 import zlib
 from collections.abc import Mapping
 from pathlib import Path
@@ -43,6 +44,19 @@ def tmp_name(path: Path) -> Path:
 
 def write_json(path: Path, value: Any) -> None:
     write_json_atomic(path, value)
+
+
+def remove_tree(directory: Path) -> None:
+    """Remove ``directory`` and the files in it (no subfolders), unlinking in parallel threads:
+    each unlink of a freshly synced file waits ~4 ms on the filesystem journal, and concurrent
+    ones share that wait (30 parts: ~100 ms one by one, ~10 ms this way)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    files = [p for p in directory.iterdir() if not p.is_dir()]
+    with ThreadPoolExecutor(min(16, max(1, len(files)))) as pool:
+        for _ in pool.map(lambda p: p.unlink(missing_ok=True), files):
+            pass
+    shutil.rmtree(directory)  # anything else (and the folder itself)
 
 
 def part_path(parts: Path, index: int) -> Path:
@@ -95,34 +109,71 @@ def part_ok(path: Path, kind: str, rows: int) -> bool:
         return False
 
 
+class Assembler:
+    """Builds the final file from finished parts, added one by one in index order.
+
+    The file grows at a temporary name (:func:`tmp_name`) and appears at ``out`` only in
+    :meth:`finish`, so it can be filled while later parts are still being made (the collector's
+    writer process does that) or all at once (:func:`assemble`). Chunks are copied compressed
+    (``read_direct_chunk`` / ``write_direct_chunk``), never re-compressed, and always in index
+    order, so the file is the same whichever way it was filled.
+    """
+
+    def __init__(self, out: Path, kind: str, n: int, part_rows: int) -> None:
+        self.out, self.kind, self.n, self.part_rows = out, kind, n, part_rows
+        self.tmp = tmp_name(out)
+        self.f = h5py.File(self.tmp, "w")
+        self.sums: dict[str, list[np.ndarray]] = {name: [] for name in arrays_of(kind)}
+        self.shapes: dict[str, tuple[int, ...]] = {}
+        self.added = 0
+
+    def add(self, path: Path) -> None:
+        """Copy part ``self.added`` (the next in order) from ``path``."""
+        row0 = self.added * self.part_rows
+        with h5py.File(path, "r") as p:
+            if not self.shapes:
+                for name in arrays_of(self.kind):
+                    self.shapes[name] = (self.n, *p[name].shape[1:])
+                    _create(self.f, name, self.shapes[name], p[name].dtype,
+                            chunk_rows(name, self.part_rows))
+            for name in arrays_of(self.kind):
+                src, dst = p[name].id, self.f[name].id
+                rows, zeros = chunk_rows(name, self.part_rows), (0,) * (len(self.shapes[name]) - 1)
+                for r in range(0, p[name].shape[0], rows):
+                    mask, data = src.read_direct_chunk((r, *zeros))
+                    dst.write_direct_chunk((row0 + r, *zeros), data, mask)
+                self.sums[name].append(p[f"{CHECKSUM_GROUP}/{name}"][...])
+        self.added += 1
+
+    def finish(self, attrs: Mapping[str, Any]) -> str:
+        """Write checksums and attributes, move the file to ``out``; return the fingerprint."""
+        f = self.f
+        merged = {name: np.concatenate(v).astype(np.uint32) for name, v in self.sums.items()}
+        for name, v in merged.items():
+            f[f"{CHECKSUM_GROUP}/{name}"] = v
+        digest = fingerprint(self.kind, merged, self.shapes)
+        f.attrs.update({"format": FORMAT, "format_version": FORMAT_VERSION, "kind": self.kind,
+                        "n": self.n, "fingerprint": digest})
+        for key, value in attrs.items():
+            f.attrs[key] = value if isinstance(value, str | int | float) else dumps(value)
+        f.close()
+        _commit(self.tmp, self.out)
+        return digest
+
+    def abort(self) -> None:
+        """Close and remove the temporary file."""
+        self.f.close()
+        self.tmp.unlink(missing_ok=True)
+
+
 def assemble(out: Path, parts: list[Path], kind: str, n: int, part_rows: int,
              attrs: Mapping[str, Any]) -> str:
     """Copy the parts' chunks into ``out`` (via a temp file + rename); return the fingerprint."""
-    tmp = tmp_name(out)
-    sums: dict[str, list[np.ndarray]] = {name: [] for name in arrays_of(kind)}
-    shapes: dict[str, tuple[int, ...]] = {}
-    with h5py.File(tmp, "w") as f:
-        with h5py.File(parts[0], "r") as p0:
-            for name in arrays_of(kind):
-                shapes[name] = (n, *p0[name].shape[1:])
-                _create(f, name, shapes[name], p0[name].dtype, chunk_rows(name, part_rows))
-        for index, path in enumerate(parts):
-            row0 = index * part_rows
-            with h5py.File(path, "r") as p:
-                for name in arrays_of(kind):
-                    src, dst = p[name].id, f[name].id
-                    rows, zeros = chunk_rows(name, part_rows), (0,) * (len(shapes[name]) - 1)
-                    for r in range(0, p[name].shape[0], rows):
-                        mask, data = src.read_direct_chunk((r, *zeros))
-                        dst.write_direct_chunk((row0 + r, *zeros), data, mask)
-                    sums[name].append(p[f"{CHECKSUM_GROUP}/{name}"][...])
-        merged = {name: np.concatenate(v).astype(np.uint32) for name, v in sums.items()}
-        for name, v in merged.items():
-            f[f"{CHECKSUM_GROUP}/{name}"] = v
-        digest = fingerprint(kind, merged, shapes)
-        f.attrs.update({"format": FORMAT, "format_version": FORMAT_VERSION, "kind": kind,
-                        "n": n, "fingerprint": digest})
-        for key, value in attrs.items():
-            f.attrs[key] = value if isinstance(value, str | int | float) else dumps(value)
-    _commit(tmp, out)
-    return digest
+    asm = Assembler(out, kind, n, part_rows)
+    try:
+        for path in parts:
+            asm.add(path)
+        return asm.finish(attrs)
+    except BaseException:
+        asm.abort()
+        raise

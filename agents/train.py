@@ -97,6 +97,8 @@ def policy_setup(config: AgentConfig, hp: dict[str, Any], set_shape: tuple[int, 
     """SB3 policy name and ``policy_kwargs`` for the encoder kind."""
     arch = [int(u) for u in hp["net_arch"]]
     kwargs: dict[str, Any] = {"net_arch": dict(pi=arch, vf=arch) if config.algo == "ppo" else arch}
+    if "log_std_init" in hp:  # Gaussian policies (continuous actions) only
+        kwargs["log_std_init"] = float(hp["log_std_init"])
     if config.encoder == "pixels":
         if config.image_size < NATURE_CNN_MIN_SIZE:
             m = NATURE_CNN_MIN_SIZE

@@ -72,8 +72,10 @@ def test_truncation_after_max_episode_steps() -> None:
 def test_obs_modes_shapes() -> None:
     reach = make(IDS[0], obs_mode="state")
     obs, _ = reach.reset(seed=0)
-    assert obs.dtype == np.float32 and obs.shape == (9 + 9 + 9 + 3 + 4 + 9,)
-    np.testing.assert_allclose(obs[-9:], reach.goal, atol=1e-6)
+    assert obs.dtype == np.float32 and obs.shape == (9 + 9 + 9 + 3 + 4 + 9 + 9,)
+    np.testing.assert_allclose(obs[-18:-9], reach.goal, atol=1e-6)
+    np.testing.assert_allclose(obs[-9:], 10 * (reach.goal - reach.tip_positions.ravel()), atol=1e-5)
+    np.testing.assert_allclose(obs[18:27], reach.tip_positions.ravel(), atol=1e-6)
     push = make(obs_mode="pixels_proprio")
     obs, _ = push.reset(seed=0)
     assert obs["pixels"].dtype == np.uint8 and obs["pixels"].shape == (64, 64, 3)
@@ -349,3 +351,31 @@ def test_rewards_and_success() -> None:
     r2, success2 = push._reward()
     assert success2 and r2 < 0
     assert np.hypot(*g) <= 0.11 + 1e-9
+
+
+def test_action_modes() -> None:
+    """Reach moves joint targets by at most DELTA_SCALE per step by default; Push (and
+    ``action_mode="absolute"``) maps actions onto the joint range; bad modes are refused."""
+    from envs.trifinger.env import DELTA_SCALE
+    from envs.trifinger.model import DEFAULT_Q, JOINT_HIGH, JOINT_LOW
+
+    reach = make(IDS[0], obs_mode="state")
+    assert reach.action_mode == "delta" and make(obs_mode="state").action_mode == "absolute"
+    reach.reset(seed=0)
+    q0 = reach.joint_positions
+    reach.step(np.ones(9, dtype=np.float32))
+    np.testing.assert_allclose(reach.data.ctrl, np.minimum(q0 + DELTA_SCALE, JOINT_HIGH))
+    for _ in range(3):
+        reach.step(np.ones(9, dtype=np.float32))
+    np.testing.assert_allclose(reach.data.ctrl, np.minimum(q0 + 4 * DELTA_SCALE, JOINT_HIGH))
+    reach.step(np.zeros(9, dtype=np.float32))  # zero holds the target
+    np.testing.assert_allclose(reach.data.ctrl, np.minimum(q0 + 4 * DELTA_SCALE, JOINT_HIGH))
+    reach.reset(seed=1)  # the target restarts at the new joint positions
+    reach.step(np.zeros(9, dtype=np.float32))
+    assert np.abs(reach.data.ctrl - DEFAULT_Q).max() < 0.25
+    absolute = make(IDS[0], obs_mode="state", action_mode="absolute")
+    absolute.reset(seed=0)
+    absolute.step(-np.ones(9, dtype=np.float32))
+    np.testing.assert_allclose(absolute.data.ctrl, JOINT_LOW)
+    with pytest.raises(ConfigError, match="action_mode"):
+        make(IDS[0], action_mode="velocity")

@@ -4,9 +4,11 @@ Robot: Wuthrich et al. 2020, *TriFinger: An Open-Source Robot for Learning Dexte
 (9 joint angles, cube position and yaw, cube/stage/finger colours) follow the TriFinger dataset of
 Dittadi et al. (ICLR 2021), *On the Transfer of Disentangled Representations in Realistic Settings*.
 
-Control: actions in [-1, 1]^9 map linearly to absolute joint-position targets within the joint
-limits, tracked by PD servos (kp, kd and torque limit of the real robot) for ``SUBSTEPS`` physics
-steps of 2 ms (25 Hz). Tasks (:mod:`envs.trifinger.tasks`) add goals and rewards.
+Control: actions in [-1, 1]^9 set joint-position targets within the joint limits, tracked by PD
+servos (kp, kd and torque limit of the real robot) for ``SUBSTEPS`` physics steps of 2 ms (25 Hz).
+``action_mode="absolute"`` maps the action linearly onto the joint range; ``"delta"`` moves the
+previous target by at most ``DELTA_SCALE`` rad per step (the target starts at the joint positions of
+the reset state). Tasks (:mod:`envs.trifinger.tasks`) add goals, rewards and their default mode.
 """
 
 from __future__ import annotations
@@ -44,6 +46,11 @@ MAX_SAMPLE_TRIES = 200
 VEL_BOUND = 30.0
 POS_LOW = np.array([-0.4, -0.4, -0.1])
 POS_HIGH = np.array([0.4, 0.4, 0.5])
+#: Action modes: absolute joint targets, or increments of the previous target.
+ACTION_MODES: tuple[str, ...] = ("absolute", "delta")
+#: Largest target increment per step (rad) in ``delta`` mode: 2.5 rad/s at 25 Hz, a quarter of the
+#: robot's velocity limit.
+DELTA_SCALE = 0.1
 
 
 def build_factor_spec() -> FactorSpec:
@@ -70,8 +77,11 @@ class TriFingerEnv(FactorEnv[Any, np.ndarray]):
     Keyword arguments (all validated, :class:`~envs.errors.ConfigError` naming the valid choices):
 
     * ``obs_mode``: ``pixels`` (uint8 HxWx3), ``state`` (float32 vector: joint positions 9, joint
-      velocities 9, fingertip positions 9, cube position 3, cube quaternion 4, goal) or
-      ``pixels_proprio`` (dict: ``pixels`` and ``proprio`` = joint positions + goal).
+      velocities 9, fingertip positions 9, cube position 3, cube quaternion 4, goal features) or
+      ``pixels_proprio`` (dict: ``pixels`` and ``proprio`` = joint positions + goal features).
+      Goal features are the task's goal, plus for Reach the tip-to-goal offsets.
+    * ``action_mode``: ``absolute`` or ``delta`` (see the module docstring); None (the default)
+      takes the task's ``DEFAULT_ACTION_MODE`` (Reach ``delta``, Push ``absolute``).
     * ``image_size``: positive multiple of 8 (64 default, 128 supported).
     * ``camera``: ``camera60`` (default), ``camera180``, ``camera300`` (the TriFinger platform
       cameras) or ``overview`` (an oblique view from further away).
@@ -92,6 +102,7 @@ class TriFingerEnv(FactorEnv[Any, np.ndarray]):
         "render_fps": round(1.0 / M.CONTROL_DT),
     }
     DEFAULT_MAX_EPISODE_STEPS: ClassVar[int] = 100
+    DEFAULT_ACTION_MODE: ClassVar[str] = "absolute"
     GOAL_DIM: ClassVar[int] = 0
     object_names = M.OBJECT_NAMES
 
@@ -109,9 +120,13 @@ class TriFingerEnv(FactorEnv[Any, np.ndarray]):
         max_episode_steps: int | None = None,
         render_mode: str | None = None,
         goal_markers: bool = False,
+        action_mode: str | None = None,
     ) -> None:
         self.configure(obs_mode, render_mode, colours, colour_scheme, colour_seed,
                        [obj for _, obj in COLOUR_GROUPS])
+        self.action_mode = self.DEFAULT_ACTION_MODE if action_mode is None else action_mode
+        if self.action_mode not in ACTION_MODES:
+            raise choice_error("action_mode", self.action_mode, ACTION_MODES)
         if camera not in M.CAMERAS:
             raise choice_error("camera", camera, M.CAMERAS)
         if max_episode_steps is not None and (
@@ -149,6 +164,7 @@ class TriFingerEnv(FactorEnv[Any, np.ndarray]):
         self._ctrl_scale = 0.5 * (M.JOINT_HIGH - M.JOINT_LOW)
         self._ctrl_offset = M.JOINT_LOW + self._ctrl_scale
         self._action = np.zeros(9, dtype=np.float64)
+        self._target = M.DEFAULT_Q.copy()
         self._factor_buf = np.zeros(len(FACTOR_SPEC), dtype=np.float64)
         self._colour_values = np.zeros(len(FACTOR_SPEC) - N_PHYSICAL, dtype=np.float64)
         jq, jv = self.index.joint_qpos, self.index.joint_qvel
@@ -179,7 +195,12 @@ class TriFingerEnv(FactorEnv[Any, np.ndarray]):
 
     # ------------------------------------------------------------------ spaces
     def _goal_bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """Bounds of :meth:`_goal_features`."""
         return np.zeros(0), np.zeros(0)
+
+    def _goal_features(self) -> np.ndarray:
+        """What observations carry about the goal (the goal itself unless a task adds more)."""
+        return self.goal
 
     def _state_space(self) -> spaces.Box:
         glo, ghi = self._goal_bounds()
@@ -322,6 +343,12 @@ class TriFingerEnv(FactorEnv[Any, np.ndarray]):
                     break
         return vec
 
+    def _sample_start(self, rng: np.random.Generator, vec: np.ndarray,
+                      free: np.ndarray) -> np.ndarray:
+        """The factors an episode starts from (``free``: those not given in the reset options).
+        The factor distribution by default; tasks may start the robot elsewhere."""
+        return self._sample(rng, vec, free)
+
     # ------------------------------------------------------------------ rendering
     def _frame_renderer(self) -> FrameRenderer:
         if self._renderer is None:
@@ -370,15 +397,16 @@ class TriFingerEnv(FactorEnv[Any, np.ndarray]):
         given = self.reset_factors(options)
         mujoco.mj_resetData(self.model, self.data)
         if given is None:
-            vec = self._sample(rng, self._nominal, np.ones(len(FACTOR_SPEC), dtype=bool))
+            vec = self._sample_start(rng, self._nominal, np.ones(len(FACTOR_SPEC), dtype=bool))
         else:
             vec, set_mask = FACTOR_SPEC.update(self._nominal, given)
-            vec = self._sample(rng, vec, ~set_mask)
+            vec = self._sample_start(rng, vec, ~set_mask)
         self.goal = self._sample_goal(rng, vec)
         self._place_goal_markers()
         if self._real is not None:
             self._real.new_episode(rng)
         self._apply_factors(vec)
+        self._target[:] = self.data.qpos[self._jq]
         self._steps = 0
         _, success = self._reward()
         return self._obs(), {"factors": self.get_factors(), "is_success": success}
@@ -390,7 +418,12 @@ class TriFingerEnv(FactorEnv[Any, np.ndarray]):
         if not np.isfinite(a).all():
             raise ValueError(f"TriFinger action contains NaN or inf: {a.tolist()}")
         np.maximum(np.minimum(a, 1.0, out=self._action), -1.0, out=self._action)
-        self.data.ctrl[:] = self._ctrl_offset + self._action * self._ctrl_scale
+        if self.action_mode == "delta":
+            self._target += DELTA_SCALE * self._action
+            np.clip(self._target, M.JOINT_LOW, M.JOINT_HIGH, out=self._target)
+            self.data.ctrl[:] = self._target
+        else:
+            self.data.ctrl[:] = self._ctrl_offset + self._action * self._ctrl_scale
         mujoco.mj_step(self.model, self.data, M.SUBSTEPS)
         self._steps += 1
         reward, success = self._reward()
@@ -403,7 +436,7 @@ class TriFingerEnv(FactorEnv[Any, np.ndarray]):
             return self.render_frame()
         if self.obs_mode == "state":
             return self._state_obs()
-        proprio = np.concatenate([self.joint_positions, self.goal])
+        proprio = np.concatenate([self.joint_positions, self._goal_features()])
         return {
             "pixels": self.render_frame(),
             "proprio": np.clip(proprio, self._proprio_low, self._proprio_high).astype(np.float32),
@@ -418,7 +451,7 @@ class TriFingerEnv(FactorEnv[Any, np.ndarray]):
                 self.tip_positions.ravel(),
                 self.cube_position,
                 self.cube_quaternion,
-                self.goal,
+                self._goal_features(),
             ]
         )
         return np.clip(v, self._state_low, self._state_high).astype(np.float32)

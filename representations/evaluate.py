@@ -64,6 +64,9 @@ class EvalConfig:
     factor_vae_env_eval: int = 50
     probes: bool = True
     encode_batch: int = 256
+    #: Skip the per-dimension metrics (MIG, DCI, SAP, modularity, FactorVAE) when the code has
+    #: more dimensions than this (None: never); DCI's boosted trees grow with the dimension.
+    max_code_dims: int | None = None
 
     def __post_init__(self) -> None:
         if self.factor_vae not in FACTOR_VAE_MODES:
@@ -74,6 +77,8 @@ class EvalConfig:
                      "factor_vae_env_eval", "encode_batch"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.max_code_dims is not None and self.max_code_dims < 1:
+            raise ConfigError(f"max_code_dims must be >= 1 or None, got {self.max_code_dims}")
         if self.factor_vae_batch < 2:
             raise ConfigError("factor_vae_batch must be >= 2 (it estimates variances)")
 
@@ -158,6 +163,18 @@ def _clean(value: Any) -> Any:
     return value
 
 
+def _skip_per_dimension(learner: Any, dims: int, limit: int | None) -> str:
+    """Why the per-dimension disentanglement metrics do not apply to these codes ('' if they
+    do): set-valued latents (slots) have no fixed order, so a latent dimension is not a
+    variable; very wide codes (``limit``) make DCI's boosted trees too slow."""
+    if len(tuple(learner.latent_shape)) == 2:
+        return (f"skipped: set-valued latents {tuple(learner.latent_shape)} have no fixed "
+                "dimension order (see fg_ari and the probes)")
+    if limit is not None and dims > limit:
+        return f"skipped: {dims} code dimensions > max_code_dims {limit}"
+    return ""
+
+
 def evaluate(run_dir: str | os.PathLike[str], data: Any, config: EvalConfig | None = None,
              out: str | os.PathLike[str] | None = None,
              export_codes: str | os.PathLike[str] | None = None,
@@ -193,15 +210,16 @@ def evaluate(run_dir: str | os.PathLike[str], data: Any, config: EvalConfig | No
 
     seconds["encode"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    result: dict[str, Any] = M.all_metrics(
+    skip = _skip_per_dimension(learner, int(codes_tr.shape[1]), cfg.max_code_dims)
+    result: dict[str, Any] = {"per_dimension_metrics": skip} if skip else M.all_metrics(
         codes_tr, lab_tr, codes_te, lab_te, seed=cfg.seed, dci_estimators=cfg.dci_estimators,
         dci_max_train=cfg.dci_max_train, factor_vae=False,
     )
     seconds["mig_dci_sap_modularity"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    fv_method = cfg.factor_vae
-    fv_note = ""
-    if cfg.factor_vae in ("auto", "env"):
+    fv_method = "off" if skip else cfg.factor_vae
+    fv_note = skip
+    if fv_method in ("auto", "env"):
         try:
             fixed, groups = env_fixed_batches(ds, learner, cfg.factor_vae_batch, cfg.seed)
             fv = M.factor_vae_score(np.concatenate([codes_tr, codes_te])[:10000], fixed,

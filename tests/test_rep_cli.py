@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -73,6 +74,30 @@ def test_eval_renders_factor_vae_batches_with_the_env(pairs_path: Path, tmp_path
     assert "agent_pos" in report["metrics"]["factor_vae_note"]
     again = evaluate(tmp_path / "run", pairs_path, cfg)
     assert again["metrics"] == report["metrics"]  # seeded: identical on a rerun
+
+
+def test_per_dimension_metrics_skipped_for_slots_and_wide_codes(pairs_path: Path,
+                                                                 tmp_path: Path) -> None:
+    """Slots have no dimension order: no MIG/DCI/..., FG-ARI and probes instead. A code wider
+    than max_code_dims skips them too (DCI's trees grow with the width); narrower codes don't."""
+    slot_model = {"num_slots": 3, "slot_size": 8, "mlp_hidden": 8}
+    train(TrainConfig("slot_attention", model=slot_model, steps=1, batch=2, progress=False,
+                      tensorboard=False), pairs_path, tmp_path / "slots")
+    cfg = EvalConfig(num_train=60, num_test=30, dci_estimators=3, factor_vae_env_train=6,
+                     factor_vae_env_eval=4, factor_vae_batch=8, probes=True)
+    report = evaluate(tmp_path / "slots", pairs_path, cfg)
+    assert "mig" not in report["metrics"] and "mig" not in report["summary"]
+    assert report["metrics"]["per_dimension_metrics"].startswith("skipped: set-valued")
+    assert report["metrics"]["factor_vae_method"] == "off"
+    assert -1.0 <= report["summary"]["fg_ari"] <= 1.0
+    assert report["probes"]["linear_r2_mean"] is not None
+    train(TrainConfig("beta_vae", model=TINY, steps=1, batch=8, progress=False,
+                      tensorboard=False), pairs_path, tmp_path / "vae")
+    wide = evaluate(tmp_path / "vae", pairs_path, dataclasses.replace(cfg, max_code_dims=2))
+    assert wide["metrics"]["per_dimension_metrics"] == (
+        "skipped: 4 code dimensions > max_code_dims 2") and "mig" not in wide["summary"]
+    narrow = evaluate(tmp_path / "vae", pairs_path, dataclasses.replace(cfg, max_code_dims=4))
+    assert "mig" in narrow["summary"] and "per_dimension_metrics" not in narrow["metrics"]
 
 
 @pytest.mark.parametrize(

@@ -96,7 +96,54 @@ def test_local_ray_gives_identical_results(local: Path, tmp_path: Path) -> None:
     assert comparable(read_rows(out)) == comparable(read_rows(local))
 
 
+def test_parallel_local_run_gives_identical_results(local: Path, tmp_path: Path) -> None:
+    """--jobs 2: stages in two spawned processes, same rows as the sequential in-process run."""
+    out = tmp_path / "tiny"
+    runs, results, seconds = run_study(TINY, out, jobs=2)
+    write_report(TINY.name, runs, results, out, seconds)
+    assert comparable(read_rows(out)) == comparable(read_rows(local))
+
+
+def test_sequence_learners_train_on_a_video_dataset() -> None:
+    """The NWM's rep stage depends on the plan's video collection; its metrics and agents still
+    use the pairs dataset; without video_n the preset is refused."""
+    import dataclasses
+
+    from envs.errors import ConfigError
+
+    plan = dataclasses.replace(
+        TINY.envs[0], video_n=300,
+        learners=(*TINY.envs[0].learners,
+                  LearnerPlan("nwm", "nwm", steps=2, batch=2, lr=2e-3, seq_len=4)))
+    runs = build(dataclasses.replace(TINY, envs=(plan,)))
+    nwm = next(r for r in runs if r.encoder == "nwm")
+    assert nwm.rep_task is not None and nwm.eval_rep_task is not None
+    (data,) = nwm.rep_task.deps
+    assert data.stage == "collect" and data.config["kind"] == "video" and data.config["n"] == 300
+    assert nwm.eval_rep_task.deps[0].config["kind"] == "pairs"
+    vae = next(r for r in runs if r.encoder == "ada_gvae")
+    assert vae.rep_task is not None and vae.rep_task.deps[0].config["kind"] == "pairs"
+    with pytest.raises(ConfigError, match="video_n"):
+        build(dataclasses.replace(TINY, envs=(dataclasses.replace(plan, video_n=0),)))
+
+
+def test_quick_preset_covers_every_registered_learner() -> None:
+    from experiments.study.presets import QUICK
+    from representations.registry import learner_names
+
+    used = {lp.learner for plan in QUICK.envs for lp in plan.learners}
+    assert used == set(learner_names())
+    assert any(p.env_id == "sparseshift/TriFingerReach-v0" and "state" in p.baselines
+               for p in QUICK.envs)
+
+
 def test_study_cli_bad_preset_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["study", "--preset", "huge"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "unknown preset 'huge'; valid: smoke, quick, full" in err[0]
+
+
+def test_study_cli_bad_jobs_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["study", "--preset", "smoke", "--jobs", "0"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--jobs must be >= 1" in err[0]

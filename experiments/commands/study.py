@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 from typing import Any
 
@@ -26,19 +27,28 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--out", default="out/study", help="output folder (default out/study)")
     p.add_argument("--ray", nargs="?", const=True, default=False, metavar="ADDRESS",
                    help="run independent stages as Ray tasks: a local Ray, or the cluster ADDRESS")
+    p.add_argument("--jobs", type=int, default=None, metavar="N",
+                   help="without --ray: run up to N independent stages at a time, each in its own "
+                        "process with one torch thread (default: the number of CPUs); results "
+                        "equal --jobs 1")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from envs.errors import ConfigError
     from experiments.study.presets import get_preset
     from experiments.study.report import write_report
     from experiments.study.runner import run_study
 
     preset = get_preset(args.preset)
+    jobs = args.jobs if args.jobs is not None else (os.cpu_count() or 1)
+    if jobs < 1:
+        raise ConfigError(f"--jobs must be >= 1, got {jobs}")
     out = Path(args.out) / preset.name
-    runs, results, seconds = run_study(preset, out, args.ray)
+    runs, results, seconds = run_study(preset, out, args.ray, jobs=jobs)
     report, head = write_report(preset.name, runs, results, out, seconds,
-                                {"ray": args.ray if isinstance(args.ray, str) else bool(args.ray)})
+                                {"ray": args.ray if isinstance(args.ray, str) else bool(args.ray),
+                                "jobs": 0 if args.ray else jobs})
     print(head)
     print(f"report: {report} ({seconds:.0f} s)")
     return 0

@@ -91,16 +91,74 @@ def _inputs(task: Task, results: Mapping[str, dict[str, Any]]) -> dict[str, dict
 
 
 def run_local(targets: Sequence[Task], root: Path,
-              progress: Callable[[Task, int, int, bool], None] | None = None
-              ) -> dict[str, dict[str, Any]]:
-    """Run the graph in this process; returns results by task key."""
+              progress: Callable[[Task, int, int, bool], None] | None = None,
+              jobs: int = 1) -> dict[str, dict[str, Any]]:
+    """Run the graph on this machine; returns results by task key.
+
+    ``jobs == 1`` runs every task in this process, in dependency order. ``jobs > 1`` runs up to
+    ``jobs`` ready tasks at a time, each in a fresh worker process (``spawn``): the same functions,
+    configs and seeds, one torch thread each, so results equal the sequential run.
+    """
     order = topo_order(targets)
     results: dict[str, dict[str, Any]] = {}
-    for i, t in enumerate(order):
-        cached = t.artifact(root).done
-        if progress:
-            progress(t, i, len(order), cached)
-        results[t.key] = execute(t.fn, t.stage, t.key, str(root), t.config, _inputs(t, results))
+    if jobs <= 1:
+        for i, t in enumerate(order):
+            cached = t.artifact(root).done
+            if progress:
+                progress(t, i, len(order), cached)
+            results[t.key] = execute(t.fn, t.stage, t.key, str(root), t.config,
+                                     _inputs(t, results))
+        return results
+    return _run_pool(order, root, progress, jobs)
+
+
+def _run_pool(order: list[Task], root: Path,
+              progress: Callable[[Task, int, int, bool], None] | None, jobs: int
+              ) -> dict[str, dict[str, Any]]:
+    import multiprocessing as mp
+    from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+
+    results: dict[str, dict[str, Any]] = {}
+    # Tasks that more work waits on start first (collect, then training), then those with larger
+    # step budgets (long agent runs must not start last); ties keep the sequential order.
+    below: dict[str, set[str]] = {t.key: set() for t in order}
+    for t in reversed(order):
+        for d in t.deps:
+            below[d.key] |= below[t.key] | {t.key}
+    rank = {t.key: i for i, t in enumerate(order)}
+    def budget(t: Task) -> float:
+        steps = t.config.get("steps", 0)
+        return float(steps) if isinstance(steps, int | float) else 0.0
+
+    pending = sorted(order, key=lambda t: (-len(below[t.key]), -budget(t), rank[t.key]))
+    running: dict[Future[dict[str, Any]], Task] = {}
+    started = 0
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn")) as pool:
+        while pending or running:
+            for t in list(pending):
+                if not all(d.key in results for d in t.deps):
+                    continue
+                cached = t.artifact(root).done
+                if not cached and len(running) >= jobs:
+                    continue
+                pending.remove(t)
+                if progress:
+                    progress(t, started, len(order), cached)
+                started += 1
+                if cached:  # finished earlier: no process needed
+                    results[t.key] = t.artifact(root).result()
+                    continue
+                fut = pool.submit(execute, t.fn, t.stage, t.key, str(root), dict(t.config),
+                                  _inputs(t, results))
+                running[fut] = t
+            if not running:
+                if pending and not any(all(d.key in results for d in t.deps) for t in pending):
+                    raise RuntimeError("study graph has tasks whose dependencies never finish")
+                continue
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for fut in done:
+                t = running.pop(fut)
+                results[t.key] = fut.result()  # a failed task raises here
     return results
 
 

@@ -29,6 +29,8 @@ class LearnerPlan:
     pairs: str | None = None
     gap: int = 1
     seq_len: int = 8
+    #: ``TrainConfig.lr_schedule`` (``"W:D:R"`` or ``"constant"``); None: the learner's default.
+    lr_schedule: str | None = None
 
 
 @dataclass(frozen=True)
@@ -46,7 +48,7 @@ class EnvPlan:
     shifts: tuple[str, ...] = ("in", "ood1", "ood2")
     eval_episodes: int = 20
     data_policy: str = "random"
-    video_n: int = 0  # extra video dataset for sequence learners (0: none)
+    video_n: int = 0  # video dataset for sequence learners (the NWM); 0: none
     agent_hyperparams: tuple[tuple[str, Any], ...] = ()
 
 
@@ -57,6 +59,9 @@ class EvalPlan:
     num_train: int = 10_000
     num_test: int = 5_000
     dci_estimators: int = 30
+    #: Skip per-dimension metrics for codes wider than this (the NWM's 512-dim sheet): DCI's
+    #: boosted trees took minutes there. None: compute them for every code.
+    max_code_dims: int | None = None
 
 
 @dataclass(frozen=True)
@@ -94,27 +99,41 @@ SMOKE = StudyPreset(
     metrics=EvalPlan(num_train=1000, num_test=500, dci_estimators=10),
 )
 
+def _all_learners(steps: int, batch: int = 64) -> tuple[LearnerPlan, ...]:
+    """Every registered learner at one seed: the VAEs, Slot Attention (reference lr 4e-4 with a
+    short warm-up instead of 10k steps) and the Neural Wave Machine (sequences of 8 frames)."""
+    return (
+        *_vaes(steps=steps, seeds=(0,), batch=batch),
+        LearnerPlan("ada_mlvae", "ada_mlvae", steps, (0,), (("beta", 1.0),), batch),
+        LearnerPlan("slot_attention", "slot_attention", steps, (0,), (), batch=32, lr=4e-4,
+                    lr_schedule=f"{max(steps // 10, 1)}:100000:0.5"),
+        LearnerPlan("nwm", "nwm", steps, (0,), (), batch=8, lr=2e-3, seq_len=8),
+    )
+
+
 QUICK = StudyPreset(
     name="quick",
     description=(
-        "TriFingerReach and ColourGrid with every registered learner, one seed each, agents with "
-        "budgets that let the state oracle learn (~15 min on 2 cores)."
+        "ColourGrid with every registered learner and TriFingerReach with Ada-GVAE and beta-VAE, "
+        "one seed each; agent budgets that let the state oracle learn (~15 min on 2 cores)."
     ),
     envs=(
         EnvPlan(
             env_id="sparseshift/ColourGrid-v0",
             data_kind="pairs",
             data_n=10_000,
-            learners=_vaes(steps=1500, seeds=(0,)),
+            video_n=5_000,
+            learners=_all_learners(steps=300),
             agent_steps=20_000,
             agent_seeds=(0,),
+            baselines=("state", "random", "pixels"),
             eval_episodes=30,
         ),
         EnvPlan(
             env_id="sparseshift/TriFingerReach-v0",
             data_kind="pairs",
-            data_n=5000,
-            learners=_vaes(steps=1000, seeds=(0,)),
+            data_n=4000,
+            learners=_vaes(steps=300, seeds=(0,)),
             agent_steps=60_000,
             agent_seeds=(0,),
             baselines=("state", "random"),
@@ -122,7 +141,7 @@ QUICK = StudyPreset(
             eval_episodes=20,
         ),
     ),
-    metrics=EvalPlan(num_train=4000, num_test=2000, dci_estimators=20),
+    metrics=EvalPlan(num_train=4000, num_test=2000, dci_estimators=20, max_code_dims=64),
 )
 
 FULL = StudyPreset(

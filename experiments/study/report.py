@@ -27,6 +27,37 @@ METRIC_KEYS: tuple[str, ...] = (
 )
 
 
+#: Columns of the report's representation table, where any encoder has them: disentanglement,
+#: probes and reconstruction, Slot Attention's FG-ARI, the NWM's waves and forecasts.
+TABLE_KEYS: tuple[tuple[str, str], ...] = (
+    ("mig", "MIG"), ("dci_disentanglement", "DCI dis."), ("linear_r2_mean", "linear R2"),
+    ("mlp_r2_mean", "MLP R2"), ("mse_per_pixel", "recon MSE/px"), ("fg_ari", "FG-ARI"),
+    ("wave_coherence_free", "wave coherence (free)"),
+    ("wave_coherence_free_shuffled", "shuffled"), ("forecast_mse", "forecast MSE"),
+    ("forecast_copy_last_mse", "copy-last MSE"),
+)
+
+
+def representation_table(table: Sequence[dict[str, Any]]) -> str:
+    """Per env, one row per learned encoder: the metrics of :data:`TABLE_KEYS` it has."""
+    parts = []
+    for env in sorted({r["env_id"] for r in table}):
+        enc: dict[str, dict[str, float]] = {}
+        for r in table:
+            if r["env_id"] == env and r["kind"] == "learned":
+                enc.setdefault(f"{r['encoder']} (s{r['encoder_seed']})", r["metrics"])
+        if not enc:
+            continue
+        cols = [(k, n) for k, n in TABLE_KEYS if any(k in m for m in enc.values())]
+        lines = [f"### {env}", "", "| encoder | " + " | ".join(n for _, n in cols) + " |",
+                 "|---|" + "---|" * len(cols)]
+        for name, m in enc.items():
+            cells = [f"{m[k]:.3f}" if k in m else "" for k, _ in cols]
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        parts.append("\n".join(lines) + "\n")
+    return "\n".join(parts) if parts else "No learned encoders."
+
+
 def encoder_metrics(report: Mapping[str, Any]) -> dict[str, float]:
     """The scalar metrics of an eval-rep report: its summary, probe means, reconstruction."""
     out = flatten(report.get("summary", {}))
@@ -226,6 +257,11 @@ def write_report(preset_name: str, runs: Sequence[RunRef], results: Mapping[str,
           "(finished stages are reused). Success and return: mean with bootstrap 95% CI over "
           "evaluation episodes (one agent seed) or the range of seed means (several).", "",
           "## Results per shift", "", head,
+          "## Representations", "",
+          "Metrics of each frozen encoder on the study's pairs dataset (disentanglement_lib "
+          "protocols; FG-ARI for Slot Attention; for the Neural Wave Machine, plane-wave "
+          "coherence of the free-running sheet vs a site-shuffled control and forecast MSE vs "
+          "repeating the last frame, on its video).", "", representation_table(table), "",
           "## OOD1 vs OOD2 (return relative to IN)", "",
           "OOD1: colours the encoder saw in pretraining but the agent never did. OOD2: colours "
           "nothing trained on.", "", ood_gaps(table), "",

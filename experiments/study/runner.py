@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from envs.errors import ConfigError
 from experiments.study.graph import Task, run_local, run_ray
 from experiments.study.presets import EnvPlan, StudyPreset
 
@@ -53,16 +54,31 @@ def _agent_config(plan: EnvPlan, encoder: str, seed: int) -> dict[str, Any]:
     }
 
 
+def _needs_video(learner: str) -> bool:
+    """Whether a learner trains on sequences (the Neural Wave Machine): video, not pairs."""
+    from representations.registry import learner_class
+
+    return learner_class(learner).batch_kind == "sequences"
+
+
 def build(preset: StudyPreset) -> list[RunRef]:
     """The study's runs, each with the tasks it needs (shared tasks are deduplicated by key)."""
     runs: list[RunRef] = []
     metric_cfg = {"num_train": preset.metrics.num_train, "num_test": preset.metrics.num_test,
                   "dci_estimators": preset.metrics.dci_estimators, "seed": preset.seed}
+    if preset.metrics.max_code_dims is not None:  # absent keeps earlier artifacts' keys valid
+        metric_cfg["max_code_dims"] = preset.metrics.max_code_dims
     for plan in preset.envs:
         collect = Task("collect", f"{STAGES}:collect_stage", {
             "env_id": plan.env_id, "kind": plan.data_kind, "n": plan.data_n,
             "seed": preset.seed, "colours": "in+ood1", "policy": plan.data_policy,
         }, label=plan.env_id)
+        video = None
+        if plan.video_n > 0:
+            video = Task("collect", f"{STAGES}:collect_stage", {
+                "env_id": plan.env_id, "kind": "video", "n": plan.video_n,
+                "seed": preset.seed, "colours": "in+ood1", "policy": plan.data_policy,
+            }, label=plan.env_id + "/video")
         eval_cfg = {"shifts": list(plan.shifts), "episodes": plan.eval_episodes,
                     "seed": preset.seed + 1000}
 
@@ -85,10 +101,20 @@ def build(preset: StudyPreset) -> list[RunRef]:
                     "seed": seed, "batch": lp.batch, "lr": lp.lr, "pairs": lp.pairs,
                     "gap": lp.gap, "seq_len": lp.seq_len,
                 }
-                rep = Task("rep", f"{STAGES}:train_rep_stage", rep_cfg, deps=(collect,),
+                if lp.lr_schedule is not None:  # absent keeps earlier artifacts' keys valid
+                    rep_cfg["lr_schedule"] = lp.lr_schedule
+                data = collect
+                if _needs_video(lp.learner):
+                    if video is None:
+                        raise ConfigError(f"{lp.learner} trains on sequences: set video_n > 0 in "
+                                          f"the {plan.env_id} plan")
+                    data = video
+                rep = Task("rep", f"{STAGES}:train_rep_stage", rep_cfg, deps=(data,),
                            label=f"{lp.label}/s{seed}")
+                # Sequence learners also get their video: the wave and forecast analysis.
                 erep = Task("eval_rep", f"{STAGES}:eval_rep_stage", metric_cfg,
-                            deps=(collect, rep), label=rep.label)
+                            deps=(collect, rep) if data is collect else (collect, rep, data),
+                            label=rep.label)
                 agent_eval("learned", "learned", seed, (rep,), erep, rep, lp.label)
         for base in plan.baselines:
             agent_eval(base, "baseline", None, (), None, None, base)
@@ -104,7 +130,7 @@ def targets(runs: list[RunRef]) -> list[Task]:
     return out
 
 
-def run_study(preset: StudyPreset, out: Path, ray: str | bool = False
+def run_study(preset: StudyPreset, out: Path, ray: str | bool = False, jobs: int = 1
               ) -> tuple[list[RunRef], dict[str, dict[str, Any]], float]:
     """Run (or resume) a study; returns its runs, the results by task key and the wall time."""
     runs = build(preset)
@@ -117,7 +143,7 @@ def run_study(preset: StudyPreset, out: Path, ray: str | bool = False
               flush=True)
 
     if ray is False:
-        results = run_local(targets(runs), root, progress)
+        results = run_local(targets(runs), root, progress, jobs=jobs)
     else:
         results = run_ray(targets(runs), root, ray if isinstance(ray, str) else None, progress)
     return runs, results, time.perf_counter() - t0

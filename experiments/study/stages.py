@@ -27,8 +27,16 @@ def one_thread() -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def _only(inputs: Mapping[str, dict[str, Any]], stage: str) -> dict[str, Any]:
-    found = [v for k, v in inputs.items() if k.split(":", 1)[0] == stage]
+#: Label suffix of a plan's video collection (for sequence learners), see the runner.
+VIDEO = "/video"
+
+
+def _only(inputs: Mapping[str, dict[str, Any]], stage: str, video: bool = False
+          ) -> dict[str, Any]:
+    """The one input of ``stage`` (for ``collect``: the pairs dataset, or with ``video`` the
+    video dataset that sequence learners train on)."""
+    found = [v for k, v in inputs.items() if k.split(":", 1)[0] == stage
+             and (stage != "collect" or k.endswith(VIDEO) == video)]
     if len(found) != 1:
         raise RuntimeError(f"expected one {stage!r} input, got {sorted(inputs)}")
     return found[0]
@@ -50,7 +58,8 @@ def train_rep_stage(config: Mapping[str, Any], inputs: Mapping[str, dict[str, An
     """Train a representation learner on the collected dataset (``sparseshift train-rep``)."""
     from representations.train import TrainConfig, train
 
-    data = _only(inputs, "collect")["data"]
+    video = any(k.startswith("collect:") and k.endswith(VIDEO) for k in inputs)
+    data = _only(inputs, "collect", video=video)["data"]
     cfg = dict(config)
     cfg["model"] = dict(cfg.get("model", {}))
     if isinstance(cfg.get("gap"), list):
@@ -68,10 +77,31 @@ def eval_rep_stage(config: Mapping[str, Any], inputs: Mapping[str, dict[str, Any
 
     data = _only(inputs, "collect")["data"]
     rep = _only(inputs, "rep")["rep"]
+    video = [v["data"] for k, v in inputs.items() if k.startswith("collect:") and k.endswith(VIDEO)]
     with one_thread():
         metrics = evaluate(rep, data, EvalConfig(**dict(config)), out=out / "metrics.json",
                            traversal_png=out / "traversal.png")
+        if video:
+            waves = _waves(rep, video[0], out / "waves", int(config["seed"]))
+            metrics = {**metrics, "summary": {**metrics.get("summary", {}), **waves}}
     return {"metrics": metrics}
+
+
+def _waves(rep: str, video: str, out: Path, seed: int) -> dict[str, float]:
+    """Travelling-wave coherence and forecast error of a Neural Wave Machine on its video
+    (``sparseshift eval-rep --waves``), as flat metrics for the report."""
+    import numpy as np
+
+    from representations.checkpoint import load_learner
+    from representations.waves import analyse_waves
+
+    res = analyse_waves(load_learner(rep), video, out, n_sequences=16, free_steps=32, seed=seed)
+    coh = res["coherence"]
+    return {"wave_coherence_driven": float(coh["driven"]),
+            "wave_coherence_free": float(coh["free"]),
+            "wave_coherence_free_shuffled": float(coh["free_shuffled"]),
+            "forecast_mse": float(np.mean(res["forecast_mse"])),
+            "forecast_copy_last_mse": float(np.mean(res["copy_last_mse"]))}
 
 
 def train_agent_stage(config: Mapping[str, Any], inputs: Mapping[str, dict[str, Any]], out: Path

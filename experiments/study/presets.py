@@ -83,7 +83,7 @@ def _vaes(steps: int, seeds: tuple[int, ...], betas: tuple[float, ...] = (4.0,),
 
 SMOKE = StudyPreset(
     name="smoke",
-    description="ColourGrid only, tiny budgets: checks that every stage runs end to end (~2 min).",
+    description="ColourGrid only, tiny budgets: checks that every stage runs end to end (~1 min on 2 cores).",
     envs=(
         EnvPlan(
             env_id="sparseshift/ColourGrid-v0",
@@ -124,7 +124,7 @@ QUICK = StudyPreset(
             data_n=10_000,
             video_n=5_000,
             learners=_all_learners(steps=300),
-            agent_steps=20_000,
+            agent_steps=50_000,
             agent_seeds=(0,),
             baselines=("state", "random", "pixels"),
             eval_episodes=30,

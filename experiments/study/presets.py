@@ -83,7 +83,7 @@ def _vaes(steps: int, seeds: tuple[int, ...], betas: tuple[float, ...] = (4.0,),
 
 SMOKE = StudyPreset(
     name="smoke",
-    description="ColourGrid only, tiny budgets: checks that every stage runs end to end (~1 min on 2 cores).",
+    description="ColourGrid only, tiny budgets: checks that every stage runs (~1 min on 2 cores).",
     envs=(
         EnvPlan(
             env_id="sparseshift/ColourGrid-v0",

@@ -201,6 +201,8 @@ class _Helpers:
                 raise (ConfigError if msg[1] else RuntimeError)(f"collection worker: {msg[2]}")
 
     def stop(self) -> None:
+        if self.running:  # unread tasks must not block this process's exit
+            self.tasks.cancel_join_thread()
         for p in self.procs:
             if self.running and p.is_alive():
                 p.terminate()
@@ -345,8 +347,12 @@ class _Writer:
             raise (ConfigError if msg[1] else RuntimeError)(f"collection writer: {msg[2]}")
 
     def stop(self) -> None:
-        if not self.done and self.proc.is_alive():
-            self.proc.terminate()
+        if not self.done:
+            # Messages the writer will never read must not block this process's exit (the
+            # queue's feeder thread would wait forever on a pipe nobody drains).
+            self.inbox.cancel_join_thread()
+            if self.proc.is_alive():
+                self.proc.terminate()
         self.proc.join()
         if not self.done and self.proc.pid is not None:
             tmp = self.out.with_name(f".{self.out.name}.tmp{self.proc.pid}")

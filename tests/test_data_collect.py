@@ -155,3 +155,42 @@ def test_scripted_trifinger_push_video(tmp_path: Path) -> None:
     assert ds.attrs["collector"]["policy"]["type"] == "scripted"
     assert ds.actions.shape == (48, 9) and ds.actions.dtype == np.float32
     assert np.abs(np.diff(ds.factors[:, :9], axis=0)).max() > 0  # the fingers move
+
+
+_KILL_WRITER = """
+import multiprocessing as mp, os, signal, sys, threading, time
+from pathlib import Path
+from envs.data.collect import collect
+from envs.data.config import CollectConfig
+
+def kill_children():
+    while not mp.active_children():
+        time.sleep(0.005)
+    time.sleep(0.3)
+    for child in mp.active_children():
+        os.kill(child.pid, signal.SIGKILL)
+
+threading.Thread(target=kill_children, daemon=True).start()
+try:
+    collect(CollectConfig(%r, 'video', n=20000, seed=5), Path(sys.argv[1]), workers=1,
+            progress=False, writer='process')
+except RuntimeError as exc:
+    print(exc)
+    sys.exit(3)
+"""
+
+
+def test_dead_writer_is_an_error_not_a_hang(tmp_path: Path) -> None:
+    """kill -9 of the writer process: the collector says so and exits (it used to block at exit
+    on a queue nobody drains); running the command again finishes the dataset."""
+    out = tmp_path / "out.h5"
+    res = subprocess.run([sys.executable, "-c", _KILL_WRITER % GRID, str(out)], cwd=ROOT,
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 3, (res.stdout, res.stderr)
+    assert "collection writer died" in res.stdout and not out.exists()
+    resume = _KILL_WRITER.replace("threading.Thread(target=kill_children, daemon=True).start()",
+                                  "")
+    res = subprocess.run([sys.executable, "-c", resume % GRID, str(out)], cwd=ROOT,
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0 and out.exists(), (res.stdout, res.stderr)
+    assert not out.with_name(out.name + ".parts").exists()

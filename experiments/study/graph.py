@@ -96,8 +96,8 @@ def run_local(targets: Sequence[Task], root: Path,
     """Run the graph on this machine; returns results by task key.
 
     ``jobs == 1`` runs every task in this process, in dependency order. ``jobs > 1`` runs up to
-    ``jobs`` ready tasks at a time, each in a fresh worker process (``spawn``): the same functions,
-    configs and seeds, one torch thread each, so results equal the sequential run.
+    ``jobs`` ready tasks at a time in a pool of ``jobs`` worker processes (``spawn``): the same
+    functions, configs and seeds, one torch thread each, so results equal the sequential run.
     """
     order = topo_order(targets)
     results: dict[str, dict[str, Any]] = {}
@@ -126,6 +126,7 @@ def _run_pool(order: list[Task], root: Path,
         for d in t.deps:
             below[d.key] |= below[t.key] | {t.key}
     rank = {t.key: i for i, t in enumerate(order)}
+
     def budget(t: Task) -> float:
         steps = t.config.get("steps", 0)
         return float(steps) if isinstance(steps, int | float) else 0.0

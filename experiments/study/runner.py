@@ -21,6 +21,7 @@ from typing import Any
 from envs.errors import ConfigError
 from experiments.study.graph import Task, run_local, run_ray
 from experiments.study.presets import EnvPlan, StudyPreset
+from experiments.study.stages import VIDEO
 
 STAGES = "experiments.study.stages"
 
@@ -78,7 +79,7 @@ def build(preset: StudyPreset) -> list[RunRef]:
             video = Task("collect", f"{STAGES}:collect_stage", {
                 "env_id": plan.env_id, "kind": "video", "n": plan.video_n,
                 "seed": preset.seed, "colours": "in+ood1", "policy": plan.data_policy,
-            }, label=plan.env_id + "/video")
+            }, label=plan.env_id + VIDEO)
         eval_cfg = {"shifts": list(plan.shifts), "episodes": plan.eval_episodes,
                     "seed": preset.seed + 1000}
 

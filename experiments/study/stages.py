@@ -31,12 +31,16 @@ def one_thread() -> Iterator[None]:
 VIDEO = "/video"
 
 
+def _is_video(input_name: str) -> bool:
+    return input_name.startswith("collect:") and input_name.endswith(VIDEO)
+
+
 def _only(inputs: Mapping[str, dict[str, Any]], stage: str, video: bool = False
           ) -> dict[str, Any]:
     """The one input of ``stage`` (for ``collect``: the pairs dataset, or with ``video`` the
     video dataset that sequence learners train on)."""
     found = [v for k, v in inputs.items() if k.split(":", 1)[0] == stage
-             and (stage != "collect" or k.endswith(VIDEO) == video)]
+             and (stage != "collect" or _is_video(k) == video)]
     if len(found) != 1:
         raise RuntimeError(f"expected one {stage!r} input, got {sorted(inputs)}")
     return found[0]
@@ -58,8 +62,7 @@ def train_rep_stage(config: Mapping[str, Any], inputs: Mapping[str, dict[str, An
     """Train a representation learner on the collected dataset (``sparseshift train-rep``)."""
     from representations.train import TrainConfig, train
 
-    video = any(k.startswith("collect:") and k.endswith(VIDEO) for k in inputs)
-    data = _only(inputs, "collect", video=video)["data"]
+    data = _only(inputs, "collect", video=any(map(_is_video, inputs)))["data"]
     cfg = dict(config)
     cfg["model"] = dict(cfg.get("model", {}))
     if isinstance(cfg.get("gap"), list):
@@ -77,7 +80,7 @@ def eval_rep_stage(config: Mapping[str, Any], inputs: Mapping[str, dict[str, Any
 
     data = _only(inputs, "collect")["data"]
     rep = _only(inputs, "rep")["rep"]
-    video = [v["data"] for k, v in inputs.items() if k.startswith("collect:") and k.endswith(VIDEO)]
+    video = [v["data"] for k, v in inputs.items() if _is_video(k)]
     with one_thread():
         metrics = evaluate(rep, data, EvalConfig(**dict(config)), out=out / "metrics.json",
                            traversal_png=out / "traversal.png")

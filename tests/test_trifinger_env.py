@@ -373,6 +373,9 @@ def test_action_modes() -> None:
     reach.reset(seed=1)  # the target restarts at the new joint positions
     reach.step(np.zeros(9, dtype=np.float32))
     assert np.abs(reach.data.ctrl - DEFAULT_Q).max() < 0.25
+    reach.set_factors({"finger0.upper": 0.5})  # set joints: delta continues from them
+    reach.step(np.zeros(9, dtype=np.float32))
+    assert reach.data.ctrl[0] == pytest.approx(0.5)
     absolute = make(IDS[0], obs_mode="state", action_mode="absolute")
     absolute.reset(seed=0)
     absolute.step(-np.ones(9, dtype=np.float32))

@@ -276,6 +276,7 @@ class TriFingerEnv(FactorEnv[Any, np.ndarray]):
         self.data.qvel[:] = 0.0
         self.data.qacc_warmstart[:] = 0.0
         self.data.ctrl[:] = vec[:9]
+        self._target[:] = vec[:9]  # delta actions continue from the joints that were set
         for idx, mat, _ in self._colour_slots:
             self.model.mat_rgba[mat, :3] = vec[idx]
         # Colours only change here; get_factors reads this cache (what the materials hold).
@@ -406,7 +407,6 @@ class TriFingerEnv(FactorEnv[Any, np.ndarray]):
         if self._real is not None:
             self._real.new_episode(rng)
         self._apply_factors(vec)
-        self._target[:] = self.data.qpos[self._jq]
         self._steps = 0
         _, success = self._reward()
         return self._obs(), {"factors": self.get_factors(), "is_success": success}

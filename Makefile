@@ -28,8 +28,7 @@ test-all: venv
 	$(BIN)/python -m pytest -m "slow or not slow"
 
 lint: venv
-	$(BIN)/ruff check .
-	$(BIN)/mypy
+	$(BIN)/python -m pytest -q tests/test_quality.py
 
 bench: venv
 	$(BIN)/sparseshift bench envs

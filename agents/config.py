@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
-from envs.colours import parse_splits
-from envs.errors import ConfigError, check_image_size, choice_error
-from envs.registry import entry
+from sparseshift.envs.colours import parse_splits
+from sparseshift.envs.errors import ConfigError, check_image_size, choice_error
+from sparseshift.envs.registry import entry
 
 ALGOS: tuple[str, ...] = ("ppo", "sac")
 #: Encoder names that are not checkpoint directories.

@@ -1,8 +1,10 @@
 """Resolve an agent's ``encoder`` argument to a frozen learner and a JSON description of it.
 
-* a representation run directory: :func:`representations.checkpoint.load_learner` (eval mode);
+* a representation run directory: :func:`sparseshift.representations.checkpoint.load_learner` (eval
+mode);
   the fingerprint is the SHA-256 of its ``checkpoint.safetensors``;
-* ``random``: the default :data:`agents.config.RANDOM_LEARNER` architecture at the env's image
+* ``random``: the default :data:`sparseshift.agents.config.RANDOM_LEARNER` architecture at the
+env's image
   size, untrained, initialised from the agent seed inside :func:`torch.random.fork_rng` (the global
   torch RNG is left as it was); the fingerprint hashes its weights;
 * ``pixels`` / ``state``: no frozen encoder (end-to-end CNN, ground-truth state).
@@ -21,11 +23,11 @@ from typing import Any
 
 import torch
 
-from agents.config import BASELINES, RANDOM_LEARNER
-from envs.errors import ConfigError
-from envs.io import file_sha256
-from representations.base import Learner
-from representations.checkpoint import CHECKPOINT_FILE, RUN_FILE, load_learner
+from sparseshift.agents.config import BASELINES, RANDOM_LEARNER
+from sparseshift.envs.errors import ConfigError
+from sparseshift.envs.io import file_sha256
+from sparseshift.representations.base import Learner
+from sparseshift.representations.checkpoint import CHECKPOINT_FILE, RUN_FILE, load_learner
 
 
 @dataclass(frozen=True)
@@ -53,7 +55,7 @@ def weights_fingerprint(learner: Learner) -> str:
 
 def random_learner(image_size: int, seed: int) -> Learner:
     """The default VAE encoder architecture, untrained, initialised from ``seed``."""
-    from representations.registry import make_learner
+    from sparseshift.representations.registry import make_learner
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)

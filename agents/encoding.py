@@ -6,10 +6,13 @@ Role of Pretrained Representations for the OOD Generalization of RL Agents*), th
 encoder's latents of the camera frame concatenated with the proprioceptive state and the goal
 (``obs_mode="pixels_proprio"``), and the encoder is never updated by the RL loss.
 
-:class:`FrozenEncoder` holds that map; the VecEnv wrapper (:mod:`agents.wrapper`) and the
-evaluation loop (:mod:`agents.rollout`) both use it, so training and evaluation encode identically.
+:class:`FrozenEncoder` holds that map; the VecEnv wrapper (:mod:`sparseshift.agents.wrapper`) and
+the
+evaluation loop (:mod:`sparseshift.agents.rollout`) both use it, so training and evaluation encode
+identically.
 Set-valued latents (slots, ``latent_shape == (K, D)``) are flattened slot-major into the feature
-vector; :class:`agents.extractors.DeepSetsExtractor` knows ``K`` and ``D`` and treats them as a set.
+vector; :class:`sparseshift.agents.extractors.DeepSetsExtractor` knows ``K`` and ``D`` and treats
+them as a set.
 
 Encoder state of stateful learners (e.g. the Neural Wave Machine) is a tensor or a nested
 tuple / list / dict of tensors whose first dimension indexes the parallel streams (envs).
@@ -25,8 +28,8 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
-from envs.errors import ConfigError
-from representations.base import Learner
+from sparseshift.envs.errors import ConfigError
+from sparseshift.representations.base import Learner
 
 PIXELS = "pixels"
 PROPRIO = "proprio"

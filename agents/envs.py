@@ -15,11 +15,11 @@ import gymnasium as gym
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
 
-from agents.config import AgentConfig
-from agents.wrapper import EncodedVecEnv
-from envs.errors import ConfigError, choice_error
-from envs.registry import entry, make
-from representations.base import Learner
+from sparseshift.agents.config import AgentConfig
+from sparseshift.agents.wrapper import EncodedVecEnv
+from sparseshift.envs.errors import ConfigError, choice_error
+from sparseshift.envs.registry import entry, make
+from sparseshift.representations.base import Learner
 
 #: shift name -> (colour split, image shift)
 SHIFTS: MappingProxyType[str, tuple[str, str | None]] = MappingProxyType({

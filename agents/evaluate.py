@@ -4,13 +4,15 @@ The OOD protocol of Dittadi et al. (ICLR 2021) and Traeuble, Dittadi et al. (ICL
 (the training colours), ``ood1`` (colours the encoder saw in pretraining, the policy did not),
 ``ood2`` (colours neither saw) and ``real`` (IN colours through the TriFinger sim-to-real image
 shift). Results are reported per shift, never pooled, each with a seeded percentile-bootstrap
-interval (:mod:`agents.stats`).
+interval (:mod:`sparseshift.agents.stats`).
 
 Episode seeds are drawn from ``seed`` in a range disjoint from every training seed
-(:data:`agents.config.EVAL_SEED_BASE`) and are the same for every shift, so shifts are compared on
+(:data:`sparseshift.agents.config.EVAL_SEED_BASE`) and are the same for every shift, so shifts are
+compared on
 paired episodes. Actions are the policy's mode (``deterministic``) or sampled from a seeded
 generator (``stochastic``); ``auto`` picks per env family
-(:data:`agents.config.AUTO_DETERMINISTIC`). ``eval.json`` in the agent directory is written
+(:data:`sparseshift.agents.config.AUTO_DETERMINISTIC`). ``eval.json`` in the agent directory is
+written
 atomically; an existing one with the same parameters is returned without re-running.
 """
 
@@ -22,22 +24,28 @@ from typing import Any
 
 import numpy as np
 
-from agents.config import (
+from sparseshift.agents.config import (
     EVAL_SEED_BASE,
     SEED_LIMIT,
     AgentConfig,
     check_eval_policy,
     is_deterministic,
 )
-from agents.encoders import load_encoder
-from agents.encoding import FrozenEncoder
-from agents.envs import make_env, parse_shifts
-from agents.rollout import run_episodes
-from agents.stats import DEFAULT_RESAMPLES, bootstrap_ci
-from agents.train import AGENT_FILE, DONE_FILE, MODEL_FILE, episode_seeds, torch_settings
-from agents.video import write_video
-from envs.errors import ConfigError
-from envs.io import write_json_atomic
+from sparseshift.agents.encoders import load_encoder
+from sparseshift.agents.encoding import FrozenEncoder
+from sparseshift.agents.envs import make_env, parse_shifts
+from sparseshift.agents.rollout import run_episodes
+from sparseshift.agents.stats import DEFAULT_RESAMPLES, bootstrap_ci
+from sparseshift.agents.train import (
+    AGENT_FILE,
+    DONE_FILE,
+    MODEL_FILE,
+    episode_seeds,
+    torch_settings,
+)
+from sparseshift.agents.video import write_video
+from sparseshift.envs.errors import ConfigError
+from sparseshift.envs.io import write_json_atomic
 
 EVAL_FILE = "eval.json"
 EVAL_ENVS = 4

@@ -5,7 +5,8 @@ canonical order, so the policy must be invariant to permuting them. :class:`Deep
 implements the sum-decomposition of Zaheer et al. (NeurIPS 2017, *Deep Sets*):
 ``rho(pool_k phi(s_k))`` with a shared per-slot MLP ``phi`` and sum or mean pooling, plus a
 separate MLP branch for the proprio/goal part of the observation. The encoder itself never runs
-here (it runs once per env step in :class:`agents.wrapper.EncodedVecEnv`); this module only sees
+here (it runs once per env step in :class:`sparseshift.agents.wrapper.EncodedVecEnv`); this module
+only sees
 the flat features ``[slots.flatten(), proprio]``.
 """
 
@@ -19,7 +20,7 @@ from gymnasium import spaces
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
 
-from envs.errors import ConfigError, choice_error
+from sparseshift.envs.errors import ConfigError, choice_error
 
 Pooling = Literal["sum", "mean"]
 POOLINGS: tuple[str, ...] = ("sum", "mean")

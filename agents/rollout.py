@@ -3,7 +3,8 @@
 Each episode resets with its own seed, so an evaluation is reproducible and the same episode seeds
 (same layouts, goals and sampled colours' RNG draws) are used under every shift: shifts are
 compared on paired episodes. Observations of all running envs are encoded in one batch by the same
-:class:`agents.encoding.FrozenEncoder` used in training. Sampled (stochastic) actions are drawn
+:class:`sparseshift.agents.encoding.FrozenEncoder` used in training. Sampled (stochastic) actions
+are drawn
 with the torch RNG seeded for the evaluation and restored afterwards.
 """
 
@@ -17,7 +18,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from agents.encoding import FrozenEncoder, reset_state
+from sparseshift.agents.encoding import FrozenEncoder, reset_state
 
 Policy = Callable[[Any], np.ndarray]
 

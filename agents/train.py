@@ -1,8 +1,10 @@
 """Train an SB3 agent (PPO or SAC) on frozen-encoder features, pixels or ground-truth state.
 
 Stable-Baselines3 (Raffin et al. 2021, JMLR) PPO (Schulman et al. 2017) and SAC (Haarnoja et al.
-2018) with the defaults of :mod:`agents.config`. For a frozen encoder the envs are wrapped in
-:class:`agents.wrapper.EncodedVecEnv` (encode once per env step, in one batch) and the policy is an
+2018) with the defaults of :mod:`sparseshift.agents.config`. For a frozen encoder the envs are
+wrapped in
+:class:`sparseshift.agents.wrapper.EncodedVecEnv` (encode once per env step, in one batch) and the
+policy is an
 MLP, or a DeepSets extractor (Zaheer et al. 2017) for slot latents. This is the frozen-encoder
 protocol of Dittadi et al. (ICLR 2021) and Traeuble, Dittadi et al. (ICLR 2022).
 
@@ -38,14 +40,19 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList, CheckpointCallback
 from stable_baselines3.common.logger import configure
 
-from agents.config import SEED_RANGE, TRAIN_EVAL_SEED_BASE, AgentConfig, is_deterministic
-from agents.encoders import ResolvedEncoder, load_encoder
-from agents.envs import make_env, make_vec_env
-from agents.extractors import DeepSetsExtractor
-from agents.rollout import run_episodes
-from agents.stats import bootstrap_ci
-from envs.errors import ConfigError
-from envs.io import package_versions, write_json_atomic
+from sparseshift.agents.config import (
+    SEED_RANGE,
+    TRAIN_EVAL_SEED_BASE,
+    AgentConfig,
+    is_deterministic,
+)
+from sparseshift.agents.encoders import ResolvedEncoder, load_encoder
+from sparseshift.agents.envs import make_env, make_vec_env
+from sparseshift.agents.extractors import DeepSetsExtractor
+from sparseshift.agents.rollout import run_episodes
+from sparseshift.agents.stats import bootstrap_ci
+from sparseshift.envs.errors import ConfigError
+from sparseshift.envs.io import package_versions, write_json_atomic
 
 FORMAT = "sparseshift-agent"
 FORMAT_VERSION = 1
@@ -156,7 +163,7 @@ class PeriodicEval(BaseCallback):
         return True
 
     def evaluate(self) -> dict[str, Any]:
-        from agents.encoding import FrozenEncoder
+        from sparseshift.agents.encoding import FrozenEncoder
 
         if not self._envs:
             self._envs = [make_env(self.config, "in") for _ in range(min(EVAL_ENVS,

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from envs.errors import ConfigError
-from envs.io import commit_file
+from sparseshift.envs.errors import ConfigError
+from sparseshift.envs.io import commit_file
 
 
 def _upscale(frame: np.ndarray, scale: int) -> np.ndarray:

@@ -22,8 +22,8 @@ import torch
 from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvObs, VecEnvStepReturn
 
-from agents.encoding import FrozenEncoder, reset_state, select_state
-from representations.base import Learner
+from sparseshift.agents.encoding import FrozenEncoder, reset_state, select_state
+from sparseshift.representations.base import Learner
 
 TERMINAL = "terminal_observation"
 

@@ -1,15 +1,11 @@
 """sparseshift environments: MuJoCo TriFinger and grid worlds with ground-truth factors.
 
-Importing this package selects the headless GL backend (``MUJOCO_GL=egl`` unless set) before MuJoCo
-is imported anywhere, and registers every env id with gymnasium under ``sparseshift/``.
+The env ids are registered by :mod:`sparseshift` itself (string entry points, nothing heavy is
+imported); ``gymnasium.make("sparseshift.envs:sparseshift/TriFingerPush-v0")`` works as well. The
+headless GL backend is selected when the MuJoCo envs are first imported
+(:mod:`sparseshift.envs.trifinger`), never by importing this package.
 """
 
-from envs.gl import select_backend
+from sparseshift.envs.registry import ENV_IDS, make, register_envs
 
-select_backend()
-
-from envs.registry import ENV_IDS, register_envs  # noqa: E402
-
-register_envs()
-
-__all__ = ["ENV_IDS", "register_envs"]
+__all__ = ["ENV_IDS", "make", "register_envs"]

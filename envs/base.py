@@ -1,6 +1,7 @@
 """The interface every sparseshift env implements on top of ``gymnasium.Env``.
 
-A :class:`FactorEnv` knows its ground truth: a declared :class:`~envs.factors.FactorSpec`, the
+A :class:`FactorEnv` knows its ground truth: a declared
+:class:`~sparseshift.envs.factors.FactorSpec`, the
 current factor vector, how to sample factors from its own distribution (restricted to its colour
 splits), how to set any subset of factors exactly, and per-object segmentation masks. Dataset
 collection (intervention pairs, Locatello et al. 2020) and evaluation (FG-ARI for Slot Attention)
@@ -26,9 +27,9 @@ from typing import Any, Generic, TypeVar
 import gymnasium as gym
 import numpy as np
 
-from envs.colours import ColourScheme, load_scheme, parse_splits
-from envs.errors import choice_error
-from envs.factors import FactorSpec
+from sparseshift.envs.colours import ColourScheme, load_scheme, parse_splits
+from sparseshift.envs.errors import choice_error
+from sparseshift.envs.factors import FactorSpec
 
 ObsT = TypeVar("ObsT")
 ActT = TypeVar("ActT")

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from envs.errors import ConfigError, choice_error
+from sparseshift.envs.errors import ConfigError, choice_error
 
 SPLITS: tuple[str, ...] = ("in", "ood1", "ood2")
 #: Minimum L-infinity distance between colours of different splits of a discrete palette.
@@ -147,7 +147,7 @@ class ColourScheme:
 
 def available_schemes() -> tuple[str, ...]:
     """Names of the colour schemes shipped in ``assets/colours``."""
-    root = resources.files("assets") / "colours"
+    root = resources.files("sparseshift.assets") / "colours"
     return tuple(sorted(p.name[:-5] for p in root.iterdir() if p.name.endswith(".json")))
 
 
@@ -210,7 +210,8 @@ def load_scheme(name: str, seed: int = 0) -> ColourScheme:
         raise choice_error("colour scheme", name, valid)
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ConfigError(f"colour seed must be a non-negative integer, got {seed!r}")
-    raw = json.loads((resources.files("assets") / "colours" / f"{name}.json").read_text())
+    path = resources.files("sparseshift.assets") / "colours" / f"{name}.json"
+    raw = json.loads(path.read_text())
     objects = {obj: _parse_set(name, obj, spec) for obj, spec in raw["objects"].items()}
     if seed != 0:
         rng = np.random.default_rng(seed)

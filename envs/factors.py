@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from envs.errors import ConfigError
+from sparseshift.envs.errors import ConfigError
 
 FactorKind = Literal["continuous", "discrete", "colour"]
 KINDS: tuple[str, ...] = ("continuous", "discrete", "colour")

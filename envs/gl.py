@@ -1,7 +1,8 @@
 """Headless OpenGL backend selection for MuJoCo rendering.
 
 MuJoCo picks its GL backend from ``MUJOCO_GL`` when ``mujoco`` is first imported, so
-:func:`select_backend` must run before that import; ``envs/__init__.py`` calls it. EGL is the
+:func:`select_backend` must run before that import; :mod:`sparseshift.envs.trifinger` calls it
+when it is first imported (where MuJoCo is first needed). EGL is the
 default (fast, headless). If the EGL library is missing but OSMesa is present we fall back to it and
 say so once on stderr. If rendering then fails, :func:`gl_error` gives one line naming the fix.
 """

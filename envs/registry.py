@@ -18,7 +18,7 @@ from typing import Any
 
 import gymnasium as gym
 
-from envs.errors import ConfigError, choice_error
+from sparseshift.envs.errors import ConfigError, choice_error
 
 
 @dataclass(frozen=True)
@@ -36,28 +36,28 @@ class EnvEntry:
 ENTRIES: tuple[EnvEntry, ...] = (
     EnvEntry(
         "sparseshift/TriFingerReach-v0",
-        "envs.trifinger.tasks:TriFingerReachEnv",
+        "sparseshift.envs.trifinger.tasks:TriFingerReachEnv",
         75,
         "trifinger",
         summary="move the three fingertips to three goal points (TriFingerPro, MuJoCo)",
     ),
     EnvEntry(
         "sparseshift/TriFingerPush-v0",
-        "envs.trifinger.tasks:TriFingerPushEnv",
+        "sparseshift.envs.trifinger.tasks:TriFingerPushEnv",
         150,
         "trifinger",
         summary="push the 6.5 cm cube to a goal position on the arena (TriFingerPro, MuJoCo)",
     ),
     EnvEntry(
         "sparseshift/ColourGrid-v0",
-        "envs.grid.colourgrid:ColourGridEnv",
+        "sparseshift.envs.grid.colourgrid:ColourGridEnv",
         50,
         "grid",
         summary="reach the object of the target shape; colours are free factors",
     ),
     EnvEntry(
         "sparseshift/MiniGrid-DoorKey-8x8-v0",
-        "envs.grid.minigrid_adapter:MiniGridColourEnv",
+        "sparseshift.envs.grid.minigrid_adapter:MiniGridColourEnv",
         None,
         "grid",
         {"minigrid_id": "MiniGrid-DoorKey-8x8-v0"},
@@ -65,7 +65,7 @@ ENTRIES: tuple[EnvEntry, ...] = (
     ),
     EnvEntry(
         "sparseshift/MiniGrid-Empty-Random-6x6-v0",
-        "envs.grid.minigrid_adapter:MiniGridColourEnv",
+        "sparseshift.envs.grid.minigrid_adapter:MiniGridColourEnv",
         None,
         "grid",
         {"minigrid_id": "MiniGrid-Empty-Random-6x6-v0"},

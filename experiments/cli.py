@@ -1,10 +1,11 @@
 """The ``sparseshift`` command line.
 
-Each subcommand lives in its own module under :mod:`experiments.commands` and exposes
+Each subcommand lives in its own module under :mod:`sparseshift.experiments.commands` and exposes
 ``add_parser(subparsers)`` (which sets ``func``) and ``run(args) -> int``. Modules import heavy
 dependencies (MuJoCo, torch) inside ``run`` so ``sparseshift --help`` stays fast.
 
-Bad input never produces a traceback: a :class:`~envs.errors.ConfigError` (or a missing file, or a
+Bad input never produces a traceback: a :class:`~sparseshift.envs.errors.ConfigError` (or a missing
+file, or a
 usage error) prints one line ``sparseshift <cmd>: error: ...`` and exits with status 2.
 """
 
@@ -55,14 +56,14 @@ def build_parser() -> argparse.ArgumentParser:
         title="commands", dest="command", metavar="COMMAND", parser_class=OneLineParser
     )
     for name in COMMANDS:
-        importlib.import_module(f"experiments.commands.{name}").add_parser(sub)
+        importlib.import_module(f"sparseshift.experiments.commands.{name}").add_parser(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``sparseshift`` console script."""
-    from envs.errors import ConfigError
-    from envs.gl import RenderBackendError
+    from sparseshift.envs.errors import ConfigError
+    from sparseshift.envs.gl import RenderBackendError
 
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -1,4 +1,5 @@
-"""Contact sheets shared by commands that write pictures (PNG output: :func:`envs.io.save_png`)."""
+"""Contact sheets shared by commands that write pictures (PNG output:
+:func:`sparseshift.envs.io.save_png`)."""
 
 from __future__ import annotations
 

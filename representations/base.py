@@ -1,7 +1,8 @@
 """The interface every representation learner implements.
 
 A learner is a :class:`torch.nn.Module` built from a frozen dataclass config. The training loop
-(:mod:`representations.train`) only calls :meth:`Learner.loss` on batches of the kind the learner
+(:mod:`sparseshift.representations.train`) only calls :meth:`Learner.loss` on batches of the kind
+the learner
 declares in :attr:`Learner.batch_kind`; agents and metrics only call :meth:`Learner.encode` (or
 :meth:`Learner.encode_step` for stateful encoders such as the Neural Wave Machine).
 
@@ -29,7 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from envs.errors import ConfigError, check_image_size
+from sparseshift.envs.errors import ConfigError, check_image_size
 
 BatchKind = Literal["singles", "pairs", "sequences"]
 
@@ -222,7 +223,7 @@ class Learner(nn.Module, abc.ABC):
     :meth:`initial_state` and :meth:`encode_step`.
     """
 
-    #: Registry name (set by :func:`representations.registry.register_learner`).
+    #: Registry name (set by :func:`sparseshift.representations.registry.register_learner`).
     name: ClassVar[str] = ""
     #: The frozen dataclass this learner is built from.
     config_cls: ClassVar[type[LearnerConfig]] = LearnerConfig
@@ -230,7 +231,8 @@ class Learner(nn.Module, abc.ABC):
     batch_kind: ClassVar[BatchKind] = "singles"
     #: True when encoding a frame depends on earlier frames (``encode_step`` carries a state).
     stateful: ClassVar[bool] = False
-    #: The learning-rate schedule :func:`representations.train.train` uses unless the run sets
+    #: The learning-rate schedule :func:`sparseshift.representations.train.train` uses unless the
+    # run sets
     #: one (``None``: constant).
     default_lr_schedule: ClassVar[LRSchedule | None] = None
 

@@ -11,7 +11,7 @@ A run directory holds
 Both are written to a temporary file in the same folder and moved into place with
 :func:`os.replace`, so a crash never leaves a half-written checkpoint. Loading uses
 :func:`safetensors.torch.load_file` only (never pickle). The training RNG streams are derived from
-``(seed, step)`` (see :mod:`representations.train`), so the step is the whole RNG state.
+``(seed, step)`` (see :mod:`sparseshift.representations.train`), so the step is the whole RNG state.
 """
 
 from __future__ import annotations
@@ -28,12 +28,12 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from envs.errors import ConfigError
-from envs.io import atomic_write_bytes as atomic_write_bytes  # re-export
-from envs.io import commit_file, write_json_atomic
-from envs.io import package_versions as package_versions  # re-export
-from representations.base import Learner
-from representations.registry import make_learner
+from sparseshift.envs.errors import ConfigError
+from sparseshift.envs.io import atomic_write_bytes as atomic_write_bytes  # re-export
+from sparseshift.envs.io import commit_file, write_json_atomic
+from sparseshift.envs.io import package_versions as package_versions  # re-export
+from sparseshift.representations.base import Learner
+from sparseshift.representations.registry import make_learner
 
 FORMAT = "sparseshift-representation"
 FORMAT_VERSION = 1

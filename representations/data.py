@@ -1,7 +1,8 @@
-"""Batches for the learners from sparseshift datasets (:mod:`envs.data`), reproducibly.
+"""Batches for the learners from sparseshift datasets (:mod:`sparseshift.envs.data`), reproducibly.
 
 Every training step's batch is a pure function of ``(seed, step)``: step ``t`` draws from a
-:class:`envs.data.Sampler` whose generator is seeded with a number derived from the run seed and
+:class:`sparseshift.envs.data.Sampler` whose generator is seeded with a number derived from the run
+seed and
 ``t`` (:func:`derive_seed`). Resuming at any step therefore needs no sampler state, and the
 batch does not depend on how often the run was interrupted.
 """
@@ -14,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from envs.errors import ConfigError
+from sparseshift.envs.errors import ConfigError
 
 #: Independent RNG streams derived from one run seed.
 STREAM_DATA, STREAM_NOISE, STREAM_VIZ, STREAM_EVAL, STREAM_INIT = 0, 1, 2, 3, 4
@@ -28,9 +29,10 @@ def derive_seed(seed: int, stream: int, step: int = 0) -> int:
 
 
 def open_data(data: Any) -> Any:
-    """Open a dataset path with :func:`envs.data.open_dataset`; pass dataset objects through."""
+    """Open a dataset path with :func:`sparseshift.envs.data.open_dataset`; pass dataset objects
+    through."""
     if isinstance(data, str | os.PathLike):
-        from envs.data import open_dataset
+        from sparseshift.envs.data import open_dataset
 
         return open_dataset(os.fspath(data), verify=False)
     return data
@@ -112,12 +114,13 @@ def resolve_pairs(batch_kind: str, learner: str, ds_kind: str, pairs: str | None
 class BatchSource:
     """``source(step)`` -> numpy batch for the learner; deterministic in ``(seed, step)``.
 
-    One :class:`envs.data.Sampler` is built (its construction scans a video dataset's episodes);
+    One :class:`sparseshift.envs.data.Sampler` is built (its construction scans a video dataset's
+    episodes);
     before each batch its public ``rng`` is replaced by a generator seeded from ``(seed, step)``.
     """
 
     def __init__(self, ds: Any, spec: BatchSpec, seed: int) -> None:
-        from envs.data import Sampler
+        from sparseshift.envs.data import Sampler
 
         self.spec = spec
         self.seed = seed

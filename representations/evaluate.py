@@ -4,16 +4,19 @@ Protocol (disentanglement_lib defaults, scaled down when the dataset is smaller)
 (10,000) and ``num_test`` (5,000) frames are drawn without replacement from all frames of the
 dataset (both images of every pair); when the dataset has fewer frames both shrink, keeping the
 2:1 ratio. The frames are encoded to posterior means (set-valued latents ``[K, D]`` are flattened
-to ``K * D`` dims); factors are discretised by :func:`representations.metrics.discretise_factors`.
+to ``K * D`` dims); factors are discretised by
+:func:`sparseshift.representations.metrics.discretise_factors`.
 
-FactorVAE score, ``factor_vae="auto"``: when the dataset's env can be made (``envs.registry.make``
+FactorVAE score, ``factor_vae="auto"``: when the dataset's env can be made
+(``sparseshift.envs.registry.make``
 with the dataset's recorded ``env_kwargs``) and renders frames of the dataset's size, each vote
 fixes one settable factor *group* of the env, samples the others with ``sample_factors`` and renders
 the batch (the disentanglement_lib protocol, with ``factor_vae_env_train``/``_eval`` votes, default
 100/50 instead of 10,000/5,000 because every vote renders 64 frames); the global variances come
 from the dataset's codes. Otherwise (or with ``factor_vae="grouping"``) batches are approximated by
 grouping dataset frames that share the fixed factor's discretised label
-(:func:`representations.metrics.grouped_batches`), with the full 10,000/5,000 votes. The method used
+(:func:`sparseshift.representations.metrics.grouped_batches`), with the full 10,000/5,000 votes.
+The method used
 is recorded in the output.
 """
 
@@ -29,11 +32,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from envs.errors import ConfigError
-from representations import metrics as M
-from representations.base import Learner, frames_to_tensor
-from representations.checkpoint import load_learner, read_run, write_json
-from representations.data import (
+from sparseshift.envs.errors import ConfigError
+from sparseshift.representations import metrics as M
+from sparseshift.representations.base import Learner, frames_to_tensor
+from sparseshift.representations.checkpoint import load_learner, read_run, write_json
+from sparseshift.representations.data import (
     STREAM_EVAL,
     dataset_info,
     derive_seed,
@@ -41,7 +44,7 @@ from representations.data import (
     num_frames,
     open_data,
 )
-from representations.probes import fit_probes
+from sparseshift.representations.probes import fit_probes
 
 FACTOR_VAE_MODES: tuple[str, ...] = ("auto", "env", "grouping", "off")
 
@@ -117,8 +120,8 @@ def env_fixed_batches(ds: Any, learner: Learner, batch: int, seed: int
 
     Raises :class:`RuntimeError` (with the reason) when the env cannot serve the dataset.
     """
-    from envs.data.config import variable_groups
-    from envs.registry import make
+    from sparseshift.envs.data.config import variable_groups
+    from sparseshift.envs.registry import make
 
     kwargs = ds.attrs.get("env_kwargs") or {}
     if not isinstance(kwargs, dict):
@@ -274,7 +277,10 @@ def evaluate(run_dir: str | os.PathLike[str], data: Any, config: EvalConfig | No
         "seconds": seconds,
     })
     if learner.name == "slot_attention":
-        from representations.slot_eval import evaluate_slots_on_dataset, save_slot_figure
+        from sparseshift.representations.slot_eval import (
+            evaluate_slots_on_dataset,
+            save_slot_figure,
+        )
 
         slots = evaluate_slots_on_dataset(learner, ds, n=512, seed=cfg.seed)  # type: ignore[arg-type]
         slots.pop("fg_ari_per_image", None)
@@ -288,7 +294,7 @@ def evaluate(run_dir: str | os.PathLike[str], data: Any, config: EvalConfig | No
         _export(Path(export_codes), codes_tr, codes_te, f_tr, f_te, tr, te,
                 targets, ds)
     if traversal_png is not None:
-        from representations.viz import save_png, traversal_grid
+        from sparseshift.representations.viz import save_png, traversal_grid
 
         try:
             save_png(Path(traversal_png), traversal_grid(learner, frames_te[0]))
@@ -301,7 +307,7 @@ def _export(path: Path, codes_tr: np.ndarray, codes_te: np.ndarray, f_tr: np.nda
             f_te: np.ndarray, tr: np.ndarray, te: np.ndarray, targets: M.Targets, ds: Any) -> None:
     import io
 
-    from representations.checkpoint import atomic_write_bytes
+    from sparseshift.representations.checkpoint import atomic_write_bytes
 
     buf = io.BytesIO()
     np.savez_compressed(

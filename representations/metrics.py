@@ -21,7 +21,8 @@ Assumptions in the Unsupervised Learning of Disentangled Representations*):
   pruned; each vote fixes one factor in a batch of 64, normalises the batch's code variances by
   the global ones and votes (argmin dim, factor); a majority-vote classifier's accuracy is the
   score.
-  :func:`factor_vae_score` takes the batches from a callback: :mod:`representations.evaluate`
+  :func:`factor_vae_score` takes the batches from a callback:
+  :mod:`sparseshift.representations.evaluate`
   renders them with the env or approximates them by grouping dataset samples
   (:func:`grouped_batches`).
 
@@ -40,7 +41,7 @@ import numpy as np
 import scipy.stats
 from sklearn.metrics import mutual_info_score
 
-from envs.factors import FactorSpec
+from sparseshift.envs.factors import FactorSpec
 
 NUM_BINS = 20
 MAX_PALETTE = 32

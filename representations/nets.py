@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from envs.errors import ConfigError
+from sparseshift.envs.errors import ConfigError
 
 ReconLoss = Literal["bernoulli", "gaussian"]
 RECON_LOSSES: tuple[str, ...] = ("bernoulli", "gaussian")

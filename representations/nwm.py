@@ -4,7 +4,8 @@ Rusch & Mishra (ICLR 2021, *Coupled Oscillatory Recurrent Neural Network (coRNN)
 
 The hidden state is a 2-D sheet of ``C x S x S`` oscillators with positions ``y`` and velocities
 ``z``. Each frame is encoded by the shared conv encoder
-(:class:`representations.nets.ConvEncoder`, whose last linear layer plays the role of coRNN's
+(:class:`sparseshift.representations.nets.ConvEncoder`, whose last linear layer plays the role of
+coRNN's
 ``V u``) into a forcing map ``u`` on the sheet, and the sheet is integrated with coRNN's IMEX
 (symplectic Euler) scheme for ``substeps`` steps per frame::
 
@@ -21,7 +22,7 @@ learnable per sheet channel and constrained:
   always under-damped (``eps**2 < 4 gamma``), so the linear part of every oscillator rings.
 
 Frames are decoded from ``y`` by the shared conv decoder
-(:class:`representations.nets.ConvDecoder`).
+(:class:`sparseshift.representations.nets.ConvDecoder`).
 
 Training (batch kind ``"sequences"``, ``{"x": uint8 [B, T, H, W, 3]}``; ``T`` is the training
 loop's ``seq_len``): the first ``T_in = T - forecast_steps`` frames drive the sheet and are
@@ -52,16 +53,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from envs.errors import ConfigError
-from representations.base import Batch, Learner, LearnerConfig, to_float_chw
-from representations.nets import (
+from sparseshift.envs.errors import ConfigError
+from sparseshift.representations.base import Batch, Learner, LearnerConfig, to_float_chw
+from sparseshift.representations.nets import (
     RECON_LOSSES,
     ConvDecoder,
     ConvEncoder,
     reconstruction_loss,
     resolve_arch,
 )
-from representations.registry import register_learner
+from sparseshift.representations.registry import register_learner
 
 CELLS: tuple[str, ...] = ("wave", "gru")
 FORECAST_MODES: tuple[str, ...] = ("free", "feedback")

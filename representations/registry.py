@@ -1,7 +1,8 @@
 """The learner registry: learners by name, filled by the :func:`register_learner` decorator.
 
 This dict is the only module-level mutable state of :mod:`representations`. Importing
-:mod:`representations.registry` imports the built-in learners so the registry is complete.
+:mod:`sparseshift.representations.registry` imports the built-in learners so the registry is
+complete.
 """
 
 from __future__ import annotations
@@ -9,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
-from envs.errors import choice_error
-from representations.base import Learner, LearnerConfig
+from sparseshift.envs.errors import choice_error
+from sparseshift.representations.base import Learner, LearnerConfig
 
 LEARNERS: dict[str, type[Learner]] = {}
 
@@ -32,7 +33,7 @@ def register_learner(name: str) -> Callable[[L], L]:
 
 def _load_builtins() -> None:
     # Imported for their @register_learner side effect.
-    from representations import nwm, slots, vae, weak  # noqa: F401
+    from sparseshift.representations import nwm, slots, vae, weak  # noqa: F401
 
 
 def learner_class(name: str) -> type[Learner]:

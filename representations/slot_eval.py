@@ -1,5 +1,6 @@
 """Evaluation of Slot Attention (Locatello et al. 2020) against ground-truth object masks:
-foreground ARI (Hubert & Arabie 1985, :mod:`representations.ari`) and a figure of per-slot masks.
+foreground ARI (Hubert & Arabie 1985, :mod:`sparseshift.representations.ari`) and a figure of
+per-slot masks.
 
 Ground truth comes from the env: for each state (sampled with ``env.sample_factors`` or taken from
 a dataset's stored factors) the env is put in that state (``set_factors``), the frame is rendered
@@ -23,10 +24,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from envs.errors import ConfigError
-from representations.ari import adjusted_rand_index, foreground_ari
-from representations.base import frames_to_tensor
-from representations.slots import SlotAttention
+from sparseshift.envs.errors import ConfigError
+from sparseshift.representations.ari import adjusted_rand_index, foreground_ari
+from sparseshift.representations.base import frames_to_tensor
+from sparseshift.representations.slots import SlotAttention
 
 #: Object names treated as background by the foreground ARI.
 BACKGROUND_NAMES: tuple[str, ...] = ("background", "arena")
@@ -127,7 +128,7 @@ def evaluate_slots(learner: SlotAttention, env_id: str, env_kwargs: Mapping[str,
     ``sample_factors`` from ``numpy.random.default_rng(seed)``. Returns the summary of
     :func:`segmentation_scores` plus the env id, seed and number of slots.
     """
-    from envs.registry import make
+    from sparseshift.envs.registry import make
 
     if n < 1:
         raise ConfigError(f"n must be >= 1, got {n}")
@@ -161,7 +162,7 @@ def evaluate_slots_on_dataset(learner: SlotAttention, data: Any, n: int = 256, s
                               num_slots: int | None = None) -> dict[str, Any]:
     """:func:`evaluate_slots` on the states stored in a dataset (path or opened dataset), with the
     env id and env kwargs the dataset was collected with."""
-    from representations.data import frames_at, num_frames, open_data
+    from sparseshift.representations.data import frames_at, num_frames, open_data
 
     ds = open_data(data)
     total = num_frames(ds)
@@ -177,7 +178,7 @@ def slot_figure(learner: SlotAttention, frames: np.ndarray, num_slots: int | Non
                 ) -> np.ndarray:
     """uint8 image: one row per frame: the frame, the reconstruction, the argmax segmentation
     (slot colours), then each slot's RGB times its alpha mask (on white)."""
-    from representations.viz import tile
+    from sparseshift.representations.viz import tile
 
     was_training = learner.training
     learner.eval()
@@ -205,7 +206,7 @@ def save_slot_figure(learner: SlotAttention, frames: np.ndarray, path: str | os.
 
     from PIL import Image
 
-    from representations.checkpoint import atomic_write_bytes
+    from sparseshift.representations.checkpoint import atomic_write_bytes
 
     img = Image.fromarray(slot_figure(learner, frames, num_slots))
     if scale > 1:

@@ -55,8 +55,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from envs.errors import ConfigError
-from representations.base import (
+from sparseshift.envs.errors import ConfigError
+from sparseshift.representations.base import (
     Batch,
     Learner,
     LearnerConfig,
@@ -64,7 +64,7 @@ from representations.base import (
     frames_to_tensor,
     to_float_chw,
 )
-from representations.registry import register_learner
+from sparseshift.representations.registry import register_learner
 
 #: Architecture presets; the values of the architecture fields per preset (see module docstring).
 PRESETS: dict[str, dict[str, Any]] = {
@@ -200,7 +200,7 @@ class SlotAttentionConfig(LearnerConfig):
 
 
 #: The reference's learning-rate schedule (Locatello et al. 2020: lr 4e-4, linear warm-up over
-#: 10k steps, halved every 100k); :func:`representations.train.train` uses it for
+#: 10k steps, halved every 100k); :func:`sparseshift.representations.train.train` uses it for
 #: ``slot_attention`` unless the run sets another (``TrainConfig.lr_schedule``).
 REFERENCE_LR_SCHEDULE = LRSchedule(warmup_steps=10_000, decay_steps=100_000, decay_rate=0.5)
 
@@ -208,7 +208,8 @@ REFERENCE_LR_SCHEDULE = LRSchedule(warmup_steps=10_000, decay_steps=100_000, dec
 def lr_factor(step: int, warmup_steps: int = 10_000, decay_steps: int = 100_000,
               decay_rate: float = 0.5) -> float:
     """The reference's learning-rate multiplier at ``step``: linear warm-up over ``warmup_steps``,
-    then ``decay_rate ** (step / decay_steps)`` (:class:`representations.base.LRSchedule`)."""
+    then ``decay_rate ** (step / decay_steps)``
+    (:class:`sparseshift.representations.base.LRSchedule`)."""
     return LRSchedule(warmup_steps, decay_steps, decay_rate).factor(step)
 
 

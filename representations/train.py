@@ -6,14 +6,16 @@
 * TensorBoard (``DIR/tb``): every scalar loss term, each element of vector terms (KL per latent
   dim), the learning rate and images/s every ``log_every`` steps; grids of reconstructions and
   latent traversals every ``image_every`` steps;
-* atomic checkpoints every ``ckpt_every`` steps and at the end (:mod:`representations.checkpoint`);
+* atomic checkpoints every ``ckpt_every`` steps and at the end
+(:mod:`sparseshift.representations.checkpoint`);
 * exact resume: rerunning with the same directory and the same config continues from the last
   checkpoint and ends with the weights an uninterrupted run would have (all randomness of step
-  ``t`` is derived from ``(seed, t)``: the batch via :mod:`representations.data`, the
+  ``t`` is derived from ``(seed, t)``: the batch via :mod:`sparseshift.representations.data`, the
   reparameterisation noise via a private :class:`torch.Generator`). ``steps`` and the logging
   cadences may change between runs; anything else differing is a :class:`ConfigError`;
 * a non-finite loss stops training with :class:`TrainingError`; the last good checkpoint is kept;
-* an optional learning-rate schedule (:class:`representations.base.LRSchedule`: warm-up and
+* an optional learning-rate schedule (:class:`sparseshift.representations.base.LRSchedule`: warm-up
+and
   exponential decay; ``TrainConfig.lr_schedule``, else the learner's ``default_lr_schedule``, e.g.
   Slot Attention's reference schedule). The rate of step ``t`` is ``lr * factor(t)``, recomputed
   from the step, so resumed runs follow it exactly. Learners without a schedule train at the
@@ -40,9 +42,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from envs.errors import ConfigError
-from representations.base import Learner, LearnerConfig, LRSchedule
-from representations.checkpoint import (
+from sparseshift.envs.errors import ConfigError
+from sparseshift.representations.base import Learner, LearnerConfig, LRSchedule
+from sparseshift.representations.checkpoint import (
     CHECKPOINT_FILE,
     FORMAT,
     FORMAT_VERSION,
@@ -53,7 +55,7 @@ from representations.checkpoint import (
     save_checkpoint,
     write_json,
 )
-from representations.data import (
+from sparseshift.representations.data import (
     STREAM_INIT,
     STREAM_NOISE,
     STREAM_VIZ,
@@ -64,7 +66,7 @@ from representations.data import (
     open_data,
     resolve_pairs,
 )
-from representations.registry import learner_class
+from sparseshift.representations.registry import learner_class
 
 
 class TrainingError(RuntimeError):
@@ -76,7 +78,7 @@ class TrainConfig:
     """Everything that defines a training run.
 
     ``model`` holds the learner's options (see its config dataclass, e.g.
-    :class:`representations.vae.VAEConfig`); ``image_size`` defaults to the dataset's.
+    :class:`sparseshift.representations.vae.VAEConfig`); ``image_size`` defaults to the dataset's.
     ``pairs`` is ``None`` (intervention pairs for pairs learners on pairs datasets),
     ``"intervention"`` or ``"temporal"`` (frames t and t+gap of one episode; ``gap`` is an int or an
     inclusive range ``(lo, hi)``). ``seq_len`` is the sequence length of sequence learners
@@ -225,7 +227,7 @@ class _Logger:
     def images(self, learner: Learner, frames: np.ndarray, step: int) -> None:
         if self.writer is None:
             return
-        from representations.viz import reconstruction_grid, traversal_grid
+        from sparseshift.representations.viz import reconstruction_grid, traversal_grid
 
         learner.eval()
         try:

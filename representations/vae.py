@@ -3,7 +3,7 @@ Variational Framework*) on the disentanglement_lib conv architecture.
 
 Loss per example: ``recon(x, dec(z)) + beta * KL(q(z|x) || N(0, I))`` with ``z ~ q(z|x)``
 reparameterised; the batch loss is the mean over examples. :class:`ConvVAE` holds what the weakly
-supervised VAEs in :mod:`representations.weak` share with it.
+supervised VAEs in :mod:`sparseshift.representations.weak` share with it.
 """
 
 from __future__ import annotations
@@ -12,16 +12,16 @@ from dataclasses import dataclass
 
 import torch
 
-from envs.errors import ConfigError
-from representations.base import Batch, Learner, LearnerConfig, to_float_chw
-from representations.nets import (
+from sparseshift.envs.errors import ConfigError
+from sparseshift.representations.base import Batch, Learner, LearnerConfig, to_float_chw
+from sparseshift.representations.nets import (
     RECON_LOSSES,
     ConvDecoder,
     ConvEncoder,
     reconstruction_loss,
     resolve_arch,
 )
-from representations.registry import register_learner
+from sparseshift.representations.registry import register_learner
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from envs.io import save_png as save_png  # re-export
-from representations.base import Learner, frames_to_tensor
+from sparseshift.envs.io import save_png as save_png  # re-export
+from sparseshift.representations.base import Learner, frames_to_tensor
 
 TRAVERSAL_VALUES: tuple[float, ...] = tuple(np.linspace(-2.0, 2.0, 9).tolist())
 

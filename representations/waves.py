@@ -19,7 +19,8 @@ Machines*; the sheet is a coRNN, Rusch & Mishra, ICLR 2021).
   positions shuffled (chance level for the same signals).
 * Direction: for phase increasing in time, a wave travels along ``-grad(phase)``.
 
-:func:`analyse_waves` runs a trained :class:`representations.nwm.NWM` on video sequences and
+:func:`analyse_waves` runs a trained :class:`sparseshift.representations.nwm.NWM` on video
+sequences and
 reports coherence (driven by frames, and free-running after the input), the per-step forecast
 error past the training horizon (next to a copy-last-frame baseline and optionally a GRU
 baseline), a phase-map PNG and a GIF animation.
@@ -37,9 +38,9 @@ import numpy as np
 import torch
 from scipy.signal import detrend, hilbert
 
-from envs.errors import ConfigError
-from envs.io import write_json_atomic
-from representations.base import to_float_chw
+from sparseshift.envs.errors import ConfigError
+from sparseshift.envs.io import write_json_atomic
+from sparseshift.representations.base import to_float_chw
 
 #: Default gradient thresholds (radians per oscillator) of :func:`coherence`.
 MIN_GRADIENT = 1e-3
@@ -167,7 +168,7 @@ def save_gif(path: Path, images: list[np.ndarray], fps: float = 8.0) -> Path:
     """Write RGB uint8 images as a looping GIF (atomically)."""
     from PIL import Image
 
-    from envs.io import atomic_write_bytes
+    from sparseshift.envs.io import atomic_write_bytes
 
     if not images:
         raise ConfigError("no images for the animation")
@@ -194,8 +195,8 @@ def load_sequences(data: Any, n: int, length: int, seed: int = 0) -> np.ndarray:
             raise ConfigError(f"sequences have {data.shape[1]} frames; the analysis needs "
                               f"{length}")
         return data[:n, :length]
-    from envs.data import Sampler
-    from representations.data import open_data
+    from sparseshift.envs.data import Sampler
+    from sparseshift.representations.data import open_data
 
     ds = open_data(data)
     if ds.kind != "video":
@@ -276,7 +277,7 @@ def _analyse_model(learner: Any, x: np.ndarray, n_input: int, horizon: int, free
 
 def _phase_png(out: Path, x: np.ndarray, ph_driven: np.ndarray, ph_free: np.ndarray,
                pred: np.ndarray, sub: int, n_input: int, columns: int = 8) -> Path:
-    from representations.viz import save_png, tile
+    from sparseshift.representations.viz import save_png, tile
 
     size = x.shape[-2]
     t_drv = np.linspace(0, x.shape[0] - 1, columns).round().astype(int)
@@ -295,7 +296,8 @@ def analyse_waves(learner: Any, data: Any, out_dir: str | os.PathLike[str], *,
                   n_input: int = 8, horizon: int | None = None, free_steps: int = 64,
                   n_sequences: int = 32, baseline: Any = None, seed: int = 0,
                   trim: float = 0.1) -> dict[str, Any]:
-    """Waves and forecasts of a trained :class:`representations.nwm.NWM` on video sequences.
+    """Waves and forecasts of a trained :class:`sparseshift.representations.nwm.NWM` on video
+    sequences.
 
     ``data``: a video dataset (path or opened) or uint8 sequences ``[N, T, H, W, 3]``;
     ``n_sequences`` sequences of ``n_input + horizon`` frames are used (``horizon`` defaults to
@@ -352,7 +354,7 @@ def analyse_waves(learner: Any, data: Any, out_dir: str | os.PathLike[str], *,
 
 def _animation(out: Path, x: np.ndarray, ph: np.ndarray, y: np.ndarray, pred: np.ndarray,
                sub: int) -> Path:
-    from representations.viz import tile
+    from sparseshift.representations.viz import tile
 
     size = x.shape[-2]
     blank = np.full_like(x[0], 128)

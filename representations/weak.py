@@ -25,9 +25,9 @@ from __future__ import annotations
 
 import torch
 
-from representations.base import Batch
-from representations.registry import register_learner
-from representations.vae import ConvVAE
+from sparseshift.representations.base import Batch
+from sparseshift.representations.registry import register_learner
+from sparseshift.representations.vae import ConvVAE
 
 
 def pair_kl(mu1: torch.Tensor, logvar1: torch.Tensor, mu2: torch.Tensor,

@@ -9,13 +9,13 @@ import pytest
 import torch
 from stable_baselines3.common.vec_env import DummyVecEnv
 
-from agents.config import AgentConfig
-from agents.encoding import FrozenEncoder
-from agents.envs import parse_shifts
-from agents.extractors import DeepSetsExtractor
-from agents.stats import bootstrap_ci
-from agents.wrapper import EncodedVecEnv
-from envs.errors import ConfigError
+from sparseshift.agents.config import AgentConfig
+from sparseshift.agents.encoding import FrozenEncoder
+from sparseshift.agents.envs import parse_shifts
+from sparseshift.agents.extractors import DeepSetsExtractor
+from sparseshift.agents.stats import bootstrap_ci
+from sparseshift.agents.wrapper import EncodedVecEnv
+from sparseshift.envs.errors import ConfigError
 from tests.test_agents_fakes import (
     PROPRIO,
     FakeEnv,
@@ -205,7 +205,7 @@ def test_parse_shifts() -> None:
 
 
 def test_rollout_seeds_episodes_and_sampling_without_touching_global_rng() -> None:
-    from agents.rollout import run_episodes
+    from sparseshift.agents.rollout import run_episodes
 
     envs = [FakeEnv(i, 3) for i in range(2)]
 

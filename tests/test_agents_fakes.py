@@ -11,7 +11,7 @@ import torch
 from gymnasium import spaces
 from torch import nn
 
-from representations.base import Batch, Learner, LearnerConfig, to_float_chw
+from sparseshift.representations.base import Batch, Learner, LearnerConfig, to_float_chw
 
 SIZE = 16
 PROPRIO = 3

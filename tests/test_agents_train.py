@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 import torch
 
-from agents.config import AgentConfig
-from agents.evaluate import evaluate, format_table, load_model
-from agents.train import train_agent
-from envs.errors import ConfigError
+from sparseshift.agents.config import AgentConfig
+from sparseshift.agents.evaluate import evaluate, format_table, load_model
+from sparseshift.agents.train import train_agent
+from sparseshift.envs.errors import ConfigError
 
 torch.set_num_threads(1)
 
@@ -33,9 +33,14 @@ def tiny(encoder: str, **kw: Any) -> AgentConfig:
 
 def make_encoder_dir(path: Path, image_size: int = 64) -> Path:
     """An (untrained) beta-VAE saved as a representation run directory."""
-    from representations.checkpoint import FORMAT, FORMAT_VERSION, RUN_FILE, save_checkpoint
-    from representations.checkpoint import write_json as write_run
-    from representations.registry import make_learner
+    from sparseshift.representations.checkpoint import (
+        FORMAT,
+        FORMAT_VERSION,
+        RUN_FILE,
+        save_checkpoint,
+    )
+    from sparseshift.representations.checkpoint import write_json as write_run
+    from sparseshift.representations.registry import make_learner
 
     torch.manual_seed(0)
     learner = make_learner("beta_vae", {"image_size": image_size, "latent_dim": 6})
@@ -109,8 +114,8 @@ def test_checkpoint_encoder_and_changed_weights(tmp_path: Path) -> None:
     assert agent["observation"]["latent_shape"] == [6] and agent["observation"]["proprio_dim"] == 7
     result = evaluate(out, "in,ood2", episodes=4, seed=3, video=1)
     assert Path(result["shifts"]["in"]["videos"][0]).stat().st_size > 0
-    from representations.checkpoint import save_checkpoint
-    from representations.registry import make_learner
+    from sparseshift.representations.checkpoint import save_checkpoint
+    from sparseshift.representations.registry import make_learner
 
     torch.manual_seed(5)  # other weights in the same run directory
     other = make_learner("beta_vae", {"image_size": 64, "latent_dim": 6})
@@ -130,7 +135,7 @@ def test_encoder_errors(tmp_path: Path) -> None:
 
 
 # ----------------------------------------------------------------------------- CLI
-CLI = ("import sys; import experiments.cli as c; "
+CLI = ("import sys; import sparseshift.experiments.cli as c; "
        "c.COMMANDS = tuple(dict.fromkeys((*c.COMMANDS, 'train_agent', 'evaluate'))); "
        "sys.exit(c.main(sys.argv[1:]))")
 
@@ -141,7 +146,7 @@ def cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def main_in_process(monkeypatch: pytest.MonkeyPatch, *args: str) -> int:
-    import experiments.cli as c
+    import sparseshift.experiments.cli as c
 
     monkeypatch.setattr(c, "COMMANDS", tuple(dict.fromkeys((*c.COMMANDS, "train_agent",
                                                             "evaluate"))))

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import test_rep_support as support
 
-from experiments.bench.train import default_steps, steps_for
-from experiments.cli import main
+from sparseshift.experiments.bench.train import default_steps, steps_for
+from sparseshift.experiments.cli import main
 
 one_thread = support.one_thread
 pairs_path = support.pairs_path

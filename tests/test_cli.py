@@ -7,12 +7,13 @@ import sys
 
 import pytest
 
-from experiments.cli import COMMANDS, build_parser, main
+from sparseshift.experiments.cli import COMMANDS, build_parser, main
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "experiments", *args], capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "sparseshift.experiments", *args], capture_output=True, text=True,
+        timeout=300,
     )
 
 

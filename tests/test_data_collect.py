@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from envs.data import open_dataset
-from envs.data.generate import choose_count
-from envs.registry import make as make_env
+from sparseshift.envs.data import open_dataset
+from sparseshift.envs.data.generate import choose_count
+from sparseshift.envs.registry import make as make_env
 from tests.test_data_helpers import GRID, arrays, make, raw_chunks
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -110,8 +110,8 @@ def test_writer_process_gives_identical_bytes(tmp_path: Path, kind: str) -> None
 
 def _collect_cmd(out: Path, n: int, workers: int, writer: str = "auto") -> list[str]:
     code = (
-        "import sys; from pathlib import Path; from envs.data.collect import collect; "
-        "from envs.data.config import CollectConfig; "
+        "import sys; from pathlib import Path; from sparseshift.envs.data.collect import collect; "
+        "from sparseshift.envs.data.config import CollectConfig; "
         f"collect(CollectConfig({GRID!r}, 'pairs', n={n}, seed=5, part_rows=32), "
         f"Path(sys.argv[1]), workers={workers}, progress=False, writer={writer!r})"
     )
@@ -144,10 +144,10 @@ def test_kill_9_then_resume_gives_identical_bytes(tmp_path: Path, workers: int,
 
 
 def test_scripted_trifinger_push_video(tmp_path: Path) -> None:
-    pytest.importorskip("envs.trifinger.scripted")
+    pytest.importorskip("sparseshift.envs.trifinger.scripted")
     path = tmp_path / "push.h5"
-    from envs.data.collect import collect
-    from envs.data.config import CollectConfig
+    from sparseshift.envs.data.collect import collect
+    from sparseshift.envs.data.config import CollectConfig
 
     collect(CollectConfig("sparseshift/TriFingerPush-v0", "video", n=48, policy="scripted",
                           part_rows=48), path, progress=False)
@@ -160,8 +160,8 @@ def test_scripted_trifinger_push_video(tmp_path: Path) -> None:
 _KILL_WRITER = """
 import multiprocessing as mp, os, signal, sys, threading, time
 from pathlib import Path
-from envs.data.collect import collect
-from envs.data.config import CollectConfig
+from sparseshift.envs.data.collect import collect
+from sparseshift.envs.data.config import CollectConfig
 
 def kill_children():
     while not mp.active_children():

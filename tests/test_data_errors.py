@@ -12,10 +12,10 @@ import h5py
 import numpy as np
 import pytest
 
-from envs.data import open_dataset
-from envs.data.layout import FRAME_CHUNK_ROWS
-from envs.errors import ConfigError
-from experiments.cli import main
+from sparseshift.envs.data import open_dataset
+from sparseshift.envs.data.layout import FRAME_CHUNK_ROWS
+from sparseshift.envs.errors import ConfigError
+from sparseshift.experiments.cli import main
 from tests.test_data_helpers import GRID, make
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -181,7 +181,8 @@ def test_inspect_summary_and_sheet(capsys: pytest.CaptureFixture[str], pairs: Pa
 
 
 def test_module_entry_point_one_line(tmp_path: Path) -> None:
-    proc = subprocess.run([sys.executable, "-m", "experiments", "inspect", str(tmp_path / "no.h5")],
+    proc = subprocess.run([sys.executable, "-m", "sparseshift.experiments", "inspect",
+                           str(tmp_path / "no.h5")],
                           cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
     assert "no dataset at" in proc.stderr

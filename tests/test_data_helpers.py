@@ -8,8 +8,8 @@ from typing import Any
 import h5py
 import numpy as np
 
-from envs.data.collect import collect
-from envs.data.config import CollectConfig
+from sparseshift.envs.data.collect import collect
+from sparseshift.envs.data.config import CollectConfig
 
 GRID = "sparseshift/ColourGrid-v0"
 

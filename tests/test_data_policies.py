@@ -8,9 +8,9 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from envs.data import open_dataset
-from envs.data.policies import SmoothRandomPolicy, detect_sb3_algo, spaces_match
-from envs.errors import ConfigError
+from sparseshift.envs.data import open_dataset
+from sparseshift.envs.data.policies import SmoothRandomPolicy, detect_sb3_algo, spaces_match
+from sparseshift.envs.errors import ConfigError
 from tests.test_data_helpers import GRID, make
 
 
@@ -42,7 +42,7 @@ def test_image_spaces_match_both_layouts() -> None:
 def test_sb3_policy_replay(tmp_path: Path) -> None:
     from stable_baselines3 import A2C, PPO
 
-    from envs.registry import make as make_env
+    from sparseshift.envs.registry import make as make_env
 
     env = make_env(GRID, colours="in+ood1", image_size=64, obs_mode="state")
     model = PPO("MlpPolicy", env, n_steps=64, batch_size=32, seed=0)

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from envs.data import Sampler, open_dataset
-from envs.data.sampler import frames_left
-from envs.errors import ConfigError
+from sparseshift.envs.data import Sampler, open_dataset
+from sparseshift.envs.data.sampler import frames_left
+from sparseshift.envs.errors import ConfigError
 from tests.test_data_helpers import make
 
 

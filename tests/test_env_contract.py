@@ -9,10 +9,10 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-import envs
-from envs.base import FactorEnv
-from envs.errors import ConfigError
-from envs.registry import ENV_IDS, make
+import sparseshift.envs
+from sparseshift.envs.base import FactorEnv
+from sparseshift.envs.errors import ConfigError
+from sparseshift.envs.registry import ENV_IDS, make
 
 OBS_MODES = ("pixels", "state", "pixels_proprio")
 
@@ -31,7 +31,7 @@ def env_id(request: pytest.FixtureRequest) -> str:
 def test_ids_are_registered_with_string_entry_points() -> None:
     for i in ENV_IDS:
         assert isinstance(gym.spec(i).entry_point, str)
-    assert set(envs.ENV_IDS) == set(ENV_IDS)
+    assert set(sparseshift.envs.ENV_IDS) == set(ENV_IDS)
 
 
 @pytest.mark.parametrize("obs_mode", OBS_MODES)

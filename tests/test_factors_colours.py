@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import envs  # noqa: F401  (selects the GL backend, registers ids)
-from envs.colours import SPLITS, available_schemes, load_scheme, parse_splits
-from envs.errors import ConfigError, check_image_size
-from envs.factors import Factor, FactorSpec, colour_factors
+import sparseshift  # noqa: F401  (registers the ids)
+from sparseshift.envs.colours import SPLITS, available_schemes, load_scheme, parse_splits
+from sparseshift.envs.errors import ConfigError, check_image_size
+from sparseshift.envs.factors import Factor, FactorSpec, colour_factors
 
 
 def spec() -> FactorSpec:
@@ -120,7 +120,7 @@ def test_image_sizes_bad(size: object) -> None:
 
 
 def test_atomic_writes_are_readable_and_complete(tmp_path: Path) -> None:
-    from envs.io import FILE_MODE, atomic_write_bytes, write_json_atomic
+    from sparseshift.envs.io import FILE_MODE, atomic_write_bytes, write_json_atomic
 
     path = atomic_write_bytes(tmp_path / "a" / "x.bin", b"abc")
     assert path.read_bytes() == b"abc"

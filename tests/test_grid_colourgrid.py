@@ -11,18 +11,19 @@ import pytest
 from gymnasium.utils.env_checker import check_env as gym_check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
-import envs  # noqa: F401  (registers the ids)
-from envs.errors import ConfigError
-from envs.grid import make as grid_make
-from envs.grid.colourgrid import OBJECT_SHAPES, ColourGridEnv
-from envs.grid.fuzz import fuzz_env
+import sparseshift  # noqa: F401  (registers the ids)
+from sparseshift.envs.errors import ConfigError
+from sparseshift.envs.grid import make as grid_make
+from sparseshift.envs.grid.colourgrid import OBJECT_SHAPES, ColourGridEnv
+from sparseshift.envs.grid.fuzz import fuzz_env
 
 ID = "sparseshift/ColourGrid-v0"
 MODES = ("pixels", "state", "pixels_proprio")
 
 
 def make(**kwargs: Any) -> gym.Env[Any, Any]:
-    """``gymnasium.make`` with ``max_episode_steps`` routed to the env (see ``envs.grid.make``)."""
+    """``gymnasium.make`` with ``max_episode_steps`` routed to the env (see
+    ``sparseshift.envs.grid.make``)."""
     return grid_make(ID, **kwargs)
 
 

@@ -12,11 +12,11 @@ import pytest
 from gymnasium.utils.env_checker import check_env as gym_check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
-import envs  # noqa: F401  (registers the ids)
-from envs.errors import ConfigError
-from envs.grid import make as grid_make
-from envs.grid.fuzz import fuzz_env
-from envs.grid.minigrid_adapter import SUPPORTED, MiniGridColourEnv
+import sparseshift  # noqa: F401  (registers the ids)
+from sparseshift.envs.errors import ConfigError
+from sparseshift.envs.grid import make as grid_make
+from sparseshift.envs.grid.fuzz import fuzz_env
+from sparseshift.envs.grid.minigrid_adapter import SUPPORTED, MiniGridColourEnv
 
 DOORKEY = "sparseshift/MiniGrid-DoorKey-8x8-v0"
 EMPTY = "sparseshift/MiniGrid-Empty-Random-6x6-v0"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from envs.errors import ConfigError
-from envs.grid.render import (
+from sparseshift.envs.errors import ConfigError
+from sparseshift.envs.grid.render import (
     MIN_TILE,
     SHAPE_ID,
     SHAPES,

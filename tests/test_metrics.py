@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from envs.factors import Factor, FactorSpec, colour_factors
-from representations import metrics as M
-from representations.probes import fit_probes
+from sparseshift.envs.factors import Factor, FactorSpec, colour_factors
+from sparseshift.representations import metrics as M
+from sparseshift.representations.probes import fit_probes
 
 N_TRAIN, N_TEST, F = 1000, 500, 4
 

@@ -13,11 +13,11 @@ import test_rep_support as support
 import torch
 from safetensors.torch import load_file
 
-from envs.errors import ConfigError
-from representations.checkpoint import CHECKPOINT_FILE, RUN_FILE, load_learner
-from representations.nwm import NWM, NWMConfig, WaveSheet
-from representations.registry import make_learner
-from representations.train import TrainConfig, train
+from sparseshift.envs.errors import ConfigError
+from sparseshift.representations.checkpoint import CHECKPOINT_FILE, RUN_FILE, load_learner
+from sparseshift.representations.nwm import NWM, NWMConfig, WaveSheet
+from sparseshift.representations.registry import make_learner
+from sparseshift.representations.train import TrainConfig, train
 
 one_thread = support.one_thread
 video_path = support.video_path

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import test_rep_support as support
 
-from experiments.cli import main
-from representations.evaluate import EvalConfig, evaluate
-from representations.train import TrainConfig, train
+from sparseshift.experiments.cli import main
+from sparseshift.representations.evaluate import EvalConfig, evaluate
+from sparseshift.representations.train import TrainConfig, train
 
 TINY = support.TINY
 one_thread = support.one_thread
@@ -217,7 +217,7 @@ class _Fake128:
     """The pairs dataset upsampled to 128x128 (a dataset object: train() accepts one)."""
 
     def __init__(self, path: Path) -> None:
-        from envs.data import open_dataset
+        from sparseshift.envs.data import open_dataset
 
         ds = open_dataset(path)
         self.kind, self.env_id, self.factor_spec = ds.kind, ds.env_id, ds.factor_spec
@@ -239,7 +239,7 @@ def test_training_failure_is_one_line_exit_1(capsys: pytest.CaptureFixture[str],
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     import torch
 
-    from representations.vae import BetaVAE
+    from sparseshift.representations.vae import BetaVAE
 
     original = BetaVAE.loss
 

@@ -9,10 +9,15 @@ import pytest
 import test_rep_support as support
 import torch
 
-from envs.errors import ConfigError
-from representations.registry import LEARNERS, learner_names, make_learner, register_learner
-from representations.vae import BetaVAE, VAEConfig, reparameterise
-from representations.weak import adapt_posteriors, pair_kl, shared_mask
+from sparseshift.envs.errors import ConfigError
+from sparseshift.representations.registry import (
+    LEARNERS,
+    learner_names,
+    make_learner,
+    register_learner,
+)
+from sparseshift.representations.vae import BetaVAE, VAEConfig, reparameterise
+from sparseshift.representations.weak import adapt_posteriors, pair_kl, shared_mask
 
 TINY = support.TINY
 one_thread = support.one_thread

@@ -19,8 +19,8 @@ def one_thread() -> None:
 
 
 def _collect(root: Path, kind: str, n: int) -> Path:
-    from envs.data.collect import collect
-    from envs.data.config import CollectConfig
+    from sparseshift.envs.data.collect import collect
+    from sparseshift.envs.data.config import CollectConfig
 
     out = root / f"{kind}.h5"
     collect(CollectConfig("sparseshift/ColourGrid-v0", kind, n, seed=0), out, progress=False)

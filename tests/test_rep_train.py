@@ -11,11 +11,11 @@ import test_rep_support as support
 import torch
 from safetensors.torch import load_file, save_file
 
-from envs.errors import ConfigError
-from representations.base import LRSchedule
-from representations.checkpoint import CHECKPOINT_FILE, RUN_FILE, load_learner
-from representations.train import TrainConfig, TrainingError, train
-from representations.vae import BetaVAE
+from sparseshift.envs.errors import ConfigError
+from sparseshift.representations.base import LRSchedule
+from sparseshift.representations.checkpoint import CHECKPOINT_FILE, RUN_FILE, load_learner
+from sparseshift.representations.train import TrainConfig, TrainingError, train
+from sparseshift.representations.vae import BetaVAE
 
 TINY = support.TINY
 one_thread = support.one_thread
@@ -74,7 +74,7 @@ def test_resume_continues_exactly(learner: str, pairs_path: Path, tmp_path: Path
 
 def test_load_learner_round_trip_gives_identical_encodings(pairs_path: Path,
                                                            tmp_path: Path) -> None:
-    from envs.data import Sampler, open_dataset
+    from sparseshift.envs.data import Sampler, open_dataset
 
     out = tmp_path / "run"
     train(config(), pairs_path, out)
@@ -178,8 +178,8 @@ def test_foreign_or_newer_checkpoints_are_config_errors(pairs_path: Path, tmp_pa
 def test_frames_at_maps_pair_indices_also_out_of_core(pairs_path: Path) -> None:
     import numpy as np
 
-    from envs.data import open_dataset
-    from representations.data import frames_at, num_frames
+    from sparseshift.envs.data import open_dataset
+    from sparseshift.representations.data import frames_at, num_frames
 
     ds = open_dataset(pairs_path)
     n = len(ds)
@@ -213,7 +213,7 @@ def test_lr_schedule_factor_and_parsing() -> None:
 
 
 def test_learners_default_schedules() -> None:
-    from representations.slots import REFERENCE_LR_SCHEDULE, lr_factor
+    from sparseshift.representations.slots import REFERENCE_LR_SCHEDULE, lr_factor
 
     assert TrainConfig(learner="slot_attention").schedule == REFERENCE_LR_SCHEDULE
     assert REFERENCE_LR_SCHEDULE.factor(12_345) == lr_factor(12_345)

@@ -9,9 +9,9 @@ import pytest
 import torch
 from sklearn.metrics import adjusted_rand_score
 
-from envs.errors import ConfigError
-from representations.ari import adjusted_rand_index, foreground_ari
-from representations.slots import (
+from sparseshift.envs.errors import ConfigError
+from sparseshift.representations.ari import adjusted_rand_index, foreground_ari
+from sparseshift.representations.slots import (
     SlotAttention,
     SlotAttentionConfig,
     SlotAttentionModule,
@@ -62,7 +62,7 @@ def test_shapes_and_finite_loss() -> None:
 
 
 def test_registered_and_presets() -> None:
-    from representations.registry import learner_class
+    from sparseshift.representations.registry import learner_class
 
     assert learner_class("slot_attention") is SlotAttention
     fast = SlotAttentionConfig()
@@ -152,11 +152,11 @@ def test_whole_model_permutation_equivariant() -> None:
 
 
 def test_save_load_round_trip(tmp_path: Path) -> None:
-    from envs.data import open_dataset
-    from envs.data.collect import collect
-    from envs.data.config import CollectConfig
-    from representations.checkpoint import load_learner
-    from representations.train import TrainConfig, train
+    from sparseshift.envs.data import open_dataset
+    from sparseshift.envs.data.collect import collect
+    from sparseshift.envs.data.config import CollectConfig
+    from sparseshift.representations.checkpoint import load_learner
+    from sparseshift.representations.train import TrainConfig, train
 
     data = tmp_path / "cg.h5"
     collect(CollectConfig("sparseshift/ColourGrid-v0", "pairs", n=32,
@@ -232,7 +232,7 @@ def test_fg_ari_perfect_permuted_and_ignores_background() -> None:
 
 
 def test_segmentation_scores_and_figure(tmp_path: Path) -> None:
-    from representations.slot_eval import save_slot_figure, segmentation_scores
+    from sparseshift.representations.slot_eval import save_slot_figure, segmentation_scores
 
     seg = np.zeros((2, 8, 8), np.int64)
     seg[:, :4, :4] = 2  # cube
@@ -253,7 +253,7 @@ def test_segmentation_scores_and_figure(tmp_path: Path) -> None:
 
 
 def test_evaluate_slots_on_env() -> None:
-    from representations.slot_eval import evaluate_slots
+    from sparseshift.representations.slot_eval import evaluate_slots
 
     m = tiny(**GRID64).eval()
     out = evaluate_slots(m, "sparseshift/ColourGrid-v0", {}, n=4, seed=0)

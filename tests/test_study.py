@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from experiments.cli import main
-from experiments.study.presets import EnvPlan, EvalPlan, LearnerPlan, StudyPreset
-from experiments.study.report import write_report
-from experiments.study.runner import build, run_study
+from sparseshift.experiments.cli import main
+from sparseshift.experiments.study.presets import EnvPlan, EvalPlan, LearnerPlan, StudyPreset
+from sparseshift.experiments.study.report import write_report
+from sparseshift.experiments.study.runner import build, run_study
 
 TINY = StudyPreset(
     name="tiny",
@@ -109,7 +109,7 @@ def test_sequence_learners_train_on_a_video_dataset() -> None:
     use the pairs dataset; without video_n the preset is refused."""
     import dataclasses
 
-    from envs.errors import ConfigError
+    from sparseshift.envs.errors import ConfigError
 
     plan = dataclasses.replace(
         TINY.envs[0], video_n=300,
@@ -128,8 +128,8 @@ def test_sequence_learners_train_on_a_video_dataset() -> None:
 
 
 def test_quick_preset_covers_every_registered_learner() -> None:
-    from experiments.study.presets import QUICK
-    from representations.registry import learner_names
+    from sparseshift.experiments.study.presets import QUICK
+    from sparseshift.representations.registry import learner_names
 
     used = {lp.learner for plan in QUICK.envs for lp in plan.learners}
     assert used == set(learner_names())

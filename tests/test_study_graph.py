@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from experiments.study.artifacts import DONE
-from experiments.study.graph import Task, run_local, run_ray, topo_order
+from sparseshift.experiments.study.artifacts import DONE
+from sparseshift.experiments.study.graph import Task, run_local, run_ray, topo_order
 
 CALLS: list[str] = []
 

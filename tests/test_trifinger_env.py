@@ -5,7 +5,7 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
-import envs  # noqa: F401  (registers the ids, selects the GL backend)
+import sparseshift  # noqa: F401  (registers the ids)
 
 # isort: split
 
@@ -15,10 +15,10 @@ import pytest
 from gymnasium.utils.env_checker import check_env as gym_check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
-from envs.errors import ConfigError
-from envs.trifinger import model as M
-from envs.trifinger.env import FACTOR_SPEC, TriFingerEnv
-from envs.trifinger.tasks import TriFingerPushEnv, TriFingerReachEnv
+from sparseshift.envs.errors import ConfigError
+from sparseshift.envs.trifinger import model as M
+from sparseshift.envs.trifinger.env import FACTOR_SPEC, TriFingerEnv
+from sparseshift.envs.trifinger.tasks import TriFingerPushEnv, TriFingerReachEnv
 
 IDS = ("sparseshift/TriFingerReach-v0", "sparseshift/TriFingerPush-v0")
 CUBE = M.OBJECT_NAMES.index("cube")
@@ -356,8 +356,8 @@ def test_rewards_and_success() -> None:
 def test_action_modes() -> None:
     """Reach moves joint targets by at most DELTA_SCALE per step by default; Push (and
     ``action_mode="absolute"``) maps actions onto the joint range; bad modes are refused."""
-    from envs.trifinger.env import DELTA_SCALE
-    from envs.trifinger.model import DEFAULT_Q, JOINT_HIGH, JOINT_LOW
+    from sparseshift.envs.trifinger.env import DELTA_SCALE
+    from sparseshift.envs.trifinger.model import DEFAULT_Q, JOINT_HIGH, JOINT_LOW
 
     reach = make(IDS[0], obs_mode="state")
     assert reach.action_mode == "delta" and make(obs_mode="state").action_mode == "absolute"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-import envs  # noqa: F401  (selects the GL backend before mujoco is imported)
+import sparseshift.envs.trifinger  # noqa: F401  (selects the GL backend before mujoco is imported)
 
 # isort: split
 
@@ -12,8 +12,8 @@ import mujoco
 import numpy as np
 import pytest
 
-from envs.trifinger import model as M
-from envs.trifinger.render import FrameRenderer, configure_model, get_preset
+from sparseshift.envs.trifinger import model as M
+from sparseshift.envs.trifinger.render import FrameRenderer, configure_model, get_preset
 
 
 @pytest.fixture

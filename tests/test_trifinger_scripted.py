@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import envs  # noqa: F401  (registers the ids, selects the GL backend)
+import sparseshift  # noqa: F401  (registers the ids)
 
 # isort: split
 
@@ -10,7 +10,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from envs.trifinger.scripted import ScriptedPusher
+from sparseshift.envs.trifinger.scripted import ScriptedPusher
 
 SEEDS = range(6)
 
@@ -48,8 +48,8 @@ def test_scripted_pusher_needs_a_push_env() -> None:
 def test_reach_goals_are_reachable_by_the_goal_configuration() -> None:
     """Commanding the joint configuration a Reach goal came from succeeds in every episode: goals
     lie above the cube and near each finger's rest position, so nothing is in the way."""
-    from envs.trifinger.model import target_to_action
-    from envs.trifinger.tasks import TriFingerReachEnv
+    from sparseshift.envs.trifinger.model import target_to_action
+    from sparseshift.envs.trifinger.tasks import TriFingerReachEnv
 
     env = TriFingerReachEnv(obs_mode="state", action_mode="absolute")
     for seed in range(20):
@@ -61,8 +61,12 @@ def test_reach_goals_are_reachable_by_the_goal_configuration() -> None:
 
 
 def test_reach_starts_near_the_default_pose_unless_joints_are_given() -> None:
-    from envs.trifinger.model import DEFAULT_Q
-    from envs.trifinger.tasks import REACH_MIN_HEIGHT, REACH_START_SPREAD, TriFingerReachEnv
+    from sparseshift.envs.trifinger.model import DEFAULT_Q
+    from sparseshift.envs.trifinger.tasks import (
+        REACH_MIN_HEIGHT,
+        REACH_START_SPREAD,
+        TriFingerReachEnv,
+    )
 
     env = TriFingerReachEnv(obs_mode="state")
     starts = []

@@ -13,8 +13,8 @@ import test_rep_support as support
 import torch
 from PIL import Image
 
-from representations.nwm import NWM, NWMConfig
-from representations.waves import (
+from sparseshift.representations.nwm import NWM, NWMConfig
+from sparseshift.representations.waves import (
     analyse_waves,
     coherence,
     phase_gradients,

@@ -1,7 +1,8 @@
 """Resumable, parallel, deterministic collection of video and intervention-pair datasets.
 
 The run is split into parts of ``part_rows`` rows that do not depend on the number of workers
-(:mod:`envs.data.generate`). Finished parts go to ``OUT.parts/`` next to a manifest of the resolved
+(:mod:`sparseshift.envs.data.generate`). Finished parts go to ``OUT.parts/`` next to a manifest of
+the resolved
 configuration; a run killed at any moment (even ``kill -9``) resumes from the parts that exist,
 and a different configuration at the same output is refused. When every part exists they are
 assembled into ``OUT`` (temp file + rename) and only then is ``OUT.parts/`` removed.
@@ -27,11 +28,11 @@ import gymnasium as gym
 import h5py
 import numpy as np
 
-from envs.data.config import CollectConfig, Resolved, make_env, resolve
-from envs.data.generate import Progress, pairs_part, video_part
-from envs.data.layout import FRAME_ARRAYS, arrays_of, dumps
-from envs.data.policies import policy_factory
-from envs.data.store import (
+from sparseshift.envs.data.config import CollectConfig, Resolved, make_env, resolve
+from sparseshift.envs.data.generate import Progress, pairs_part, video_part
+from sparseshift.envs.data.layout import FRAME_ARRAYS, arrays_of, dumps
+from sparseshift.envs.data.policies import policy_factory
+from sparseshift.envs.data.store import (
     Assembler,
     assemble,
     part_ok,
@@ -40,7 +41,7 @@ from envs.data.store import (
     write_json,
     write_part,
 )
-from envs.errors import ConfigError
+from sparseshift.envs.errors import ConfigError
 
 #: Part buffers shared with the writer process: the collecting process renders a part into a
 #: free one while the writer compresses and writes the earlier ones.

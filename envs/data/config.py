@@ -16,11 +16,16 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from envs.colours import parse_splits
-from envs.data.layout import COMPRESSION, DEFAULT_PART_ROWS, FORMAT_VERSION, FRAME_CHUNK_ROWS
-from envs.data.policies import check_policy, describe_policy
-from envs.errors import ConfigError, check_image_size
-from envs.registry import entry, make
+from sparseshift.envs.colours import parse_splits
+from sparseshift.envs.data.layout import (
+    COMPRESSION,
+    DEFAULT_PART_ROWS,
+    FORMAT_VERSION,
+    FRAME_CHUNK_ROWS,
+)
+from sparseshift.envs.data.policies import check_policy, describe_policy
+from sparseshift.envs.errors import ConfigError, check_image_size
+from sparseshift.envs.registry import entry, make
 
 #: States, and resamples per state, tried before a group counts as unable to change.
 PROBE_STATES = 16

@@ -17,7 +17,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from envs.data.layout import (
+from sparseshift.envs.data.layout import (
     CHECKSUM_GROUP,
     FORMAT,
     FORMAT_VERSION,
@@ -26,8 +26,8 @@ from envs.data.layout import (
     arrays_of,
     fingerprint,
 )
-from envs.errors import ConfigError
-from envs.factors import FactorSpec
+from sparseshift.envs.errors import ConfigError
+from sparseshift.envs.factors import FactorSpec
 
 #: Rows read per HDF5 call while loading to RAM (a multiple of every chunk size in practice).
 LOAD_ROWS = 1024

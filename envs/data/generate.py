@@ -18,9 +18,9 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from envs.data.config import Resolved
-from envs.data.policies import Policy
-from envs.errors import ConfigError
+from sparseshift.envs.data.config import Resolved
+from sparseshift.envs.data.policies import Policy
+from sparseshift.envs.errors import ConfigError
 
 #: Resamples of the chosen groups before the pair is redrawn from a new state (a group may be
 #: unable to change in one state, e.g. the only object of the target shape keeps its shape).

@@ -19,12 +19,12 @@ from typing import Any, Protocol
 import gymnasium as gym
 import numpy as np
 
-from envs.errors import ConfigError
-from envs.io import file_sha256
+from sparseshift.envs.errors import ConfigError
+from sparseshift.envs.io import file_sha256
 
 #: Env ids with a scripted behaviour policy: ``module:Class`` called as ``Class(env, rng)``.
 SCRIPTED: dict[str, str] = {
-    "sparseshift/TriFingerPush-v0": "envs.trifinger.scripted:ScriptedPusher",
+    "sparseshift/TriFingerPush-v0": "sparseshift.envs.trifinger.scripted:ScriptedPusher",
 }
 SB3_ALGOS: tuple[str, ...] = ("PPO", "SAC", "A2C", "DQN")
 

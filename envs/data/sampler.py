@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from envs.data.dataset import Dataset
-from envs.errors import ConfigError
+from sparseshift.envs.data.dataset import Dataset
+from sparseshift.envs.errors import ConfigError
 
 Batch = dict[str, np.ndarray]
 
@@ -33,7 +33,7 @@ def frames_left(episode_starts: np.ndarray) -> np.ndarray:
 
 
 class Sampler:
-    """Seeded batch sampler over a :class:`~envs.data.dataset.Dataset`."""
+    """Seeded batch sampler over a :class:`~sparseshift.envs.data.dataset.Dataset`."""
 
     def __init__(self, ds: Dataset, seed: int = 0) -> None:
         self.ds = ds

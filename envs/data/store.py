@@ -19,7 +19,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from envs.data.layout import (
+from sparseshift.envs.data.layout import (
     CHECKSUM_GROUP,
     COMPRESSION,
     COMPRESSION_LEVEL,
@@ -32,7 +32,7 @@ from envs.data.layout import (
     dumps,
     fingerprint,
 )
-from envs.io import commit_file, write_json_atomic
+from sparseshift.envs.io import commit_file, write_json_atomic
 
 _commit = commit_file
 

@@ -11,9 +11,9 @@ from typing import Any
 
 import numpy as np
 
-from envs.colours import SPLITS, ColourSet
-from envs.data.dataset import Dataset
-from envs.data.sampler import frames_left
+from sparseshift.envs.colours import SPLITS, ColourSet
+from sparseshift.envs.data.dataset import Dataset
+from sparseshift.envs.data.sampler import frames_left
 
 TOL = 1e-3
 

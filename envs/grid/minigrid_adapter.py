@@ -22,12 +22,19 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from envs.base import FactorEnv
-from envs.errors import ConfigError, choice_error
-from envs.factors import Factor, FactorSpec, colour_factors
-from envs.grid.colourgrid import check_action, check_int
-from envs.grid.minigrid_scan import TYPE_ID, TYPES, Scan, agent_cell_ok, agent_cells, scan
-from envs.grid.render import AGENT_SHAPES, TileRenderer, to_uint8
+from sparseshift.envs.base import FactorEnv
+from sparseshift.envs.errors import ConfigError, choice_error
+from sparseshift.envs.factors import Factor, FactorSpec, colour_factors
+from sparseshift.envs.grid.colourgrid import check_action, check_int
+from sparseshift.envs.grid.minigrid_scan import (
+    TYPE_ID,
+    TYPES,
+    Scan,
+    agent_cell_ok,
+    agent_cells,
+    scan,
+)
+from sparseshift.envs.grid.render import AGENT_SHAPES, TileRenderer, to_uint8
 
 #: Supported MiniGrid ids -> object types present (besides walls). Single-instance types among
 #: key, door and goal get position factors; lava only a colour.

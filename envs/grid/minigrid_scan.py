@@ -1,4 +1,5 @@
-"""Reading a MiniGrid state into cell arrays for :class:`~envs.grid.render.TileRenderer`.
+"""Reading a MiniGrid state into cell arrays for
+:class:`~sparseshift.envs.grid.render.TileRenderer`.
 
 MiniGrid (Chevalier-Boisvert et al. 2023, *Minigrid & Miniworld*) keeps its layout in
 ``env.grid.grid``, a row-major list of world objects (``None`` for empty cells), plus
@@ -14,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from envs.grid.render import SHAPE_ID
+from sparseshift.envs.grid.render import SHAPE_ID
 
 #: Object types we draw, in segmentation-label order (labels start at 2: 0 background, 1 agent).
 TYPES: tuple[str, ...] = ("wall", "floor", "door", "key", "ball", "box", "goal", "lava")

@@ -1,8 +1,19 @@
 """MuJoCo TriFingerPro envs (Wuthrich et al. 2020) with ground-truth factors and colour splits.
 
-Modules: :mod:`~envs.trifinger.model` (MJCF location, reference constants, cached ids),
-:mod:`~envs.trifinger.render` (presets, renderer, segmentation, raw speed loop),
-:mod:`~envs.trifinger.shift` (the ``real`` rendering shift), :mod:`~envs.trifinger.env` (the base
-env), :mod:`~envs.trifinger.tasks` (Reach, Push) and :mod:`~envs.trifinger.scripted` (a scripted
-pusher). Import :mod:`envs` first so the headless GL backend is selected before MuJoCo loads.
+Modules: :mod:`~sparseshift.envs.trifinger.model` (MJCF location, reference constants, cached ids),
+:mod:`~sparseshift.envs.trifinger.render` (presets, renderer, segmentation, raw speed loop),
+:mod:`~sparseshift.envs.trifinger.shift` (the ``real`` rendering shift),
+:mod:`~sparseshift.envs.trifinger.env` (the base
+env), :mod:`~sparseshift.envs.trifinger.tasks` (Reach, Push) and
+:mod:`~sparseshift.envs.trifinger.scripted` (a scripted
+pusher).
+
+Importing this package selects the headless GL backend (:func:`sparseshift.envs.gl.select_backend`:
+``MUJOCO_GL=egl`` unless set, OSMesa as the fallback) before any of its modules imports MuJoCo:
+this is where MuJoCo is first needed, so nothing else in sparseshift sets an environment variable.
 """
+
+from sparseshift.envs.gl import select_backend
+
+select_backend()
+

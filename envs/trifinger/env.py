@@ -8,7 +8,8 @@ Control: actions in [-1, 1]^9 set joint-position targets within the joint limits
 servos (kp, kd and torque limit of the real robot) for ``SUBSTEPS`` physics steps of 2 ms (25 Hz).
 ``action_mode="absolute"`` maps the action linearly onto the joint range; ``"delta"`` moves the
 previous target by at most ``DELTA_SCALE`` rad per step (the target starts at the joint positions of
-the reset state). Tasks (:mod:`envs.trifinger.tasks`) add goals, rewards and their default mode.
+the reset state). Tasks (:mod:`sparseshift.envs.trifinger.tasks`) add goals, rewards and their
+default mode.
 """
 
 from __future__ import annotations
@@ -21,12 +22,12 @@ import mujoco
 import numpy as np
 from gymnasium import spaces
 
-from envs.base import FactorEnv
-from envs.errors import ConfigError, check_image_size, choice_error
-from envs.factors import Factor, FactorSpec, colour_factors
-from envs.trifinger import model as M
-from envs.trifinger.render import FrameRenderer, configure_model, get_preset
-from envs.trifinger.shift import RealShift, check_shift
+from sparseshift.envs.base import FactorEnv
+from sparseshift.envs.errors import ConfigError, check_image_size, choice_error
+from sparseshift.envs.factors import Factor, FactorSpec, colour_factors
+from sparseshift.envs.trifinger import model as M
+from sparseshift.envs.trifinger.render import FrameRenderer, configure_model, get_preset
+from sparseshift.envs.trifinger.shift import RealShift, check_shift
 
 #: Cube centre factor range (m), as in the TriFinger dataset of Dittadi et al. 2021; the box fits
 #: inside the boundary wall at any yaw.
@@ -74,7 +75,8 @@ FACTOR_SPEC = build_factor_spec()
 class TriFingerEnv(FactorEnv[Any, np.ndarray]):
     """TriFingerPro with a cube. Subclasses define the goal, reward and success.
 
-    Keyword arguments (all validated, :class:`~envs.errors.ConfigError` naming the valid choices):
+    Keyword arguments (all validated, :class:`~sparseshift.envs.errors.ConfigError` naming the
+    valid choices):
 
     * ``obs_mode``: ``pixels`` (uint8 HxWx3), ``state`` (float32 vector: joint positions 9, joint
       velocities 9, fingertip positions 9, cube position 3, cube quaternion 4, goal features) or
@@ -89,7 +91,8 @@ class TriFingerEnv(FactorEnv[Any, np.ndarray]):
     * ``colours``: colour splits sampled at reset (``in``, ``in+ood1``, ``all``, ...).
     * ``colour_scheme`` / ``colour_seed``: the scheme (``trifinger8`` or ``trifinger-cw``) and its
       split-assignment seed.
-    * ``shift``: None or ``real`` (:mod:`envs.trifinger.shift`), scaled by ``shift_strength``.
+    * ``shift``: None or ``real`` (:mod:`sparseshift.envs.trifinger.shift`), scaled by
+    ``shift_strength``.
     * ``max_episode_steps``: episode length (truncation) when constructed directly; None (the
       default) means no limit of its own: ``gymnasium.make`` adds its ``TimeLimit`` with the task's
       ``DEFAULT_MAX_EPISODE_STEPS`` (override with ``gymnasium.make(id, max_episode_steps=n)``).

@@ -61,7 +61,7 @@ OBJECT_NAMES: tuple[str, ...] = ("background", "arena", "cube", "finger0", "fing
 
 def asset_dir() -> Path:
     """Directory holding ``scene.xml`` and ``trifingerpro.xml``."""
-    return Path(str(resources.files("assets") / "trifinger"))
+    return Path(str(resources.files("sparseshift.assets") / "trifinger"))
 
 
 def scene_xml() -> Path:

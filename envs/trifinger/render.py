@@ -3,7 +3,7 @@
 On the CPU (Mesa llvmpipe) shadows and multisampling dominate the frame cost (about 25x), so the
 default ``fast`` preset turns both off and sizes the offscreen buffer to the image; ``pretty`` turns
 them on for videos and figures. Segmentation uses MuJoCo's id-colour rendering and maps geom ids to
-:data:`~envs.trifinger.model.OBJECT_NAMES` through a lookup table (vectorised).
+:data:`~sparseshift.envs.trifinger.model.OBJECT_NAMES` through a lookup table (vectorised).
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from dataclasses import dataclass
 import mujoco
 import numpy as np
 
-from envs.errors import check_image_size, choice_error
-from envs.gl import gl_error
-from envs.trifinger.model import ModelIndex
+from sparseshift.envs.errors import check_image_size, choice_error
+from sparseshift.envs.gl import gl_error
+from sparseshift.envs.trifinger.model import ModelIndex
 
 
 @dataclass(frozen=True)

@@ -17,8 +17,8 @@ import gymnasium as gym
 import mujoco
 import numpy as np
 
-from envs.trifinger import model as M
-from envs.trifinger.env import TriFingerEnv, unwrap
+from sparseshift.envs.trifinger import model as M
+from sparseshift.envs.trifinger.env import TriFingerEnv, unwrap
 
 #: Joint pose of the fingers that are not pushing: tips about 0.17 m above the table.
 WAIT_POSE = np.array([0.0, 1.2, -2.4])

@@ -19,7 +19,7 @@ import cv2
 import mujoco
 import numpy as np
 
-from envs.errors import ConfigError, choice_error
+from sparseshift.envs.errors import ConfigError, choice_error
 
 SHIFTS: tuple[str | None, ...] = (None, "real")
 

@@ -11,8 +11,8 @@ from typing import ClassVar
 
 import numpy as np
 
-from envs.trifinger import model as M
-from envs.trifinger.env import MAX_SAMPLE_TRIES, POS_HIGH, POS_LOW, TriFingerEnv
+from sparseshift.envs.trifinger import model as M
+from sparseshift.envs.trifinger.env import MAX_SAMPLE_TRIES, POS_HIGH, POS_LOW, TriFingerEnv
 
 #: Success radius for fingertips (Reach) and the cube centre (Push), metres.
 SUCCESS_RADIUS = 0.02

@@ -6,8 +6,8 @@ the figures mean something on a shared, noisy machine. Benchmarks are never time
 """
 
 BENCHES: dict[str, str] = {
-    "envs": "experiments.bench.envs",
-    "collect": "experiments.bench.collect",
-    "train": "experiments.bench.train",
-    "agents": "experiments.bench.agents",
+    "envs": "sparseshift.experiments.bench.envs",
+    "collect": "sparseshift.experiments.bench.collect",
+    "train": "sparseshift.experiments.bench.train",
+    "agents": "sparseshift.experiments.bench.agents",
 }

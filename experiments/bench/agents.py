@@ -4,7 +4,8 @@ For each env (TriFingerReach, ColourGrid), interleaved in one run (medians of re
 
 * ``PPO state``: obs_mode ``state`` (the oracle's input; no rendering) - the reference;
 * ``PPO VAE latents (VecEnv wrapper)``: pixels + proprio, the default VAE encoder (random weights)
-  encoding all envs once per step in :class:`agents.wrapper.EncodedVecEnv` - what ``train-agent``
+  encoding all envs once per step in :class:`sparseshift.agents.wrapper.EncodedVecEnv` - what
+  ``train-agent``
   does; goal >= 0.75x the state reference;
 * ``PPO null encoder (VecEnv wrapper)``: the same pixel env and wrapper with an encoder that costs
   nothing - separates the env's rendering cost from the encoder's;
@@ -21,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from experiments.bench.timing import format_row, interleaved
+from sparseshift.experiments.bench.timing import format_row, interleaved
 
 DESCRIPTION = "PPO steps/s on frozen-encoder latents (VecEnv wrapper) vs ground-truth state"
 ENVS: dict[str, str] = {"trifinger": "sparseshift/TriFingerReach-v0",
@@ -42,7 +43,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def _venv(env_id: str, obs_mode: str) -> Any:
     from stable_baselines3.common.vec_env import DummyVecEnv
 
-    from envs.registry import make
+    from sparseshift.envs.registry import make
 
     return DummyVecEnv([lambda: make(env_id, obs_mode=obs_mode) for _ in range(N_ENVS)])
 
@@ -63,7 +64,7 @@ def _null_learner() -> Any:
     """A learner with the VAE's latent size whose encoding costs (almost) nothing."""
     import torch
 
-    from representations.base import Learner, LearnerConfig
+    from sparseshift.representations.base import Learner, LearnerConfig
 
     class NullLearner(Learner):
         @property
@@ -86,7 +87,7 @@ def _extractor_class() -> type:
     from gymnasium import spaces
     from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 
-    from agents.encoders import random_learner
+    from sparseshift.agents.encoders import random_learner
 
     class VAEInExtractor(BaseFeaturesExtractor):
         def __init__(self, observation_space: spaces.Dict) -> None:
@@ -106,9 +107,9 @@ def _extractor_class() -> type:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from agents.encoders import random_learner
-    from agents.wrapper import EncodedVecEnv
-    from envs.errors import ConfigError
+    from sparseshift.agents.encoders import random_learner
+    from sparseshift.agents.wrapper import EncodedVecEnv
+    from sparseshift.envs.errors import ConfigError
 
     if args.steps <= 0 or args.repeats <= 0:
         raise ConfigError("--steps and --repeats must be positive")

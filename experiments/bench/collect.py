@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from experiments.bench.timing import Rate, format_row, interleaved
+from sparseshift.experiments.bench.timing import Rate, format_row, interleaved
 
 DESCRIPTION = "collection frames/s vs the raw env loop, 2 workers vs 1, sampler vs a conv VAE"
 VAE_IMAGES_PER_S = 750.0  # disentanglement_lib conv VAE, batch 64, 2 threads (speeds.md)
@@ -45,7 +45,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def raw_loop(env_id: str) -> Callable[[int], None]:
     """The limit: the env stepped with pre-sampled actions, rendering every frame."""
-    from envs.registry import make
+    from sparseshift.envs.registry import make
 
     env = make(env_id, colours="in+ood1", image_size=64)
     u: Any = env.unwrapped
@@ -67,8 +67,8 @@ def raw_loop(env_id: str) -> Callable[[int], None]:
 
 def collect_loop(env_id: str, workers: int, root: Path) -> Callable[[int], None]:
     """Full ``collect`` runs (parts, compression, assembly) into fresh files under ``root``."""
-    from envs.data.collect import collect
-    from envs.data.config import CollectConfig
+    from sparseshift.envs.data.collect import collect
+    from sparseshift.envs.data.config import CollectConfig
 
     def run(n: int) -> None:
         out = root / f"w{workers}-{time.monotonic_ns()}.h5"
@@ -91,7 +91,7 @@ def _loop(fn: Callable[[], object], images: int) -> Callable[[int], None]:
 
 def sampler_rates(path: Path, repeats: int) -> dict[str, Rate]:
     """Images/s of each Sampler method (batch 64; sequences 8 x 8) on an in-RAM video."""
-    from envs.data import Sampler, open_dataset
+    from sparseshift.envs.data import Sampler, open_dataset
 
     s = Sampler(open_dataset(path), seed=0)
     fns = {
@@ -140,9 +140,9 @@ def storage_table(frames: np.ndarray, root: Path) -> list[str]:
 
 
 def bench_env(env_id: str, n: int, repeats: int, storage: bool, root: Path) -> None:
-    from envs.data import open_dataset
-    from envs.data.collect import collect
-    from envs.data.config import CollectConfig
+    from sparseshift.envs.data import open_dataset
+    from sparseshift.envs.data.collect import collect
+    from sparseshift.envs.data.config import CollectConfig
 
     print(f"\n== {env_id}: video collection, {n} frames per measurement, 64x64, random policy")
     rates = interleaved({"raw env step+render loop": raw_loop(env_id),
@@ -173,7 +173,7 @@ def run(args: argparse.Namespace) -> int:
             if args.only and args.only not in env_id.lower():
                 continue
             try:
-                from envs.registry import make
+                from sparseshift.envs.registry import make
 
                 make(env_id).close()
             except Exception as exc:  # an env still being written: skip it, say why

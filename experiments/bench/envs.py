@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from experiments.bench.timing import Rate, format_row, interleaved
+from sparseshift.experiments.bench.timing import Rate, format_row, interleaved
 
 DESCRIPTION = "env steps/s with pixel observations vs the raw MuJoCo loop and MiniGrid's wrapper"
 
@@ -29,7 +29,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def env_loop(env_id: str, **kwargs: Any) -> Callable[[int], None]:
     """A function stepping ``env_id`` n times with pre-sampled actions (resets on episode end)."""
-    from envs.registry import make
+    from sparseshift.envs.registry import make
 
     env = make(env_id, **kwargs)
     env.action_space.seed(0)
@@ -47,14 +47,14 @@ def env_loop(env_id: str, **kwargs: Any) -> Callable[[int], None]:
 
 def trifinger_raw_loop(image_size: int) -> Callable[[int], None]:
     """The limit: the same compiled TriFinger model stepped and rendered with bare MuJoCo calls."""
+    from sparseshift.envs.registry import make
+
+    env = make("sparseshift/TriFingerReach-v0", image_size=image_size)  # selects the GL backend
     import mujoco
 
-    from envs.registry import make
-
-    env = make("sparseshift/TriFingerReach-v0", image_size=image_size)
     u: Any = env.unwrapped
     env.reset(seed=0)
-    from envs.trifinger.model import SUBSTEPS
+    from sparseshift.envs.trifinger.model import SUBSTEPS
 
     model, data = u.model, u.data
     substeps = SUBSTEPS
@@ -107,7 +107,7 @@ def _report(rates: dict[str, Rate], ref: str,
 
 
 def run(args: argparse.Namespace) -> int:
-    from envs.errors import ConfigError
+    from sparseshift.envs.errors import ConfigError
 
     if args.steps <= 0 or args.repeats <= 0:
         raise ConfigError("--steps and --repeats must be positive")

@@ -3,12 +3,14 @@
 For every learner benchmarked (default: all registered ones), both candidates train the same
 learner with the same config, batch and thread count, interleaved:
 
-* *training loop*: :func:`representations.train.train` resumed for a few more steps each time
+* *training loop*: :func:`sparseshift.representations.train.train` resumed for a few more steps
+each time
   (dataset sampling, uint8 -> float conversion, Adam, the learning-rate schedule, TensorBoard
   scalars every 50 steps, the final checkpoint of every call);
 * *model only*: ``loss -> backward -> Adam step`` on one batch of tensors loaded before timing.
 
-Both sides count images the same way (:attr:`representations.data.BatchSpec.images_per_batch`):
+Both sides count images the same way
+(:attr:`sparseshift.representations.data.BatchSpec.images_per_batch`):
 a batch of ``B`` singles is ``B`` images, of ``B`` pairs ``2B``, of ``B`` sequences of length
 ``T`` ``B * T``.
 
@@ -29,7 +31,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from experiments.bench.timing import Rate, format_row, interleaved
+from sparseshift.experiments.bench.timing import Rate, format_row, interleaved
 
 DESCRIPTION = "training images/s of the training loop vs a model-only loop on pre-loaded tensors"
 
@@ -76,8 +78,8 @@ def _model_only(learner_name: str, model: Any, batch: dict[str, Any], images_per
                 ) -> Callable[[int], None]:
     import torch
 
-    from representations.registry import learner_class
-    from representations.train import deterministic
+    from sparseshift.representations.registry import learner_class
+    from sparseshift.representations.train import deterministic
 
     learner = learner_class(learner_name)(model)
     learner.train()
@@ -96,7 +98,7 @@ def _model_only(learner_name: str, model: Any, batch: dict[str, Any], images_per
 
 
 def _learners(text: str) -> list[str]:
-    from representations.registry import learner_class, learner_names
+    from sparseshift.representations.registry import learner_class, learner_names
 
     if text == "all":
         return list(learner_names())
@@ -109,9 +111,9 @@ def _learners(text: str) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from envs.errors import ConfigError
-    from representations.data import open_data
-    from representations.registry import learner_class
+    from sparseshift.envs.errors import ConfigError
+    from sparseshift.representations.data import open_data
+    from sparseshift.representations.registry import learner_class
 
     if min(args.threads, args.steps or 1, args.repeats, args.seq_len, args.batch or 1) < 1:
         raise ConfigError("--threads, --steps, --repeats, --seq-len and --batch must be >= 1")
@@ -148,9 +150,9 @@ def run(args: argparse.Namespace) -> int:
 def _bench_one(name: str, ds: Any, args: argparse.Namespace, out: Path) -> tuple[Rate, Rate]:
     import torch
 
-    from representations.data import BatchSource, BatchSpec, resolve_pairs
-    from representations.registry import learner_class
-    from representations.train import TrainConfig, resolve_model_config, train
+    from sparseshift.representations.data import BatchSource, BatchSpec, resolve_pairs
+    from sparseshift.representations.registry import learner_class
+    from sparseshift.representations.train import TrainConfig, resolve_model_config, train
 
     cls = learner_class(name)
     temporal = cls.batch_kind == "pairs" and ds.kind == "video"
@@ -184,8 +186,8 @@ def _bench_one(name: str, ds: Any, args: argparse.Namespace, out: Path) -> tuple
 
 
 def _collect(path: Path, kind: str) -> Path:
-    from envs.data.collect import collect
-    from envs.data.config import CollectConfig
+    from sparseshift.envs.data.collect import collect
+    from sparseshift.envs.data.config import CollectConfig
 
     collect(CollectConfig("sparseshift/ColourGrid-v0", kind, 1024, seed=0), path,
             progress=False)

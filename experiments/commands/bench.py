@@ -1,5 +1,5 @@
 """``sparseshift bench NAME``: speed benchmarks that print ratios against limits measured in the
-same run (see :mod:`experiments.bench`)."""
+same run (see :mod:`sparseshift.experiments.bench`)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ NAME = "bench"
 
 
 def add_parser(sub: Any) -> None:
-    from experiments.bench import BENCHES
+    from sparseshift.experiments.bench import BENCHES
 
     p = sub.add_parser(
         NAME,

@@ -47,9 +47,9 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from envs.data.collect import collect
-    from envs.data.config import CollectConfig
-    from envs.data.layout import DEFAULT_PART_ROWS
+    from sparseshift.envs.data.collect import collect
+    from sparseshift.envs.data.config import CollectConfig
+    from sparseshift.envs.data.layout import DEFAULT_PART_ROWS
 
     cfg = CollectConfig(
         env_id=args.env, kind=args.kind, n=args.n, seed=args.seed, colours=args.colours,

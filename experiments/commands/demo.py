@@ -34,7 +34,7 @@ def add_parser(sub: Any) -> None:
 
 def rollout(env_id: str, steps: int, seed: int) -> dict[str, float]:
     """Random actions for ``steps`` steps with pixel observations; returns rate and returns."""
-    from envs.registry import make
+    from sparseshift.envs.registry import make
 
     env = make(env_id, obs_mode="pixels")
     try:
@@ -67,11 +67,11 @@ def rollout(env_id: str, steps: int, seed: int) -> dict[str, float]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from envs.errors import ConfigError
-    from envs.io import save_png
-    from envs.registry import ENTRIES
-    from experiments.commands.render import render_row
-    from experiments.imaging import contact_sheet
+    from sparseshift.envs.errors import ConfigError
+    from sparseshift.envs.io import save_png
+    from sparseshift.envs.registry import ENTRIES
+    from sparseshift.experiments.commands.render import render_row
+    from sparseshift.experiments.imaging import contact_sheet
 
     if args.steps <= 0:
         raise ConfigError("--steps must be positive")

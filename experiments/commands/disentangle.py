@@ -11,7 +11,7 @@ NAME = "disentangle"
 
 
 def add_parser(sub: Any) -> None:
-    from experiments.study.disentangle import PRESETS
+    from sparseshift.experiments.study.disentangle import PRESETS
 
     p = sub.add_parser(
         NAME,
@@ -32,7 +32,7 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from experiments.study.disentangle import run as run_study
+    from sparseshift.experiments.study.disentangle import run as run_study
 
     path, table = run_study(args.preset, Path(args.out) / args.preset, args.ray)
     print(table)

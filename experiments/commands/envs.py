@@ -22,7 +22,7 @@ def add_parser(sub: Any) -> None:
 
 def describe(env_id: str) -> dict[str, Any]:
     """Factor spec, observation/action spaces and colour scheme of one env (made, then closed)."""
-    from envs.registry import entry, make
+    from sparseshift.envs.registry import entry, make
 
     e = entry(env_id)
     env = make(env_id)
@@ -56,7 +56,7 @@ def _fmt_factor(f: dict[str, Any]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from envs.registry import ENV_IDS, entry
+    from sparseshift.envs.registry import ENV_IDS, entry
 
     ids = [entry(args.env).id] if args.env else list(ENV_IDS)
     infos = [describe(i) for i in ids]

@@ -77,7 +77,7 @@ def add_parser(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from envs.errors import ConfigError
+    from sparseshift.envs.errors import ConfigError
 
     if args.threads is not None:
         if args.threads < 1:
@@ -98,9 +98,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _load_nwm(run_dir: str, flag: str) -> Any:
-    from envs.errors import ConfigError
-    from representations.checkpoint import load_learner, read_run
-    from representations.nwm import NWM
+    from sparseshift.envs.errors import ConfigError
+    from sparseshift.representations.checkpoint import load_learner, read_run
+    from sparseshift.representations.nwm import NWM
 
     learner = str(read_run(Path(run_dir)).get("learner", ""))
     if learner != "nwm":
@@ -112,7 +112,7 @@ def _load_nwm(run_dir: str, flag: str) -> Any:
 
 
 def _load_waves_models(args: argparse.Namespace) -> tuple[Any, Any]:
-    from envs.errors import ConfigError
+    from sparseshift.envs.errors import ConfigError
 
     for flag in ("waves_input", "waves_sequences"):
         if getattr(args, flag) < 1:
@@ -124,7 +124,7 @@ def _load_waves_models(args: argparse.Namespace) -> tuple[Any, Any]:
 
 
 def _waves(args: argparse.Namespace, learner: Any, baseline: Any) -> None:
-    from representations.waves import analyse_waves
+    from sparseshift.representations.waves import analyse_waves
 
     res = analyse_waves(learner, args.data, args.waves, n_input=args.waves_input,
                         horizon=args.waves_horizon, free_steps=args.waves_free,
@@ -143,7 +143,7 @@ def _waves(args: argparse.Namespace, learner: Any, baseline: Any) -> None:
 
 
 def _metrics(args: argparse.Namespace) -> None:
-    from representations.evaluate import EvalConfig, evaluate
+    from sparseshift.representations.evaluate import EvalConfig, evaluate
 
     cfg = EvalConfig(
         num_train=args.num_train, num_test=args.num_test, seed=args.seed,

@@ -1,6 +1,7 @@
 """``sparseshift evaluate AGENT_DIR``: return and success per colour shift with bootstrap CIs.
 
-See :mod:`agents.evaluate` for the protocol (IN / OOD1 / OOD2 / real; Dittadi et al. 2021,
+See :mod:`sparseshift.agents.evaluate` for the protocol (IN / OOD1 / OOD2 / real; Dittadi et al.
+2021,
 Traeuble et al. 2022).
 """
 
@@ -38,7 +39,7 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from agents.evaluate import EVAL_FILE, evaluate, format_table
+    from sparseshift.agents.evaluate import EVAL_FILE, evaluate, format_table
 
     result = evaluate(args.agent_dir, args.shifts, episodes=args.episodes, seed=args.seed,
                       video=args.video, policy=args.policy)

@@ -31,8 +31,8 @@ def add_parser(sub: Any) -> None:
 
 def sheet(ds: Any, n: int, gap: int, seed: int) -> Any:
     """Contact sheet: row 1 the first frames, row 2 the second, changed factors under row 2."""
-    from envs.data import Sampler
-    from experiments.imaging import contact_sheet
+    from sparseshift.envs.data import Sampler
+    from sparseshift.experiments.imaging import contact_sheet
 
     s = Sampler(ds, seed=seed)
     b = s.intervention_pairs(n) if ds.kind == "pairs" else s.temporal_pairs(n, (1, gap))
@@ -45,9 +45,9 @@ def sheet(ds: Any, n: int, gap: int, seed: int) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    from envs.data import open_dataset
-    from envs.data.summary import summary
-    from envs.io import save_png
+    from sparseshift.envs.data import open_dataset
+    from sparseshift.envs.data.summary import summary
+    from sparseshift.envs.io import save_png
 
     ds = open_dataset(args.path, verify=args.verify)
     print(summary(ds, Path(args.path).stat().st_size))

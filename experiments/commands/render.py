@@ -36,7 +36,7 @@ def add_parser(sub: Any) -> None:
 def render_row(env_id: str, split: str, shift: str | None, n: int, seed: int, image_size: int,
                preset: str) -> list[np.ndarray]:
     """``n`` frames of states sampled (seeded) from the env's distribution under one split."""
-    from envs.registry import entry, make
+    from sparseshift.envs.registry import entry, make
 
     kwargs: dict[str, Any] = {"colours": split, "image_size": image_size}
     if entry(env_id).family == "trifinger":
@@ -58,11 +58,11 @@ def render_row(env_id: str, split: str, shift: str | None, n: int, seed: int, im
 
 
 def run(args: argparse.Namespace) -> int:
-    from envs.colours import parse_splits
-    from envs.errors import ConfigError, check_image_size
-    from envs.io import save_png
-    from envs.registry import entry
-    from experiments.imaging import contact_sheet
+    from sparseshift.envs.colours import parse_splits
+    from sparseshift.envs.errors import ConfigError, check_image_size
+    from sparseshift.envs.io import save_png
+    from sparseshift.envs.registry import entry
+    from sparseshift.experiments.imaging import contact_sheet
 
     fam = entry(args.env_id).family
     splits = [s.strip() for s in args.split.split(",") if s.strip()]

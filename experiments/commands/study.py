@@ -11,7 +11,7 @@ NAME = "study"
 
 
 def add_parser(sub: Any) -> None:
-    from experiments.study.presets import PRESETS
+    from sparseshift.experiments.study.presets import PRESETS
 
     p = sub.add_parser(
         NAME,
@@ -35,10 +35,10 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from envs.errors import ConfigError
-    from experiments.study.presets import get_preset
-    from experiments.study.report import write_report
-    from experiments.study.runner import run_study
+    from sparseshift.envs.errors import ConfigError
+    from sparseshift.experiments.study.presets import get_preset
+    from sparseshift.experiments.study.report import write_report
+    from sparseshift.experiments.study.runner import run_study
 
     preset = get_preset(args.preset)
     jobs = args.jobs if args.jobs is not None else (os.cpu_count() or 1)

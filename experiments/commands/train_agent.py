@@ -1,6 +1,7 @@
 """``sparseshift train-agent``: train a PPO or SAC agent on a frozen encoder, pixels or state.
 
-See :mod:`agents.train` and ``docs/agents.md`` for the defaults per env family and the outputs.
+See :mod:`sparseshift.agents.train` and ``docs/agents.md`` for the defaults per env family and the
+outputs.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ NAME = "train-agent"
 
 def parse_pairs(items: list[str] | None, what: str) -> dict[str, Any]:
     """``["k=v", ...]`` -> dict; values are parsed as JSON when possible, else kept as strings."""
-    from envs.errors import ConfigError
+    from sparseshift.envs.errors import ConfigError
 
     out: dict[str, Any] = {}
     for item in items or []:
@@ -65,8 +66,8 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from agents.config import AgentConfig
-    from agents.train import DONE_FILE, train_agent
+    from sparseshift.agents.config import AgentConfig
+    from sparseshift.agents.train import DONE_FILE, train_agent
 
     config = AgentConfig(
         env_id=args.env, encoder=args.encoder, algo=args.algo, steps=args.steps, seed=args.seed,

@@ -83,10 +83,10 @@ def add_parser(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from envs.errors import ConfigError
-    from representations.base import parse_config_options
-    from representations.registry import learner_class
-    from representations.train import TrainConfig, TrainingError, train
+    from sparseshift.envs.errors import ConfigError
+    from sparseshift.representations.base import parse_config_options
+    from sparseshift.representations.registry import learner_class
+    from sparseshift.representations.train import TrainConfig, TrainingError, train
 
     if args.threads is not None:
         if args.threads < 1:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from envs.io import write_json_atomic
+from sparseshift.envs.io import write_json_atomic
 
 DONE = "DONE.json"
 

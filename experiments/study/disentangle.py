@@ -8,7 +8,8 @@ paper: Ada-GVAE disentangles better than beta-VAE, and only with weak supervisio
 (lower) reconstruction loss go with higher disentanglement, i.e. a *negative* rho(loss, DCI) --
 which makes the unsupervised loss usable for model selection.
 
-Runs on the study task graph (:mod:`experiments.study.graph`): resumable, keyed by config hash,
+Runs on the study task graph (:mod:`sparseshift.experiments.study.graph`): resumable, keyed by
+config hash,
 optionally on Ray. Budgets are presets; the report states the budget it ran at.
 """
 
@@ -23,12 +24,12 @@ from typing import Any
 
 import numpy as np
 
-from envs.errors import choice_error
-from envs.io import write_json_atomic
-from experiments.study.graph import Task, run_local, run_ray
-from experiments.study.report import spearman
+from sparseshift.envs.errors import choice_error
+from sparseshift.envs.io import write_json_atomic
+from sparseshift.experiments.study.graph import Task, run_local, run_ray
+from sparseshift.experiments.study.report import spearman
 
-STAGES = "experiments.study.stages"
+STAGES = "sparseshift.experiments.study.stages"
 
 
 @dataclass(frozen=True)

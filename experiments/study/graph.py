@@ -2,7 +2,8 @@
 
 A :class:`Task` names its stage, its resolved config, the tasks it depends on, and a function
 ``fn(config, inputs, out_dir) -> result`` that is importable by name (a ``"module:function"``
-string) so Ray workers can run it. Keys are content hashes (:mod:`experiments.study.artifacts`);
+string) so Ray workers can run it. Keys are content hashes
+(:mod:`sparseshift.experiments.study.artifacts`);
 finished tasks are skipped. The local and the Ray executor call the same functions with the same
 configs and seeds, so they give the same results.
 """
@@ -18,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from experiments.study.artifacts import Artifact, config_key
+from sparseshift.experiments.study.artifacts import Artifact, config_key
 
 StageFn = Callable[[Mapping[str, Any], Mapping[str, dict[str, Any]], Path], dict[str, Any]]
 
@@ -167,7 +168,7 @@ def run_ray(targets: Sequence[Task], root: Path, address: str | None,
             progress: Callable[[Task, int, int, bool], None] | None = None
             ) -> dict[str, dict[str, Any]]:
     """Run independent tasks as Ray tasks (local Ray by default, or a cluster ``address``)."""
-    from envs.errors import ConfigError
+    from sparseshift.envs.errors import ConfigError
 
     try:
         import ray

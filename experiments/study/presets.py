@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from envs.errors import choice_error
+from sparseshift.envs.errors import choice_error
 
 
 @dataclass(frozen=True)

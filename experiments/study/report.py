@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from envs.io import write_json_atomic
-from experiments.study.runner import RunRef
+from sparseshift.envs.io import write_json_atomic
+from sparseshift.experiments.study.runner import RunRef
 
 #: Representation metrics correlated with OOD return (dotted keys into the eval-rep JSON).
 METRIC_KEYS: tuple[str, ...] = (

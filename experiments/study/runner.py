@@ -1,6 +1,6 @@
 """Build a study's task graph from a preset and run it (in process or on Ray).
 
-Task graph per env (see :mod:`experiments.study.presets`)::
+Task graph per env (see :mod:`sparseshift.experiments.study.presets`)::
 
     collect ─┬─ rep(learner, seed) ─┬─ eval_rep
              │                      └─ agent(seed) ── eval_agent
@@ -18,12 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from envs.errors import ConfigError
-from experiments.study.graph import Task, run_local, run_ray
-from experiments.study.presets import EnvPlan, StudyPreset
-from experiments.study.stages import VIDEO
+from sparseshift.envs.errors import ConfigError
+from sparseshift.experiments.study.graph import Task, run_local, run_ray
+from sparseshift.experiments.study.presets import EnvPlan, StudyPreset
+from sparseshift.experiments.study.stages import VIDEO
 
-STAGES = "experiments.study.stages"
+STAGES = "sparseshift.experiments.study.stages"
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,7 @@ def _agent_config(plan: EnvPlan, encoder: str, seed: int) -> dict[str, Any]:
 
 def _needs_video(learner: str) -> bool:
     """Whether a learner trains on sequences (the Neural Wave Machine): video, not pairs."""
-    from representations.registry import learner_class
+    from sparseshift.representations.registry import learner_class
 
     return learner_class(learner).batch_kind == "sequences"
 

@@ -49,8 +49,8 @@ def _only(inputs: Mapping[str, dict[str, Any]], stage: str, video: bool = False
 def collect_stage(config: Mapping[str, Any], inputs: Mapping[str, dict[str, Any]], out: Path
                   ) -> dict[str, Any]:
     """Collect a dataset (``sparseshift collect``)."""
-    from envs.data.collect import collect
-    from envs.data.config import CollectConfig
+    from sparseshift.envs.data.collect import collect
+    from sparseshift.envs.data.config import CollectConfig
 
     cfg = CollectConfig(**dict(config))
     res = collect(cfg, out / "data.h5", workers=1, progress=False)
@@ -60,7 +60,7 @@ def collect_stage(config: Mapping[str, Any], inputs: Mapping[str, dict[str, Any]
 def train_rep_stage(config: Mapping[str, Any], inputs: Mapping[str, dict[str, Any]], out: Path
                     ) -> dict[str, Any]:
     """Train a representation learner on the collected dataset (``sparseshift train-rep``)."""
-    from representations.train import TrainConfig, train
+    from sparseshift.representations.train import TrainConfig, train
 
     data = _only(inputs, "collect", video=any(map(_is_video, inputs)))["data"]
     cfg = dict(config)
@@ -76,7 +76,7 @@ def train_rep_stage(config: Mapping[str, Any], inputs: Mapping[str, dict[str, An
 def eval_rep_stage(config: Mapping[str, Any], inputs: Mapping[str, dict[str, Any]], out: Path
                    ) -> dict[str, Any]:
     """Disentanglement metrics and probes of a trained encoder (``sparseshift eval-rep``)."""
-    from representations.evaluate import EvalConfig, evaluate
+    from sparseshift.representations.evaluate import EvalConfig, evaluate
 
     data = _only(inputs, "collect")["data"]
     rep = _only(inputs, "rep")["rep"]
@@ -95,8 +95,8 @@ def _waves(rep: str, video: str, out: Path, seed: int) -> dict[str, float]:
     (``sparseshift eval-rep --waves``), as flat metrics for the report."""
     import numpy as np
 
-    from representations.checkpoint import load_learner
-    from representations.waves import analyse_waves
+    from sparseshift.representations.checkpoint import load_learner
+    from sparseshift.representations.waves import analyse_waves
 
     res = analyse_waves(load_learner(rep), video, out, n_sequences=16, free_steps=32, seed=seed)
     coh = res["coherence"]
@@ -111,8 +111,8 @@ def train_agent_stage(config: Mapping[str, Any], inputs: Mapping[str, dict[str, 
                       ) -> dict[str, Any]:
     """Train an agent on IN colours from a frozen encoder or a baseline (``sparseshift
     train-agent``)."""
-    from agents.config import AgentConfig
-    from agents.train import train_agent
+    from sparseshift.agents.config import AgentConfig
+    from sparseshift.agents.train import train_agent
 
     cfg = dict(config)
     if cfg["encoder"] == "learned":
@@ -126,7 +126,7 @@ def train_agent_stage(config: Mapping[str, Any], inputs: Mapping[str, dict[str, 
 def eval_agent_stage(config: Mapping[str, Any], inputs: Mapping[str, dict[str, Any]], out: Path
                      ) -> dict[str, Any]:
     """Evaluate an agent per shift with bootstrap CIs (``sparseshift evaluate``)."""
-    from agents.evaluate import evaluate
+    from sparseshift.agents.evaluate import evaluate
 
     agent = _only(inputs, "agent")["agent"]
     res = evaluate(agent, list(config["shifts"]), int(config["episodes"]), int(config["seed"]))

@@ -49,6 +49,14 @@ ENTRIES: tuple[EnvEntry, ...] = (
         summary="push the 6.5 cm cube to a goal position on the arena (TriFingerPro, MuJoCo)",
     ),
     EnvEntry(
+        "sparseshift/TriFingerObjectReach-v0",
+        "sparseshift.envs.trifinger.objectreach:TriFingerObjectReachEnv",
+        50,
+        "trifinger",
+        summary="touch the cube with the one moving finger; the 7 factors of the Dittadi et al. "
+        "2021 dataset (TriFingerPro, MuJoCo)",
+    ),
+    EnvEntry(
         "sparseshift/ColourGrid-v0",
         "sparseshift.envs.grid.colourgrid:ColourGridEnv",
         50,

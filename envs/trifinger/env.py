@@ -4,12 +4,20 @@ Robot: Wuthrich et al. 2020, *TriFinger: An Open-Source Robot for Learning Dexte
 (9 joint angles, cube position and yaw, cube/stage/finger colours) follow the TriFinger dataset of
 Dittadi et al. (ICLR 2021), *On the Transfer of Disentangled Representations in Realistic Settings*.
 
-Control: actions in [-1, 1]^9 set joint-position targets within the joint limits, tracked by PD
-servos (kp, kd and torque limit of the real robot) for ``SUBSTEPS`` physics steps of 2 ms (25 Hz).
+Control: actions in [-1, 1]^n set joint-position targets of the n actuated joints within their
+factor ranges (the joint limits unless a task narrows them), tracked by PD servos (kp, kd and torque
+limit of the real robot) for ``SUBSTEPS`` physics steps of 2 ms (25 Hz).
 ``action_mode="absolute"`` maps the action linearly onto the joint range; ``"delta"`` moves the
 previous target by at most ``DELTA_SCALE`` rad per step (the target starts at the joint positions of
 the reset state). Tasks (:mod:`sparseshift.envs.trifinger.tasks`) add goals, rewards and their
 default mode.
+
+Layout (class attributes, so tasks parameterise the env instead of copying it): ``ACTUATED_JOINTS``
+(the joints actions drive and factors describe; all nine by default), ``PARKED_Q`` (where the other
+joints are held), ``COLOUR_GROUPS`` (the colour factors; other materials keep the scene's colours)
+and ``FACTOR_SPEC`` (built by :func:`build_factor_spec`: actuated joints, cube x/y/yaw, colours).
+The one-finger ObjectReach task (Traeuble, Dittadi et al. 2022) uses this to reproduce the factors
+of the Dittadi et al. 2021 dataset.
 """
 
 from __future__ import annotations
@@ -40,7 +48,7 @@ COLOUR_GROUPS: tuple[tuple[str, str], ...] = (
     ("stage_colour", "stage"),
     ("fingers_colour", "fingers"),
 )
-N_PHYSICAL = 12  # 9 joints + cube x, y, yaw
+N_PHYSICAL = 12  # 9 joints + cube x, y, yaw (three-finger layout)
 #: Rejection-sampling attempts for a penetration-free configuration.
 MAX_SAMPLE_TRIES = 200
 #: Observation bounds (values are clipped into them): joint velocity (rad/s), positions (m).
@@ -54,19 +62,39 @@ ACTION_MODES: tuple[str, ...] = ("absolute", "delta")
 DELTA_SCALE = 0.1
 
 
-def build_factor_spec() -> FactorSpec:
-    """The TriFinger factors: joints, cube x/y/yaw, then the three colour groups."""
-    joints = tuple(
-        Factor(n, "continuous", float(lo), float(hi))
-        for n, lo, hi in zip(M.JOINT_NAMES, M.JOINT_LOW, M.JOINT_HIGH, strict=True)
+def build_factor_spec(
+    joints: Sequence[int] = tuple(range(9)),
+    joint_low: Sequence[float] | np.ndarray | None = None,
+    joint_high: Sequence[float] | np.ndarray | None = None,
+    yaw_range: tuple[float, float] = CUBE_YAW_RANGE,
+    colour_groups: Sequence[tuple[str, str]] = COLOUR_GROUPS,
+) -> FactorSpec:
+    """TriFinger factors: the given joints (indices into ``JOINT_NAMES``; ranges default to the
+    joint limits), cube x/y/yaw, then the colour groups. Defaults: all 21 factors of the
+    three-finger envs.
+
+    ``yaw_range`` must span pi/2 (the cube's symmetry): the reported yaw is wrapped into it.
+    """
+    idx = list(joints)
+    low = M.JOINT_LOW[idx] if joint_low is None else np.asarray(joint_low, dtype=np.float64)
+    high = M.JOINT_HIGH[idx] if joint_high is None else np.asarray(joint_high, dtype=np.float64)
+    if low.shape != (len(idx),) or high.shape != (len(idx),):
+        raise ConfigError(f"joint ranges need {len(idx)} values each")
+    if np.any(low < M.JOINT_LOW[idx] - 1e-9) or np.any(high > M.JOINT_HIGH[idx] + 1e-9):
+        raise ConfigError("joint factor ranges must lie within the joint limits")
+    if not np.isclose(yaw_range[1] - yaw_range[0], np.pi / 2):
+        raise ConfigError(f"the cube yaw range must span pi/2, got {yaw_range}")
+    joint_factors = tuple(
+        Factor(M.JOINT_NAMES[j], "continuous", float(lo), float(hi))
+        for j, lo, hi in zip(idx, low, high, strict=True)
     )
     cube = (
         Factor("cube.x", "continuous", *CUBE_XY_RANGE),
         Factor("cube.y", "continuous", *CUBE_XY_RANGE),
-        Factor("cube.yaw", "continuous", *CUBE_YAW_RANGE),
+        Factor("cube.yaw", "continuous", float(yaw_range[0]), float(yaw_range[1])),
     )
-    colours = tuple(f for g, _ in COLOUR_GROUPS for f in colour_factors(g))
-    return FactorSpec(joints + cube + colours)
+    colours = tuple(f for g, _ in colour_groups for f in colour_factors(g))
+    return FactorSpec(joint_factors + cube + colours)
 
 
 FACTOR_SPEC = build_factor_spec()
@@ -78,10 +106,13 @@ class TriFingerEnv(FactorEnv[Any, np.ndarray]):
     Keyword arguments (all validated, :class:`~sparseshift.envs.errors.ConfigError` naming the
     valid choices):
 
-    * ``obs_mode``: ``pixels`` (uint8 HxWx3), ``state`` (float32 vector: joint positions 9, joint
-      velocities 9, fingertip positions 9, cube position 3, cube quaternion 4, goal features) or
-      ``pixels_proprio`` (dict: ``pixels`` and ``proprio`` = joint positions + goal features).
-      Goal features are the task's goal, plus for Reach the tip-to-goal offsets.
+    * ``obs_mode``: ``pixels`` (uint8 HxWx3), ``state`` (float32 vector: actuated joint positions,
+      their velocities, the fingertip positions of the fingers with actuated joints, cube position
+      3, cube quaternion 4, goal features, oracle features; 9/9/9 for the three-finger tasks) or
+      ``pixels_proprio`` (dict: ``pixels`` and ``proprio`` = joint positions + goal features
+      unless a task overrides :meth:`_proprio`). Goal features are the task's goal, plus for Reach
+      the tip-to-goal offsets; oracle features (state only) are what a task gives the
+      ground-truth agent beyond that (ObjectReach: the tip-to-cube offset).
     * ``action_mode``: ``absolute`` or ``delta`` (see the module docstring); None (the default)
       takes the task's ``DEFAULT_ACTION_MODE`` (Reach ``delta``, Push ``absolute``).
     * ``image_size``: positive multiple of 8 (64 default, 128 supported).
@@ -107,6 +138,14 @@ class TriFingerEnv(FactorEnv[Any, np.ndarray]):
     DEFAULT_MAX_EPISODE_STEPS: ClassVar[int] = 100
     DEFAULT_ACTION_MODE: ClassVar[str] = "absolute"
     GOAL_DIM: ClassVar[int] = 0
+    #: Joints (indices into ``M.JOINT_NAMES``) that actions drive; they are the joint factors.
+    ACTUATED_JOINTS: ClassVar[tuple[int, ...]] = tuple(range(9))
+    #: Positions of the joints that are not actuated (entries of actuated joints are unused).
+    PARKED_Q: ClassVar[np.ndarray] = M.DEFAULT_Q
+    #: Colour factor groups and the scheme object (= material) each colours.
+    COLOUR_GROUPS: ClassVar[tuple[tuple[str, str], ...]] = COLOUR_GROUPS
+    #: The factors: actuated joints, cube x/y/yaw, colours (:func:`build_factor_spec`).
+    FACTOR_SPEC: ClassVar[FactorSpec] = FACTOR_SPEC
     object_names = M.OBJECT_NAMES
 
     def __init__(
@@ -126,7 +165,7 @@ class TriFingerEnv(FactorEnv[Any, np.ndarray]):
         action_mode: str | None = None,
     ) -> None:
         self.configure(obs_mode, render_mode, colours, colour_scheme, colour_seed,
-                       [obj for _, obj in COLOUR_GROUPS])
+                       [obj for _, obj in self.COLOUR_GROUPS])
         self.action_mode = self.DEFAULT_ACTION_MODE if action_mode is None else action_mode
         if self.action_mode not in ACTION_MODES:
             raise choice_error("action_mode", self.action_mode, ACTION_MODES)
@@ -146,7 +185,19 @@ class TriFingerEnv(FactorEnv[Any, np.ndarray]):
         self.shift, self.shift_strength = check_shift(shift, shift_strength)
         self.max_episode_steps = max_episode_steps
         self.goal_markers = bool(goal_markers)
-        self.factor_spec = FACTOR_SPEC
+        spec = self.factor_spec = self.FACTOR_SPEC
+        self._act = np.array(self.ACTUATED_JOINTS, dtype=np.intp)
+        nj = self._nj = len(self._act)
+        self._n_phys = nj + 3
+        yaw = spec.factors[nj + 2]
+        expected = build_factor_spec(
+            self.ACTUATED_JOINTS, [f.low for f in spec.factors[:nj]],
+            [f.high for f in spec.factors[:nj]], (yaw.low, yaw.high), self.COLOUR_GROUPS,
+        ).names
+        if spec.names != expected:
+            raise RuntimeError(f"{type(self).__name__}.FACTOR_SPEC does not match its layout")
+        #: Fingers with an actuated joint (their tips are in the state observation).
+        self._fingers = np.array(sorted({int(j) // 3 for j in self._act}), dtype=np.intp)
 
         self.model = M.load_model()
         configure_model(self.model, self.render_preset, self.image_size)
@@ -159,35 +210,44 @@ class TriFingerEnv(FactorEnv[Any, np.ndarray]):
             self._real = RealShift(self.model, self.index.cameras[camera], self.shift_strength)
         ix = self.index
         self._colour_slots = tuple(
-            (np.array(FACTOR_SPEC.group_indices(g)), ix.materials[obj], obj)
-            for g, obj in COLOUR_GROUPS
+            (np.array(spec.group_indices(g)), ix.materials[obj], obj)
+            for g, obj in self.COLOUR_GROUPS
         )
-        self._phys_low = FACTOR_SPEC.low[:N_PHYSICAL].astype(np.float64)
-        self._phys_high = FACTOR_SPEC.high[:N_PHYSICAL].astype(np.float64)
-        self._ctrl_scale = 0.5 * (M.JOINT_HIGH - M.JOINT_LOW)
-        self._ctrl_offset = M.JOINT_LOW + self._ctrl_scale
-        self._action = np.zeros(9, dtype=np.float64)
-        self._target = M.DEFAULT_Q.copy()
-        self._factor_buf = np.zeros(len(FACTOR_SPEC), dtype=np.float64)
-        self._colour_values = np.zeros(len(FACTOR_SPEC) - N_PHYSICAL, dtype=np.float64)
+        # float64 bounds from the factors (FactorSpec.low/high are float32-rounded).
+        self._phys_low = np.array([f.low for f in spec.factors[: self._n_phys]])
+        self._phys_high = np.array([f.high for f in spec.factors[: self._n_phys]])
+        self._yaw_low = float(self._phys_low[nj + 2])
+        # Joint targets stay within the joint factor ranges (the limits for the 3-finger tasks).
+        self._joint_low = self._phys_low[:nj].copy()
+        self._joint_high = self._phys_high[:nj].copy()
+        self._ctrl_scale = 0.5 * (self._joint_high - self._joint_low)
+        self._ctrl_offset = self._joint_low + self._ctrl_scale
+        self._action = np.zeros(nj, dtype=np.float64)
+        self._q_full = np.array(self.PARKED_Q, dtype=np.float64).copy()  # scratch: all 9 joints
+        self._target = self._q_full[self._act].copy()
+        self._factor_buf = np.zeros(len(spec), dtype=np.float64)
+        self._colour_values = np.zeros(len(spec) - self._n_phys, dtype=np.float64)
         jq, jv = self.index.joint_qpos, self.index.joint_qvel
         if not (np.all(np.diff(jq) == 1) and np.all(np.diff(jv) == 1)):
             raise RuntimeError("TriFinger joints must be contiguous in qpos/qvel")
         self._jq = slice(int(jq[0]), int(jq[0]) + 9)
         self._jv = slice(int(jv[0]), int(jv[0]) + 9)
+        # qpos/qvel addresses of the actuated joints (a slice when they are all nine).
+        self._aq: slice | np.ndarray = self._jq if nj == 9 else jq[self._act]
+        self._av: slice | np.ndarray = self._jv if nj == 9 else jv[self._act]
         self.goal = np.zeros(self.GOAL_DIM, dtype=np.float64)
         self._steps = 0
 
-        glo, ghi = self._goal_bounds()
-        self._proprio_low = np.concatenate([M.JOINT_LOW - 0.1, glo]).astype(np.float32)
-        self._proprio_high = np.concatenate([M.JOINT_HIGH + 0.1, ghi]).astype(np.float32)
-        self.action_space = spaces.Box(-1.0, 1.0, shape=(9,), dtype=np.float32)
+        plo, phi = self._proprio_bounds()
+        self._proprio_low = plo.astype(np.float32)
+        self._proprio_high = phi.astype(np.float32)
+        self.action_space = spaces.Box(-1.0, 1.0, shape=(nj,), dtype=np.float32)
         self.observation_space = self._make_obs_space()
         self._state_low = self._state_space().low
         self._state_high = self._state_space().high
         # A valid state before the first reset (default pose, first IN colours).
-        nominal = np.zeros(len(FACTOR_SPEC))
-        nominal[:9] = M.DEFAULT_Q
+        nominal = np.zeros(len(spec))
+        nominal[:nj] = M.DEFAULT_Q[self._act]
         for idx, _, obj in self._colour_slots:
             cs = self.colour_scheme[obj]
             nominal[idx] = (
@@ -205,14 +265,35 @@ class TriFingerEnv(FactorEnv[Any, np.ndarray]):
         """What observations carry about the goal (the goal itself unless a task adds more)."""
         return self.goal
 
+    def _oracle_bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """Bounds of :meth:`_oracle_features`."""
+        return np.zeros(0), np.zeros(0)
+
+    def _oracle_features(self) -> np.ndarray:
+        """Task features only the ``state`` observation (the ground-truth oracle) carries."""
+        return np.zeros(0)
+
+    def _proprio_bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """Bounds of :meth:`_proprio`."""
+        glo, ghi = self._goal_bounds()
+        act = self._act
+        return (np.concatenate([M.JOINT_LOW[act] - 0.1, glo]),
+                np.concatenate([M.JOINT_HIGH[act] + 0.1, ghi]))
+
+    def _proprio(self) -> np.ndarray:
+        """The ``proprio`` entry of ``pixels_proprio``: actuated joint positions + goal features."""
+        return np.concatenate([self.data.qpos[self._aq], self._goal_features()])
+
     def _state_space(self) -> spaces.Box:
         glo, ghi = self._goal_bounds()
-        vel = VEL_BOUND * np.ones(9)
+        olo, ohi = self._oracle_bounds()
+        act, nf = self._act, len(self._fingers)
+        vel = VEL_BOUND * np.ones(len(act))
         low = np.concatenate(
-            [M.JOINT_LOW - 0.1, -vel, np.tile(POS_LOW, 3), POS_LOW, -np.ones(4), glo]
+            [M.JOINT_LOW[act] - 0.1, -vel, np.tile(POS_LOW, nf), POS_LOW, -np.ones(4), glo, olo]
         )
         high = np.concatenate(
-            [M.JOINT_HIGH + 0.1, vel, np.tile(POS_HIGH, 3), POS_HIGH, np.ones(4), ghi]
+            [M.JOINT_HIGH[act] + 0.1, vel, np.tile(POS_HIGH, nf), POS_HIGH, np.ones(4), ghi, ohi]
         )
         return spaces.Box(low.astype(np.float32), high.astype(np.float32), dtype=np.float32)
 
@@ -252,25 +333,33 @@ class TriFingerEnv(FactorEnv[Any, np.ndarray]):
     # ------------------------------------------------------------------ factors
     def get_factors(self) -> np.ndarray:
         out = self._factor_buf
+        nj = self._nj
         # np.minimum/np.maximum: np.clip has a much larger per-call overhead on tiny arrays.
         np.maximum(
-            np.minimum(self.data.qpos[self._jq], M.JOINT_HIGH, out=out[:9]),
-            M.JOINT_LOW,
-            out=out[:9],
+            np.minimum(self.data.qpos[self._aq], self._joint_high, out=out[:nj]),
+            self._joint_low,
+            out=out[:nj],
         )
         a = self.index.cube_qpos
         np.maximum(
-            np.minimum(self.data.qpos[a : a + 2], CUBE_XY_RANGE[1], out=out[9:11]),
+            np.minimum(self.data.qpos[a : a + 2], CUBE_XY_RANGE[1], out=out[nj : nj + 2]),
             CUBE_XY_RANGE[0],
-            out=out[9:11],
+            out=out[nj : nj + 2],
         )
-        out[11] = M.cube_yaw(self.data.qpos[a + 3 : a + 7])
-        out[12:] = self._colour_values
+        # Yaw modulo the cube's pi/2 symmetry, wrapped into the declared range.
+        out[nj + 2] = M.cube_yaw(self.data.qpos[a + 3 : a + 7], self._yaw_low)
+        out[nj + 3 :] = self._colour_values
         return out.astype(np.float32)
 
     def set_factors(self, values: Mapping[str, Any] | np.ndarray) -> None:
-        vec, _ = FACTOR_SPEC.update(self.get_factors(), values)
+        vec, _ = self.factor_spec.update(self.get_factors(), values)
         self._apply_factors(vec)
+
+    def _full_joints(self, vec: np.ndarray) -> np.ndarray:
+        """All nine joint positions of a factor vector (parked joints at ``PARKED_Q``)."""
+        q = self._q_full
+        q[self._act] = vec[: self._nj]
+        return q
 
     def _apply_factors(self, vec: np.ndarray) -> None:
         """Write a validated factor vector into the simulation (zero velocities) and recolour."""
@@ -278,8 +367,8 @@ class TriFingerEnv(FactorEnv[Any, np.ndarray]):
         self._put_physical(self.data, vec)
         self.data.qvel[:] = 0.0
         self.data.qacc_warmstart[:] = 0.0
-        self.data.ctrl[:] = vec[:9]
-        self._target[:] = vec[:9]  # delta actions continue from the joints that were set
+        self.data.ctrl[:] = self._full_joints(vec)
+        self._target[:] = vec[: self._nj]  # delta actions continue from the joints that were set
         for idx, mat, _ in self._colour_slots:
             self.model.mat_rgba[mat, :3] = vec[idx]
         # Colours only change here; get_factors reads this cache (what the materials hold).
@@ -288,11 +377,11 @@ class TriFingerEnv(FactorEnv[Any, np.ndarray]):
         mujoco.mj_forward(self.model, self.data)
 
     def _put_physical(self, data: mujoco.MjData, vec: np.ndarray) -> None:
-        ix = self.index
-        data.qpos[ix.joint_qpos] = vec[:9]
+        ix, nj = self.index, self._nj
+        data.qpos[ix.joint_qpos] = self._full_joints(vec)
         a = ix.cube_qpos
-        data.qpos[a : a + 3] = (vec[9], vec[10], M.CUBE_HALF_WIDTH)
-        data.qpos[a + 3 : a + 7] = M.yaw_to_quat(float(vec[11]))
+        data.qpos[a : a + 3] = (vec[nj], vec[nj + 1], M.CUBE_HALF_WIDTH)
+        data.qpos[a + 3 : a + 7] = M.yaw_to_quat(float(vec[nj + 2]))
 
     def _penetration_free(self, vec: np.ndarray) -> bool:
         """True if the configuration has no finger or cube interpenetration (kinematics only)."""
@@ -310,24 +399,23 @@ class TriFingerEnv(FactorEnv[Any, np.ndarray]):
         base: np.ndarray | None = None,
         groups: Sequence[str] | None = None,
     ) -> np.ndarray:
-        """Sample factors: joints uniform within their limits, cube x/y/yaw uniform in their
+        """Sample factors: joints uniform within their factor ranges, cube x/y/yaw uniform in their
         ranges, colours from the env's scheme restricted to its splits.
 
         Physical factors are rejection-sampled (up to ``MAX_SAMPLE_TRIES`` draws) until no finger
         touches the cube, the table, the wall or another finger, so stepping afterwards is calm.
         """
+        spec = self.factor_spec
         if base is None:
             vec = self._nominal.copy()
-            mask = np.ones(len(FACTOR_SPEC), dtype=bool)
+            mask = np.ones(len(spec), dtype=bool)
             if groups is not None:
                 vec = self.get_factors().astype(np.float64)
-                mask = FACTOR_SPEC.group_mask(groups)
+                mask = spec.group_mask(groups)
         else:
-            vec = FACTOR_SPEC.check_vector(base).astype(np.float64)
+            vec = spec.check_vector(base).astype(np.float64)
             mask = (
-                FACTOR_SPEC.group_mask(groups)
-                if groups is not None
-                else np.ones(len(FACTOR_SPEC), dtype=bool)
+                spec.group_mask(groups) if groups is not None else np.ones(len(spec), dtype=bool)
             )
         return self._sample(rng, vec, mask).astype(np.float32)
 
@@ -338,7 +426,7 @@ class TriFingerEnv(FactorEnv[Any, np.ndarray]):
             if sel.any():
                 rgb = self.colour_scheme[obj].sample(rng, self.colours)
                 vec[idx[sel]] = rgb[sel]
-        phys = np.flatnonzero(mask[:N_PHYSICAL])
+        phys = np.flatnonzero(mask[: self._n_phys])
         if phys.size:
             low, high = self._phys_low[phys], self._phys_high[phys]
             for _ in range(MAX_SAMPLE_TRIES):
@@ -401,9 +489,9 @@ class TriFingerEnv(FactorEnv[Any, np.ndarray]):
         given = self.reset_factors(options)
         mujoco.mj_resetData(self.model, self.data)
         if given is None:
-            vec = self._sample_start(rng, self._nominal, np.ones(len(FACTOR_SPEC), dtype=bool))
+            vec = self._sample_start(rng, self._nominal, np.ones(len(self.factor_spec), dtype=bool))
         else:
-            vec, set_mask = FACTOR_SPEC.update(self._nominal, given)
+            vec, set_mask = self.factor_spec.update(self._nominal, given)
             vec = self._sample_start(rng, vec, ~set_mask)
         self.goal = self._sample_goal(rng, vec)
         self._place_goal_markers()
@@ -416,17 +504,19 @@ class TriFingerEnv(FactorEnv[Any, np.ndarray]):
 
     def step(self, action: np.ndarray) -> tuple[Any, float, bool, bool, dict[str, Any]]:
         a = np.asarray(action, dtype=np.float64)
-        if a.shape != (9,):
-            raise ValueError(f"TriFinger actions have shape (9,), got {a.shape}")
+        if a.shape != (self._nj,):
+            raise ValueError(
+                f"{type(self).__name__} actions have shape ({self._nj},), got {a.shape}"
+            )
         if not np.isfinite(a).all():
             raise ValueError(f"TriFinger action contains NaN or inf: {a.tolist()}")
         np.maximum(np.minimum(a, 1.0, out=self._action), -1.0, out=self._action)
         if self.action_mode == "delta":
             self._target += DELTA_SCALE * self._action
-            np.clip(self._target, M.JOINT_LOW, M.JOINT_HIGH, out=self._target)
-            self.data.ctrl[:] = self._target
+            np.clip(self._target, self._joint_low, self._joint_high, out=self._target)
+            self.data.ctrl[self._act] = self._target
         else:
-            self.data.ctrl[:] = self._ctrl_offset + self._action * self._ctrl_scale
+            self.data.ctrl[self._act] = self._ctrl_offset + self._action * self._ctrl_scale
         mujoco.mj_step(self.model, self.data, M.SUBSTEPS)
         self._steps += 1
         reward, success = self._reward()
@@ -439,7 +529,7 @@ class TriFingerEnv(FactorEnv[Any, np.ndarray]):
             return self.render_frame()
         if self.obs_mode == "state":
             return self._state_obs()
-        proprio = np.concatenate([self.joint_positions, self._goal_features()])
+        proprio = self._proprio()
         return {
             "pixels": self.render_frame(),
             "proprio": np.clip(proprio, self._proprio_low, self._proprio_high).astype(np.float32),
@@ -447,14 +537,16 @@ class TriFingerEnv(FactorEnv[Any, np.ndarray]):
 
     def _state_obs(self) -> np.ndarray:
         d = self.data
+        tips = self.tip_positions if len(self._fingers) == 3 else self.tip_positions[self._fingers]
         v = np.concatenate(
             [
-                d.qpos[self._jq],
-                d.qvel[self._jv],
-                self.tip_positions.ravel(),
+                d.qpos[self._aq],
+                d.qvel[self._av],
+                tips.ravel(),
                 self.cube_position,
                 self.cube_quaternion,
                 self._goal_features(),
+                self._oracle_features(),
             ]
         )
         return np.clip(v, self._state_low, self._state_high).astype(np.float32)

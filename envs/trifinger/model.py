@@ -157,8 +157,8 @@ def yaw_to_quat(yaw: float) -> np.ndarray:
     return np.array([np.cos(yaw / 2.0), 0.0, 0.0, np.sin(yaw / 2.0)])
 
 
-def cube_yaw(quat: np.ndarray) -> float:
-    """Yaw of a cube in [-pi/4, pi/4], modulo its pi/2 symmetry.
+def cube_yaw(quat: np.ndarray, low: float = -math.pi / 4) -> float:
+    """Yaw of a cube in [low, low + pi/2] (default [-pi/4, pi/4]), modulo its pi/2 symmetry.
 
     Uses whichever cube axis is most horizontal, so tilted or flipped cubes still give a yaw.
     (Plain float arithmetic: this runs every env step.)
@@ -173,19 +173,20 @@ def cube_yaw(quat: np.ndarray) -> float:
         (s * (x * z + w * y), s * (y * z - w * x), 1.0 - s * (x * x + y * y)),
     )
     ax = min(axes, key=lambda v: abs(v[2]))
-    return wrap_yaw(math.atan2(ax[1], ax[0]))
+    return wrap_yaw(math.atan2(ax[1], ax[0]), low)
 
 
-def wrap_yaw(yaw: float) -> float:
-    """Wrap an angle into [-pi/4, pi/4] (the cube looks the same every pi/2).
+def wrap_yaw(yaw: float, low: float = -math.pi / 4) -> float:
+    """Wrap an angle into [low, low + pi/2] (the cube looks the same every pi/2; by default
+    [-pi/4, pi/4]).
 
     Angles already within the range (up to 1e-6, the factor tolerance) are returned unchanged, so
-    a yaw set to exactly +pi/4 reads back as +pi/4.
+    a yaw set to exactly either end of the range reads back as set.
     """
     q = math.pi / 2.0
-    if abs(yaw) <= q / 2.0 + 1e-6:
+    if low - 1e-6 <= yaw <= low + q + 1e-6:
         return float(yaw)
-    return (yaw + q / 2.0) % q - q / 2.0
+    return (yaw - low) % q + low
 
 
 def action_to_target(action: np.ndarray) -> np.ndarray:

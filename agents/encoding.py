@@ -10,12 +10,14 @@ encoder's latents of the camera frame concatenated with the proprioceptive state
 the
 evaluation loop (:mod:`sparseshift.agents.rollout`) both use it, so training and evaluation encode
 identically.
-Set-valued latents (slots, ``latent_shape == (K, D)``) are flattened slot-major into the feature
-vector; :class:`sparseshift.agents.extractors.DeepSetsExtractor` knows ``K`` and ``D`` and treats
-them as a set.
+Set-valued latents (learners with ``Capability.SET_LATENTS``, e.g. slots, ``latent_shape ==
+(K, D)``) are flattened slot-major into the feature vector;
+:class:`sparseshift.agents.extractors.DeepSetsExtractor` knows ``K`` and ``D`` and treats them as
+a set.
 
-Encoder state of stateful learners (e.g. the Neural Wave Machine) is a tensor or a nested
-tuple / list / dict of tensors whose first dimension indexes the parallel streams (envs).
+Encoder state of stateful learners (``Capability.STATEFUL``, e.g. the Neural Wave Machine) is a
+tensor or a nested tuple / list / dict of tensors whose first dimension indexes the parallel
+streams (envs).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import torch
 from gymnasium import spaces
 
 from sparseshift.envs.errors import ConfigError
-from sparseshift.representations.base import Learner
+from sparseshift.representations.base import Capability, Learner
 
 PIXELS = "pixels"
 PROPRIO = "proprio"
@@ -102,18 +104,20 @@ class FrozenEncoder:
                 "encoder"
             )
         self.latent_shape = tuple(int(d) for d in learner.latent_shape)
-        if len(self.latent_shape) not in (1, 2):
-            raise ConfigError(f"latent shape must be (D,) or (K, D), got {self.latent_shape}")
+        self.is_set = learner.supports(Capability.SET_LATENTS)
+        if len(self.latent_shape) != (2 if self.is_set else 1):
+            want = "(K, D) for set-valued latents" if self.is_set else "(D,)"
+            raise ConfigError(f"latent shape of learner {learner.name!r} must be {want}, got "
+                              f"{self.latent_shape}")
         self.latent_size = math.prod(self.latent_shape)
-        self.stateful = bool(learner.stateful)
+        self.stateful = learner.supports(Capability.STATEFUL)
         dim = self.latent_size + self.proprio_dim
         self.observation_space = spaces.Box(-np.inf, np.inf, (dim,), dtype=np.float32)
 
     @property
     def set_shape(self) -> tuple[int, int] | None:
         """``(K, D)`` for set-valued latents, else None."""
-        return (self.latent_shape[0], self.latent_shape[1]) if len(self.latent_shape) == 2 \
-            else None
+        return (self.latent_shape[0], self.latent_shape[1]) if self.is_set else None
 
     def initial_state(self, batch: int) -> Any:
         return self.learner.initial_state(batch) if self.stateful else None

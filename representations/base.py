@@ -14,12 +14,18 @@ the model):
 * ``"sequences"``: ``{"x": [B, T, H, W, 3]}``
 
 Latents are ``[B, *latent_shape]``: ``(D,)`` for VAEs, ``(K, D)`` for set-valued latents (slots).
+
+What a learner offers beyond ``loss`` and ``encode`` (per-dimension codes or slots, masks, a
+stateful sheet, reconstructions, decoding) is declared by its class as a set of
+:class:`Capability` values in :attr:`Learner.capabilities`; callers ask for a capability, never
+for a learner's name.
 """
 
 from __future__ import annotations
 
 import abc
 import dataclasses
+import enum
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -215,26 +221,136 @@ def to_float_chw(frames: torch.Tensor) -> torch.Tensor:
     return frames.permute(0, 3, 1, 2).float().div_(255.0)
 
 
+class Capability(str, enum.Enum):
+    """What a learner offers beyond :meth:`Learner.loss` and :meth:`Learner.encode`.
+
+    Every learner class declares its set in :attr:`Learner.capabilities`. The evaluator
+    (:func:`sparseshift.representations.evaluate.evaluate`), the training loop's image grids, the
+    figures and the agents ask for capabilities instead of checking a learner's name, the rank of
+    its latents or whether a method raises :class:`NotImplementedError`.
+    """
+
+    #: Latents ``(D,)`` whose dimensions are individual variables: the per-dimension
+    #: disentanglement metrics (MIG, DCI, SAP, modularity, FactorVAE score) apply.
+    VECTOR_CODE = "vector_code"
+    #: Latents ``(K, D)``, an unordered set of ``K`` slots (Locatello et al. 2020, *Object-Centric
+    #: Learning with Slot Attention*): no dimension order; agents pool them with Deep Sets.
+    SET_LATENTS = "set_latents"
+    #: Per-slot decoder alpha masks, ``masks(frames, num_slots)`` and ``forward_slots(frames,
+    #: num_slots)`` (Locatello et al. 2020): FG-ARI against the env's segmentations and slot
+    #: figures (:mod:`sparseshift.representations.slot_eval`).
+    SLOT_MASKS = "slot_masks"
+    #: Encoding depends on earlier frames: :meth:`Learner.initial_state` and
+    #: :meth:`Learner.encode_step` carry a state (e.g. the Neural Wave Machine's sheet).
+    STATEFUL = "stateful"
+    #: A recurrent sheet whose waves and forecasts :func:`sparseshift.representations.waves.
+    #: analyse_waves` measures: ``rollout(frames, n_free, trace=True)``, ``substeps`` and the
+    #: config's ``forecast_steps`` and ``cell`` (Keller & Welling 2023, *Neural Wave Machines*).
+    WAVES = "waves"
+    #: :meth:`Learner.reconstruct`: reconstruction grids and the reconstruction error.
+    RECONSTRUCT = "reconstruct"
+    #: :meth:`Learner.decode` inverts :meth:`Learner.encode`: latent traversals of a vector code
+    #: (Higgins et al. 2017, *beta-VAE*).
+    DECODE = "decode"
+
+
+#: Exactly one of these describes a learner's latents.
+LATENT_KINDS: frozenset[Capability] = frozenset({Capability.VECTOR_CODE, Capability.SET_LATENTS})
+
+
+def derived_capabilities(cls: type[Learner]) -> frozenset[Capability]:
+    """The capabilities of a learner class that declares none: a vector code, ``STATEFUL`` when it
+    sets ``stateful = True``, ``RECONSTRUCT`` / ``DECODE`` when it overrides
+    :meth:`Learner.reconstruct` / :meth:`Learner.decode`."""
+    caps = {Capability.VECTOR_CODE}
+    if cls.stateful:
+        caps.add(Capability.STATEFUL)
+    if cls.reconstruct is not Learner.reconstruct:
+        caps.add(Capability.RECONSTRUCT)
+    if cls.decode is not Learner.decode:
+        caps.add(Capability.DECODE)
+    return frozenset(caps)
+
+
+def _check_capabilities(cls: type[Learner]) -> None:
+    """TypeError (a programming error, raised when the class is defined) unless the declared
+    capabilities are consistent and backed by the methods they promise."""
+    caps, where = cls.capabilities, f"learner class {cls.__qualname__}"
+    if not all(isinstance(c, Capability) for c in caps):
+        raise TypeError(f"{where}: capabilities must be Capability values, got {sorted(caps)}")
+    if len(caps & LATENT_KINDS) != 1:
+        raise TypeError(f"{where}: capabilities must hold exactly one of "
+                        f"{', '.join(sorted(c.value for c in LATENT_KINDS))}")
+    needs = {
+        Capability.RECONSTRUCT: cls.reconstruct is not Learner.reconstruct,
+        Capability.DECODE: cls.decode is not Learner.decode,
+        Capability.STATEFUL: cls.encode_step is not Learner.encode_step,
+        Capability.SLOT_MASKS: Capability.SET_LATENTS in caps and callable(
+            getattr(cls, "masks", None)) and callable(getattr(cls, "forward_slots", None)),
+        Capability.WAVES: Capability.STATEFUL in caps and callable(getattr(cls, "rollout", None)),
+    }
+    for cap, ok in needs.items():
+        if cap in caps and not ok:
+            raise TypeError(f"{where} declares capability {cap.value!r} without what it needs "
+                            f"(see Capability.{cap.name})")
+
+
 class Learner(nn.Module, abc.ABC):
     """Base class of all representation learners.
 
-    Subclasses set the class attributes, take their config in ``__init__`` and implement
-    :meth:`loss` and :meth:`encode`. Stateful learners set ``stateful = True`` and override
-    :meth:`initial_state` and :meth:`encode_step`.
+    Subclasses declare their ``name``, ``config_cls``, ``batch_kind`` and ``capabilities``, take
+    their config in ``__init__`` and implement :meth:`loss` and :meth:`encode`. Stateful learners
+    declare :attr:`Capability.STATEFUL` and override :meth:`initial_state` and
+    :meth:`encode_step`.
     """
 
-    #: Registry name (set by :func:`sparseshift.representations.registry.register_learner`).
+    #: Registry name, declared by each class (the built-in table in
+    #: :mod:`sparseshift.representations.registry` maps it to the class).
     name: ClassVar[str] = ""
     #: The frozen dataclass this learner is built from.
     config_cls: ClassVar[type[LearnerConfig]] = LearnerConfig
     #: The batch kind :meth:`loss` consumes.
     batch_kind: ClassVar[BatchKind] = "singles"
-    #: True when encoding a frame depends on earlier frames (``encode_step`` carries a state).
+    #: True when encoding a frame depends on earlier frames (``encode_step`` carries a state);
+    #: always ``Capability.STATEFUL in capabilities`` (set from them for each class).
     stateful: ClassVar[bool] = False
+    #: What the learner offers (:class:`Capability`), declared by the class. A class that declares
+    #: none inherits its parent's declaration, else gets :func:`derived_capabilities`.
+    capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.VECTOR_CODE})
+    _capabilities_declared: ClassVar[bool] = False
     #: The learning-rate schedule :func:`sparseshift.representations.train.train` uses unless the
     # run sets
     #: one (``None``: constant).
     default_lr_schedule: ClassVar[LRSchedule | None] = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "capabilities" in cls.__dict__:
+            cls.capabilities = frozenset(cls.capabilities)
+            cls._capabilities_declared = True
+        elif not cls._capabilities_declared:
+            cls.capabilities = derived_capabilities(cls)
+        stateful = Capability.STATEFUL in cls.capabilities
+        if "stateful" in cls.__dict__ and bool(cls.__dict__["stateful"]) != stateful:
+            raise TypeError(f"learner class {cls.__qualname__} sets stateful = "
+                            f"{cls.__dict__['stateful']} but its capabilities "
+                            f"{'include' if stateful else 'lack'} 'stateful'")
+        cls.stateful = stateful
+        _check_capabilities(cls)
+
+    @classmethod
+    def supports(cls, *needed: Capability) -> bool:
+        """True when the learner has every capability in ``needed``."""
+        return frozenset(needed) <= cls.capabilities
+
+    @classmethod
+    def missing(cls, *needed: Capability) -> str:
+        """``""`` when the learner has every capability in ``needed``, else why not (one line,
+        for skip reasons and errors)."""
+        lacking = [c.value for c in needed if c not in cls.capabilities]
+        if not lacking:
+            return ""
+        return f"learner {cls.name or cls.__name__!r} lacks {', '.join(lacking)}"
 
     def __init__(self, config: LearnerConfig) -> None:
         super().__init__()
@@ -272,11 +388,13 @@ class Learner(nn.Module, abc.ABC):
         return self.encode(frames), state
 
     def reconstruct(self, frames: torch.Tensor) -> torch.Tensor:
-        """Reconstruction of uint8 frames as floats ``[B, H, W, 3]`` in [0, 1] (if supported)."""
+        """Reconstruction of uint8 frames as floats ``[B, H, W, 3]`` in [0, 1]; offered by
+        learners with :attr:`Capability.RECONSTRUCT` (callers check it first)."""
         raise NotImplementedError(f"learner {self.name!r} does not reconstruct")
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
-        """Images ``[B, H, W, 3]`` in [0, 1] from latents (used for traversals, if supported)."""
+        """Images ``[B, H, W, 3]`` in [0, 1] from latents (latent traversals); offered by learners
+        with :attr:`Capability.DECODE` (callers check it first)."""
         raise NotImplementedError(f"learner {self.name!r} does not decode")
 
     def check_frames(self, frames: torch.Tensor) -> None:

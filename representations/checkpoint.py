@@ -33,7 +33,7 @@ from sparseshift.envs.io import atomic_write_bytes as atomic_write_bytes  # re-e
 from sparseshift.envs.io import commit_file, write_json_atomic
 from sparseshift.envs.io import package_versions as package_versions  # re-export
 from sparseshift.representations.base import Learner
-from sparseshift.representations.registry import make_learner
+from sparseshift.representations.registry import learner_class, make_learner
 
 FORMAT = "sparseshift-representation"
 FORMAT_VERSION = 1
@@ -172,7 +172,9 @@ def load_learner(directory: str | os.PathLike[str], expect_learner: str | None =
     name = str(run.get("learner", ""))
     if expect_learner is not None and name != expect_learner:
         raise ConfigError(f"run {d} is from learner {name!r}, not {expect_learner!r}")
-    ckpt = read_checkpoint(d, expect_learner=name)
+    # The checkpoint records the class's name (for a "module:Class" learner it may differ from
+    # the name the run was started with).
+    ckpt = read_checkpoint(d, expect_learner=learner_class(name).name)
     learner = make_learner(name, run["model"])
     try:
         learner.load_state_dict(ckpt.model)

@@ -18,6 +18,11 @@ grouping dataset frames that share the fixed factor's discretised label
 (:func:`sparseshift.representations.metrics.grouped_batches`), with the full 10,000/5,000 votes.
 The method used
 is recorded in the output.
+
+:func:`evaluate` is a sequence of named steps (:data:`STEPS`: per-dimension metrics, FactorVAE
+score, probes, reconstruction error, slot FG-ARI, latent traversal). Each runs only when the
+learner's capabilities (:class:`sparseshift.representations.base.Capability`) and the config allow
+it; the report's ``skipped`` maps every step that did not run to the reason.
 """
 
 from __future__ import annotations
@@ -25,7 +30,8 @@ from __future__ import annotations
 import math
 import os
 import time
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +40,7 @@ import torch
 
 from sparseshift.envs.errors import ConfigError
 from sparseshift.representations import metrics as M
-from sparseshift.representations.base import Learner, frames_to_tensor
+from sparseshift.representations.base import Capability, Learner, frames_to_tensor
 from sparseshift.representations.checkpoint import load_learner, read_run, write_json
 from sparseshift.representations.data import (
     STREAM_EVAL,
@@ -45,6 +51,7 @@ from sparseshift.representations.data import (
     open_data,
 )
 from sparseshift.representations.probes import fit_probes
+from sparseshift.representations.viz import TRAVERSAL_NEEDS
 
 FACTOR_VAE_MODES: tuple[str, ...] = ("auto", "env", "grouping", "off")
 
@@ -99,16 +106,16 @@ def encode_frames(learner: Learner, frames: np.ndarray, batch: int = 256) -> np.
 @torch.no_grad()
 def reconstruction_error(learner: Learner, frames: np.ndarray, batch: int = 256
                          ) -> dict[str, float] | None:
-    """Mean squared error per pixel and channel (images in [0, 1]) of the reconstructions."""
-    total, count = 0.0, 0
-    try:
-        for i in range(0, len(frames), batch):
-            x = frames_to_tensor(frames[i : i + batch])
-            err = (learner.reconstruct(x) - x.float() / 255.0).square()
-            total += float(err.sum())
-            count += err.numel()
-    except NotImplementedError:
+    """Mean squared error per pixel and channel (images in [0, 1]) of the reconstructions;
+    ``None`` for learners without :attr:`Capability.RECONSTRUCT`."""
+    if not learner.supports(Capability.RECONSTRUCT):
         return None
+    total, count = 0.0, 0
+    for i in range(0, len(frames), batch):
+        x = frames_to_tensor(frames[i : i + batch])
+        err = (learner.reconstruct(x) - x.float() / 255.0).square()
+        total += float(err.sum())
+        count += err.numel()
     mse = total / max(count, 1)
     per_image = mse * int(np.prod(frames.shape[1:]))
     return {"mse_per_pixel": mse, "sse_per_image": per_image}
@@ -166,25 +173,187 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def _skip_per_dimension(learner: Any, dims: int, limit: int | None) -> str:
-    """Why the per-dimension disentanglement metrics do not apply to these codes ('' if they
-    do): set-valued latents (slots) have no fixed order, so a latent dimension is not a
-    variable; very wide codes (``limit``) make DCI's boosted trees too slow."""
-    if len(tuple(learner.latent_shape)) == 2:
-        return (f"skipped: set-valued latents {tuple(learner.latent_shape)} have no fixed "
-                "dimension order (see fg_ari and the probes)")
+@dataclass
+class EvalState:
+    """What one evaluation builds up, step by step (see :data:`STEPS`): the frames, codes and
+    targets from :func:`_prepare`, then each step's results."""
+
+    learner: Learner
+    ds: Any
+    cfg: EvalConfig
+    run: dict[str, Any]
+    rng: np.random.Generator
+    tr: np.ndarray
+    te: np.ndarray
+    frames_tr: np.ndarray
+    frames_te: np.ndarray
+    f_tr: np.ndarray
+    f_te: np.ndarray
+    codes_tr: np.ndarray
+    codes_te: np.ndarray
+    targets: M.Targets
+    torch_threads: int
+    out: Path | None = None
+    traversal_png: Path | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    probes: dict[str, Any] = field(default_factory=dict)
+    reconstruction: dict[str, float] | None = None
+    slots: dict[str, Any] | None = None
+    seconds: dict[str, float] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def labels_tr(self) -> np.ndarray:
+        return self.targets.labels[: len(self.tr)]
+
+    @property
+    def labels_te(self) -> np.ndarray:
+        return self.targets.labels[len(self.tr) :]
+
+
+@dataclass(frozen=True)
+class EvalStep:
+    """One named step of :func:`evaluate`.
+
+    ``skip_reason`` says why the step does not apply to this learner and protocol (``""``: it
+    runs); a skipped step's reason is recorded in the report's ``skipped`` and ``on_skip`` writes
+    what the report says instead. Steps that only write a requested output (``requested``) are
+    neither run nor recorded when it was not requested. ``timer`` is the ``seconds`` entry the
+    step's time adds to.
+    """
+
+    name: str
+    skip_reason: Callable[[EvalState], str]
+    run: Callable[[EvalState], None]
+    timer: str | None = None
+    on_skip: Callable[[EvalState, str], None] | None = None
+    requested: Callable[[EvalState], bool] | None = None
+
+
+def _per_dimension_reason(ev: EvalState) -> str:
+    """Why the per-dimension disentanglement metrics do not apply ('' if they do): set-valued
+    latents (slots) have no fixed order, so a latent dimension is not a variable; very wide codes
+    (``max_code_dims``) make DCI's boosted trees too slow."""
+    if not ev.learner.supports(Capability.VECTOR_CODE):
+        return (f"set-valued latents {tuple(ev.learner.latent_shape)} have no fixed dimension "
+                "order (see fg_ari and the probes)")
+    dims, limit = int(ev.codes_tr.shape[1]), ev.cfg.max_code_dims
     if limit is not None and dims > limit:
-        return f"skipped: {dims} code dimensions > max_code_dims {limit}"
+        return f"{dims} code dimensions > max_code_dims {limit}"
     return ""
 
 
-def evaluate(run_dir: str | os.PathLike[str], data: Any, config: EvalConfig | None = None,
-             out: str | os.PathLike[str] | None = None,
-             export_codes: str | os.PathLike[str] | None = None,
-             traversal_png: str | os.PathLike[str] | None = None) -> dict[str, Any]:
-    """Evaluate the run in ``run_dir`` on ``data`` (path or dataset); optionally write the metrics
-    JSON to ``out``, the codes and factors to ``export_codes`` (npz) and a traversal PNG."""
-    cfg = config or EvalConfig()
+def _per_dimension_metrics(ev: EvalState) -> None:
+    """MIG, DCI, SAP, modularity and explicitness (:func:`metrics.all_metrics`)."""
+    cfg = ev.cfg
+    ev.metrics.update(M.all_metrics(
+        ev.codes_tr, ev.labels_tr, ev.codes_te, ev.labels_te, seed=cfg.seed,
+        dci_estimators=cfg.dci_estimators, dci_max_train=cfg.dci_max_train, factor_vae=False,
+    ))
+
+
+def _per_dimension_skipped(ev: EvalState, reason: str) -> None:
+    ev.metrics["per_dimension_metrics"] = f"skipped: {reason}"
+
+
+def _factor_vae_reason(ev: EvalState) -> str:
+    per_dim = _per_dimension_reason(ev)
+    if per_dim:
+        return f"per-dimension metrics skipped: {per_dim}"
+    return "factor_vae mode 'off'" if ev.cfg.factor_vae == "off" else ""
+
+
+def _factor_vae(ev: EvalState) -> None:
+    """FactorVAE score (Kim & Mnih 2018) from env-rendered batches or grouped dataset frames."""
+    cfg = ev.cfg
+    method, note = cfg.factor_vae, ""
+    if method in ("auto", "env"):
+        try:
+            fixed, groups = env_fixed_batches(ev.ds, ev.learner, cfg.factor_vae_batch, cfg.seed)
+            fv = M.factor_vae_score(np.concatenate([ev.codes_tr, ev.codes_te])[:10000], fixed,
+                                    len(groups), ev.rng, cfg.factor_vae_env_train,
+                                    cfg.factor_vae_env_eval)
+            method, note = "env", f"groups: {', '.join(groups)}"
+        except RuntimeError as exc:
+            if cfg.factor_vae == "env":
+                raise ConfigError(f"FactorVAE score by env rendering impossible: {exc}") from None
+            method, note = "grouping", f"env unavailable ({exc})"
+    if method == "grouping":
+        codes, labels = np.concatenate([ev.codes_tr, ev.codes_te]), ev.targets.labels
+        fv = M.factor_vae_score(codes[:10000], M.grouped_batches(codes, labels,
+                                                                 cfg.factor_vae_batch),
+                                labels.shape[1], ev.rng, cfg.factor_vae_train, cfg.factor_vae_eval)
+    ev.metrics.update(fv)
+    ev.metrics["factor_vae_method"] = method
+    ev.metrics["factor_vae_note"] = note
+
+
+def _factor_vae_skipped(ev: EvalState, reason: str) -> None:
+    ev.metrics["factor_vae_method"] = "off"
+    ev.metrics["factor_vae_note"] = ev.metrics.get("per_dimension_metrics", "")
+
+
+def _probes(ev: EvalState) -> None:
+    """Linear and MLP factor probes, R^2 per factor (:mod:`sparseshift.representations.probes`)."""
+    r2 = fit_probes(ev.codes_tr, ev.f_tr, seed=ev.cfg.seed).r2(ev.codes_te, ev.f_te)
+    ev.probes = {"factors": list(ev.ds.factor_spec.names), "linear_r2": r2["linear"],
+                 "mlp_r2": r2["mlp"]}
+    for k in ("linear", "mlp"):
+        vals = [v for v in r2[k] if v is not None]
+        ev.probes[f"{k}_r2_mean"] = float(np.mean(vals)) if vals else None
+
+
+def _reconstruction(ev: EvalState) -> None:
+    ev.reconstruction = reconstruction_error(ev.learner, ev.frames_te[:1000], ev.cfg.encode_batch)
+
+
+def _slots(ev: EvalState) -> None:
+    """FG-ARI of the slot masks against the env's segmentations (Locatello et al. 2020), and the
+    slot figure next to ``out``."""
+    from sparseshift.representations.slot_eval import (
+        evaluate_slots_on_dataset,
+        save_slot_figure,
+        slot_learner,
+    )
+
+    learner = slot_learner(ev.learner)
+    slots = evaluate_slots_on_dataset(learner, ev.ds, n=512, seed=ev.cfg.seed)
+    slots.pop("fg_ari_per_image", None)
+    ev.slots = slots
+    if ev.out is not None:
+        save_slot_figure(learner, ev.frames_te[:8], ev.out.with_suffix(".slots.png"))
+
+
+def _traversal(ev: EvalState) -> None:
+    """Latent traversal PNG (Higgins et al. 2017) of the first test frame."""
+    from sparseshift.representations.viz import save_png, traversal_grid
+
+    assert ev.traversal_png is not None
+    save_png(ev.traversal_png, traversal_grid(ev.learner, ev.frames_te[0]))
+
+
+def _lacks(*needs: Capability) -> Callable[[EvalState], str]:
+    return lambda ev: ev.learner.missing(*needs)
+
+
+#: The steps of :func:`evaluate`, in order (the FactorVAE votes draw from the evaluation RNG
+#: after the split, so the order is part of the protocol).
+STEPS: tuple[EvalStep, ...] = (
+    EvalStep("per_dimension_metrics", _per_dimension_reason, _per_dimension_metrics,
+             "mig_dci_sap_modularity", _per_dimension_skipped),
+    EvalStep("factor_vae", _factor_vae_reason, _factor_vae, "factor_vae", _factor_vae_skipped),
+    EvalStep("probes", lambda ev: "" if ev.cfg.probes else "probes disabled (probes=False)",
+             _probes, "probes_reconstruction"),
+    EvalStep("reconstruction", _lacks(Capability.RECONSTRUCT), _reconstruction,
+             "probes_reconstruction"),
+    EvalStep("slots", _lacks(Capability.SLOT_MASKS), _slots),
+    EvalStep("traversal", _lacks(*TRAVERSAL_NEEDS), _traversal,
+             requested=lambda ev: ev.traversal_png is not None),
+)
+
+
+def _prepare(run_dir: str | os.PathLike[str], data: Any, cfg: EvalConfig) -> EvalState:
+    """Load the run, draw the train/test frames, encode them and discretise their factors."""
     learner = load_learner(run_dir)
     run = read_run(Path(run_dir))
     ds = open_data(data)
@@ -201,105 +370,82 @@ def evaluate(run_dir: str | os.PathLike[str], data: Any, config: EvalConfig | No
     frames_tr, f_tr = frames_at(ds, tr)
     frames_te, f_te = frames_at(ds, te)
     torch_threads = torch.get_num_threads()
-    seconds: dict[str, float] = {}
     t0 = time.perf_counter()
     codes_tr = encode_frames(learner, frames_tr, cfg.encode_batch)
     codes_te = encode_frames(learner, frames_te, cfg.encode_batch)
-    targets = M.discretise_factors(np.concatenate([f_tr, f_te]), ds.factor_spec,
-                                   cfg.bins)
-    lab_tr, lab_te = targets.labels[: len(tr)], targets.labels[len(tr) :]
+    targets = M.discretise_factors(np.concatenate([f_tr, f_te]), ds.factor_spec, cfg.bins)
     if targets.labels.shape[1] == 0:
         raise ConfigError("every factor is constant in this dataset; nothing to evaluate")
+    ev = EvalState(learner, ds, cfg, run, rng, tr, te, frames_tr, frames_te, f_tr, f_te,
+                   codes_tr, codes_te, targets, torch_threads)
+    ev.seconds["encode"] = time.perf_counter() - t0
+    return ev
 
-    seconds["encode"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    skip = _skip_per_dimension(learner, int(codes_tr.shape[1]), cfg.max_code_dims)
-    result: dict[str, Any] = {"per_dimension_metrics": skip} if skip else M.all_metrics(
-        codes_tr, lab_tr, codes_te, lab_te, seed=cfg.seed, dci_estimators=cfg.dci_estimators,
-        dci_max_train=cfg.dci_max_train, factor_vae=False,
-    )
-    seconds["mig_dci_sap_modularity"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    fv_method = "off" if skip else cfg.factor_vae
-    fv_note = skip
-    if fv_method in ("auto", "env"):
-        try:
-            fixed, groups = env_fixed_batches(ds, learner, cfg.factor_vae_batch, cfg.seed)
-            fv = M.factor_vae_score(np.concatenate([codes_tr, codes_te])[:10000], fixed,
-                                    len(groups), rng, cfg.factor_vae_env_train,
-                                    cfg.factor_vae_env_eval)
-            fv_method, fv_note = "env", f"groups: {', '.join(groups)}"
-        except RuntimeError as exc:
-            if cfg.factor_vae == "env":
-                raise ConfigError(f"FactorVAE score by env rendering impossible: {exc}") from None
-            fv_method, fv_note = "grouping", f"env unavailable ({exc})"
-    if fv_method == "grouping":
-        codes = np.concatenate([codes_tr, codes_te])
-        fv = M.factor_vae_score(codes[:10000], M.grouped_batches(codes, targets.labels,
-                                                                 cfg.factor_vae_batch),
-                                targets.labels.shape[1], rng, cfg.factor_vae_train,
-                                cfg.factor_vae_eval)
-    if fv_method != "off":
-        result.update(fv)
-    result["factor_vae_method"] = fv_method
-    result["factor_vae_note"] = fv_note
 
-    seconds["factor_vae"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    probes: dict[str, Any] = {}
-    if cfg.probes:
-        fp = fit_probes(codes_tr, f_tr, seed=cfg.seed)
-        r2 = fp.r2(codes_te, f_te)
-        probes = {"factors": list(ds.factor_spec.names), "linear_r2": r2["linear"],
-                  "mlp_r2": r2["mlp"]}
-        for k in ("linear", "mlp"):
-            vals = [v for v in r2[k] if v is not None]
-            probes[f"{k}_r2_mean"] = float(np.mean(vals)) if vals else None
-    recon = reconstruction_error(learner, frames_te[:1000], cfg.encode_batch)
-    seconds["probes_reconstruction"] = time.perf_counter() - t0
+def _run_steps(ev: EvalState, steps: tuple[EvalStep, ...] | None = None) -> None:
+    """Run each of ``steps`` (default :data:`STEPS`) that applies; record the others' reasons."""
+    for step in STEPS if steps is None else steps:
+        if step.requested is not None and not step.requested(ev):
+            continue
+        t0 = time.perf_counter()
+        reason = step.skip_reason(ev)
+        if reason:
+            ev.skipped[step.name] = reason
+            if step.on_skip is not None:
+                step.on_skip(ev, reason)
+        else:
+            step.run(ev)
+        if step.timer is not None:
+            ev.seconds[step.timer] = ev.seconds.get(step.timer, 0.0) + time.perf_counter() - t0
 
+
+def _report(ev: EvalState, run_dir: str | os.PathLike[str]) -> dict[str, Any]:
     report = _clean({
         "format": "sparseshift-rep-metrics",
         "format_version": 1,
         "run": str(run_dir),
-        "learner": learner.name,
-        "trained_on": run.get("dataset", {}).get("fingerprint"),
-        "dataset": dataset_info(ds),
-        "protocol": {**asdict(cfg), "num_train_used": len(tr), "num_test_used": len(te),
-                     "latent_dims": int(codes_tr.shape[1]), "torch_threads": torch_threads},
-        "targets": [{"name": n, "rule": r} for n, r in zip(targets.names, targets.rules,
+        "learner": ev.learner.name,
+        "trained_on": ev.run.get("dataset", {}).get("fingerprint"),
+        "dataset": dataset_info(ev.ds),
+        "protocol": {**asdict(ev.cfg), "num_train_used": len(ev.tr),
+                     "num_test_used": len(ev.te), "latent_dims": int(ev.codes_tr.shape[1]),
+                     "torch_threads": ev.torch_threads},
+        "targets": [{"name": n, "rule": r} for n, r in zip(ev.targets.names, ev.targets.rules,
                                                            strict=True)],
-        "dropped_targets": list(targets.dropped),
-        "summary": M.summary(result),
-        "metrics": result,
-        "probes": probes,
-        "reconstruction": recon,
-        "seconds": seconds,
+        "dropped_targets": list(ev.targets.dropped),
+        "summary": M.summary(ev.metrics),
+        "metrics": ev.metrics,
+        "probes": ev.probes,
+        "reconstruction": ev.reconstruction,
+        "seconds": ev.seconds,
+        "skipped": ev.skipped,
     })
-    if learner.name == "slot_attention":
-        from sparseshift.representations.slot_eval import (
-            evaluate_slots_on_dataset,
-            save_slot_figure,
-        )
+    if ev.slots is not None:
+        report["slots"] = ev.slots
+        report["summary"]["fg_ari"] = ev.slots["fg_ari"]
+    return report
 
-        slots = evaluate_slots_on_dataset(learner, ds, n=512, seed=cfg.seed)  # type: ignore[arg-type]
-        slots.pop("fg_ari_per_image", None)
-        report["slots"] = slots
-        report["summary"]["fg_ari"] = slots["fg_ari"]
-        if out is not None:
-            save_slot_figure(learner, frames_te[:8], Path(out).with_suffix(".slots.png"))  # type: ignore[arg-type]
-    if out is not None:
-        write_json(Path(out), report)
+
+def evaluate(run_dir: str | os.PathLike[str], data: Any, config: EvalConfig | None = None,
+             out: str | os.PathLike[str] | None = None,
+             export_codes: str | os.PathLike[str] | None = None,
+             traversal_png: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+    """Evaluate the run in ``run_dir`` on ``data`` (path or dataset); optionally write the metrics
+    JSON to ``out``, the codes and factors to ``export_codes`` (npz) and a traversal PNG.
+
+    Runs the :data:`STEPS` the learner's capabilities and the config allow; the report's
+    ``skipped`` maps every other step to the reason.
+    """
+    ev = _prepare(run_dir, data, config or EvalConfig())
+    ev.out = None if out is None else Path(out)
+    ev.traversal_png = None if traversal_png is None else Path(traversal_png)
+    _run_steps(ev)
+    report = _report(ev, run_dir)
+    if ev.out is not None:
+        write_json(ev.out, report)
     if export_codes is not None:
-        _export(Path(export_codes), codes_tr, codes_te, f_tr, f_te, tr, te,
-                targets, ds)
-    if traversal_png is not None:
-        from sparseshift.representations.viz import save_png, traversal_grid
-
-        try:
-            save_png(Path(traversal_png), traversal_grid(learner, frames_te[0]))
-        except NotImplementedError:
-            pass
+        _export(Path(export_codes), ev.codes_tr, ev.codes_te, ev.f_tr, ev.f_te, ev.tr, ev.te,
+                ev.targets, ev.ds)
     return report
 
 

@@ -54,7 +54,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from sparseshift.envs.errors import ConfigError
-from sparseshift.representations.base import Batch, Learner, LearnerConfig, to_float_chw
+from sparseshift.representations.base import (
+    Batch,
+    Capability,
+    Learner,
+    LearnerConfig,
+    to_float_chw,
+)
 from sparseshift.representations.nets import (
     RECON_LOSSES,
     ConvDecoder,
@@ -62,7 +68,6 @@ from sparseshift.representations.nets import (
     reconstruction_loss,
     resolve_arch,
 )
-from sparseshift.representations.registry import register_learner
 
 CELLS: tuple[str, ...] = ("wave", "gru")
 FORECAST_MODES: tuple[str, ...] = ("free", "feedback")
@@ -227,15 +232,21 @@ class Rollout(NamedTuple):
     state: State
 
 
-@register_learner("nwm")
 class NWM(Learner):
     """Neural Wave Machine (Keller & Welling 2023): a coRNN (Rusch & Mishra 2021) oscillator sheet
-    with circular 3x3 coupling, driven by encoded frames, trained to reconstruct and forecast."""
+    with circular 3x3 coupling, driven by encoded frames, trained to reconstruct and forecast.
 
+    Capabilities: a stateful vector code (the flattened sheet), the wave analysis
+    (:mod:`sparseshift.representations.waves`) and reconstructions; no latent decoding (see
+    :meth:`decode`).
+    """
+
+    name = "nwm"
+    capabilities = frozenset({Capability.VECTOR_CODE, Capability.STATEFUL, Capability.WAVES,
+                              Capability.RECONSTRUCT})
     config_cls = NWMConfig
     config: NWMConfig
     batch_kind = "sequences"
-    stateful = True
 
     def __init__(self, config: LearnerConfig) -> None:
         super().__init__(config)
@@ -291,8 +302,9 @@ class NWM(Learner):
         return self.decode_sheet(state[0])
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
-        """Not offered: latent traversals over hundreds of coupled oscillators mean little (use
-        :meth:`decode_sheet`, :meth:`reconstruct` or :meth:`rollout`)."""
+        """Not offered (no :attr:`Capability.DECODE`): latent traversals over hundreds of coupled
+        oscillators mean little (use :meth:`decode_sheet`, :meth:`reconstruct` or
+        :meth:`rollout`)."""
         raise NotImplementedError("nwm latents are an oscillator sheet; no latent traversals")
 
     def decode_sheet(self, y: torch.Tensor) -> torch.Tensor:

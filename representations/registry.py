@@ -1,53 +1,96 @@
-"""The learner registry: learners by name, filled by the :func:`register_learner` decorator.
+"""The learner registry: a static table of the built-in learners, resolved lazily.
 
-This dict is the only module-level mutable state of :mod:`representations`. Importing
-:mod:`sparseshift.representations.registry` imports the built-in learners so the registry is
-complete.
+Like the env registry (:mod:`sparseshift.envs.registry`), entries are strings
+(``"package.module:ClassName"``) and a learner's module is imported by :mod:`importlib` only when
+the learner is asked for, so importing this module imports no learner and the learner modules
+never import it back (no import cycle). The table is immutable and the module holds no other
+state.
+
+Extension point, without global state: a learner name of the form ``"package.module:ClassName"``
+(for example ``"my_project.learners:MyVAE"``) resolves to that :class:`Learner` subclass. Such a
+name works everywhere a built-in name does (``TrainConfig.learner``, ``train-rep --learner``,
+``run.json``), so a run of an external learner loads again as long as its module is importable.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+import importlib
+import inspect
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any
 
-from sparseshift.envs.errors import choice_error
+from sparseshift.envs.errors import ConfigError, choice_error
 from sparseshift.representations.base import Learner, LearnerConfig
 
-LEARNERS: dict[str, type[Learner]] = {}
-
-L = TypeVar("L", bound=type[Learner])
-
-
-def register_learner(name: str) -> Callable[[L], L]:
-    """Class decorator: register a :class:`Learner` subclass under ``name``."""
-
-    def deco(cls: L) -> L:
-        if name in LEARNERS and LEARNERS[name] is not cls:
-            raise ValueError(f"learner name {name!r} is already registered")
-        cls.name = name
-        LEARNERS[name] = cls
-        return cls
-
-    return deco
+#: Built-in learners: registry name -> ``"module:Class"``. Each class declares the same ``name``.
+BUILTIN_LEARNERS: Mapping[str, str] = MappingProxyType({
+    "ada_gvae": "sparseshift.representations.weak:AdaGVAE",
+    "ada_mlvae": "sparseshift.representations.weak:AdaMLVAE",
+    "beta_vae": "sparseshift.representations.vae:BetaVAE",
+    "nwm": "sparseshift.representations.nwm:NWM",
+    "slot_attention": "sparseshift.representations.slots:SlotAttention",
+})
 
 
-def _load_builtins() -> None:
-    # Imported for their @register_learner side effect.
-    from sparseshift.representations import nwm, slots, vae, weak  # noqa: F401
+def is_class_spec(name: str) -> bool:
+    """True for names of the form ``"package.module:ClassName"`` (an external learner)."""
+    return ":" in name
+
+
+def _import_class(spec: str) -> Any:
+    """The object ``"module:Qual.Name"`` names; a one-line :class:`ConfigError` if it is absent."""
+    module_name, _, qualname = spec.partition(":")
+    parts = qualname.split(".")
+    if not module_name or not all(parts) or ":" in qualname:
+        raise ConfigError(f"learner {spec!r} is neither a built-in learner ("
+                          f"{', '.join(BUILTIN_LEARNERS)}) nor 'package.module:ClassName'")
+    try:
+        obj: Any = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError(f"learner {spec!r}: cannot import module {module_name!r} "
+                          f"({type(exc).__name__}: {exc})") from None
+    for i, part in enumerate(parts):
+        if not hasattr(obj, part):
+            where = ".".join([module_name, *parts[:i]])
+            raise ConfigError(f"learner {spec!r}: {where!r} has no attribute {part!r}")
+        obj = getattr(obj, part)
+    return obj
+
+
+def _check_learner_class(spec: str, obj: Any) -> type[Learner]:
+    if not (isinstance(obj, type) and issubclass(obj, Learner)):
+        what = obj.__name__ if isinstance(obj, type) else type(obj).__name__
+        raise ConfigError(f"learner {spec!r} is not a subclass of "
+                          f"sparseshift.representations.base.Learner (got {what})")
+    if inspect.isabstract(obj):
+        missing = ", ".join(sorted(getattr(obj, "__abstractmethods__", ())))
+        raise ConfigError(f"learner {spec!r} is abstract (does not implement {missing})")
+    return obj
 
 
 def learner_class(name: str) -> type[Learner]:
-    """The learner class registered as ``name``; unknown names list the valid ones."""
-    _load_builtins()
+    """The learner class called ``name``: a built-in name or ``"package.module:ClassName"``.
+
+    Unknown built-in names list the valid ones; a ``module:Class`` name that cannot be imported,
+    does not exist or is not a concrete :class:`Learner` subclass is a one-line
+    :class:`ConfigError`.
+    """
+    if is_class_spec(name):
+        return _check_learner_class(name, _import_class(name))
     try:
-        return LEARNERS[name]
+        spec = BUILTIN_LEARNERS[name]
     except KeyError:
-        raise choice_error("learner", name, sorted(LEARNERS)) from None
+        raise choice_error("learner", name, sorted(BUILTIN_LEARNERS)) from None
+    cls = _check_learner_class(name, _import_class(spec))
+    if cls.name != name:  # the table and the class must agree (checked by the tests too)
+        raise RuntimeError(f"{spec} declares name {cls.name!r}, registered as {name!r}")
+    return cls
 
 
 def learner_names() -> tuple[str, ...]:
-    _load_builtins()
-    return tuple(sorted(LEARNERS))
+    """The built-in learner names, sorted (external ``module:Class`` learners are not listed)."""
+    return tuple(sorted(BUILTIN_LEARNERS))
 
 
 def make_learner(name: str, config: LearnerConfig | Mapping[str, Any] | None = None) -> Learner:

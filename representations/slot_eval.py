@@ -19,15 +19,15 @@ from __future__ import annotations
 import io
 import os
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol, cast
 
 import numpy as np
 import torch
 
 from sparseshift.envs.errors import ConfigError
 from sparseshift.representations.ari import adjusted_rand_index, foreground_ari
-from sparseshift.representations.base import frames_to_tensor
-from sparseshift.representations.slots import SlotAttention
+from sparseshift.representations.base import Capability, Learner, LearnerConfig, frames_to_tensor
+from sparseshift.representations.slots import SlotOutput
 
 #: Object names treated as background by the foreground ARI.
 BACKGROUND_NAMES: tuple[str, ...] = ("background", "arena")
@@ -38,6 +38,36 @@ PALETTE = np.array([
     [70, 240, 240], [240, 50, 230], [210, 245, 60], [250, 190, 212], [0, 128, 128],
     [220, 190, 255], [170, 110, 40], [128, 0, 0], [170, 255, 195], [128, 128, 0],
 ], dtype=np.uint8)
+
+
+class SlotMaskLearner(Protocol):
+    """What :attr:`Capability.SLOT_MASKS` promises
+    (:class:`sparseshift.representations.slots.SlotAttention` is one)."""
+
+    training: bool
+    num_slots: int
+
+    @property
+    def config(self) -> LearnerConfig: ...
+
+    def eval(self) -> Any: ...
+
+    def train(self, mode: bool = True) -> Any: ...
+
+    def masks(self, frames: torch.Tensor, num_slots: int | None = None) -> torch.Tensor: ...
+
+    def forward_slots(self, frames: torch.Tensor, num_slots: int | None = None,
+                      generator: torch.Generator | None = None, decode: bool = True
+                      ) -> SlotOutput: ...
+
+
+def slot_learner(learner: Learner) -> SlotMaskLearner:
+    """``learner`` as a :class:`SlotMaskLearner`; a :class:`ConfigError` unless it declares
+    :attr:`Capability.SLOT_MASKS`."""
+    reason = learner.missing(Capability.SLOT_MASKS)
+    if reason:
+        raise ConfigError(f"no slot masks to evaluate: {reason}")
+    return cast(SlotMaskLearner, learner)
 
 
 def render_ground_truth(env: Any, factors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -51,7 +81,7 @@ def render_ground_truth(env: Any, factors: np.ndarray) -> tuple[np.ndarray, np.n
 
 
 @torch.no_grad()
-def predict_segmentation(learner: SlotAttention, frames: np.ndarray, num_slots: int | None = None,
+def predict_segmentation(learner: SlotMaskLearner, frames: np.ndarray, num_slots: int | None = None,
                          batch: int = 64) -> np.ndarray:
     """Slot ids ``[N, H, W]`` (argmax of the alpha masks over slots) of uint8 frames."""
     was_training = learner.training
@@ -117,9 +147,9 @@ def segmentation_scores(true_seg: np.ndarray, pred: np.ndarray, object_names: Se
     }
 
 
-def evaluate_slots(learner: SlotAttention, env_id: str, env_kwargs: Mapping[str, Any] | None = None,
-                   n: int = 256, seed: int = 0, factors: np.ndarray | None = None,
-                   num_slots: int | None = None,
+def evaluate_slots(learner: SlotMaskLearner, env_id: str,
+                   env_kwargs: Mapping[str, Any] | None = None, n: int = 256, seed: int = 0,
+                   factors: np.ndarray | None = None, num_slots: int | None = None,
                    background_names: Sequence[str] = BACKGROUND_NAMES) -> dict[str, Any]:
     """FG-ARI of ``learner`` on ``n`` states of env ``env_id`` (made with ``env_kwargs``).
 
@@ -158,7 +188,7 @@ def evaluate_slots(learner: SlotAttention, env_id: str, env_kwargs: Mapping[str,
     return out
 
 
-def evaluate_slots_on_dataset(learner: SlotAttention, data: Any, n: int = 256, seed: int = 0,
+def evaluate_slots_on_dataset(learner: SlotMaskLearner, data: Any, n: int = 256, seed: int = 0,
                               num_slots: int | None = None) -> dict[str, Any]:
     """:func:`evaluate_slots` on the states stored in a dataset (path or opened dataset), with the
     env id and env kwargs the dataset was collected with."""
@@ -174,7 +204,7 @@ def evaluate_slots_on_dataset(learner: SlotAttention, data: Any, n: int = 256, s
 
 
 @torch.no_grad()
-def slot_figure(learner: SlotAttention, frames: np.ndarray, num_slots: int | None = None
+def slot_figure(learner: SlotMaskLearner, frames: np.ndarray, num_slots: int | None = None
                 ) -> np.ndarray:
     """uint8 image: one row per frame: the frame, the reconstruction, the argmax segmentation
     (slot colours), then each slot's RGB times its alpha mask (on white)."""
@@ -199,7 +229,7 @@ def slot_figure(learner: SlotAttention, frames: np.ndarray, num_slots: int | Non
     return tile(rows)
 
 
-def save_slot_figure(learner: SlotAttention, frames: np.ndarray, path: str | os.PathLike[str],
+def save_slot_figure(learner: SlotMaskLearner, frames: np.ndarray, path: str | os.PathLike[str],
                      num_slots: int | None = None, scale: int = 2) -> None:
     """Write :func:`slot_figure` as a PNG (nearest-neighbour upscaled by ``scale``)."""
     from pathlib import Path

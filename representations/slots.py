@@ -58,13 +58,13 @@ from torch import nn
 from sparseshift.envs.errors import ConfigError
 from sparseshift.representations.base import (
     Batch,
+    Capability,
     Learner,
     LearnerConfig,
     LRSchedule,
     frames_to_tensor,
     to_float_chw,
 )
-from sparseshift.representations.registry import register_learner
 
 #: Architecture presets; the values of the architecture fields per preset (see module docstring).
 PRESETS: dict[str, dict[str, Any]] = {
@@ -303,12 +303,18 @@ class SlotOutput(NamedTuple):
     masks: torch.Tensor  # [B, K, 1, H, W], softmax over K
 
 
-@register_learner("slot_attention")
 class SlotAttention(Learner):
     """Slot Attention autoencoder (Locatello et al. 2020) with a spatial broadcast decoder
     (Watters et al. 2019); latents are sets of slots ``[B, K, slot_size]``. See the module
-    docstring for the architecture, presets and how evaluation is made deterministic."""
+    docstring for the architecture, presets and how evaluation is made deterministic.
 
+    Capabilities: set-valued latents (no dimension order, so no per-dimension metrics or latent
+    traversals), per-slot alpha masks (FG-ARI, slot figures) and reconstructions.
+    """
+
+    name = "slot_attention"
+    capabilities = frozenset({Capability.SET_LATENTS, Capability.SLOT_MASKS,
+                              Capability.RECONSTRUCT})
     config_cls = SlotAttentionConfig
     batch_kind = "singles"
     default_lr_schedule = REFERENCE_LR_SCHEDULE

@@ -227,16 +227,21 @@ class _Logger:
     def images(self, learner: Learner, frames: np.ndarray, step: int) -> None:
         if self.writer is None:
             return
-        from sparseshift.representations.viz import reconstruction_grid, traversal_grid
+        from sparseshift.representations.viz import (
+            RECONSTRUCTION_NEEDS,
+            TRAVERSAL_NEEDS,
+            reconstruction_grid,
+            traversal_grid,
+        )
 
         learner.eval()
-        try:
-            self.writer.add_image("reconstructions", reconstruction_grid(learner, frames), step,
-                                  dataformats="HWC")
-            self.writer.add_image("traversal", traversal_grid(learner, frames[0]), step,
-                                  dataformats="HWC")
-        except NotImplementedError:
-            pass  # learners that cannot decode have no grids
+        try:  # each grid only for learners with the capabilities it needs
+            if learner.supports(*RECONSTRUCTION_NEEDS):
+                self.writer.add_image("reconstructions", reconstruction_grid(learner, frames),
+                                      step, dataformats="HWC")
+            if learner.supports(*TRAVERSAL_NEEDS):
+                self.writer.add_image("traversal", traversal_grid(learner, frames[0]), step,
+                                      dataformats="HWC")
         finally:
             learner.train()
 
@@ -280,7 +285,7 @@ def train(config: TrainConfig, data: Any, out_dir: str | os.PathLike[str]) -> Tr
                 "use a new --out directory or the same config to resume"
             )
         if (out / CHECKPOINT_FILE).exists():
-            ckpt = read_checkpoint(out, expect_learner=config.learner)
+            ckpt = read_checkpoint(out, expect_learner=cls.name)
             learner.load_state_dict(ckpt.model)
             optimizer.load_state_dict(ckpt.optimizer)
             start = ckpt.step

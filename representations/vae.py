@@ -13,7 +13,13 @@ from dataclasses import dataclass
 import torch
 
 from sparseshift.envs.errors import ConfigError
-from sparseshift.representations.base import Batch, Learner, LearnerConfig, to_float_chw
+from sparseshift.representations.base import (
+    Batch,
+    Capability,
+    Learner,
+    LearnerConfig,
+    to_float_chw,
+)
 from sparseshift.representations.nets import (
     RECON_LOSSES,
     ConvDecoder,
@@ -21,7 +27,6 @@ from sparseshift.representations.nets import (
     reconstruction_loss,
     resolve_arch,
 )
-from sparseshift.representations.registry import register_learner
 
 
 @dataclass(frozen=True)
@@ -63,9 +68,14 @@ def reparameterise(mu: torch.Tensor, logvar: torch.Tensor,
 
 
 class ConvVAE(Learner):
-    """Shared parts of the conv VAEs: encoder to a diagonal Gaussian, decoder, ELBO terms."""
+    """Shared parts of the conv VAEs: encoder to a diagonal Gaussian, decoder, ELBO terms.
+
+    Latents are the posterior means, one variable per dimension; the decoder reconstructs frames
+    and decodes latent traversals (Higgins et al. 2017).
+    """
 
     config_cls = VAEConfig
+    capabilities = frozenset({Capability.VECTOR_CODE, Capability.RECONSTRUCT, Capability.DECODE})
     config: VAEConfig
 
     def __init__(self, config: LearnerConfig) -> None:
@@ -103,13 +113,13 @@ class ConvVAE(Learner):
         return recon, gaussian_kl(mu, logvar)
 
 
-@register_learner("beta_vae")
 class BetaVAE(ConvVAE):
     """beta-VAE (Higgins et al. 2017): ELBO with the KL term weighted by ``beta``.
 
     Trained on single frames; ``beta = 1`` is the plain VAE (Kingma & Welling 2014).
     """
 
+    name = "beta_vae"
     batch_kind = "singles"
 
     def loss(self, batch: Batch, generator: torch.Generator | None = None

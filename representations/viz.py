@@ -8,10 +8,16 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from sparseshift.envs.errors import ConfigError
 from sparseshift.envs.io import save_png as save_png  # re-export
-from sparseshift.representations.base import Learner, frames_to_tensor
+from sparseshift.representations.base import Capability, Learner, frames_to_tensor
 
 TRAVERSAL_VALUES: tuple[float, ...] = tuple(np.linspace(-2.0, 2.0, 9).tolist())
+
+#: What a reconstruction grid needs.
+RECONSTRUCTION_NEEDS: tuple[Capability, ...] = (Capability.RECONSTRUCT,)
+#: What a latent traversal needs: a decoder of a vector code (one row per latent dim).
+TRAVERSAL_NEEDS: tuple[Capability, ...] = (Capability.VECTOR_CODE, Capability.DECODE)
 
 
 def tile(images: np.ndarray, pad: int = 2) -> np.ndarray:
@@ -29,9 +35,16 @@ def _to_uint8(images: torch.Tensor) -> np.ndarray:
     return (images.clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
 
 
+def _require(learner: Learner, needs: tuple[Capability, ...], what: str) -> None:
+    reason = learner.missing(*needs)
+    if reason:
+        raise ConfigError(f"no {what}: {reason}")
+
+
 @torch.no_grad()
 def reconstruction_grid(learner: Learner, frames: np.ndarray) -> np.ndarray:
-    """Two rows: the frames and their reconstructions."""
+    """Two rows: the frames and their reconstructions (needs :attr:`Capability.RECONSTRUCT`)."""
+    _require(learner, RECONSTRUCTION_NEEDS, "a reconstruction grid")
     x = frames_to_tensor(frames)
     recon = _to_uint8(learner.reconstruct(x))
     return tile(np.stack([np.asarray(frames), recon]))
@@ -42,11 +55,10 @@ def traversal_grid(learner: Learner, frame: np.ndarray,
                    values: Sequence[float] = TRAVERSAL_VALUES) -> np.ndarray:
     """One row per latent dim: decode the encoded ``frame`` with that dim set to each value.
 
-    The first column is the input frame for reference. Set-valued latents (slots) have no
-    traversal: :class:`NotImplementedError`, which callers treat as "no grid".
+    The first column is the input frame for reference. Needs :data:`TRAVERSAL_NEEDS` (callers
+    check :meth:`Learner.missing` first; set-valued latents such as slots have no traversal).
     """
-    if len(learner.latent_shape) != 1:
-        raise NotImplementedError(f"learner {learner.name!r} has set-valued latents")
+    _require(learner, TRAVERSAL_NEEDS, "a latent traversal")
     z = learner.encode(frames_to_tensor(frame[None]))[0]
     d = z.shape[0]
     zs = z.repeat(d, len(values), 1)  # [d, v, d]

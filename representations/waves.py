@@ -40,7 +40,7 @@ from scipy.signal import detrend, hilbert
 
 from sparseshift.envs.errors import ConfigError
 from sparseshift.envs.io import write_json_atomic
-from sparseshift.representations.base import to_float_chw
+from sparseshift.representations.base import Capability, Learner, to_float_chw
 
 #: Default gradient thresholds (radians per oscillator) of :func:`coherence`.
 MIN_GRADIENT = 1e-3
@@ -292,6 +292,14 @@ def _phase_png(out: Path, x: np.ndarray, ph_driven: np.ndarray, ph_free: np.ndar
     return save_png(out, tile(np.asarray(rows)))
 
 
+def _check_waves(model: Any) -> None:
+    if not isinstance(model, Learner):
+        raise ConfigError(f"wave analysis needs a Learner, got {type(model).__name__}")
+    reason = model.missing(Capability.WAVES)
+    if reason:
+        raise ConfigError(f"no wave analysis: {reason}")
+
+
 def analyse_waves(learner: Any, data: Any, out_dir: str | os.PathLike[str], *,
                   n_input: int = 8, horizon: int | None = None, free_steps: int = 64,
                   n_sequences: int = 32, baseline: Any = None, seed: int = 0,
@@ -311,8 +319,12 @@ def analyse_waves(learner: Any, data: Any, out_dir: str | os.PathLike[str], *,
     * ``phase_png`` (rows: input frames, driven phase maps, free-run phase maps, free-run
       predictions of the first sequence) and ``animation`` (GIF: target | model output | phase).
 
-    Writes ``waves.json`` with the result into ``out_dir``.
+    Writes ``waves.json`` with the result into ``out_dir``. ``learner`` and ``baseline`` must
+    declare :attr:`Capability.WAVES` (a :class:`ConfigError` otherwise).
     """
+    for model in (learner, baseline):
+        if model is not None:
+            _check_waves(model)
     cfg = learner.config
     train_horizon = int(cfg.forecast_steps)
     if horizon is None:

@@ -26,7 +26,6 @@ from __future__ import annotations
 import torch
 
 from sparseshift.representations.base import Batch
-from sparseshift.representations.registry import register_learner
 from sparseshift.representations.vae import ConvVAE
 
 
@@ -112,15 +111,15 @@ class AdaptiveGroupVAE(ConvVAE):
         }
 
 
-@register_learner("ada_gvae")
 class AdaGVAE(AdaptiveGroupVAE):
     """Ada-GVAE (Locatello et al. 2020): adaptive shared dims, Group-VAE (arithmetic) averaging."""
 
+    name = "ada_gvae"
     mode = "gvae"
 
 
-@register_learner("ada_mlvae")
 class AdaMLVAE(AdaptiveGroupVAE):
     """Ada-ML-VAE (Locatello et al. 2020; averaging of Bouchacourt et al. 2018's ML-VAE)."""
 
+    name = "ada_mlvae"
     mode = "mlvae"

@@ -11,7 +11,13 @@ import torch
 from gymnasium import spaces
 from torch import nn
 
-from sparseshift.representations.base import Batch, Learner, LearnerConfig, to_float_chw
+from sparseshift.representations.base import (
+    Batch,
+    Capability,
+    Learner,
+    LearnerConfig,
+    to_float_chw,
+)
 
 SIZE = 16
 PROPRIO = 3
@@ -52,7 +58,8 @@ class TinyLearner(Learner):
 
 
 class StatefulLearner(TinyLearner):
-    """Latents are a running sum of per-frame codes; state = (sum, step count)."""
+    """Latents are a running sum of per-frame codes; state = (sum, step count). Declares nothing
+    but ``stateful = True``: its capabilities are derived (vector code, stateful)."""
 
     stateful = True
 
@@ -67,6 +74,8 @@ class StatefulLearner(TinyLearner):
 
 class SetLearner(TinyLearner):
     """Set-valued latents ``(K=3, D=4)``."""
+
+    capabilities = frozenset({Capability.SET_LATENTS})
 
     def __init__(self, config: LearnerConfig | None = None) -> None:
         super().__init__(config, dim=12)

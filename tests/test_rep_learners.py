@@ -11,10 +11,10 @@ import torch
 
 from sparseshift.envs.errors import ConfigError
 from sparseshift.representations.registry import (
-    LEARNERS,
+    BUILTIN_LEARNERS,
+    learner_class,
     learner_names,
     make_learner,
-    register_learner,
 )
 from sparseshift.representations.vae import BetaVAE, VAEConfig, reparameterise
 from sparseshift.representations.weak import adapt_posteriors, pair_kl, shared_mask
@@ -34,10 +34,13 @@ def test_registry_lists_builtins_and_rejects_unknown_names() -> None:
         make_learner("nope")
 
 
-def test_register_learner_refuses_a_second_class_under_a_taken_name() -> None:
-    with pytest.raises(ValueError, match="already registered"):
-        register_learner("beta_vae")(type("Other", (BetaVAE,), {}))
-    assert LEARNERS["beta_vae"] is BetaVAE
+def test_builtin_table_is_static_and_names_its_classes() -> None:
+    with pytest.raises(TypeError):
+        BUILTIN_LEARNERS["other"] = "x:Y"  # type: ignore[index]
+    assert learner_class("beta_vae") is BetaVAE and BetaVAE.name == "beta_vae"
+    # a subclass does not take over the name: the table, not import order, decides
+    type("Other", (BetaVAE,), {"name": "beta_vae"})
+    assert learner_class("beta_vae") is BetaVAE
 
 
 def test_config_is_frozen_resolves_defaults_and_validates() -> None:

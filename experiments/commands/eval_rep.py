@@ -98,17 +98,17 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _load_nwm(run_dir: str, flag: str) -> Any:
+    """The learner of ``run_dir`` if it declares the waves capability (the NWM does)."""
     from sparseshift.envs.errors import ConfigError
+    from sparseshift.representations.base import Capability
     from sparseshift.representations.checkpoint import load_learner, read_run
-    from sparseshift.representations.nwm import NWM
+    from sparseshift.representations.registry import learner_class
 
     learner = str(read_run(Path(run_dir)).get("learner", ""))
-    if learner != "nwm":
+    if not learner_class(learner).supports(Capability.WAVES):
         raise ConfigError(f"{flag} needs a Neural Wave Machine run (learner 'nwm'); {run_dir} is "
-                          f"a {learner!r} run")
-    model = load_learner(run_dir, expect_learner="nwm")
-    assert isinstance(model, NWM)
-    return model
+                          f"a {learner!r} run, without the waves capability")
+    return load_learner(run_dir, expect_learner=learner)
 
 
 def _load_waves_models(args: argparse.Namespace) -> tuple[Any, Any]:

@@ -14,14 +14,22 @@ Seed ranges (evaluation seeds are disjoint from training seeds): training env ``
 
 from __future__ import annotations
 
-import dataclasses
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Literal
 
 from sparseshift.envs.colours import parse_splits
+from sparseshift.envs.config import (
+    Config,
+    check_choice,
+    check_int,
+    check_number,
+    opt,
+    parse_assignments,
+    parse_text,
+)
 from sparseshift.envs.errors import ConfigError, check_image_size, choice_error
 from sparseshift.envs.registry import entry
 
@@ -84,79 +92,128 @@ def is_deterministic(policy: str, family: str) -> bool:
     return policy == "deterministic"
 
 
-def _frozen_items(value: Any, what: str) -> tuple[tuple[str, Any], ...]:
-    if isinstance(value, Mapping):
-        value = tuple(value.items())
-    try:
-        items = tuple((str(k), v) for k, v in value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{what} must be key/value pairs, got {value!r}") from None
-    for k, v in items:
+#: Type and bounds of every hyperparameter (``--hp KEY=VALUE`` is parsed and checked by these).
+HYPER_TYPES: Mapping[str, Any] = MappingProxyType({
+    "n_envs": int, "n_steps": int, "batch_size": int, "n_epochs": int, "learning_rate": float,
+    "gamma": float, "gae_lambda": float, "clip_range": float, "ent_coef": float | str,
+    "vf_coef": float, "max_grad_norm": float, "net_arch": tuple[int, ...],
+    "log_std_init": float, "buffer_size": int, "learning_starts": int, "tau": float,
+    "train_freq": int, "gradient_steps": int, "deepsets_hidden": int,
+    "deepsets_set_features": int, "deepsets_proprio_features": int, "deepsets_pooling": str,
+})
+_INT_BOUNDS: Mapping[str, tuple[int, int]] = MappingProxyType({
+    "n_envs": (1, 256), "n_steps": (1, 1_000_000), "batch_size": (1, 1_000_000),
+    "n_epochs": (1, 1000), "buffer_size": (1, 10_000_000), "learning_starts": (0, 10**9),
+    "train_freq": (1, 1_000_000), "gradient_steps": (1, 10_000), "deepsets_hidden": (1, 4096),
+    "deepsets_set_features": (1, 4096), "deepsets_proprio_features": (1, 4096),
+})
+#: (low, high, low excluded) of the float hyperparameters.
+_FLOAT_BOUNDS: Mapping[str, tuple[float, float, bool]] = MappingProxyType({
+    "learning_rate": (0.0, 1.0, True), "gamma": (0.0, 1.0, False),
+    "gae_lambda": (0.0, 1.0, False), "clip_range": (0.0, 10.0, True),
+    "vf_coef": (0.0, 100.0, False),
+    "max_grad_norm": (0.0, 1e6, True), "log_std_init": (-20.0, 5.0, False),
+    "tau": (0.0, 1.0, True),
+})
+
+
+def check_hyperparam(key: str, value: Any) -> Any:
+    """``value`` checked against the type and bounds of hyperparameter ``key``."""
+    name = f"hyperparameter {key}"
+    if key in _INT_BOUNDS:
+        return check_int(name, value, *_INT_BOUNDS[key])
+    if key in _FLOAT_BOUNDS:
+        low, high, open_low = _FLOAT_BOUNDS[key]
+        return check_number(name, value, low, high, low_open=open_low)
+    if key == "ent_coef":
+        if isinstance(value, str) and (value == "auto" or value.startswith("auto_")):
+            return value
+        return check_number(name, value, 0.0, 100.0)
+    if key == "net_arch":
+        if isinstance(value, str) or not isinstance(value, Sequence) or not value:
+            raise ConfigError(f"{name} must be a list of layer widths, got {value!r}")
+        return tuple(check_int(name, v, 1, 65536) for v in value)
+    if key == "deepsets_pooling":
+        return check_choice(name, value, ("mean", "sum", "max"))
+    return value
+
+
+def parse_hyperparams(items: Sequence[str], flag: str = "--hp") -> dict[str, Any]:
+    """``KEY=VALUE`` overrides parsed by each hyperparameter's type (unknown names are checked
+    against the env family and algorithm by :meth:`AgentConfig.resolved_hyperparams`)."""
+    raw = parse_assignments(items, flag)
+    out: dict[str, Any] = {}
+    for key, text in raw.items():
+        try:
+            out[key] = parse_text(HYPER_TYPES.get(key, Any), text)
+        except ValueError as exc:
+            raise ConfigError(f"{flag} {key}={text!r}: expects {exc}") from None
+    return out
+
+
+def parse_env_kwargs(items: Sequence[str], flag: str = "--env-kwarg") -> dict[str, Any]:
+    """``KEY=VALUE`` env options; values are JSON where they parse, else strings (the env
+    checks them when it is made)."""
+    return {k: parse_text(Any, v) for k, v in parse_assignments(items, flag).items()}
+
+
+def _json_mapping(value: Mapping[str, Any], what: str) -> dict[str, Any]:
+    for k, v in value.items():
         try:
             json.dumps(v)
         except TypeError:
             raise ConfigError(f"{what}[{k!r}] is not JSON-serialisable: {v!r}") from None
-    return tuple(sorted(items))
+    return dict(sorted(value.items()))
 
 
 @dataclass(frozen=True)
-class AgentConfig:
+class AgentConfig(Config):
     """One agent training run.
 
     ``encoder`` is a representation run directory (``sparseshift train-rep --out``) or one of
     :data:`BASELINES`: ``pixels`` (end-to-end NatureCNN), ``state`` (ground-truth state, the
     oracle), ``random`` (the default ``beta_vae`` encoder, untrained, initialised from ``seed``).
-    ``env_kwargs`` and ``hyperparams`` are key/value pairs (a dict is accepted and frozen).
+    ``env_kwargs`` and ``hyperparams`` are mappings (stored sorted by key).
     """
 
-    env_id: str
-    encoder: str
-    algo: str = "ppo"
-    steps: int = 100_000
-    seed: int = 0
-    colours: str = "in"
-    image_size: int = 64
-    env_kwargs: tuple[tuple[str, Any], ...] = ()
-    hyperparams: tuple[tuple[str, Any], ...] = ()
-    eval_every: int = 10_000
-    eval_episodes: int = 10
-    eval_policy: str = "auto"
-    checkpoint_every: int = 50_000
-    tensorboard: bool = True
-    torch_threads: int = 1
+    env_id: str = opt(help="env id, e.g. sparseshift/TriFingerReach-v0", flag="--env")
+    encoder: str = opt(help="CKPT_DIR | pixels | state | random")
+    algo: Literal["ppo", "sac"] = opt("ppo", "ppo, or sac (Box actions only)")
+    steps: int = opt(100_000, "env steps to train for", min=1, max=10**10)
+    seed: int = opt(0, "seed of everything", min=0, max=SEED_LIMIT - 1)
+    colours: str = opt("in", "training colour split")
+    image_size: int = opt(64, "env image size", min=8, max=512)
+    env_kwargs: Mapping[str, Any] = opt(factory=dict, cli=False,
+                                        help="extra env kwargs (--env-kwarg KEY=VALUE)")
+    hyperparams: Mapping[str, Any] = opt(factory=dict, cli=False,
+                                         help="hyperparameter overrides (--hp KEY=VALUE)")
+    eval_every: int = opt(10_000, "env steps between evaluations on IN colours (0: off)", min=0)
+    eval_episodes: int = opt(10, "episodes per evaluation", min=1, max=100_000)
+    eval_policy: Literal["auto", "deterministic", "stochastic"] = opt(
+        "auto", "evaluation actions: auto (deterministic on TriFinger, sampled with a seed on grid "
+        "worlds), deterministic or stochastic")
+    checkpoint_every: int = opt(50_000, "env steps between checkpoints (0: off)", min=0)
+    tensorboard: bool = opt(True, "CSV logs only", flag="--no-tensorboard", invert=True)
+    torch_threads: int = opt(1, "torch threads", flag="--threads", min=1, max=1024)
 
-    def __post_init__(self) -> None:
+    def validate(self) -> None:
         fam = entry(self.env_id).family
-        if self.algo not in ALGOS:
-            raise choice_error("algo", self.algo, ALGOS)
         if (fam, self.algo) not in DEFAULTS:
             raise ConfigError(
                 f"{self.algo} needs a continuous (Box) action space; {self.env_id} has discrete "
                 f"actions (use --algo ppo)"
             )
-        for name in ("steps", "eval_episodes", "torch_threads"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
-                raise ConfigError(f"{name} must be a positive integer, got {v!r}")
-        for name in ("eval_every", "checkpoint_every"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-                raise ConfigError(f"{name} must be an integer >= 0 (0 disables), got {v!r}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) \
-                or not 0 <= self.seed < SEED_LIMIT:
-            raise ConfigError(f"seed must be an integer in [0, {SEED_LIMIT}), got {self.seed!r}")
-        if not isinstance(self.encoder, str) or not self.encoder:
+        if not self.encoder:
             raise ConfigError("encoder must be a run directory or one of " + ", ".join(BASELINES))
         check_image_size(self.image_size)
-        check_eval_policy(self.eval_policy)
         object.__setattr__(self, "colours", "+".join(parse_splits(self.colours)))
-        object.__setattr__(self, "env_kwargs", _frozen_items(self.env_kwargs, "env_kwargs"))
-        object.__setattr__(self, "hyperparams", _frozen_items(self.hyperparams, "hyperparams"))
-        reserved = {"obs_mode", "colours", "image_size", "shift"} & dict(self.env_kwargs).keys()
+        object.__setattr__(self, "env_kwargs", _json_mapping(self.env_kwargs, "env_kwargs"))
+        object.__setattr__(self, "hyperparams", _json_mapping(self.hyperparams, "hyperparams"))
+        reserved = {"obs_mode", "colours", "image_size", "shift"} & self.env_kwargs.keys()
         if reserved:
             raise ConfigError(f"env_kwargs may not set {sorted(reserved)}; they follow from the "
                               "encoder, --colours, --image-size and the evaluation shift")
-        self.resolved_hyperparams()  # validates override keys
+        self.resolved_hyperparams()  # validates override keys, types and bounds
 
     @property
     def family(self) -> str:
@@ -172,16 +229,17 @@ class AgentConfig:
         return "state" if self.encoder == "state" else "pixels_proprio"
 
     def resolved_hyperparams(self) -> dict[str, Any]:
-        """The family/algo defaults with ``hyperparams`` applied (unknown keys: ConfigError)."""
+        """The family/algo defaults with ``hyperparams`` applied (unknown keys, wrong types and
+        out-of-range values: ConfigError)."""
         hp = dict(DEFAULTS[(self.family, self.algo)])
         if self.algo == "sac" and self.encoder == "pixels":
             hp["buffer_size"] = PIXELS_SAC_BUFFER
         hp.update(DEEPSETS_DEFAULTS)
-        for k, v in self.hyperparams:
+        for k, v in self.hyperparams.items():
             if k not in hp:
                 raise ConfigError(f"unknown {self.algo} hyperparameter {k!r} for {self.family} "
                                   f"envs; valid: {', '.join(sorted(hp))}")
-            hp[k] = v
+            hp[k] = check_hyperparam(k, v)
         return hp
 
     def env_kwargs_for(self, colours: str, shift: str | None = None) -> dict[str, Any]:
@@ -192,16 +250,37 @@ class AgentConfig:
             kw["shift"] = shift
         return kw
 
-    def to_json(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["env_kwargs"] = dict(self.env_kwargs)
-        d["hyperparams"] = dict(self.hyperparams)
-        return d
-
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> AgentConfig:
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise ConfigError(f"unknown AgentConfig field(s) {unknown}")
-        return cls(**dict(data))
+        """Inverse of :meth:`to_json`; agent configs written before format 2 stored
+        ``env_kwargs``/``hyperparams`` as lists of pairs, which are accepted too."""
+        d = dict(data) if isinstance(data, Mapping) else data
+        if isinstance(d, dict):
+            for k in ("env_kwargs", "hyperparams"):
+                if isinstance(d.get(k), list | tuple):
+                    try:
+                        d[k] = {str(a): b for a, b in d[k]}
+                    except (TypeError, ValueError):
+                        raise ConfigError(f"{k} must be an object of key/value pairs") from None
+        return super().from_json(d)
+
+
+@dataclass(frozen=True)
+class EvaluateConfig(Config):
+    """How ``sparseshift evaluate`` runs an agent: shifts, episodes, seed, videos, action policy."""
+
+    shifts: tuple[str, ...] = opt(("in", "ood1", "ood2"), "comma-separated shifts from in, ood1, "
+                                  "ood2, real", metavar="SHIFTS")
+    episodes: int = opt(50, "episodes per shift", min=1, max=1_000_000)
+    seed: int = opt(0, "evaluation seed", min=0, max=SEED_LIMIT - 1)
+    video: int = opt(0, "write mp4 videos of the first N episodes of each shift", min=0,
+                     max=10_000, metavar="N")
+    resamples: int = opt(2000, "bootstrap resamples of the 95% CIs", min=1, max=1_000_000,
+                         cli=False)
+    policy: Literal["auto", "deterministic", "stochastic"] | None = opt(
+        None, "mode or sampled (seeded) actions; none: the agent's setting (auto: deterministic "
+        "on TriFinger, stochastic on grid worlds)")
+
+    def validate(self) -> None:
+        if not self.shifts:
+            raise ConfigError("shifts must name at least one of in, ood1, ood2, real")

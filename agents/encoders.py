@@ -2,7 +2,8 @@
 
 * a representation run directory: :func:`sparseshift.representations.checkpoint.load_learner` (eval
 mode);
-  the fingerprint is the SHA-256 of its ``checkpoint.safetensors``;
+  the fingerprint is :func:`sparseshift.representations.checkpoint.encoder_fingerprint` (its
+  config and the content digest of its weights: the same for identical runs);
 * ``random``: the default :data:`sparseshift.agents.config.RANDOM_LEARNER` architecture at the
 env's image
   size, untrained, initialised from the agent seed inside :func:`torch.random.fork_rng` (the global
@@ -15,7 +16,6 @@ The description is stored in the agent's ``agent.json``; :func:`load_encoder` wi
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,9 +25,13 @@ import torch
 
 from sparseshift.agents.config import BASELINES, RANDOM_LEARNER
 from sparseshift.envs.errors import ConfigError
-from sparseshift.envs.io import file_sha256
 from sparseshift.representations.base import Learner
-from sparseshift.representations.checkpoint import CHECKPOINT_FILE, RUN_FILE, load_learner
+from sparseshift.representations.checkpoint import (
+    RUN_FILE,
+    encoder_fingerprint,
+    load_learner,
+    tensor_digest,
+)
 
 
 @dataclass(frozen=True)
@@ -44,13 +48,8 @@ class ResolvedEncoder:
 
 
 def weights_fingerprint(learner: Learner) -> str:
-    """SHA-256 over the learner's state dict (names, dtypes, shapes and bytes, sorted by name)."""
-    h = hashlib.sha256()
-    for name, t in sorted(learner.state_dict().items()):
-        c = t.detach().cpu().contiguous()
-        h.update(f"{name}:{c.dtype}:{tuple(c.shape)}".encode())
-        h.update(c.view(torch.uint8).numpy().tobytes() if c.numel() else b"")
-    return h.hexdigest()
+    """Content digest of the learner's weights (names, dtypes, shapes and bytes, by name)."""
+    return tensor_digest(learner.state_dict())
 
 
 def random_learner(image_size: int, seed: int) -> Learner:
@@ -84,7 +83,7 @@ def load_encoder(spec: str, image_size: int, seed: int,
         desc = {"kind": "checkpoint", "path": str(path), "learner": learner.name,
                 "config": run.get("model", learner.config.to_json()),
                 "run": {k: run[k] for k in ("identity", "train", "dataset") if k in run},
-                "fingerprint": file_sha256(path / CHECKPOINT_FILE)}
+                "fingerprint": encoder_fingerprint(path)}
     size = int(learner.config.image_size)
     if size != image_size:
         raise ConfigError(

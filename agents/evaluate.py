@@ -19,6 +19,7 @@ atomically; an existing one with the same parameters is returned without re-runn
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,78 +27,98 @@ import numpy as np
 
 from sparseshift.agents.config import (
     EVAL_SEED_BASE,
-    SEED_LIMIT,
     AgentConfig,
+    EvaluateConfig,
     check_eval_policy,
     is_deterministic,
 )
 from sparseshift.agents.encoders import load_encoder
 from sparseshift.agents.encoding import FrozenEncoder
 from sparseshift.agents.envs import make_env, parse_shifts
+from sparseshift.agents.policy_io import load_policy
 from sparseshift.agents.rollout import run_episodes
 from sparseshift.agents.stats import DEFAULT_RESAMPLES, bootstrap_ci
 from sparseshift.agents.train import (
     AGENT_FILE,
     DONE_FILE,
-    MODEL_FILE,
+    FORMAT,
+    FORMAT_VERSION,
     episode_seeds,
-    torch_settings,
 )
 from sparseshift.agents.video import write_video
 from sparseshift.envs.errors import ConfigError
 from sparseshift.envs.io import write_json_atomic
+from sparseshift.representations.runtime import torch_run
 
 EVAL_FILE = "eval.json"
 EVAL_ENVS = 4
 
 
 def read_agent(agent_dir: Path) -> dict[str, Any]:
-    """The ``agent.json`` of a finished agent directory (ConfigError otherwise)."""
+    """The ``agent.json`` of a finished agent directory (one-line ConfigError otherwise: not an
+    agent, unfinished, unreadable, of another format version, or missing its config)."""
     path = agent_dir / AGENT_FILE
     if not path.is_file():
         raise ConfigError(f"{agent_dir} is not an agent directory (no {AGENT_FILE})")
-    if not (agent_dir / DONE_FILE).is_file() or not (agent_dir / MODEL_FILE).is_file():
-        raise ConfigError(f"the agent in {agent_dir} has not finished training")
     try:
-        data: dict[str, Any] = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path} is not valid JSON: {exc}") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise ConfigError(f"{path} is not a sparseshift agent file")
+    version = data.get("format_version")
+    if version != FORMAT_VERSION:
+        raise ConfigError(
+            f"{path} has agent format {version!r}; this sparseshift reads format "
+            f"{FORMAT_VERSION} (format 1 stored an SB3 zip, which is never unpickled): train the "
+            "agent again")
+    if not (agent_dir / DONE_FILE).is_file() or not isinstance(data.get("policy"), dict):
+        raise ConfigError(f"the agent in {agent_dir} has not finished training")
+    if not isinstance(data.get("config"), dict):
+        raise ConfigError(f"{path} has no agent config")
     return data
 
 
-def load_model(agent_dir: Path, algo: str) -> Any:
-    from stable_baselines3 import PPO, SAC
-
-    cls = PPO if algo == "ppo" else SAC
-    return cls.load(str(agent_dir / MODEL_FILE), device="cpu")
-
-
-def _check_int(name: str, value: object, low: int, high: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low \
-            or (high is not None and value >= high):
-        bound = f">= {low}" if high is None else f"in [{low}, {high})"
-        raise ConfigError(f"{name} must be an integer {bound}, got {value!r}")
-    return int(value)
+def load_model(agent_dir: Path, agent: dict[str, Any]) -> Any:
+    """The agent's policy, rebuilt from ``agent.json`` and ``policy.safetensors`` (no pickle);
+    it has SB3's ``predict(obs, deterministic)``."""
+    return load_policy(agent_dir, agent["policy"])
 
 
-def evaluate(agent_dir: str | Path, shifts: str | list[str] | tuple[str, ...] = "in",
-             episodes: int = 50, seed: int = 0, video: int = 0,
-             resamples: int = DEFAULT_RESAMPLES, policy: str | None = None) -> dict[str, Any]:
-    """Evaluate the agent in ``agent_dir`` under ``shifts``; returns (and writes) ``eval.json``.
+def encoder_spec(agent_dir: Path, agent: dict[str, Any], config: AgentConfig) -> str:
+    """Where the agent's encoder is: its recorded path (relative to the agent folder) or the
+    baseline name."""
+    path = agent.get("encoder", {}).get("path")
+    if not path:
+        return config.encoder
+    return str((agent_dir / path) if not Path(path).is_absolute() else Path(path))
 
-    ``video`` > 0 also writes the first ``video`` episodes of each shift to
-    ``videos/<shift>_<k>.mp4``. ``policy`` (auto / deterministic / stochastic) defaults to the
+
+def evaluate(agent_dir: str | Path, shifts: str | Sequence[str] = "in", episodes: int = 50,
+             seed: int = 0, video: int = 0, resamples: int = DEFAULT_RESAMPLES,
+             policy: str | None = None) -> dict[str, Any]:
+    """:func:`run_evaluation` with the :class:`EvaluateConfig` built from keyword arguments
+    (``shifts`` may be comma-separated)."""
+    names = tuple(s.strip() for s in shifts.split(",")) if isinstance(shifts, str) else \
+        tuple(shifts)
+    return run_evaluation(agent_dir, EvaluateConfig(shifts=names, episodes=episodes, seed=seed,
+                                                    video=video, resamples=resamples,
+                                                    policy=policy))  # type: ignore[arg-type]
+
+
+def run_evaluation(agent_dir: str | Path, cfg: EvaluateConfig) -> dict[str, Any]:
+    """Evaluate the agent in ``agent_dir`` as ``cfg`` says; returns (and writes) ``eval.json``.
+
+    ``cfg.video`` > 0 also writes the first ``video`` episodes of each shift to
+    ``videos/<shift>_<k>.mp4``. ``cfg.policy`` (auto / deterministic / stochastic) defaults to the
     agent's ``eval_policy``.
     """
+    episodes, seed, video, resamples = cfg.episodes, cfg.seed, cfg.video, cfg.resamples
     out = Path(agent_dir)
     agent = read_agent(out)
     config = AgentConfig.from_json(agent["config"])
-    names = parse_shifts(shifts, config.env_id)
-    episodes = _check_int("episodes", episodes, 1)
-    seed = _check_int("seed", seed, 0, SEED_LIMIT)
-    video = _check_int("video", video, 0)
-    resamples = _check_int("resamples", resamples, 1)
-    mode = check_eval_policy(config.eval_policy if policy is None else policy)
+    names = parse_shifts(list(cfg.shifts), config.env_id)
+    mode = check_eval_policy(config.eval_policy if cfg.policy is None else cfg.policy)
     det = is_deterministic(mode, config.family)
     params = {"shifts": list(names), "episodes": episodes, "seed": seed, "resamples": resamples,
               "policy": "deterministic" if det else "stochastic"}
@@ -110,17 +131,16 @@ def evaluate(agent_dir: str | Path, shifts: str | list[str] | tuple[str, ...] = 
         except json.JSONDecodeError:
             pass
     desc = agent.get("encoder", {})
-    spec = desc.get("path") or config.encoder
-    encoder = load_encoder(spec, config.image_size, config.seed,
+    encoder = load_encoder(encoder_spec(out, agent, config), config.image_size, config.seed,
                            expect_fingerprint=desc.get("fingerprint"))
-    model = load_model(out, config.algo)
+    model = load_model(out, agent)
     ep_seeds = episode_seeds(EVAL_SEED_BASE, seed, episodes)
 
     def act(obs: Any) -> np.ndarray:
         return model.predict(obs, deterministic=det)[0]
 
     results: dict[str, Any] = {}
-    with torch_settings(config.torch_threads):
+    with torch_run(config.torch_threads):
         for shift in names:
             envs = [make_env(config, shift) for _ in range(min(EVAL_ENVS, episodes))]
             try:
@@ -159,4 +179,8 @@ def format_table(result: dict[str, Any]) -> str:
             f"{shift:<6} {ret['mean']:>9.3f} [{ret['ci_low']:>8.3f}, {ret['ci_high']:>8.3f}] "
             f"{suc['mean']:>8.3f} [{suc['ci_low']:.3f}, {suc['ci_high']:.3f}] {ret['n']:>5}"
         )
+    policy = result.get("params", {}).get("policy")
+    if policy:
+        how = "the policy's mode" if policy == "deterministic" else "sampled, seeded"
+        lines.append(f"actions: {policy} ({how}); 95% CIs: percentile bootstrap over episodes")
     return "\n".join(lines)

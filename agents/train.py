@@ -10,10 +10,14 @@ protocol of Dittadi et al. (ICLR 2021) and Traeuble, Dittadi et al. (ICLR 2022).
 
 Output directory::
 
-    agent.json          resolved config: env id + kwargs, encoder path/config/fingerprint, algo,
-                        hyperparameters, seed, package versions, and the run's identity
-    agent.zip           the final SB3 model
-    checkpoints/        periodic SB3 checkpoints (agent_<steps>_steps.zip)
+    agent.json          resolved config: env id + kwargs, encoder (path relative to this folder,
+                        config, fingerprint), algo, hyperparameters, seed, the policy's
+                        description (spaces, policy kwargs, weights digest: see
+                        :mod:`sparseshift.agents.policy_io`), package versions, the run's identity
+    policy.safetensors  the final policy weights (what sparseshift loads; never a pickle)
+    agent.sb3.zip       the same model as a plain SB3 zip, an export for users who trust it
+                        (SB3's load unpickles; sparseshift never reads this file)
+    checkpoints/        periodic policy weights (policy_<steps>.safetensors)
     logs/               progress.csv and TensorBoard events (rollout/*, train/*, eval/*)
     evaluations.json    periodic evaluations on IN colours
     DONE.json           written last (atomically): the run finished
@@ -26,18 +30,16 @@ the same machine and library versions give identical weights on the CPU.
 
 from __future__ import annotations
 
-import contextlib
 import json
+import os
 import shutil
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from stable_baselines3.common.base_class import BaseAlgorithm
-from stable_baselines3.common.callbacks import BaseCallback, CallbackList, CheckpointCallback
+from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.logger import configure
 
 from sparseshift.agents.config import (
@@ -49,15 +51,18 @@ from sparseshift.agents.config import (
 from sparseshift.agents.encoders import ResolvedEncoder, load_encoder
 from sparseshift.agents.envs import make_env, make_vec_env
 from sparseshift.agents.extractors import DeepSetsExtractor
+from sparseshift.agents.policy_io import POLICY_FILE, SB3_EXPORT, describe_policy, save_policy
 from sparseshift.agents.rollout import run_episodes
 from sparseshift.agents.stats import bootstrap_ci
 from sparseshift.envs.errors import ConfigError
 from sparseshift.envs.io import package_versions, write_json_atomic
+from sparseshift.representations.runtime import torch_run
 
 FORMAT = "sparseshift-agent"
-FORMAT_VERSION = 1
+#: 2: policy weights in safetensors described in agent.json (1: an SB3 zip, never loaded now).
+FORMAT_VERSION = 2
 AGENT_FILE = "agent.json"
-MODEL_FILE = "agent.zip"
+MODEL_FILE = POLICY_FILE
 DONE_FILE = "DONE.json"
 EVALUATIONS_FILE = "evaluations.json"
 #: Parallel envs of the periodic evaluation.
@@ -71,19 +76,12 @@ def episode_seeds(base: int, seed: int, n: int) -> list[int]:
     return [base + int(v) for v in rng.choice(SEED_RANGE, size=n, replace=False)]
 
 
-@contextlib.contextmanager
-def torch_settings(threads: int) -> Iterator[None]:
-    """Pin torch's thread count and deterministic algorithms for the block, then restore."""
-    old_threads = torch.get_num_threads()
-    was = torch.are_deterministic_algorithms_enabled()
-    was_warn = torch.is_deterministic_algorithms_warn_only_enabled()
-    torch.set_num_threads(threads)
-    torch.use_deterministic_algorithms(True, warn_only=True)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old_threads)
-        torch.use_deterministic_algorithms(was, warn_only=was_warn)
+def portable(desc: dict[str, Any], out: Path) -> dict[str, Any]:
+    """An encoder description whose path is relative to the agent folder ``out`` (so the two can
+    move together)."""
+    if not desc.get("path"):
+        return desc
+    return {**desc, "path": os.path.relpath(Path(desc["path"]).resolve(), out.resolve())}
 
 
 def _jsonable(value: Any) -> Any:
@@ -93,8 +91,8 @@ def _jsonable(value: Any) -> Any:
 def identity(config: AgentConfig, encoder: ResolvedEncoder) -> dict[str, Any]:
     """What must match for an existing output directory to be reused."""
     cfg = config.to_json()
-    if encoder.description.get("path"):
-        cfg["encoder"] = encoder.description["path"]
+    if encoder.description.get("kind") == "checkpoint":
+        cfg["encoder"] = "checkpoint"  # the fingerprint says which; the path may move
     return _jsonable({"config": cfg, "hyperparams": config.resolved_hyperparams(),
                       "encoder_fingerprint": encoder.fingerprint})
 
@@ -139,6 +137,20 @@ def build_model(config: AgentConfig, hp: dict[str, Any], env: Any,
                    policy_kwargs=policy_kwargs, **{k: hp[k] for k in PPO_KEYS})
     return SAC(policy, env, seed=config.seed, device="cpu", verbose=0,
                policy_kwargs=policy_kwargs, **{k: hp[k] for k in SAC_KEYS})
+
+
+class PolicyCheckpoints(BaseCallback):
+    """Every ``every`` env steps: ``checkpoints/policy_<steps>.safetensors`` (weights only)."""
+
+    def __init__(self, directory: Path, every: int) -> None:
+        super().__init__()
+        self.directory, self.every, self._next = directory, every, every
+
+    def _on_step(self) -> bool:
+        if self.num_timesteps >= self._next:
+            self._next += self.every
+            save_policy(self.model, self.directory / f"policy_{self.num_timesteps}.safetensors")
+        return True
 
 
 class PeriodicEval(BaseCallback):
@@ -231,14 +243,14 @@ def train_agent(config: AgentConfig, out_dir: str | Path) -> Path:
     ident = identity(config, encoder)
     if _check_existing(out, ident):
         return out
-    for stale in ("checkpoints", "logs", MODEL_FILE, EVALUATIONS_FILE):
+    for stale in ("checkpoints", "logs", MODEL_FILE, SB3_EXPORT, "agent.zip", EVALUATIONS_FILE):
         p = out / stale
         if p.is_dir():
             shutil.rmtree(p)
         elif p.exists():
             p.unlink()
     hp = config.resolved_hyperparams()
-    with torch_settings(config.torch_threads):
+    with torch_run(config.torch_threads):
         env = make_vec_env(config, int(hp["n_envs"]), encoder.learner)
         obs_info: dict[str, Any] = {"space": str(env.observation_space)}
         set_shape = None
@@ -253,7 +265,8 @@ def train_agent(config: AgentConfig, out_dir: str | Path) -> Path:
                 "id": config.env_id, "family": config.family,
                 "kwargs": config.env_kwargs_for(config.colours),
             },
-            "encoder": encoder.description, "algo": config.algo, "hyperparams": hp,
+            "encoder": portable(encoder.description, out), "algo": config.algo,
+            "hyperparams": hp,
             "seed": config.seed, "observation": obs_info, "versions": package_versions(),
         }))
         model = build_model(config, hp, env, set_shape)
@@ -262,8 +275,8 @@ def train_agent(config: AgentConfig, out_dir: str | Path) -> Path:
         callbacks: list[BaseCallback] = []
         n_envs = int(hp["n_envs"])
         if config.checkpoint_every:
-            callbacks.append(CheckpointCallback(max(config.checkpoint_every // n_envs, 1),
-                                                str(out / "checkpoints"), name_prefix="agent"))
+            callbacks.append(PolicyCheckpoints(out / "checkpoints",
+                                               max(config.checkpoint_every, n_envs)))
         evaluator = None
         if config.eval_every:
             evaluator = PeriodicEval(config, encoder, config.eval_every, config.eval_episodes)
@@ -280,7 +293,13 @@ def train_agent(config: AgentConfig, out_dir: str | Path) -> Path:
             if evaluator is not None:
                 evaluator.close()
         seconds = time.perf_counter() - t0
-        model.save(str(out / MODEL_FILE))
+        policy_name, policy_kwargs = policy_setup(config, hp, set_shape)
+        digest = save_policy(model, out / POLICY_FILE)
+        model.save(str(out / SB3_EXPORT))
+        agent = json.loads((out / AGENT_FILE).read_text())
+        agent["policy"] = {**describe_policy(config.algo, policy_name, policy_kwargs, model),
+                           "file": POLICY_FILE, "digest": digest}
+        write_json_atomic(out / AGENT_FILE, agent)
     history = evaluator.history if evaluator is not None else []
     write_json_atomic(out / EVALUATIONS_FILE, history)
     write_json_atomic(out / DONE_FILE, {"result": {

@@ -6,15 +6,17 @@ applied), upscaled with nearest-neighbour so small 64x64 frames stay legible.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from sparseshift.envs.errors import ConfigError
-from sparseshift.envs.io import commit_file
+from sparseshift.envs.io import atomic_output
+
+
+class _NoVideoWriter(Exception):
+    """OpenCV could not open an mp4 writer."""
 
 
 def _upscale(frame: np.ndarray, scale: int) -> np.ndarray:
@@ -34,25 +36,24 @@ def write_video(frames: Sequence[np.ndarray], path: Path, fps: int = 10, scale: 
     if path.suffix == ".mp4":
         import cv2
 
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".mp4")
-        os.close(fd)
-        writer = cv2.VideoWriter(tmp, cv2.VideoWriter.fourcc(*"mp4v"), float(fps), (w, h))
-        if writer.isOpened():
-            for f in up:
-                writer.write(cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
-            writer.release()
-            commit_file(tmp, path)
+        try:
+            with atomic_output(path, ".mp4") as tmp:
+                writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter.fourcc(*"mp4v"), float(fps),
+                                         (w, h))
+                if not writer.isOpened():
+                    raise _NoVideoWriter
+                for f in up:
+                    writer.write(cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
+                writer.release()
             return path
-        os.unlink(tmp)
-        path = path.with_suffix(".gif")
+        except _NoVideoWriter:
+            path = path.with_suffix(".gif")
     if path.suffix != ".gif":
         raise ConfigError(f"video path must end in .mp4 or .gif, got {path.name}")
     from PIL import Image
 
     images = [Image.fromarray(f) for f in up]
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".gif")
-    os.close(fd)
-    images[0].save(tmp, save_all=True, append_images=images[1:], duration=int(1000 / fps),
-                   loop=0)
-    commit_file(tmp, path)
+    with atomic_output(path, ".gif") as tmp:
+        images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:],
+                       duration=int(1000 / fps), loop=0)
     return path

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from sparseshift.envs.config import check_seed
 from sparseshift.envs.errors import ConfigError, choice_error
 
 SPLITS: tuple[str, ...] = ("in", "ood1", "ood2")
@@ -208,8 +209,7 @@ def load_scheme(name: str, seed: int = 0) -> ColourScheme:
     valid = available_schemes()
     if name not in valid:
         raise choice_error("colour scheme", name, valid)
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ConfigError(f"colour seed must be a non-negative integer, got {seed!r}")
+    seed = check_seed("colour seed", seed)
     path = resources.files("sparseshift.assets") / "colours" / f"{name}.json"
     raw = json.loads(path.read_text())
     objects = {obj: _parse_set(name, obj, spec) for obj, spec in raw["objects"].items()}

@@ -18,7 +18,8 @@ from typing import Any
 
 import gymnasium as gym
 
-from sparseshift.envs.errors import ConfigError, choice_error
+from sparseshift.envs.config import check_int
+from sparseshift.envs.errors import choice_error
 
 
 @dataclass(frozen=True)
@@ -113,8 +114,8 @@ def make(env_id: str, **kwargs: Any) -> gym.Env[Any, Any]:
     e = entry(env_id)
     register_envs()
     steps = kwargs.pop("max_episode_steps", None)
-    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps <= 0):
-        raise ConfigError(f"max_episode_steps must be a positive integer, got {steps!r}")
+    if steps is not None:
+        steps = check_int("max_episode_steps", steps, 1)
     if steps is not None and e.max_episode_steps is None:
         routed = {**e.kwargs, "max_episode_steps": steps}
         spec = dataclasses.replace(gym.spec(env_id), kwargs=routed)

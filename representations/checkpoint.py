@@ -16,9 +16,9 @@ Both are written to a temporary file in the same folder and moved into place wit
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,20 +29,93 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from sparseshift.envs.errors import ConfigError
+from sparseshift.envs.io import atomic_output, write_json_atomic
 from sparseshift.envs.io import atomic_write_bytes as atomic_write_bytes  # re-export
-from sparseshift.envs.io import commit_file, write_json_atomic
 from sparseshift.envs.io import package_versions as package_versions  # re-export
 from sparseshift.representations.base import Learner
 from sparseshift.representations.registry import learner_class, make_learner
 
 FORMAT = "sparseshift-representation"
-FORMAT_VERSION = 1
+#: 2: checkpoints carry the content digest of their tensors (checked on load); version 1 files
+#: (without one) still load.
+FORMAT_VERSION = 2
 RUN_FILE = "run.json"
 CHECKPOINT_FILE = "checkpoint.safetensors"
 
 
 # Shared with every stage; re-exported here for the learners' modules.
 write_json = write_json_atomic
+
+
+class CorruptFileError(ConfigError):
+    """A weights file is unreadable or its tensors do not match the digest it records."""
+
+
+def tensor_digest(tensors: Mapping[str, torch.Tensor]) -> str:
+    """SHA-256 over tensors in name order: each name, dtype, shape and raw bytes.
+
+    The same weights give the same digest whatever file they came from (unlike the hash of a
+    safetensors file, whose metadata order varies between runs).
+    """
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        c = tensors[name].detach().cpu().contiguous()
+        h.update(f"{name}:{c.dtype}:{tuple(c.shape)};".encode())
+        if c.numel():
+            h.update(c.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def non_finite(tensors: Mapping[str, torch.Tensor]) -> list[str]:
+    """Names of floating-point tensors holding NaN or inf."""
+    return sorted(k for k, v in tensors.items()
+                  if v.is_floating_point() and not bool(torch.isfinite(v).all()))
+
+
+def write_tensors(path: Path, tensors: Mapping[str, torch.Tensor],
+                  metadata: Mapping[str, str]) -> str:
+    """Write ``tensors`` to ``path`` (safetensors, atomically) with ``metadata`` and their
+    ``digest``; returns the digest. Temporary files are removed on any failure (disk full
+    included), so nothing half-written is left."""
+    digest = tensor_digest(tensors)
+    with atomic_output(path) as tmp:
+        save_file({k: v.detach().contiguous() for k, v in tensors.items()}, str(tmp),
+                  metadata={**dict(metadata), "digest": digest})
+    return digest
+
+
+def read_tensors(path: Path, expect_digest: str | None = None,
+                 require_digest: bool = True) -> dict[str, torch.Tensor]:
+    """Tensors of a safetensors file whose content matches its recorded digest (and
+    ``expect_digest`` if given); :class:`CorruptFileError` otherwise. ``require_digest=False``
+    accepts files written before digests existed."""
+    tensors, meta = _load(path)
+    digest = tensor_digest(tensors)
+    recorded = meta.get("digest")
+    if recorded is None and require_digest:
+        raise CorruptFileError(f"{path} records no content digest")
+    if recorded is not None and recorded != digest:
+        raise CorruptFileError(f"{path} is damaged: its tensors do not match the digest it "
+                               f"records ({digest[:12]} != {recorded[:12]})")
+    if expect_digest is not None and digest != expect_digest:
+        raise CorruptFileError(f"{path} changed since it was recorded (digest {digest[:12]} != "
+                               f"{expect_digest[:12]})")
+    return tensors
+
+
+def _load(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    if not path.is_file():
+        raise CorruptFileError(f"no weights file at {path}")
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as fh:
+            meta = fh.metadata() or {}
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CorruptFileError(f"{path} is not a readable safetensors file: {first}") from None
+    return tensors, dict(meta)
 
 
 def flatten_optimizer(state: Mapping[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -81,10 +154,14 @@ class Checkpoint:
 
 def save_checkpoint(directory: Path, learner: Learner, optimizer: torch.optim.Optimizer,
                     step: int) -> Path:
-    """Write ``checkpoint.safetensors`` atomically; returns its path."""
-    tensors = {f"model.{k}": v.detach().contiguous() for k, v in learner.state_dict().items()}
+    """Write ``checkpoint.safetensors`` atomically; returns its path. Refuses (ConfigError)
+    weights that are not finite: a checkpoint on disk is always one to resume from."""
+    model = {f"model.{k}": v.detach().contiguous() for k, v in learner.state_dict().items()}
+    bad = non_finite(model)
+    if bad:
+        raise ConfigError(f"not saving step {step}: non-finite weights in "
+                          f"{', '.join(b[len('model.'):] for b in bad[:3])}")
     optim_tensors, optim_meta = flatten_optimizer(optimizer.state_dict())
-    tensors.update(optim_tensors)
     meta = {
         "format": FORMAT,
         "format_version": str(FORMAT_VERSION),
@@ -93,16 +170,7 @@ def save_checkpoint(directory: Path, learner: Learner, optimizer: torch.optim.Op
         "optim": json.dumps(optim_meta),
     }
     path = directory / CHECKPOINT_FILE
-    directory.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{CHECKPOINT_FILE}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=meta)
-        commit_file(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    write_tensors(path, {**model, **optim_tensors}, meta)
     return path
 
 
@@ -123,14 +191,11 @@ def read_checkpoint(directory: Path, expect_learner: str | None = None) -> Check
     path = directory / CHECKPOINT_FILE
     if not path.is_file():
         raise ConfigError(f"no checkpoint in {directory} (expected {CHECKPOINT_FILE})")
-    try:
-        from safetensors import safe_open
-
-        with safe_open(str(path), framework="pt") as fh:
-            meta = fh.metadata() or {}
-        tensors = load_file(str(path))
-    except (SafetensorError, OSError) as exc:
-        raise ConfigError(f"{path} is not a readable safetensors checkpoint: {exc}") from None
+    tensors, meta = _load(path)
+    if meta.get("format") == FORMAT:
+        # Version 1 checkpoints predate content digests; later ones must carry theirs.
+        legacy = str(meta.get("format_version")) == "1"
+        tensors = read_tensors(path, require_digest=not legacy)
     if meta.get("format") != FORMAT:
         raise ConfigError(f"{path} is not a sparseshift representation checkpoint")
     check_format(str(path), meta.get("format_version"))
@@ -158,6 +223,19 @@ def read_run(directory: Path) -> dict[str, Any]:
         raise ConfigError(f"{path} is not a sparseshift representation run file")
     check_format(str(path), run.get("format_version"))
     return run
+
+
+def encoder_fingerprint(directory: str | os.PathLike[str]) -> str:
+    """Content fingerprint of a trained encoder: SHA-256 of the canonical JSON of its learner
+    name and config and the digest of its model tensors. Identical runs give identical
+    fingerprints; any change to the weights or the config changes it."""
+    d = Path(directory)
+    run = read_run(d)
+    ckpt = read_checkpoint(d)
+    payload = json.dumps({"learner": run.get("learner"), "model": run.get("model"),
+                          "weights": tensor_digest(ckpt.model)}, sort_keys=True,
+                         separators=(",", ":"))
+    return hashlib.sha256(payload.encode()).hexdigest()
 
 
 def load_learner(directory: str | os.PathLike[str], expect_learner: str | None = None

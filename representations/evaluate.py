@@ -31,7 +31,7 @@ import math
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,7 @@ from sparseshift.envs.errors import ConfigError
 from sparseshift.representations import metrics as M
 from sparseshift.representations.base import Capability, Learner, frames_to_tensor
 from sparseshift.representations.checkpoint import load_learner, read_run, write_json
+from sparseshift.representations.config import EvalConfig
 from sparseshift.representations.data import (
     STREAM_EVAL,
     dataset_info,
@@ -52,45 +53,6 @@ from sparseshift.representations.data import (
 )
 from sparseshift.representations.probes import fit_probes
 from sparseshift.representations.viz import TRAVERSAL_NEEDS
-
-FACTOR_VAE_MODES: tuple[str, ...] = ("auto", "env", "grouping", "off")
-
-
-@dataclass(frozen=True)
-class EvalConfig:
-    """Evaluation protocol options (see the module docstring)."""
-
-    num_train: int = 10000
-    num_test: int = 5000
-    seed: int = 0
-    bins: int = M.NUM_BINS
-    dci_estimators: int = 30
-    dci_max_train: int | None = 2000
-    factor_vae: str = "auto"
-    factor_vae_batch: int = 64
-    factor_vae_train: int = 10000
-    factor_vae_eval: int = 5000
-    factor_vae_env_train: int = 100
-    factor_vae_env_eval: int = 50
-    probes: bool = True
-    encode_batch: int = 256
-    #: Skip the per-dimension metrics (MIG, DCI, SAP, modularity, FactorVAE) when the code has
-    #: more dimensions than this (None: never); DCI's boosted trees grow with the dimension.
-    max_code_dims: int | None = None
-
-    def __post_init__(self) -> None:
-        if self.factor_vae not in FACTOR_VAE_MODES:
-            raise ConfigError(f"unknown factor_vae mode {self.factor_vae!r}; valid: "
-                              f"{', '.join(FACTOR_VAE_MODES)}")
-        for name in ("num_train", "num_test", "bins", "dci_estimators", "factor_vae_batch",
-                     "factor_vae_train", "factor_vae_eval", "factor_vae_env_train",
-                     "factor_vae_env_eval", "encode_batch"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.max_code_dims is not None and self.max_code_dims < 1:
-            raise ConfigError(f"max_code_dims must be >= 1 or None, got {self.max_code_dims}")
-        if self.factor_vae_batch < 2:
-            raise ConfigError("factor_vae_batch must be >= 2 (it estimates variances)")
 
 
 @torch.no_grad()
@@ -407,7 +369,7 @@ def _report(ev: EvalState, run_dir: str | os.PathLike[str]) -> dict[str, Any]:
         "learner": ev.learner.name,
         "trained_on": ev.run.get("dataset", {}).get("fingerprint"),
         "dataset": dataset_info(ev.ds),
-        "protocol": {**asdict(ev.cfg), "num_train_used": len(ev.tr),
+        "protocol": {**ev.cfg.to_json(), "num_train_used": len(ev.tr),
                      "num_test_used": len(ev.te), "latent_dims": int(ev.codes_tr.shape[1]),
                      "torch_threads": ev.torch_threads},
         "targets": [{"name": n, "rule": r} for n, r in zip(ev.targets.names, ev.targets.rules,

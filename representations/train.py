@@ -13,7 +13,9 @@
   ``t`` is derived from ``(seed, t)``: the batch via :mod:`sparseshift.representations.data`, the
   reparameterisation noise via a private :class:`torch.Generator`). ``steps`` and the logging
   cadences may change between runs; anything else differing is a :class:`ConfigError`;
-* a non-finite loss stops training with :class:`TrainingError`; the last good checkpoint is kept;
+* a non-finite loss, or weights that stop being finite, stop training with :class:`TrainingError`
+  naming the last good checkpoint (or saying there is none); weights are checked before every
+  checkpoint, so a checkpoint on disk is always finite;
 * an optional learning-rate schedule (:class:`sparseshift.representations.base.LRSchedule`: warm-up
 and
   exponential decay; ``TrainConfig.lr_schedule``, else the learner's ``default_lr_schedule``, e.g.
@@ -30,12 +32,10 @@ reproducible on the CPU for a fixed seed and thread count.
 
 from __future__ import annotations
 
-import contextlib
-import math
 import os
 import time
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -43,18 +43,20 @@ import numpy as np
 import torch
 
 from sparseshift.envs.errors import ConfigError
-from sparseshift.representations.base import Learner, LearnerConfig, LRSchedule
+from sparseshift.representations.base import Learner, LearnerConfig
 from sparseshift.representations.checkpoint import (
     CHECKPOINT_FILE,
     FORMAT,
     FORMAT_VERSION,
     RUN_FILE,
+    non_finite,
     package_versions,
     read_checkpoint,
     read_run,
     save_checkpoint,
     write_json,
 )
+from sparseshift.representations.config import TrainConfig
 from sparseshift.representations.data import (
     STREAM_INIT,
     STREAM_NOISE,
@@ -67,76 +69,11 @@ from sparseshift.representations.data import (
     resolve_pairs,
 )
 from sparseshift.representations.registry import learner_class
+from sparseshift.representations.runtime import torch_run
 
 
 class TrainingError(RuntimeError):
     """Training failed (e.g. the loss became NaN); the CLI reports it on one line, exit 1."""
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Everything that defines a training run.
-
-    ``model`` holds the learner's options (see its config dataclass, e.g.
-    :class:`sparseshift.representations.vae.VAEConfig`); ``image_size`` defaults to the dataset's.
-    ``pairs`` is ``None`` (intervention pairs for pairs learners on pairs datasets),
-    ``"intervention"`` or ``"temporal"`` (frames t and t+gap of one episode; ``gap`` is an int or an
-    inclusive range ``(lo, hi)``). ``seq_len`` is the sequence length of sequence learners
-    (e.g. ``nwm``). ``lr_schedule`` multiplies ``lr`` per step: an :class:`LRSchedule`, its JSON
-    dict, ``"constant"`` or ``"WARMUP:DECAY_STEPS:DECAY_RATE"``; ``None`` takes the learner's
-    ``default_lr_schedule`` (constant for the VAEs and the NWM, the reference warm-up and halving
-    for ``slot_attention``). :attr:`schedule` is the resolved one.
-    """
-
-    learner: str = "beta_vae"
-    model: Mapping[str, Any] = field(default_factory=dict)
-    steps: int = 1000
-    seed: int = 0
-    batch: int = 64
-    lr: float = 1e-4
-    pairs: str | None = None
-    gap: int | tuple[int, int] = 1
-    seq_len: int = 8
-    log_every: int = 50
-    image_every: int = 1000
-    ckpt_every: int = 1000
-    progress: bool = True
-    tensorboard: bool = True
-    lr_schedule: LRSchedule | Mapping[str, Any] | str | None = None
-
-    def __post_init__(self) -> None:
-        learner_class(self.learner)  # unknown names -> ConfigError listing the valid ones
-        if isinstance(self.lr_schedule, str):
-            object.__setattr__(self, "lr_schedule", LRSchedule.parse(self.lr_schedule))
-        elif isinstance(self.lr_schedule, Mapping):
-            object.__setattr__(self, "lr_schedule", LRSchedule.from_json(self.lr_schedule))
-        elif self.lr_schedule is not None and not isinstance(self.lr_schedule, LRSchedule):
-            raise ConfigError(f"lr_schedule must be an LRSchedule, a dict, 'constant' or "
-                              f"'WARMUP:DECAY_STEPS:DECAY_RATE', got {self.lr_schedule!r}")
-        for name in ("steps", "batch", "seq_len", "log_every", "image_every", "ckpt_every"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
-        if not (isinstance(self.lr, int | float) and 0 < self.lr < math.inf):
-            raise ConfigError(f"lr must be a positive number, got {self.lr!r}")
-        lo, hi = self.gap_range
-        if lo < 1 or hi < lo:
-            raise ConfigError(f"gap must be >= 1 (or a range lo <= hi), got {self.gap!r}")
-
-    @property
-    def schedule(self) -> LRSchedule:
-        """The learning-rate schedule of the run: ``lr_schedule``, else the learner's default,
-        else constant."""
-        if isinstance(self.lr_schedule, LRSchedule):
-            return self.lr_schedule
-        return learner_class(self.learner).default_lr_schedule or LRSchedule()
-
-    @property
-    def gap_range(self) -> tuple[int, int]:
-        if isinstance(self.gap, int):
-            return (self.gap, self.gap)
-        lo, hi = self.gap
-        return (int(lo), int(hi))
 
 
 @dataclass(frozen=True)
@@ -182,18 +119,6 @@ def identity(config: TrainConfig, model: LearnerConfig, pairs: str, dataset: Map
     if not config.schedule.constant:
         ident["lr_schedule"] = config.schedule.to_json()
     return ident
-
-
-@contextlib.contextmanager
-def deterministic() -> Iterator[None]:
-    """``torch.use_deterministic_algorithms(True, warn_only=True)`` for the block, then restore."""
-    was = torch.are_deterministic_algorithms_enabled()
-    was_warn = torch.is_deterministic_algorithms_warn_only_enabled()
-    torch.use_deterministic_algorithms(True, warn_only=True)
-    try:
-        yield
-    finally:
-        torch.use_deterministic_algorithms(was, warn_only=was_warn)
 
 
 def _to_tensors(batch: Mapping[str, np.ndarray]) -> dict[str, torch.Tensor]:
@@ -250,6 +175,12 @@ class _Logger:
             self.writer.close()
 
 
+def _kept(step: int | None, out: Path) -> str:
+    if step is None:
+        return f"No checkpoint was written to {out}."
+    return f"The last good checkpoint (step {step}) is kept in {out}."
+
+
 def train(config: TrainConfig, data: Any, out_dir: str | os.PathLike[str]) -> TrainResult:
     """Train ``config.learner`` on ``data`` (a dataset path or an opened dataset) into ``out_dir``.
 
@@ -301,6 +232,7 @@ def train(config: TrainConfig, data: Any, out_dir: str | os.PathLike[str]) -> Tr
             "gap": list(config.gap_range), "seq_len": config.seq_len,
             "lr_schedule": config.schedule.to_json(),
         },
+        "config": config.to_json(),
         "dataset": info,
         "versions": package_versions(),
     })
@@ -312,13 +244,13 @@ def train(config: TrainConfig, data: Any, out_dir: str | os.PathLike[str]) -> Tr
     viz_frames = source.sampler(STREAM_VIZ, 0).frames(8)["x"]
     schedule = None if config.schedule.constant else config.schedule
     last: dict[str, float] = {}
-    last_ckpt = start
+    last_ckpt: int | None = start if start > 0 else None
     rate = 0.0
     learner.train()
     try:
         from tqdm import tqdm
 
-        with deterministic(), tqdm(total=config.steps, initial=start, unit="step",
+        with torch_run(config.threads), tqdm(total=config.steps, initial=start, unit="step",
                                    disable=not config.progress, dynamic_ncols=True) as bar:
             t0, images = time.perf_counter(), 0
             for step in range(start, config.steps):
@@ -328,9 +260,8 @@ def train(config: TrainConfig, data: Any, out_dir: str | os.PathLike[str]) -> Tr
                 loss = terms["loss"]
                 if not torch.isfinite(loss):
                     raise TrainingError(
-                        f"loss became {float(loss.detach())} at step {step + 1}; stopped. The "
-                        f"last good checkpoint (step {last_ckpt}) is kept in {out}. Lower --lr "
-                        "or --beta."
+                        f"loss became {float(loss.detach())} at step {step + 1}; stopped. "
+                        f"{_kept(last_ckpt, out)} Lower --lr or --beta."
                     )
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -350,6 +281,11 @@ def train(config: TrainConfig, data: Any, out_dir: str | os.PathLike[str]) -> Tr
                 if done % config.image_every == 0 or done == config.steps:
                     logger.images(learner, viz_frames, done)
                 if done % config.ckpt_every == 0 or done == config.steps:
+                    bad = non_finite(dict(learner.state_dict()))
+                    if bad:
+                        raise TrainingError(
+                            f"weights became non-finite by step {done} ({', '.join(bad[:3])}); "
+                            f"stopped. {_kept(last_ckpt, out)} Lower --lr or --beta.")
                     save_checkpoint(out, learner, optimizer, done)
                     last_ckpt = done
     finally:

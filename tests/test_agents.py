@@ -186,7 +186,7 @@ def test_config_errors(kwargs: dict[str, Any], needle: str) -> None:
 
 def test_config_json_round_trip_and_frozen_pairs() -> None:
     cfg = AgentConfig(GRID, "random", hyperparams={"n_envs": 2}, env_kwargs={"size": 6})
-    assert cfg.hyperparams == (("n_envs", 2),)
+    assert cfg.hyperparams == {"n_envs": 2}
     assert AgentConfig.from_json(cfg.to_json()) == cfg
     assert cfg.resolved_hyperparams()["n_envs"] == 2
     assert cfg.env_kwargs_for("ood2", None) == {"size": 6, "obs_mode": "pixels_proprio",

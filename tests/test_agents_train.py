@@ -50,15 +50,16 @@ def make_encoder_dir(path: Path, image_size: int = 64) -> Path:
     return path
 
 
-def policy_params(out: Path, algo: str = "ppo") -> dict[str, torch.Tensor]:
-    return {k: v.clone() for k, v in load_model(out, algo).policy.state_dict().items()}
+def policy_params(out: Path) -> dict[str, torch.Tensor]:
+    agent = json.loads((out / "agent.json").read_text())
+    return {k: v.clone() for k, v in load_model(out, agent).state_dict().items()}
 
 
 def test_state_agent_trains_evaluates_and_skips_rerun(tmp_path: Path) -> None:
     cfg = tiny("state")
     out = train_agent(cfg, tmp_path / "a")
-    for name in ("agent.json", "agent.zip", "DONE.json", "evaluations.json",
-                 "logs/progress.csv", "checkpoints/agent_128_steps.zip"):
+    for name in ("agent.json", "policy.safetensors", "agent.sb3.zip", "DONE.json",
+                 "evaluations.json", "logs/progress.csv", "checkpoints/policy_128.safetensors"):
         assert (out / name).exists(), name
     assert list((out / "logs").glob("events.out.tfevents.*"))
     agent = json.loads((out / "agent.json").read_text())
@@ -81,9 +82,9 @@ def test_state_agent_trains_evaluates_and_skips_rerun(tmp_path: Path) -> None:
     assert "ood2" in format_table(result)
     assert evaluate(out, "in,ood1,ood2", episodes=6, seed=0) == result
 
-    stamp = (out / "agent.zip").stat().st_mtime_ns
+    stamp = (out / "policy.safetensors").stat().st_mtime_ns
     assert train_agent(cfg, out) == out
-    assert (out / "agent.zip").stat().st_mtime_ns == stamp
+    assert (out / "policy.safetensors").stat().st_mtime_ns == stamp
     with pytest.raises(ConfigError, match=r"different config.*steps"):
         train_agent(tiny("state", steps=512), out)
 
@@ -109,7 +110,7 @@ def test_checkpoint_encoder_and_changed_weights(tmp_path: Path) -> None:
     enc = make_encoder_dir(tmp_path / "enc")
     out = train_agent(tiny(str(enc), eval_every=0, checkpoint_every=0), tmp_path / "a")
     agent = json.loads((out / "agent.json").read_text())
-    assert agent["encoder"]["path"] == str(enc.resolve())
+    assert agent["encoder"]["path"] == "../enc"  # relative: the two folders can move together
     assert agent["encoder"]["config"]["latent_dim"] == 6
     assert agent["observation"]["latent_shape"] == [6] and agent["observation"]["proprio_dim"] == 7
     result = evaluate(out, "in,ood2", episodes=4, seed=3, video=1)

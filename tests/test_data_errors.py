@@ -53,11 +53,11 @@ def collect_args(out: Path, *extra: str) -> list[str]:
         (("--k", "-2"), "--k must be -1"),
         (("--k", "0"), "--k must be -1"),
         (("--colours", "in+blue"), "unknown colour split 'blue'"),
-        (("--n", "0"), "--n must be a positive integer"),
-        (("--n", "-5"), "--n must be a positive integer"),
+        (("--n", "0"), "n must be a positive integer"),
+        (("--n", "-5"), "n must be a positive integer"),
         (("--image-size", "60"), "multiple of 8"),
         (("--workers", "0"), "--workers must be >= 1"),
-        (("--part-rows", "-1"), "--part-rows"),
+        (("--part-rows", "-1"), "part_rows must be"),
         (("--policy", "scripted"), "--policy applies to --kind video"),
     ],
 )
@@ -73,10 +73,10 @@ def test_video_policy_errors(capsys: pytest.CaptureFixture[str], tmp_path: Path)
             "--out", str(tmp_path / "v.h5")]
     one_line_exit_2(capsys, "no scripted policy for sparseshift/ColourGrid-v0", *base,
                     "--policy", "scripted")
-    one_line_exit_2(capsys, "no file", *base, "--policy", str(tmp_path / "missing.zip"))
+    one_line_exit_2(capsys, "is none of these", *base, "--policy", str(tmp_path / "missing"))
     bogus = tmp_path / "bogus.zip"
     bogus.write_bytes(b"not a zip")
-    one_line_exit_2(capsys, "not a Stable-Baselines3 model zip", *base, "--policy", str(bogus))
+    one_line_exit_2(capsys, "zip files are not loaded", *base, "--policy", str(bogus))
     one_line_exit_2(capsys, "--k applies to --kind pairs", *base, "--k", "2")
 
 

@@ -1,4 +1,4 @@
-"""Behaviour policies: smooth random motion and replaying a saved Stable-Baselines3 policy."""
+"""Behaviour policies: smooth random motion and replaying a trained sparseshift agent."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from sparseshift.envs.data import open_dataset
-from sparseshift.envs.data.policies import SmoothRandomPolicy, detect_sb3_algo, spaces_match
+from sparseshift.envs.data.policies import SmoothRandomPolicy, spaces_match
 from sparseshift.envs.errors import ConfigError
 from tests.test_data_helpers import GRID, make
 
@@ -38,22 +38,24 @@ def test_image_spaces_match_both_layouts() -> None:
     assert not spaces_match(gym.spaces.Box(0, 1, (4,), np.float32), hwc)
 
 
-@pytest.mark.slow
-def test_sb3_policy_replay(tmp_path: Path) -> None:
-    from stable_baselines3 import A2C, PPO
+def test_agent_policy_replay(tmp_path: Path) -> None:
+    """A state-baseline agent drives a video collection (loaded from safetensors + JSON); an
+    encoder agent, a changed agent and an SB3 zip are refused with one line."""
+    from sparseshift.agents.config import AgentConfig
+    from sparseshift.agents.train import train_agent
 
-    from sparseshift.envs.registry import make as make_env
-
-    env = make_env(GRID, colours="in+ood1", image_size=64, obs_mode="state")
-    model = PPO("MlpPolicy", env, n_steps=64, batch_size=32, seed=0)
-    zip_path = tmp_path / "ppo.zip"
-    model.save(zip_path)
-    assert detect_sb3_algo(zip_path) == "PPO"
-    A2C("MlpPolicy", env, seed=0).save(tmp_path / "a2c.zip")
-    assert detect_sb3_algo(tmp_path / "a2c.zip") == "A2C"
-    out = make(tmp_path / "v.h5", "video", n=64, policy=str(zip_path), obs_mode="state")
+    hp = {"n_envs": 2, "n_steps": 32, "batch_size": 32, "n_epochs": 1}
+    agent = train_agent(AgentConfig(GRID, "state", steps=64, hyperparams=hp, eval_every=0,
+                                    checkpoint_every=0, tensorboard=False), tmp_path / "agent")
+    out = make(tmp_path / "v.h5", "video", n=64, policy=str(agent), obs_mode="state")
     ds = open_dataset(out)
-    assert ds.attrs["collector"]["policy"]["algo"] == "PPO" and len(ds) == 64
+    assert ds.attrs["collector"]["policy"]["type"] == "agent" and len(ds) == 64
     assert ds.actions.dtype == np.int64
     with pytest.raises(ConfigError, match="acts on observations"):
-        make(tmp_path / "w.h5", "video", n=64, policy=str(zip_path), obs_mode="pixels")
+        make(tmp_path / "w.h5", "video", n=64, policy=str(agent), obs_mode="pixels")
+    with pytest.raises(ConfigError, match="zip files are not loaded"):
+        make(tmp_path / "z.h5", "video", n=64, policy=str(agent / "agent.sb3.zip"))
+    rnd = train_agent(AgentConfig(GRID, "random", steps=64, hyperparams=hp, eval_every=0,
+                                  checkpoint_every=0, tensorboard=False), tmp_path / "rnd")
+    with pytest.raises(ConfigError, match="only agents on the env's own observation"):
+        make(tmp_path / "r.h5", "video", n=64, policy=str(rnd), obs_mode="pixels_proprio")

@@ -315,7 +315,7 @@ def test_random_and_invalid_action_fuzz_long(mode: str) -> None:
         ({"obs_mode": "rgb"}, "pixels_proprio"),
         ({"colours": "test"}, "ood2"),
         ({"colour_scheme": "nope"}, "grid8"),
-        ({"colour_seed": -1}, "non-negative"),
+        ({"colour_seed": -1}, "colour seed must be an integer in"),
         ({"max_episode_steps": 0}, "max_episode_steps"),
         ({"step_penalty": float("inf")}, "finite"),
         ({"distractor_penalty": "a"}, "finite"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -105,9 +106,13 @@ def test_mujoco_envs_select_the_gl_backend_where_mujoco_is_first_needed(user_pro
 def test_wheel_installs_only_sparseshift(tmp_path: Path, user_project: Path) -> None:
     """A regular (non-editable) wheel holds one top-level package, ``sparseshift`` (plus its
     dist-info), with every module and the assets; installed on its own it serves the envs."""
+    # Built from a copy: setuptools' build/ folder in a source tree keeps stale modules.
+    src = tmp_path / "src"
+    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "build", "dist", "out", "runs", "*.egg-info", "__pycache__", ".*_cache"))
     proc = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-         "-w", str(tmp_path / "dist"), str(ROOT)],
+         "-w", str(tmp_path / "dist"), str(src)],
         capture_output=True, text=True, timeout=600,
     )
     assert proc.returncode == 0, proc.stderr

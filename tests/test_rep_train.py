@@ -47,7 +47,7 @@ def test_train_writes_checkpoint_run_file_and_tensorboard(pairs_path: Path,
     assert torch.equal(torch.get_rng_state(), rng_state)  # global RNG untouched
     assert res.step == 4 and res.resumed_from == 0 and res.losses["loss"] > 0
     run = json.loads((tmp_path / "run" / RUN_FILE).read_text())
-    assert run["learner"] == "ada_gvae" and run["format_version"] == 1
+    assert run["learner"] == "ada_gvae" and run["format_version"] == 2
     assert run["model"]["image_size"] == 64 and run["model"]["channels"] == [4, 4, 8, 8]
     assert len(run["dataset"]["fingerprint"]) == 64 and "torch" in run["versions"]
     assert any(k.startswith("optim.") for k in weights(tmp_path / "run"))
@@ -165,8 +165,8 @@ def test_foreign_or_newer_checkpoints_are_config_errors(pairs_path: Path, tmp_pa
     with pytest.raises(ConfigError, match="format version 99, newer"):
         load_learner(out)
     run = json.loads((out / RUN_FILE).read_text())
-    (out / RUN_FILE).write_text(json.dumps({**run, "format_version": 2}))
-    with pytest.raises(ConfigError, match="format version 2, newer"):
+    (out / RUN_FILE).write_text(json.dumps({**run, "format_version": 3}))
+    with pytest.raises(ConfigError, match="format version 3, newer"):
         load_learner(out)
     (out / RUN_FILE).write_text("{not json")
     with pytest.raises(ConfigError, match="not valid JSON"):

@@ -10,28 +10,31 @@ from typing import Any
 import pytest
 
 from sparseshift.experiments.cli import main
-from sparseshift.experiments.study.presets import EnvPlan, EvalPlan, LearnerPlan, StudyPreset
+from sparseshift.experiments.study.presets import (
+    LearnerPlan,
+    StudyConfig,
+    env_plan,
+)
 from sparseshift.experiments.study.report import write_report
 from sparseshift.experiments.study.runner import build, run_study
+from sparseshift.representations.config import EvalConfig, TrainConfig
 
-TINY = StudyPreset(
+TINY = StudyConfig(
     name="tiny",
     description="test",
     envs=(
-        EnvPlan(
-            env_id="sparseshift/ColourGrid-v0",
-            data_kind="pairs",
-            data_n=256,
-            learners=(LearnerPlan("ada_gvae", "ada_gvae", steps=4, batch=8,
-                                  model=(("beta", 1.0),)),),
-            agent_steps=128,
+        env_plan(
+            "sparseshift/ColourGrid-v0",
+            data={"kind": "pairs", "n": 256},
+            learners=(LearnerPlan("ada_gvae", TrainConfig(learner="ada_gvae", steps=4, batch=8,
+                                                          model={"beta": 1.0})),),
+            agent={"steps": 128, "hyperparams": {"n_envs": 2, "n_steps": 32, "batch_size": 32,
+                                                 "n_epochs": 1}},
             baselines=("state",),
-            eval_episodes=3,
-            agent_hyperparams=(("n_envs", 2), ("n_steps", 32), ("batch_size", 32),
-                               ("n_epochs", 1)),
+            evaluation={"episodes": 3, "seed": 1000},
         ),
     ),
-    metrics=EvalPlan(num_train=128, num_test=64, dci_estimators=3),
+    metrics=EvalConfig(num_train=128, num_test=64, dci_estimators=3),
 )
 
 
@@ -72,7 +75,7 @@ def test_tiny_study_writes_all_outputs(local: Path) -> None:
     report = (local / "report.md").read_text()
     assert "## Results per shift" in report and "ada_gvae" in report and "OOD2" in report
     assert (local / "returns_ColourGrid-v0.png").stat().st_size > 0
-    stages = {p.name for p in (local / "artifacts").iterdir()}
+    stages = {p.name for p in (local / "artifacts").iterdir() if p.is_dir()}
     assert stages == {"collect", "rep", "eval_rep", "agent", "eval_agent"}
     for done in (local / "artifacts").glob("*/*/DONE.json"):
         assert json.loads(done.read_text())["result"]
@@ -106,32 +109,34 @@ def test_parallel_local_run_gives_identical_results(local: Path, tmp_path: Path)
 
 def test_sequence_learners_train_on_a_video_dataset() -> None:
     """The NWM's rep stage depends on the plan's video collection; its metrics and agents still
-    use the pairs dataset; without video_n the preset is refused."""
+    use the pairs dataset; without a video dataset the preset is refused."""
     import dataclasses
 
+    from sparseshift.envs.data.config import CollectConfig
     from sparseshift.envs.errors import ConfigError
 
-    plan = dataclasses.replace(
-        TINY.envs[0], video_n=300,
-        learners=(*TINY.envs[0].learners,
-                  LearnerPlan("nwm", "nwm", steps=2, batch=2, lr=2e-3, seq_len=4)))
+    nwm_plan = LearnerPlan("nwm", TrainConfig(learner="nwm", steps=2, batch=2, lr=2e-3,
+                                              seq_len=4))
+    video = CollectConfig(env_id="sparseshift/ColourGrid-v0", kind="video", n=300)
+    plan = dataclasses.replace(TINY.envs[0], video=video,
+                               learners=(*TINY.envs[0].learners, nwm_plan))
     runs = build(dataclasses.replace(TINY, envs=(plan,)))
     nwm = next(r for r in runs if r.encoder == "nwm")
     assert nwm.rep_task is not None and nwm.eval_rep_task is not None
     (data,) = nwm.rep_task.deps
-    assert data.stage == "collect" and data.config["kind"] == "video" and data.config["n"] == 300
-    assert nwm.eval_rep_task.deps[0].config["kind"] == "pairs"
+    assert data.stage == "collect" and data.config == video
+    assert nwm.eval_rep_task.deps[0].config.kind == "pairs"
     vae = next(r for r in runs if r.encoder == "ada_gvae")
-    assert vae.rep_task is not None and vae.rep_task.deps[0].config["kind"] == "pairs"
-    with pytest.raises(ConfigError, match="video_n"):
-        build(dataclasses.replace(TINY, envs=(dataclasses.replace(plan, video_n=0),)))
+    assert vae.rep_task is not None and vae.rep_task.deps[0].config.kind == "pairs"
+    with pytest.raises(ConfigError, match="video dataset"):
+        build(dataclasses.replace(TINY, envs=(dataclasses.replace(plan, video=None),)))
 
 
 def test_quick_preset_covers_every_registered_learner() -> None:
     from sparseshift.experiments.study.presets import QUICK
     from sparseshift.representations.registry import learner_names
 
-    used = {lp.learner for plan in QUICK.envs for lp in plan.learners}
+    used = {lp.train.learner for plan in QUICK.envs for lp in plan.learners}
     assert used == set(learner_names())
     assert any(p.env_id == "sparseshift/TriFingerReach-v0" and "state" in p.baselines
                for p in QUICK.envs)

@@ -3,44 +3,59 @@
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from sparseshift.envs.config import Config
 from sparseshift.experiments.study.artifacts import DONE
 from sparseshift.experiments.study.graph import Task, run_local, run_ray, topo_order
 
 CALLS: list[str] = []
 
 
-def stage_a(config: Mapping[str, Any], inputs: Mapping[str, Any], out: Path) -> dict[str, Any]:
-    CALLS.append(f"a{config['x']}")
-    (out / "a.txt").write_text(str(config["x"]))
-    return {"value": config["x"] * 2}
+@dataclass(frozen=True)
+class A(Config):
+    x: int = 0
 
 
-def stage_b(config: Mapping[str, Any], inputs: Mapping[str, Any], out: Path) -> dict[str, Any]:
+@dataclass(frozen=True)
+class B(Config):
+    y: int = 0
+    fail: bool = False
+
+
+def stage_a(config: A, inputs: Mapping[str, Any], out: Path) -> dict[str, Any]:
+    CALLS.append(f"a{config.x}")
+    (out / "a.txt").write_text(str(config.x))
+    return {"value": config.x * 2, "files": {"a": "a.txt"}}
+
+
+def stage_b(config: B, inputs: Mapping[str, Any], out: Path) -> dict[str, Any]:
     CALLS.append("b")
-    if config.get("fail"):
+    if config.fail:
         raise RuntimeError("boom")
-    return {"value": sum(v["value"] for v in inputs.values()) + config["y"]}
+    texts = [Path(v["files"]["a"]).read_text() for v in inputs.values()]
+    return {"value": sum(v["value"] for v in inputs.values()) + config.y, "texts": sorted(texts)}
 
 
 def graph(y: int = 10, fail: bool = False) -> Task:
-    a1 = Task("a", f"{__name__}:stage_a", {"x": 1}, label="1")
-    a2 = Task("a", f"{__name__}:stage_a", {"x": 2}, label="2")
-    return Task("b", f"{__name__}:stage_b", {"y": y, "fail": fail}, deps=(a1, a2), label="b")
+    a1 = Task("a", f"{__name__}:stage_a", A(1), label="1")
+    a2 = Task("a", f"{__name__}:stage_a", A(2), label="2")
+    return Task("b", f"{__name__}:stage_b", B(y, fail), deps=(a1, a2), label="b")
 
 
 def test_keys_change_with_config_and_upstream() -> None:
     b = graph()
     assert graph().key == b.key
     assert graph(y=11).key != b.key
-    a1 = Task("a", f"{__name__}:stage_a", {"x": 5}, label="1")
-    a2 = Task("a", f"{__name__}:stage_a", {"x": 2}, label="2")
-    b2 = Task("b", f"{__name__}:stage_b", {"y": 10, "fail": False}, deps=(a1, a2), label="b")
+    a1 = Task("a", f"{__name__}:stage_a", A(5), label="1")
+    a2 = Task("a", f"{__name__}:stage_a", A(2), label="2")
+    b2 = Task("b", f"{__name__}:stage_b", B(10, False), deps=(a1, a2), label="b")
     assert b2.key != b.key  # an upstream change changes the downstream key
     assert [t.stage for t in topo_order([b, b])] == ["a", "a", "b"]
 
@@ -57,7 +72,19 @@ def test_local_run_skips_finished_work(tmp_path: Path) -> None:
     assert run_local([graph(y=20)], tmp_path)[graph(y=20).key]["value"] == 26
     assert CALLS == ["b"]  # only the changed stage reran
     marker = json.loads((tmp_path / "b" / b.key / DONE).read_text())
-    assert marker["result"]["value"] == 16
+    assert marker["result"]["value"] == 16 and marker["result"]["texts"] == ["1", "2"]
+
+
+def test_a_moved_study_reads_its_own_files(tmp_path: Path) -> None:
+    """Results name files relative to their artifact folder: a copy of the artifacts, with an
+    upstream file changed, feeds the copy's file to the rerun stage, not the original's."""
+    b = graph()
+    run_local([b], tmp_path / "orig")
+    shutil.copytree(tmp_path / "orig", tmp_path / "copy")
+    a1 = next(d for d in b.deps if d.label == "1")
+    (tmp_path / "copy" / "a" / a1.key / "a.txt").write_text("changed")
+    shutil.rmtree(tmp_path / "copy" / "b")
+    assert run_local([b], tmp_path / "copy")[b.key]["texts"] == ["2", "changed"]
 
 
 def test_interrupted_stage_is_redone_not_read(tmp_path: Path) -> None:

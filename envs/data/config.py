@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import importlib
 import inspect
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 import gymnasium as gym
 import numpy as np
 
 from sparseshift.envs.colours import parse_splits
+from sparseshift.envs.config import SEED_MAX, Config, opt
 from sparseshift.envs.data.layout import (
     COMPRESSION,
     DEFAULT_PART_ROWS,
@@ -27,26 +28,48 @@ from sparseshift.envs.data.policies import check_policy, describe_policy
 from sparseshift.envs.errors import ConfigError, check_image_size
 from sparseshift.envs.registry import entry, make
 
+#: Largest dataset a collection accepts (rows); larger requests are refused before any work.
+MAX_ROWS = 10**9
 #: States, and resamples per state, tried before a group counts as unable to change.
 PROBE_STATES = 16
 PROBE_DRAWS = 8
 
 
 @dataclass(frozen=True)
-class CollectConfig:
+class CollectConfig(Config):
     """What the user asked for (``sparseshift collect`` options)."""
 
-    env_id: str
-    kind: str
-    n: int
-    seed: int = 0
-    colours: str = "in+ood1"
-    image_size: int = 64
-    k: int | None = None
-    policy: str = "random"
-    render_preset: str | None = None  # envs that take one default to "fast"
-    obs_mode: str = "pixels"
-    part_rows: int = DEFAULT_PART_ROWS
+    env_id: str = opt(help="env id, see 'sparseshift envs'", flag="--env", metavar="ENV_ID")
+    kind: Literal["video", "pairs"] = opt(help="what to record")
+    n: int = opt(help="frames (video) or pairs to record", min=1, max=MAX_ROWS)
+    seed: int = opt(0, "seed of everything random", min=0, max=SEED_MAX)
+    colours: str = opt("in+ood1", "colour splits to sample from, e.g. in, in+ood1, all")
+    image_size: int = opt(64, "frame size in pixels", min=8, max=512)
+    k: int | None = opt(None, "pairs: factor groups changed per pair, or -1 for 1 or "
+                        "k_obs ~ U[1, K] with equal probability (none: -1)")
+    policy: str = opt("random", "video: random (smooth random motion), scripted, or a trained "
+                      "agent directory (state or pixels baseline)")
+    render_preset: str | None = opt(None, "render preset (TriFinger; none: fast)")
+    obs_mode: Literal["pixels", "state", "pixels_proprio"] = opt(
+        "pixels", "observation mode the policy acts on")
+    part_rows: int = opt(DEFAULT_PART_ROWS, f"rows per resumable part (a multiple of "
+                         f"{FRAME_CHUNK_ROWS}); part of the configuration, so it changes the data",
+                         min=FRAME_CHUNK_ROWS, max=1 << 20)
+
+    def validate(self) -> None:
+        entry(self.env_id)
+        if self.part_rows % FRAME_CHUNK_ROWS:
+            raise ConfigError(f"part_rows must be a positive multiple of {FRAME_CHUNK_ROWS}, "
+                              f"got {self.part_rows}")
+        if self.kind == "video" and self.k is not None:
+            raise ConfigError("--k applies to --kind pairs only")
+        if self.kind == "pairs" and self.k is not None and (self.k < -1 or self.k == 0):
+            raise ConfigError(f"--k must be -1 (random, Locatello et al. 2020) or >= 1, "
+                              f"got {self.k}")
+        if self.kind == "pairs" and self.policy != "random":
+            raise ConfigError("--policy applies to --kind video only")
+        check_image_size(self.image_size)
+        parse_splits(self.colours)
 
 
 @dataclass(frozen=True)
@@ -70,7 +93,7 @@ class Resolved:
         return start, min(self.config.n, start + self.config.part_rows)
 
     def to_json(self) -> dict[str, Any]:
-        cfg = asdict(self.config)
+        cfg = self.config.to_json()
         return {
             "format_version": FORMAT_VERSION,
             **cfg,
@@ -86,8 +109,12 @@ class Resolved:
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Resolved:
-        names = CollectConfig.__dataclass_fields__
-        cfg = CollectConfig(**{k: d[k] for k in names})
+        # The manifest's "policy" holds the resolved description; the --policy text is its type
+        # (random, scripted) or, for an agent (or a format-1 SB3 zip), its path.
+        desc = d["policy"] or {"type": "random"}
+        text = desc["path"] if "path" in desc else desc["type"]
+        values = {k: d[k] for k in CollectConfig.field_names() if k != "policy"}
+        cfg = CollectConfig.from_json({**values, "policy": text})
         return cls(cfg, dict(d["env_kwargs"]), dict(d["policy"]), tuple(d["groups"]),
                    str(d["action_dtype"]), tuple(d["action_shape"]), dict(d["env_info"]))
 
@@ -135,34 +162,11 @@ def _action_layout(space: gym.Space[Any]) -> tuple[str, tuple[int, ...]]:
     raise ConfigError(f"cannot record actions of space {type(space).__name__}")
 
 
-def check_basic(cfg: CollectConfig) -> tuple[str, ...]:
-    """Checks that need no env; returns the parsed colour splits."""
-    entry(cfg.env_id)
-    if cfg.kind not in ("video", "pairs"):
-        raise ConfigError(f"unknown kind {cfg.kind!r}; valid: video, pairs")
-    if isinstance(cfg.n, bool) or int(cfg.n) != cfg.n or cfg.n <= 0:
-        raise ConfigError(f"--n must be a positive integer, got {cfg.n}")
-    if cfg.seed < 0:
-        raise ConfigError(f"--seed must be a non-negative integer, got {cfg.seed}")
-    if cfg.part_rows <= 0 or cfg.part_rows % FRAME_CHUNK_ROWS:
-        raise ConfigError(
-            f"--part-rows must be a positive multiple of {FRAME_CHUNK_ROWS}, got {cfg.part_rows}"
-        )
-    if cfg.kind == "video" and cfg.k is not None:
-        raise ConfigError("--k applies to --kind pairs only")
-    if cfg.kind == "pairs" and cfg.k is not None and (cfg.k < -1 or cfg.k == 0):
-        raise ConfigError(f"--k must be -1 (random, Locatello et al. 2020) or >= 1, got {cfg.k}")
-    if cfg.kind == "pairs" and cfg.policy != "random":
-        raise ConfigError("--policy applies to --kind video only")
-    check_image_size(cfg.image_size)
-    return parse_splits(cfg.colours)
-
-
 def resolve(cfg: CollectConfig) -> Resolved:
     """Validate ``cfg`` against the env and the policy; raise ConfigError on bad input."""
-    splits = check_basic(cfg)
+    splits = parse_splits(cfg.colours)
     if cfg.kind == "pairs" and cfg.k is None:
-        cfg = CollectConfig(**{**asdict(cfg), "k": -1})
+        cfg = cfg.replace(k=-1)
     env_kwargs: dict[str, Any] = {
         "colours": "+".join(splits),
         "image_size": int(cfg.image_size),

@@ -1,17 +1,21 @@
-"""Behaviour policies for video collection: smooth random motion, a scripted pusher, or a saved
-Stable-Baselines3 policy.
+"""Behaviour policies for video collection: smooth random motion, a scripted pusher, or a trained
+sparseshift agent.
 
-A *policy spec* is the ``--policy`` string: ``random``, ``scripted`` or a path to an SB3 ``.zip``.
-:func:`describe_policy` resolves and validates it once (in the main process), giving a JSON-able
-description that goes into the dataset's config; :func:`policy_factory` turns that description into
-a function ``rng -> Policy`` inside each worker (an SB3 model is loaded once per worker).
+A *policy spec* is the ``--policy`` string: ``random``, ``scripted`` or an agent directory
+(``sparseshift train-agent --out``) whose policy acts on the env's observation (the ``state`` and
+``pixels`` baselines). :func:`describe_policy` resolves and validates it once (in the main
+process), giving a JSON-able description that goes into the dataset's config; :func:`policy_factory`
+turns that description into a function ``rng -> Policy`` inside each worker (the agent is loaded
+once per worker). Stable-Baselines3 ``.zip`` files are refused: SB3's ``load`` unpickles parts of
+the zip, so a shared file could run code. Agents load from safetensors and JSON only
+(:mod:`sparseshift.agents.policy_io`), through :data:`AGENT_LOADER` (a ``module:function`` string,
+so this data layer does not import the agents layer).
 """
 
 from __future__ import annotations
 
 import importlib
 import json
-import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
@@ -20,13 +24,13 @@ import gymnasium as gym
 import numpy as np
 
 from sparseshift.envs.errors import ConfigError
-from sparseshift.envs.io import file_sha256
 
 #: Env ids with a scripted behaviour policy: ``module:Class`` called as ``Class(env, rng)``.
 SCRIPTED: dict[str, str] = {
     "sparseshift/TriFingerPush-v0": "sparseshift.envs.trifinger.scripted:ScriptedPusher",
 }
-SB3_ALGOS: tuple[str, ...] = ("PPO", "SAC", "A2C", "DQN")
+#: ``loader(agent_dir, digest) -> policy with predict(obs, deterministic)``.
+AGENT_LOADER = "sparseshift.agents.replay:load_agent_policy"
 
 
 class Policy(Protocol):
@@ -95,41 +99,6 @@ class SmoothRandomPolicy:
         return {"theta": cls.THETA, "sigma": cls.SIGMA, "persistence": cls.PERSISTENCE}
 
 
-def detect_sb3_algo(path: Path) -> str:
-    """The SB3 algorithm that saved ``path``, from the keys of the zip's ``data`` JSON."""
-    try:
-        with zipfile.ZipFile(path) as z:
-            data = json.loads(z.read("data"))
-    except (zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:
-        raise ConfigError(f"{path} is not a Stable-Baselines3 model zip ({exc})") from None
-    if "exploration_rate" in data or "exploration_schedule" in data:
-        return "DQN"
-    if "target_entropy" in data:
-        return "SAC"
-    if "clip_range" in data or "n_epochs" in data:
-        return "PPO"
-    module = str(data.get("policy_class", {}).get("__module__", ""))
-    if "policy_class" in data and "sac" not in module and "dqn" not in module:
-        return "A2C"
-    raise ConfigError(f"cannot tell which SB3 algorithm ({', '.join(SB3_ALGOS)}) saved {path}")
-
-
-def load_sb3(path: Path, algo: str) -> Any:
-    """Load an SB3 model for inference only (schedules replaced, so old pickles load too)."""
-    import stable_baselines3 as sb3
-
-    cls = getattr(sb3, algo)
-    custom = {"lr_schedule": lambda _: 0.0, "learning_rate": 0.0, "clip_range": lambda _: 0.0,
-              "exploration_schedule": lambda _: 0.0}
-    try:
-        return cls.load(str(path), device="cpu", custom_objects=custom)
-    except Exception:
-        try:
-            return cls.load(str(path), device="cpu")
-        except Exception as exc:
-            raise ConfigError(f"cannot load {algo} model {path}: {exc}") from None
-
-
 def spaces_match(policy_space: gym.Space[Any], env_space: gym.Space[Any]) -> bool:
     """True if a policy trained on ``policy_space`` can act on observations from ``env_space``.
 
@@ -152,43 +121,61 @@ def spaces_match(policy_space: gym.Space[Any], env_space: gym.Space[Any]) -> boo
 
 
 def describe_policy(spec: str, env_id: str) -> dict[str, Any]:
-    """Resolve ``--policy`` into a JSON-able description (validated; the zip is hashed)."""
+    """Resolve ``--policy`` into a JSON-able description (validated)."""
     if spec == "random":
         return {"type": "random", **SmoothRandomPolicy.settings()}
     if spec == "scripted":
         if env_id not in SCRIPTED:
             raise ConfigError(
                 f"no scripted policy for {env_id}; scripted policies exist for "
-                f"{', '.join(SCRIPTED)} (use --policy random or a saved SB3 .zip)"
+                f"{', '.join(SCRIPTED)} (use --policy random or a trained agent directory)"
             )
         return {"type": "scripted", "class": SCRIPTED[env_id]}
     path = Path(spec)
-    if not path.is_file():
-        raise ConfigError(
-            f"--policy must be random, scripted or an SB3 .zip file; no file {spec!r}")
-    return {"type": "sb3", "algo": detect_sb3_algo(path), "path": str(path.resolve()),
-            "sha256": file_sha256(path), "deterministic": True}
+    if path.suffix == ".zip":
+        raise ConfigError(f"--policy {spec}: Stable-Baselines3 .zip files are not loaded (SB3's "
+                          "load unpickles, which can run code); give a sparseshift agent "
+                          "directory (train-agent --out)")
+    agent_json = path / "agent.json"
+    if not agent_json.is_file():
+        raise ConfigError(f"--policy must be random, scripted or an agent directory; {spec!r} "
+                          "is none of these")
+    try:
+        agent = json.loads(agent_json.read_text())
+        digest = str(agent["policy"]["digest"])
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError):
+        raise ConfigError(f"{agent_json} is not a finished sparseshift agent") from None
+    return {"type": "agent", "path": str(path.resolve()), "digest": digest,
+            "loader": AGENT_LOADER, "deterministic": True}
+
+
+def _load_agent(desc: dict[str, Any]) -> Any:
+    module, name = AGENT_LOADER.split(":")
+    loader = getattr(importlib.import_module(module), name)
+    return loader(Path(desc["path"]), desc["digest"])
 
 
 def check_policy(desc: dict[str, Any], env: gym.Env[Any, Any]) -> None:
     """Raise ConfigError if a described policy cannot act in ``env`` (spaces checked)."""
     if desc["type"] == "random":
         SmoothRandomPolicy(env.action_space, np.random.default_rng(0))
-    elif desc["type"] == "sb3":
-        model = load_sb3(Path(desc["path"]), desc["algo"])
-        if not spaces_match(model.observation_space, env.observation_space):
+    elif desc["type"] == "agent":
+        policy = _load_agent(desc)
+        if not spaces_match(policy.observation_space, env.observation_space):
             raise ConfigError(
-                f"policy {desc['path']} acts on observations {model.observation_space}, but the "
+                f"policy {desc['path']} acts on observations {policy.observation_space}, but the "
                 f"env gives {env.observation_space} (try another --obs-mode)"
             )
-        if not spaces_match(model.action_space, env.action_space):
+        if not spaces_match(policy.action_space, env.action_space):
             raise ConfigError(
-                f"policy {desc['path']} outputs actions {model.action_space}, but the env takes "
+                f"policy {desc['path']} outputs actions {policy.action_space}, but the env takes "
                 f"{env.action_space}"
             )
 
 
-class _SB3Policy:
+class _AgentPolicy:
+    """A trained agent's policy acting with its mode (deterministic)."""
+
     def __init__(self, model: Any) -> None:
         self.model = model
 
@@ -213,8 +200,11 @@ def policy_factory(
         except (ImportError, AttributeError) as exc:
             raise ConfigError(f"scripted policy {desc['class']} is not available ({exc})") from None
         return lambda rng: cls(env, rng)
+    if desc["type"] != "agent":
+        raise ConfigError(f"cannot replay a {desc['type']!r} policy (this sparseshift replays "
+                          "random, scripted and agent-directory policies)")
     import torch
 
     torch.set_num_threads(1)  # identical floating-point results in every worker
-    model = load_sb3(Path(desc["path"]), desc["algo"])
-    return lambda rng: _SB3Policy(model)
+    model = _load_agent(desc)
+    return lambda rng: _AgentPolicy(model)

@@ -22,6 +22,7 @@ import numpy as np
 from gymnasium import spaces
 
 from sparseshift.envs.base import FactorEnv
+from sparseshift.envs.config import check_int
 from sparseshift.envs.errors import ConfigError, choice_error
 from sparseshift.envs.factors import Factor, FactorSpec, colour_factors
 from sparseshift.envs.grid.render import SHAPE_ID, TileRenderer, check_distinct, to_uint8
@@ -32,17 +33,6 @@ AGENT_SHAPE = "frame"
 #: Action -> (dx, dy): right, down, left, up.
 MOVES: tuple[tuple[int, int], ...] = ((1, 0), (0, 1), (-1, 0), (0, -1))
 _MAX_TRIES = 10_000
-
-
-def check_int(name: str, value: object, low: int, high: int | None = None) -> int:
-    """An integer kwarg in ``[low, high]`` or :class:`ConfigError`."""
-    if isinstance(value, bool) or not isinstance(value, int | np.integer):
-        raise ConfigError(f"{name} must be an integer, got {value!r}")
-    v = int(value)
-    if v < low or (high is not None and v > high):
-        bound = f">= {low}" if high is None else f"in [{low}, {high}]"
-        raise ConfigError(f"{name} must be {bound}, got {v}")
-    return v
 
 
 def check_action(action: object, n: int) -> int:

@@ -23,9 +23,10 @@ import numpy as np
 from gymnasium import spaces
 
 from sparseshift.envs.base import FactorEnv
+from sparseshift.envs.config import check_int
 from sparseshift.envs.errors import ConfigError, choice_error
 from sparseshift.envs.factors import Factor, FactorSpec, colour_factors
-from sparseshift.envs.grid.colourgrid import check_action, check_int
+from sparseshift.envs.grid.colourgrid import check_action
 from sparseshift.envs.grid.minigrid_scan import (
     TYPE_ID,
     TYPES,

@@ -29,7 +29,7 @@ import argparse
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from sparseshift.experiments.bench.timing import Rate, format_row, interleaved
 
@@ -79,7 +79,7 @@ def _model_only(learner_name: str, model: Any, batch: dict[str, Any], images_per
     import torch
 
     from sparseshift.representations.registry import learner_class
-    from sparseshift.representations.train import deterministic
+    from sparseshift.representations.runtime import torch_run
 
     learner = learner_class(learner_name)(model)
     learner.train()
@@ -87,7 +87,7 @@ def _model_only(learner_name: str, model: Any, batch: dict[str, Any], images_per
     generator = torch.Generator().manual_seed(0)
 
     def run(images: int) -> None:
-        with deterministic():  # the same algorithm settings as the training loop
+        with torch_run():  # the same algorithm settings as the training loop
             for _ in range(steps_for(images, images_per_step)):
                 loss = learner.loss(batch, generator=generator)["loss"]
                 optimizer.zero_grad(set_to_none=True)
@@ -156,7 +156,7 @@ def _bench_one(name: str, ds: Any, args: argparse.Namespace, out: Path) -> tuple
 
     cls = learner_class(name)
     temporal = cls.batch_kind == "pairs" and ds.kind == "video"
-    pairs_arg = "temporal" if temporal else None
+    pairs_arg: Literal["temporal"] | None = "temporal" if temporal else None
     pairs = resolve_pairs(cls.batch_kind, name, ds.kind, pairs_arg)
     batch_size = args.batch or DEFAULT_BATCH.get(name, 64)
     config = TrainConfig(learner=name, batch=batch_size, steps=1, pairs=pairs_arg,
@@ -189,6 +189,7 @@ def _collect(path: Path, kind: str) -> Path:
     from sparseshift.envs.data.collect import collect
     from sparseshift.envs.data.config import CollectConfig
 
-    collect(CollectConfig("sparseshift/ColourGrid-v0", kind, 1024, seed=0), path,
+    collect(CollectConfig.from_json({"env_id": "sparseshift/ColourGrid-v0", "kind": kind,
+                                     "n": 1024, "seed": 0}), path,
             progress=False)
     return path

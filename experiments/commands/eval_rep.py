@@ -23,6 +23,9 @@ def _votes(text: str) -> tuple[int, int]:
 
 
 def add_parser(sub: Any) -> None:
+    from sparseshift.experiments.options import add_config_flags
+    from sparseshift.representations.config import EvalConfig
+
     p = sub.add_parser(
         NAME,
         help="evaluate a trained representation: MIG, DCI, SAP, FactorVAE, probes, ...",
@@ -43,19 +46,11 @@ def add_parser(sub: Any) -> None:
                    help="also write the codes and factors used (npz)")
     p.add_argument("--traversal", default=None, metavar="PNG",
                    help="latent traversal image (default: OUT with suffix .traversal.png)")
-    p.add_argument("--num-train", type=int, default=10000, help="train frames (default 10000)")
-    p.add_argument("--num-test", type=int, default=5000, help="test frames (default 5000)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the sampling (default 0)")
-    p.add_argument("--factor-vae", default="auto", choices=("auto", "env", "grouping", "off"),
-                   help="FactorVAE score batches: rendered by the env (auto: when possible) or "
-                        "grouped from the dataset")
-    p.add_argument("--env-votes", type=_votes, default=(100, 50), metavar="TRAIN:EVAL",
-                   help="FactorVAE votes when batches are rendered by the env (64 renders each; "
-                        "default 100:50; disentanglement_lib: 10000:5000)")
-    p.add_argument("--dci-estimators", type=int, default=30,
-                   help="boosting stages per DCI classifier (disentanglement_lib: 100; default 30)")
-    p.add_argument("--dci-max-train", type=int, default=2000,
-                   help="training frames for DCI's classifiers (0: all; default 2000)")
+    add_config_flags(p, EvalConfig, help_overrides={
+        "dci_max_train": "training frames for DCI's classifiers (none or 0: all)"})
+    p.add_argument("--env-votes", type=_votes, default=None, metavar="TRAIN:EVAL",
+                   help="shorthand for --factor-vae-env-train TRAIN --factor-vae-env-eval EVAL "
+                        "(64 renders per vote; disentanglement_lib: 10000:5000)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     w = p.add_argument_group("wave analysis (nwm runs, video datasets)")
     w.add_argument("--waves", default=None, metavar="DIR",
@@ -74,26 +69,35 @@ def add_parser(sub: Any) -> None:
     p.set_defaults(func=run)
 
 
+def build(args: argparse.Namespace) -> Any:
+    """The EvalConfig of the flags (``--dci-max-train 0`` means all frames; ``--env-votes``
+    sets both env vote counts)."""
+    from sparseshift.experiments.options import build_config
+    from sparseshift.representations.config import EvalConfig
+
+    extra: dict[str, Any] = {}
+    if getattr(args, "dci_max_train", None) == 0:
+        extra["dci_max_train"] = None
+    if args.env_votes is not None:
+        extra["factor_vae_env_train"], extra["factor_vae_env_eval"] = args.env_votes
+    return build_config(EvalConfig, args, extra)
+
+
 def run(args: argparse.Namespace) -> int:
-    import torch
-
     from sparseshift.envs.errors import ConfigError
+    from sparseshift.representations.runtime import torch_run
 
-    if args.threads is not None:
-        if args.threads < 1:
-            raise ConfigError(f"--threads must be >= 1, got {args.threads}")
-        torch.set_num_threads(args.threads)
-    if args.dci_max_train < 0:
-        raise ConfigError(f"--dci-max-train must be >= 0, got {args.dci_max_train}")
+    cfg = build(args)
     if args.out is None and args.waves is None:
         raise ConfigError("give --out (metrics JSON), --waves DIR (wave analysis) or both")
     if args.waves is None and args.waves_baseline is not None:
         raise ConfigError("--waves-baseline needs --waves DIR")
-    waves = _load_waves_models(args) if args.waves is not None else None
-    if args.out is not None:
-        _metrics(args)
-    if waves is not None:
-        _waves(args, *waves)
+    with torch_run(args.threads, deterministic=False):
+        waves = _load_waves_models(args) if args.waves is not None else None
+        if args.out is not None:
+            _metrics(args, cfg)
+        if waves is not None:
+            _waves(args, cfg.seed, *waves)
     return 0
 
 
@@ -123,12 +127,12 @@ def _load_waves_models(args: argparse.Namespace) -> tuple[Any, Any]:
     return learner, baseline
 
 
-def _waves(args: argparse.Namespace, learner: Any, baseline: Any) -> None:
+def _waves(args: argparse.Namespace, seed: int, learner: Any, baseline: Any) -> None:
     from sparseshift.representations.waves import analyse_waves
 
     res = analyse_waves(learner, args.data, args.waves, n_input=args.waves_input,
                         horizon=args.waves_horizon, free_steps=args.waves_free,
-                        n_sequences=args.waves_sequences, baseline=baseline, seed=args.seed)
+                        n_sequences=args.waves_sequences, baseline=baseline, seed=seed)
     coh = res["coherence"]
     copy_last = sum(res["copy_last_mse"]) / len(res["copy_last_mse"])
     text = (f"{Path(args.waves) / 'waves.json'}: {res['learner']} on {res['n_sequences']} "
@@ -142,15 +146,9 @@ def _waves(args: argparse.Namespace, learner: Any, baseline: Any) -> None:
     print(text)
 
 
-def _metrics(args: argparse.Namespace) -> None:
-    from sparseshift.representations.evaluate import EvalConfig, evaluate
+def _metrics(args: argparse.Namespace, cfg: Any) -> None:
+    from sparseshift.representations.evaluate import evaluate
 
-    cfg = EvalConfig(
-        num_train=args.num_train, num_test=args.num_test, seed=args.seed,
-        factor_vae=args.factor_vae, dci_estimators=args.dci_estimators,
-        dci_max_train=args.dci_max_train or None, factor_vae_env_train=args.env_votes[0],
-        factor_vae_env_eval=args.env_votes[1],
-    )
     out = Path(args.out)
     traversal = Path(args.traversal) if args.traversal else out.with_suffix(".traversal.png")
     report = evaluate(args.run_dir, args.data, cfg, out=out, export_codes=args.export_codes,

@@ -14,35 +14,32 @@ NAME = "evaluate"
 
 
 def add_parser(sub: Any) -> None:
+    from sparseshift.agents.config import EvaluateConfig
+    from sparseshift.experiments.options import add_config_flags
+
     p = sub.add_parser(
         NAME,
         help="evaluate a trained agent under colour shifts (IN, OOD1, OOD2, real)",
         description=(
-            "Run deterministic episodes of a trained agent under each shift (in: training "
-            "colours; ood1: colours the encoder saw, the agent did not; ood2: colours neither "
-            "saw; real: TriFinger sim-to-real image shift on IN colours) and report mean return "
-            "and success with seeded 95%% bootstrap CIs. Every shift runs the same episode "
-            "seeds. Writes AGENT_DIR/eval.json."
+            "Run episodes of a trained agent under each shift (in: training colours; ood1: "
+            "colours the encoder saw, the agent did not; ood2: colours neither saw; real: "
+            "TriFinger sim-to-real image shift on IN colours) and report mean return and success "
+            "with seeded 95% bootstrap CIs. Actions follow --policy (by default the agent's "
+            "setting: deterministic on TriFinger, sampled with a seed on grid worlds; the table "
+            "says which). Every shift runs the same episode seeds. Writes AGENT_DIR/eval.json."
         ),
     )
     p.add_argument("agent_dir", metavar="AGENT_DIR", help="output directory of train-agent")
-    p.add_argument("--shifts", default="in,ood1,ood2",
-                   help="comma-separated shifts from in, ood1, ood2, real (default in,ood1,ood2)")
-    p.add_argument("--episodes", type=int, default=50, help="episodes per shift (default 50)")
-    p.add_argument("--seed", type=int, default=0, help="evaluation seed (default 0)")
-    p.add_argument("--video", type=int, default=0, metavar="N",
-                   help="write mp4 videos of the first N episodes of each shift")
-    p.add_argument("--policy", choices=("auto", "deterministic", "stochastic"), default=None,
-                   help="mode or sampled (seeded) actions; default: the agent's setting (auto: "
-                        "deterministic on TriFinger, stochastic on grid worlds)")
+    add_config_flags(p, EvaluateConfig)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from sparseshift.agents.evaluate import EVAL_FILE, evaluate, format_table
+    from sparseshift.agents.config import EvaluateConfig
+    from sparseshift.agents.evaluate import EVAL_FILE, format_table, run_evaluation
+    from sparseshift.experiments.options import build_config
 
-    result = evaluate(args.agent_dir, args.shifts, episodes=args.episodes, seed=args.seed,
-                      video=args.video, policy=args.policy)
+    result = run_evaluation(args.agent_dir, build_config(EvaluateConfig, args))
     print(format_table(result))
     print(f"wrote {result['agent']}/{EVAL_FILE}")
     return 0

@@ -23,7 +23,13 @@ def add_parser(sub: Any) -> None:
             + "; ".join(f"{k}: {v.description}" for k, v in PRESETS.items())
         ),
     )
-    p.add_argument("--preset", default="smoke", help=f"one of {', '.join(PRESETS)} (default smoke)")
+    p.add_argument("--preset", default=None,
+                   help=f"one of {', '.join(PRESETS)} (default smoke unless --config is given)")
+    p.add_argument("--config", dest="config_file", default=None, metavar="FILE",
+                   help="a custom study: a JSON or TOML file holding a StudyConfig (name, "
+                        "description, metrics, and [[envs]] plans with data, learners, agent and "
+                        "evaluation tables; see docs/study.md); the resolved config is saved as "
+                        "OUT/NAME/study_config.json")
     p.add_argument("--out", default="out/study", help="output folder (default out/study)")
     p.add_argument("--ray", nargs="?", const=True, default=False, metavar="ADDRESS",
                    help="run independent stages as Ray tasks: a local Ray, or the cluster ADDRESS")
@@ -36,11 +42,16 @@ def add_parser(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from sparseshift.envs.errors import ConfigError
-    from sparseshift.experiments.study.presets import get_preset
+    from sparseshift.experiments.study.presets import StudyConfig, get_preset
     from sparseshift.experiments.study.report import write_report
     from sparseshift.experiments.study.runner import run_study
 
-    preset = get_preset(args.preset)
+    if args.config_file is not None and args.preset is not None:
+        raise ConfigError("give --preset or --config, not both")
+    if args.config_file is not None:
+        preset = StudyConfig.load(args.config_file)
+    else:
+        preset = get_preset(args.preset or "smoke")
     jobs = args.jobs if args.jobs is not None else (os.cpu_count() or 1)
     if jobs < 1:
         raise ConfigError(f"--jobs must be >= 1, got {jobs}")

@@ -13,23 +13,10 @@ from typing import Any
 NAME = "train-agent"
 
 
-def parse_pairs(items: list[str] | None, what: str) -> dict[str, Any]:
-    """``["k=v", ...]`` -> dict; values are parsed as JSON when possible, else kept as strings."""
-    from sparseshift.envs.errors import ConfigError
-
-    out: dict[str, Any] = {}
-    for item in items or []:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"{what} must look like KEY=VALUE, got {item!r}")
-        try:
-            out[key] = json.loads(raw)
-        except json.JSONDecodeError:
-            out[key] = raw
-    return out
-
-
 def add_parser(sub: Any) -> None:
+    from sparseshift.agents.config import AgentConfig
+    from sparseshift.experiments.options import add_config_file_flag, add_config_flags
+
     p = sub.add_parser(
         NAME,
         help="train an RL agent (PPO/SAC) on a frozen encoder, pixels or ground-truth state",
@@ -37,48 +24,42 @@ def add_parser(sub: Any) -> None:
             "Train a Stable-Baselines3 agent. --encoder is a representation run directory (frozen, "
             "encoded once per env step in a VecEnv wrapper) or a baseline: pixels (end-to-end "
             "NatureCNN), state (ground-truth state, the oracle), random (the default VAE "
-            "encoder, untrained, initialised from --seed)."
+            "encoder, untrained, initialised from --seed). Every option can also come from "
+            "--config FILE (JSON or TOML: the AgentConfig fields, e.g. env_id, encoder, steps, "
+            "[hyperparams] n_envs = 4)."
         ),
     )
-    p.add_argument("--env", required=True, help="env id, e.g. sparseshift/TriFingerReach-v0")
-    p.add_argument("--encoder", required=True, help="CKPT_DIR | pixels | state | random")
-    p.add_argument("--algo", default="ppo", help="ppo (default) or sac (Box actions only)")
-    p.add_argument("--steps", type=int, required=True, help="env steps to train for")
-    p.add_argument("--seed", type=int, default=0, help="seed of everything (default 0)")
     p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--colours", default="in", help="training colour split (default in)")
-    p.add_argument("--image-size", type=int, default=64, help="env image size (default 64)")
-    p.add_argument("--hp", action="append", metavar="KEY=VALUE",
+    add_config_file_flag(p)
+    add_config_flags(p, AgentConfig)
+    p.add_argument("--hp", action="append", default=[], metavar="KEY=VALUE",
                    help="override a default hyperparameter (repeatable), e.g. --hp n_envs=4")
-    p.add_argument("--env-kwarg", action="append", metavar="KEY=VALUE",
+    p.add_argument("--env-kwarg", action="append", default=[], metavar="KEY=VALUE",
                    help="extra env kwarg (repeatable), e.g. --env-kwarg render_preset=fast")
-    p.add_argument("--eval-every", type=int, default=10_000,
-                   help="env steps between evaluations on IN colours (0: off; default 10000)")
-    p.add_argument("--eval-episodes", type=int, default=10, help="episodes per evaluation")
-    p.add_argument("--eval-policy", choices=("auto", "deterministic", "stochastic"),
-                   default="auto", help="evaluation actions: auto (default: deterministic on "
-                   "TriFinger, sampled with a seed on grid worlds), deterministic or stochastic")
-    p.add_argument("--checkpoint-every", type=int, default=50_000,
-                   help="env steps between checkpoints (0: off; default 50000)")
-    p.add_argument("--no-tensorboard", action="store_true", help="CSV logs only")
-    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     p.set_defaults(func=run)
 
 
+def build(args: argparse.Namespace) -> Any:
+    """The run's AgentConfig: defaults < --config FILE < flags (``--hp``/``--env-kwarg`` merge
+    into the file's ``hyperparams``/``env_kwargs``)."""
+    from sparseshift.agents.config import AgentConfig, parse_env_kwargs, parse_hyperparams
+    from sparseshift.envs.config import read_config_file
+    from sparseshift.experiments.options import build_config
+
+    file_values = read_config_file(args.config_file) if args.config_file else {}
+    extra = {
+        "hyperparams": {**dict(file_values.get("hyperparams") or {}),
+                        **parse_hyperparams(args.hp)},
+        "env_kwargs": {**dict(file_values.get("env_kwargs") or {}),
+                       **parse_env_kwargs(args.env_kwarg)},
+    }
+    return build_config(AgentConfig, args, extra, file_values=file_values)
+
+
 def run(args: argparse.Namespace) -> int:
-    from sparseshift.agents.config import AgentConfig
     from sparseshift.agents.train import DONE_FILE, train_agent
 
-    config = AgentConfig(
-        env_id=args.env, encoder=args.encoder, algo=args.algo, steps=args.steps, seed=args.seed,
-        colours=args.colours, image_size=args.image_size,
-        env_kwargs=tuple(parse_pairs(args.env_kwarg, "--env-kwarg").items()),
-        hyperparams=tuple(parse_pairs(args.hp, "--hp").items()),
-        eval_every=args.eval_every, eval_episodes=args.eval_episodes,
-        eval_policy=args.eval_policy,
-        checkpoint_every=args.checkpoint_every, tensorboard=not args.no_tensorboard,
-        torch_threads=args.threads,
-    )
+    config = build(args)
     out = train_agent(config, args.out)
     result = json.loads((out / DONE_FILE).read_text())["result"]
     line = (f"trained {config.algo} on {config.env_id} with encoder {config.encoder}: "

@@ -24,38 +24,53 @@ from typing import Any
 
 import numpy as np
 
+from sparseshift.envs.config import Config, opt
+from sparseshift.envs.data.config import CollectConfig
 from sparseshift.envs.errors import choice_error
-from sparseshift.envs.io import write_json_atomic
+from sparseshift.envs.io import atomic_write_text, write_json_atomic
 from sparseshift.experiments.study.graph import Task, run_local, run_ray
 from sparseshift.experiments.study.report import spearman
+from sparseshift.representations.config import EvalConfig, TrainConfig
 
 STAGES = "sparseshift.experiments.study.stages"
 
 
 @dataclass(frozen=True)
-class DisentanglePreset:
-    name: str
-    envs: tuple[str, ...]
-    data_n: int
-    betas: tuple[float, ...]
-    seeds: tuple[int, ...]
-    steps: int
-    batch: int
-    num_train: int
-    num_test: int
-    dci_estimators: int
+class DisentanglePreset(Config):
+    """A weak-vs-unsupervised experiment: per env, beta-VAEs at each beta and the weakly
+    supervised learners, each at every seed, on one intervention-pair dataset."""
+
+    name: str = opt(help="preset name")
+    envs: tuple[str, ...] = opt(help="env ids")
+    data_n: int = opt(help="intervention pairs per env", min=1)
+    betas: tuple[float, ...] = opt((1.0, 4.0), "beta-VAE betas")
+    seeds: tuple[int, ...] = opt((0, 1, 2), "seeds per model")
+    steps: int = opt(1000, "training steps per model", min=1)
+    batch: int = opt(64, "batch size (pairs for the weak learners)", min=1)
+    weak: tuple[str, ...] = opt(("ada_gvae",), "weakly supervised learners (beta 1)")
+    metrics: EvalConfig = opt(factory=EvalConfig, help="metric protocol")
+    colours: str = opt("in+ood1", "colour splits of the dataset")
+
+    def methods(self) -> list[tuple[str, float]]:
+        return [("beta_vae", b) for b in self.betas] + [(w, 1.0) for w in self.weak]
+
+
+def _preset(name: str, envs: tuple[str, ...], data_n: int, betas: tuple[float, ...],
+            seeds: tuple[int, ...], steps: int, batch: int, num_train: int, num_test: int,
+            dci_estimators: int) -> DisentanglePreset:
+    return DisentanglePreset(name, envs, data_n, betas, seeds, steps, batch, metrics=EvalConfig(
+        num_train=num_train, num_test=num_test, dci_estimators=dci_estimators))
 
 
 PRESETS: dict[str, DisentanglePreset] = {
     p.name: p
     for p in (
-        DisentanglePreset("tiny", ("sparseshift/ColourGrid-v0",), 256, (1.0,), (0, 1), 4, 8,
-                          128, 64, 3),
-        DisentanglePreset("small", ("sparseshift/ColourGrid-v0", "sparseshift/TriFingerPush-v0"),
-                          10_000, (1.0, 4.0), (0, 1, 2), 800, 32, 2000, 1000, 20),
-        DisentanglePreset("paper", ("sparseshift/ColourGrid-v0", "sparseshift/TriFingerPush-v0"),
-                          200_000, (1.0, 2.0, 4.0, 6.0, 8.0, 16.0), (0, 1, 2), 300_000, 64,
-                          10_000, 5_000, 30),
+        _preset("tiny", ("sparseshift/ColourGrid-v0",), 256, (1.0,), (0, 1), 4, 8, 128, 64, 3),
+        _preset("small", ("sparseshift/ColourGrid-v0", "sparseshift/TriFingerPush-v0"),
+                10_000, (1.0, 4.0), (0, 1, 2), 800, 32, 2000, 1000, 20),
+        _preset("paper", ("sparseshift/ColourGrid-v0", "sparseshift/TriFingerPush-v0"),
+                200_000, (1.0, 2.0, 4.0, 6.0, 8.0, 16.0), (0, 1, 2), 300_000, 64, 10_000, 5_000,
+                30),
     )
 }
 
@@ -63,7 +78,7 @@ PRESETS: dict[str, DisentanglePreset] = {
 @dataclass(frozen=True)
 class Model:
     env_id: str
-    method: str  # "beta_vae" or "ada_gvae"
+    method: str  # "beta_vae" or a weak learner
     beta: float
     seed: int
     rep: Task
@@ -72,20 +87,16 @@ class Model:
 
 def build(p: DisentanglePreset) -> list[Model]:
     models = []
-    metric_cfg = {"num_train": p.num_train, "num_test": p.num_test,
-                  "dci_estimators": p.dci_estimators, "seed": 0}
     for env_id in p.envs:
-        collect = Task("collect", f"{STAGES}:collect_stage", {
-            "env_id": env_id, "kind": "pairs", "n": p.data_n, "seed": 0, "colours": "in+ood1",
-            "policy": "random"}, label=env_id)
-        plans = [("beta_vae", b) for b in p.betas] + [("ada_gvae", 1.0)]
-        for method, beta in plans:
+        collect = Task("collect", f"{STAGES}:collect_stage", CollectConfig(
+            env_id=env_id, kind="pairs", n=p.data_n, colours=p.colours), label=env_id)
+        for method, beta in p.methods():
             for seed in p.seeds:
-                cfg = {"learner": method, "model": {"beta": beta}, "steps": p.steps, "seed": seed,
-                       "batch": p.batch, "lr": 1e-4, "pairs": None, "gap": 1, "seq_len": 8}
+                cfg = TrainConfig(learner=method, model={"beta": beta}, steps=p.steps, seed=seed,
+                                  batch=p.batch, progress=False)
                 label = f"{method}_b{beta:g}/s{seed}"
                 rep = Task("rep", f"{STAGES}:train_rep_stage", cfg, deps=(collect,), label=label)
-                ev = Task("eval_rep", f"{STAGES}:eval_rep_stage", metric_cfg,
+                ev = Task("eval_rep", f"{STAGES}:eval_rep_stage", p.metrics,
                           deps=(collect, rep), label=label)
                 models.append(Model(env_id, method, beta, seed, rep, ev))
     return models
@@ -114,17 +125,17 @@ def report(p: DisentanglePreset, models: Sequence[Model], results: Mapping[str, 
     lines = ["| env | model | MIG | DCI disentanglement | recon MSE/pixel | runs |",
              "|---|---|---|---|---|---|"]
     for env in p.envs:
-        for method, beta in [("beta_vae", b) for b in p.betas] + [("ada_gvae", 1.0)]:
+        for method, beta in p.methods():
             rs = [r for r in rows if r["env_id"] == env and r["method"] == method
                   and r["beta"] == beta]
-            name = f"beta-VAE (beta={beta:g})" if method == "beta_vae" else "Ada-GVAE"
+            name = f"beta-VAE (beta={beta:g})" if method == "beta_vae" else method
             lines.append(f"| {env.split('/')[-1]} | {name} | {_ms([r['mig'] for r in rs])} | "
                          f"{_ms([r['dci'] for r in rs])} | {_ms([r['recon'] for r in rs])} | "
                          f"{len(rs)} |")
     corr = ["| env | method | rho(recon loss, DCI) | runs |", "|---|---|---|---|"]
     corr_data = {}
     for env in p.envs:
-        for method in ("beta_vae", "ada_gvae"):
+        for method in ("beta_vae", *p.weak):
             rs = [r for r in rows if r["env_id"] == env and r["method"] == method]
             rho = spearman([r["recon"] for r in rs], [r["dci"] for r in rs])
             corr_data[f"{env}|{method}"] = rho
@@ -133,8 +144,9 @@ def report(p: DisentanglePreset, models: Sequence[Model], results: Mapping[str, 
     table = "\n".join(lines)
     md = [f"# Weak supervision vs beta-VAE: preset `{p.name}`", "",
           f"{p.steps} training steps, batch {p.batch} pairs, {len(p.seeds)} seeds, "
-          f"{p.data_n} intervention pairs per env (colours in+ood1), metrics on "
-          f"{p.num_train}/{p.num_test} samples; {seconds:.0f} s wall for this invocation.",
+          f"{p.data_n} intervention pairs per env (colours {p.colours}), metrics on "
+          f"{p.metrics.num_train}/{p.metrics.num_test} samples; {seconds:.0f} s wall for this "
+          "invocation.",
           "The paper trains 300k steps on full grids; read this budget's table as what it is.",
           "", "## MIG and DCI (mean ± sd over seeds)", "", table, "",
           "## Model selection without labels", "",
@@ -144,25 +156,32 @@ def report(p: DisentanglePreset, models: Sequence[Model], results: Mapping[str, 
           "(what Locatello et al. 2020 find with weak supervision).", "", "\n".join(corr), ""]
     out.mkdir(parents=True, exist_ok=True)
     path = out / "disentangle.md"
-    tmp = out / ".disentangle.md.tmp"
-    tmp.write_text("\n".join(md))
-    tmp.replace(path)
+    atomic_write_text(path, "\n".join(md))
     write_json_atomic(out / "disentangle.json", {"preset": p.name, "rows": rows,
                                                  "correlations": corr_data})
     return path, table
 
 
-def run(name: str, out: Path, ray: str | bool = False) -> tuple[Path, str]:
+def get_preset(name: str) -> DisentanglePreset:
     try:
-        p = PRESETS[name]
+        return PRESETS[name]
     except KeyError:
         raise choice_error("disentangle preset", name, PRESETS) from None
+
+
+def run(p: DisentanglePreset, out: Path, ray: str | bool = False, jobs: int = 1
+        ) -> tuple[Path, str]:
+    """Run (or resume) the experiment into ``out``; returns the report path and its table."""
+    from sparseshift.experiments.study.runner import check_artifact_format
+
     models = build(p)
     targets = [m.eval_rep for m in models]
     root = out / "artifacts"
+    check_artifact_format(root)
+    write_json_atomic(out / "disentangle_config.json", p.to_json())
     t0 = time.perf_counter()
     if ray is False:
-        results = run_local(targets, root)
+        results = run_local(targets, root, jobs=jobs)
     else:
         results = run_ray(targets, root, ray if isinstance(ray, str) else None)
     return report(p, models, results, out, time.perf_counter() - t0)

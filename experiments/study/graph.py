@@ -19,25 +19,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sparseshift.envs.config import Config
 from sparseshift.experiments.study.artifacts import Artifact, config_key
 
-StageFn = Callable[[Mapping[str, Any], Mapping[str, dict[str, Any]], Path], dict[str, Any]]
+StageFn = Callable[[Any, Mapping[str, dict[str, Any]], Path], dict[str, Any]]
 
 
 @dataclass(frozen=True)
 class Task:
-    """One unit of study work."""
+    """One unit of study work: its stage's config object, hashed by its JSON."""
 
     stage: str
     fn: str  # "module:function"
-    config: Mapping[str, Any]
+    config: Config
     deps: tuple[Task, ...] = ()
     label: str = ""
     key: str = field(init=False)
 
     def __post_init__(self) -> None:
         inputs = {d.stage + ":" + d.label: d.key for d in self.deps}
-        object.__setattr__(self, "key", config_key(self.stage, self.config, inputs))
+        object.__setattr__(self, "key", config_key(self.stage, self.config.to_json(), inputs))
 
     def artifact(self, root: Path) -> Artifact:
         return Artifact(root, self.stage, self.key)
@@ -49,22 +50,38 @@ def resolve(fn: str) -> StageFn:
     return func
 
 
-def execute(task_fn: str, stage: str, key: str, root: str, config: Mapping[str, Any],
+def execute(task_fn: str, stage: str, key: str, root: str, config: Config,
             inputs: Mapping[str, dict[str, Any]]) -> dict[str, Any]:
-    """Run one task unless its artifact is complete; return its result. Runs in any process."""
+    """Run one task unless its artifact is complete; return its result. Runs in any process.
+
+    Results name their files relative to their own artifact folder (``result["files"]``); the
+    stage function sees its inputs' files as absolute paths under this study's ``root``, so a
+    study can be moved or copied and still reads its own files.
+    """
     art = Artifact(Path(root), stage, key)
     if art.done:
         return art.result()
-    out = art.prepare(config)
+    out = art.prepare(config.to_json())
     t0 = time.perf_counter()
-    result = dict(resolve(task_fn)(config, inputs, out))
+    result = dict(resolve(task_fn)(config, resolve_inputs(Path(root), inputs), out))
     result.setdefault("seconds", round(time.perf_counter() - t0, 2))
-    result.setdefault("path", str(out))
+    result["artifact"] = f"{stage}/{key}"
     art.finish(result)
     return result
 
 
-def _execute_with_deps(task_fn: str, stage: str, key: str, root: str, config: Mapping[str, Any],
+def resolve_inputs(root: Path, inputs: Mapping[str, dict[str, Any]]
+                   ) -> dict[str, dict[str, Any]]:
+    """Inputs with their ``files`` as absolute paths under ``root``."""
+    out = {}
+    for name, result in inputs.items():
+        base = root / str(result.get("artifact", ""))
+        files = {k: str(base / v) for k, v in dict(result.get("files", {})).items()}
+        out[name] = {**result, "files": files}
+    return out
+
+
+def _execute_with_deps(task_fn: str, stage: str, key: str, root: str, config: Config,
                        names: Sequence[str], *values: dict[str, Any]) -> dict[str, Any]:
     return execute(task_fn, stage, key, root, config, dict(zip(names, values, strict=True)))
 
@@ -129,7 +146,7 @@ def _run_pool(order: list[Task], root: Path,
     rank = {t.key: i for i, t in enumerate(order)}
 
     def budget(t: Task) -> float:
-        steps = t.config.get("steps", 0)
+        steps = getattr(t.config, "steps", 0)
         return float(steps) if isinstance(steps, int | float) else 0.0
 
     pending = sorted(order, key=lambda t: (-len(below[t.key]), -budget(t), rank[t.key]))
@@ -150,7 +167,7 @@ def _run_pool(order: list[Task], root: Path,
                 if cached:  # finished earlier: no process needed
                     results[t.key] = t.artifact(root).result()
                     continue
-                fut = pool.submit(execute, t.fn, t.stage, t.key, str(root), dict(t.config),
+                fut = pool.submit(execute, t.fn, t.stage, t.key, str(root), t.config,
                                   _inputs(t, results))
                 running[fut] = t
             if not running:
@@ -196,7 +213,7 @@ def run_ray(targets: Sequence[Task], root: Path, address: str | None,
                 progress(t, i, len(order), t.artifact(root).done)
             names = [d.stage + ":" + d.label for d in t.deps]
             # Ray resolves object refs passed as top-level arguments before the task runs.
-            refs[t.key] = remote.remote(t.fn, t.stage, t.key, str(root), dict(t.config), names,
+            refs[t.key] = remote.remote(t.fn, t.stage, t.key, str(root), t.config, names,
                                         *[refs[d.key] for d in t.deps])
         values = ray.get([refs[t.key] for t in order])
         return {t.key: v for t, v in zip(order, values, strict=True)}

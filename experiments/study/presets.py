@@ -5,146 +5,202 @@ supervised dataset on the IN+OOD1 colours, train several representation learners
 it, train agents on the frozen encoders with IN colours only (several agent seeds each), plus the
 ``state`` (oracle), ``pixels`` (end-to-end CNN) and ``random`` (untrained frozen encoder)
 baselines, and evaluate every agent on IN, OOD1, OOD2 and, for TriFinger, the ``real`` shift.
+
+A study is a :class:`StudyConfig`: every stage's config is the config object of that stage
+(:class:`~sparseshift.envs.data.config.CollectConfig`,
+:class:`~sparseshift.representations.config.TrainConfig`,
+:class:`~sparseshift.representations.config.EvalConfig`,
+:class:`~sparseshift.agents.config.AgentConfig`,
+:class:`~sparseshift.agents.config.EvaluateConfig`), so a preset can set anything those can
+(image size, render preset, colours, hyperparameters). A custom study needs no Python:
+``sparseshift study --config my_study.toml`` reads a :class:`StudyConfig` from JSON or TOML, where
+the env id of a plan fills in the ``env_id`` of its ``data``, ``video`` and ``agent`` tables.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from sparseshift.envs.errors import choice_error
+from sparseshift.agents.config import BASELINES, AgentConfig, EvaluateConfig
+from sparseshift.envs.config import Config, check_choice, opt
+from sparseshift.envs.data.config import CollectConfig
+from sparseshift.envs.errors import ConfigError, choice_error
+from sparseshift.representations.config import EvalConfig, TrainConfig
+
+#: The ``encoder`` of an agent template: replaced by the trained representation's directory.
+LEARNED = "learned"
 
 
 @dataclass(frozen=True)
-class LearnerPlan:
-    """One representation learner configuration, trained once per seed."""
+class LearnerPlan(Config):
+    """One representation learner configuration, trained once per seed (the seed of ``train``
+    is replaced by each of ``seeds``)."""
 
-    learner: str
-    label: str
-    steps: int
-    seeds: tuple[int, ...] = (0,)
-    model: tuple[tuple[str, Any], ...] = ()
-    batch: int = 64
-    lr: float = 1e-4
-    pairs: str | None = None
-    gap: int = 1
-    seq_len: int = 8
-    #: ``TrainConfig.lr_schedule`` (``"W:D:R"`` or ``"constant"``); None: the learner's default.
-    lr_schedule: str | None = None
+    label: str = opt(help="name of this encoder in tables and artifact labels")
+    train: TrainConfig = opt(help="the training run (sparseshift train-rep options)")
+    seeds: tuple[int, ...] = opt((0,), "encoder seeds")
+
+    def validate(self) -> None:
+        if not self.seeds:
+            raise ConfigError(f"learner plan {self.label!r} needs at least one seed")
 
 
 @dataclass(frozen=True)
-class EnvPlan:
+class EnvPlan(Config):
     """Everything a study does on one env."""
 
-    env_id: str
-    data_kind: str  # "pairs" or "video"
-    data_n: int
-    learners: tuple[LearnerPlan, ...]
-    agent_steps: int
-    agent_seeds: tuple[int, ...] = (0,)
-    baselines: tuple[str, ...] = ("state", "random", "pixels")
-    algo: str = "ppo"
-    shifts: tuple[str, ...] = ("in", "ood1", "ood2")
-    eval_episodes: int = 20
-    data_policy: str = "random"
-    video_n: int = 0  # video dataset for sequence learners (the NWM); 0: none
-    agent_hyperparams: tuple[tuple[str, Any], ...] = ()
+    env_id: str = opt(help="env id")
+    data: CollectConfig = opt(help="the weakly supervised dataset (sparseshift collect)")
+    agent: AgentConfig = opt(help="agent template (encoder 'learned' and the seed are filled in)")
+    learners: tuple[LearnerPlan, ...] = opt((), "representation learners")
+    agent_seeds: tuple[int, ...] = opt((0,), "agent seeds per encoder")
+    baselines: tuple[str, ...] = opt(("state", "random", "pixels"), "baseline encoders")
+    evaluation: EvaluateConfig = opt(factory=lambda: EvaluateConfig(episodes=20),
+                                     help="evaluation of every agent (sparseshift evaluate)")
+    video: CollectConfig | None = opt(None, "video dataset for sequence learners (the NWM)")
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> EnvPlan:
+        """As :meth:`Config.from_json`; the plan's ``env_id`` fills in the ``env_id`` of its
+        ``data``, ``video`` and ``agent`` tables, and the agent's ``encoder`` defaults to
+        ``learned``."""
+        d = dict(data) if isinstance(data, Mapping) else data
+        if isinstance(d, dict) and "env_id" in d:
+            for key in ("data", "video", "agent"):
+                if isinstance(d.get(key), Mapping):
+                    d[key] = {"env_id": d["env_id"], **d[key]}
+            if isinstance(d.get("agent"), Mapping):
+                d["agent"] = {"encoder": LEARNED, **d["agent"]}
+        return super().from_json(d)
+
+    def validate(self) -> None:
+        for name, cfg in (("data", self.data), ("video", self.video), ("agent", self.agent)):
+            if cfg is not None and cfg.env_id != self.env_id:
+                raise ConfigError(f"plan {self.env_id}: {name}.env_id is {cfg.env_id}")
+        if self.video is not None and self.video.kind != "video":
+            raise ConfigError(f"plan {self.env_id}: video.kind must be video")
+        if self.agent.encoder != LEARNED:
+            raise ConfigError(f"plan {self.env_id}: the agent template's encoder must be "
+                              f"{LEARNED!r} (each learner's run is filled in)")
+        for base in self.baselines:
+            check_choice("baseline", base, BASELINES)
+        if not self.agent_seeds:
+            raise ConfigError(f"plan {self.env_id}: agent_seeds is empty")
+        for cfg in (self.data, self.video):
+            if cfg is not None and cfg.image_size != self.agent.image_size:
+                raise ConfigError(f"plan {self.env_id}: the agents' image size "
+                                  f"{self.agent.image_size} differs from the data's "
+                                  f"{cfg.image_size}")
+        labels = [lp.label for lp in self.learners]
+        if len(set(labels)) != len(labels):
+            raise ConfigError(f"plan {self.env_id}: learner labels must be unique, got {labels}")
 
 
 @dataclass(frozen=True)
-class EvalPlan:
-    """Representation-metric protocol sizes (disentanglement_lib uses 10,000 / 5,000)."""
+class StudyConfig(Config):
+    """A whole study (a preset, or ``sparseshift study --config FILE``)."""
 
-    num_train: int = 10_000
-    num_test: int = 5_000
-    dci_estimators: int = 30
-    #: Skip per-dimension metrics for codes wider than this (the NWM's 512-dim sheet): DCI's
-    #: boosted trees took minutes there. None: compute them for every code.
-    max_code_dims: int | None = None
+    name: str = opt(help="study name (the output goes to OUT/NAME)")
+    envs: tuple[EnvPlan, ...] = opt(help="one plan per env")
+    description: str = opt("", "what the study is for")
+    metrics: EvalConfig = opt(factory=EvalConfig, help="representation metrics protocol")
 
-
-@dataclass(frozen=True)
-class StudyPreset:
-    name: str
-    description: str
-    envs: tuple[EnvPlan, ...]
-    metrics: EvalPlan = field(default_factory=EvalPlan)
-    seed: int = 0
+    def validate(self) -> None:
+        if not self.name or "/" in self.name or self.name.startswith("."):
+            raise ConfigError(f"study name must be a plain folder name, got {self.name!r}")
+        if not self.envs:
+            raise ConfigError("a study needs at least one env plan")
 
 
-def _vaes(steps: int, seeds: tuple[int, ...], betas: tuple[float, ...] = (4.0,),
-          batch: int = 64) -> tuple[LearnerPlan, ...]:
-    plans = [LearnerPlan("ada_gvae", "ada_gvae", steps, seeds, (("beta", 1.0),), batch)]
-    plans += [LearnerPlan("beta_vae", f"beta_vae_b{b:g}", steps, seeds, (("beta", b),), batch)
-              for b in betas]
-    return tuple(plans)
+# ---------------------------------------------------------------------------- builders
 
 
-SMOKE = StudyPreset(
+def vae_plans(steps: int, seeds: tuple[int, ...], betas: tuple[float, ...] = (4.0,),
+              batch: int = 64) -> tuple[LearnerPlan, ...]:
+    """Ada-GVAE and one beta-VAE per beta (Locatello et al. 2020; Higgins et al. 2017)."""
+    def plan(learner: str, label: str, beta: float) -> LearnerPlan:
+        return LearnerPlan(label, TrainConfig(learner=learner, model={"beta": beta}, steps=steps,
+                                              batch=batch, progress=False), seeds)
+
+    return (plan("ada_gvae", "ada_gvae", 1.0),
+            *(plan("beta_vae", f"beta_vae_b{b:g}", b) for b in betas))
+
+
+def env_plan(env_id: str, data: Mapping[str, Any], agent: Mapping[str, Any],
+             learners: tuple[LearnerPlan, ...] = (), video: Mapping[str, Any] | None = None,
+             **fields: Any) -> EnvPlan:
+    """An :class:`EnvPlan` from option dicts (the agent template evaluates during training on
+    a quarter of its budget and checkpoints once at the end unless set)."""
+    steps = int(agent.get("steps", 100_000))
+    agent = {"eval_every": max(steps // 4, 1), "eval_episodes": 5, "checkpoint_every": steps,
+             **agent}
+    return EnvPlan.from_json({"env_id": env_id, "data": dict(data), "agent": agent,
+                              "learners": learners, "video": video, **fields})
+
+
+SMOKE = StudyConfig(
     name="smoke",
     description="ColourGrid only, tiny budgets: checks that every stage runs (~1 min on 2 cores).",
     envs=(
-        EnvPlan(
-            env_id="sparseshift/ColourGrid-v0",
-            data_kind="pairs",
-            data_n=2000,
-            learners=_vaes(steps=150, seeds=(0,), batch=32),
-            agent_steps=2048,
-            agent_seeds=(0,),
+        env_plan(
+            "sparseshift/ColourGrid-v0",
+            data={"kind": "pairs", "n": 2000},
+            learners=vae_plans(steps=150, seeds=(0,), batch=32),
+            agent={"steps": 2048},
             baselines=("state", "random"),
-            eval_episodes=10,
+            evaluation={"episodes": 10, "seed": 1000},
         ),
     ),
-    metrics=EvalPlan(num_train=1000, num_test=500, dci_estimators=10),
+    metrics=EvalConfig(num_train=1000, num_test=500, dci_estimators=10),
 )
+
 
 def _all_learners(steps: int, batch: int = 64) -> tuple[LearnerPlan, ...]:
     """Every registered learner at one seed: the VAEs, Slot Attention (reference lr 4e-4 with a
     short warm-up instead of 10k steps) and the Neural Wave Machine (sequences of 8 frames)."""
     return (
-        *_vaes(steps=steps, seeds=(0,), batch=batch),
-        LearnerPlan("ada_mlvae", "ada_mlvae", steps, (0,), (("beta", 1.0),), batch),
-        LearnerPlan("slot_attention", "slot_attention", steps, (0,), (), batch=32, lr=4e-4,
-                    lr_schedule=f"{max(steps // 10, 1)}:100000:0.5"),
-        LearnerPlan("nwm", "nwm", steps, (0,), (), batch=8, lr=2e-3, seq_len=8),
+        *vae_plans(steps=steps, seeds=(0,), batch=batch),
+        LearnerPlan("ada_mlvae", TrainConfig(learner="ada_mlvae", model={"beta": 1.0},
+                                             steps=steps, batch=batch, progress=False)),
+        LearnerPlan("slot_attention", TrainConfig(
+            learner="slot_attention", steps=steps, batch=32, lr=4e-4, progress=False,
+            lr_schedule=f"{max(steps // 10, 1)}:100000:0.5")),  # type: ignore[arg-type]
+        LearnerPlan("nwm", TrainConfig(learner="nwm", steps=steps, batch=8, lr=2e-3, seq_len=8,
+                                       progress=False)),
     )
 
 
-QUICK = StudyPreset(
+QUICK = StudyConfig(
     name="quick",
     description=(
         "ColourGrid with every registered learner and TriFingerReach with Ada-GVAE and beta-VAE, "
         "one seed each; agent budgets that let the state oracle learn (~15 min on 2 cores)."
     ),
     envs=(
-        EnvPlan(
-            env_id="sparseshift/ColourGrid-v0",
-            data_kind="pairs",
-            data_n=10_000,
-            video_n=5_000,
+        env_plan(
+            "sparseshift/ColourGrid-v0",
+            data={"kind": "pairs", "n": 10_000},
+            video={"kind": "video", "n": 5_000},
             learners=_all_learners(steps=300),
-            agent_steps=50_000,
-            agent_seeds=(0,),
+            agent={"steps": 50_000},
             baselines=("state", "random", "pixels"),
-            eval_episodes=30,
+            evaluation={"episodes": 30, "seed": 1000},
         ),
-        EnvPlan(
-            env_id="sparseshift/TriFingerReach-v0",
-            data_kind="pairs",
-            data_n=4000,
-            learners=_vaes(steps=300, seeds=(0,)),
-            agent_steps=60_000,
-            agent_seeds=(0,),
+        env_plan(
+            "sparseshift/TriFingerReach-v0",
+            data={"kind": "pairs", "n": 4000},
+            learners=vae_plans(steps=300, seeds=(0,)),
+            agent={"steps": 60_000},
             baselines=("state", "random"),
-            shifts=("in", "ood1", "ood2", "real"),
-            eval_episodes=20,
+            evaluation={"shifts": ("in", "ood1", "ood2", "real"), "episodes": 20, "seed": 1000},
         ),
     ),
-    metrics=EvalPlan(num_train=4000, num_test=2000, dci_estimators=20, max_code_dims=64),
+    metrics=EvalConfig(num_train=4000, num_test=2000, dci_estimators=20, max_code_dims=64),
 )
 
-FULL = StudyPreset(
+FULL = StudyConfig(
     name="full",
     description=(
         "The shape of Träuble et al. 2022 for a cluster (--ray ADDRESS): both TriFinger tasks and "
@@ -152,18 +208,18 @@ FULL = StudyPreset(
         "5 agent seeds per encoder."
     ),
     envs=tuple(
-        EnvPlan(
-            env_id=env_id,
-            data_kind="pairs",
-            data_n=200_000,
+        env_plan(
+            env_id,
+            data={"kind": "pairs", "n": 200_000},
             learners=(
-                *_vaes(steps=300_000, seeds=(0, 1, 2, 3, 4), betas=(1.0, 2.0, 4.0, 8.0)),
-                LearnerPlan("ada_mlvae", "ada_mlvae", 300_000, (0, 1, 2, 3, 4), (("beta", 1.0),)),
+                *vae_plans(steps=300_000, seeds=(0, 1, 2, 3, 4), betas=(1.0, 2.0, 4.0, 8.0)),
+                LearnerPlan("ada_mlvae", TrainConfig(learner="ada_mlvae", model={"beta": 1.0},
+                                                     steps=300_000, progress=False),
+                            (0, 1, 2, 3, 4)),
             ),
-            agent_steps=agent_steps,
+            agent={"steps": agent_steps},
             agent_seeds=(0, 1, 2, 3, 4),
-            shifts=shifts,
-            eval_episodes=100,
+            evaluation={"shifts": shifts, "episodes": 100, "seed": 1000},
         )
         for env_id, agent_steps, shifts in (
             ("sparseshift/TriFingerReach-v0", 1_000_000, ("in", "ood1", "ood2", "real")),
@@ -173,10 +229,10 @@ FULL = StudyPreset(
     ),
 )
 
-PRESETS: dict[str, StudyPreset] = {p.name: p for p in (SMOKE, QUICK, FULL)}
+PRESETS: dict[str, StudyConfig] = {p.name: p for p in (SMOKE, QUICK, FULL)}
 
 
-def get_preset(name: str) -> StudyPreset:
+def get_preset(name: str) -> StudyConfig:
     try:
         return PRESETS[name]
     except KeyError:

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from sparseshift.envs.io import write_json_atomic
+from sparseshift.envs.io import atomic_write_text, write_json_atomic
 from sparseshift.experiments.study.runner import RunRef
 
 #: Representation metrics correlated with OOD return (dotted keys into the eval-rep JSON).
@@ -244,9 +244,8 @@ def write_report(preset_name: str, runs: Sequence[RunRef], results: Mapping[str,
     """Write results.jsonl, report.md and plots; return the report path and headline table."""
     table = rows(runs, results)
     out.mkdir(parents=True, exist_ok=True)
-    tmp = out / ".results.jsonl.tmp"
-    tmp.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in table))
-    tmp.replace(out / "results.jsonl")
+    atomic_write_text(out / "results.jsonl",
+                      "".join(json.dumps(r, sort_keys=True) + "\n" for r in table))
     head = headline(table)
     corr_md, corr = correlations(table)
     pngs = plots(table, out)
@@ -270,9 +269,7 @@ def write_report(preset_name: str, runs: Sequence[RunRef], results: Mapping[str,
           "these are indicative only.", "", corr_md, "",
           "## Plots", "", *[f"![{p.stem}]({p.name})" for p in pngs], ""]
     report = out / "report.md"
-    tmp = out / ".report.md.tmp"
-    tmp.write_text("\n".join(md))
-    tmp.replace(report)
+    atomic_write_text(report, "\n".join(md))
     write_json_atomic(out / "study.json", {"preset": preset_name, "seconds": seconds,
                                            "stage_seconds": compute,
                                            "correlations": corr, **dict(extra or {})})

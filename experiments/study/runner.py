@@ -12,6 +12,7 @@ interrupted study resumes where it stopped.
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from dataclasses import dataclass
@@ -19,8 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from sparseshift.envs.errors import ConfigError
+from sparseshift.envs.io import package_versions, write_json_atomic
 from sparseshift.experiments.study.graph import Task, run_local, run_ray
-from sparseshift.experiments.study.presets import EnvPlan, StudyPreset
+from sparseshift.experiments.study.presets import LEARNED, EnvPlan, StudyConfig
 from sparseshift.experiments.study.stages import VIDEO
 
 STAGES = "sparseshift.experiments.study.stages"
@@ -40,21 +42,6 @@ class RunRef:
     rep_task: Task | None
 
 
-def _agent_config(plan: EnvPlan, encoder: str, seed: int) -> dict[str, Any]:
-    return {
-        "env_id": plan.env_id,
-        "encoder": encoder,
-        "algo": plan.algo,
-        "steps": plan.agent_steps,
-        "seed": seed,
-        "colours": "in",
-        "hyperparams": [list(x) for x in plan.agent_hyperparams],
-        "eval_every": max(plan.agent_steps // 4, 1),
-        "eval_episodes": 5,
-        "checkpoint_every": plan.agent_steps,
-    }
-
-
 def _needs_video(learner: str) -> bool:
     """Whether a learner trains on sequences (the Neural Wave Machine): video, not pairs."""
     from sparseshift.representations.registry import learner_class
@@ -62,61 +49,44 @@ def _needs_video(learner: str) -> bool:
     return learner_class(learner).batch_kind == "sequences"
 
 
-def build(preset: StudyPreset) -> list[RunRef]:
+def build(study: StudyConfig) -> list[RunRef]:
     """The study's runs, each with the tasks it needs (shared tasks are deduplicated by key)."""
     runs: list[RunRef] = []
-    metric_cfg = {"num_train": preset.metrics.num_train, "num_test": preset.metrics.num_test,
-                  "dci_estimators": preset.metrics.dci_estimators, "seed": preset.seed}
-    if preset.metrics.max_code_dims is not None:  # absent keeps earlier artifacts' keys valid
-        metric_cfg["max_code_dims"] = preset.metrics.max_code_dims
-    for plan in preset.envs:
-        collect = Task("collect", f"{STAGES}:collect_stage", {
-            "env_id": plan.env_id, "kind": plan.data_kind, "n": plan.data_n,
-            "seed": preset.seed, "colours": "in+ood1", "policy": plan.data_policy,
-        }, label=plan.env_id)
+    for plan in study.envs:
+        collect = Task("collect", f"{STAGES}:collect_stage", plan.data, label=plan.env_id)
         video = None
-        if plan.video_n > 0:
-            video = Task("collect", f"{STAGES}:collect_stage", {
-                "env_id": plan.env_id, "kind": "video", "n": plan.video_n,
-                "seed": preset.seed, "colours": "in+ood1", "policy": plan.data_policy,
-            }, label=plan.env_id + VIDEO)
-        eval_cfg = {"shifts": list(plan.shifts), "episodes": plan.eval_episodes,
-                    "seed": preset.seed + 1000}
+        if plan.video is not None:
+            video = Task("collect", f"{STAGES}:collect_stage", plan.video,
+                         label=plan.env_id + VIDEO)
 
         def agent_eval(encoder: str, kind: str, enc_seed: int | None, deps: tuple[Task, ...],
                        eval_rep: Task | None, rep: Task | None, label: str,
-                       plan: EnvPlan = plan, eval_cfg: dict[str, Any] = eval_cfg) -> None:
+                       plan: EnvPlan = plan) -> None:
             for agent_seed in plan.agent_seeds:
                 agent = Task("agent", f"{STAGES}:train_agent_stage",
-                             _agent_config(plan, encoder, agent_seed), deps=deps,
+                             plan.agent.replace(encoder=encoder, seed=agent_seed), deps=deps,
                              label=f"{label}/s{agent_seed}")
-                ev = Task("eval_agent", f"{STAGES}:eval_agent_stage", eval_cfg, deps=(agent,),
-                          label=agent.label)
+                ev = Task("eval_agent", f"{STAGES}:eval_agent_stage", plan.evaluation,
+                          deps=(agent,), label=agent.label)
                 runs.append(RunRef(plan.env_id, label, kind, enc_seed, agent_seed, ev, eval_rep,
                                    rep))
 
         for lp in plan.learners:
             for seed in lp.seeds:
-                rep_cfg: dict[str, Any] = {
-                    "learner": lp.learner, "model": dict(lp.model), "steps": lp.steps,
-                    "seed": seed, "batch": lp.batch, "lr": lp.lr, "pairs": lp.pairs,
-                    "gap": lp.gap, "seq_len": lp.seq_len,
-                }
-                if lp.lr_schedule is not None:  # absent keeps earlier artifacts' keys valid
-                    rep_cfg["lr_schedule"] = lp.lr_schedule
                 data = collect
-                if _needs_video(lp.learner):
+                if _needs_video(lp.train.learner):
                     if video is None:
-                        raise ConfigError(f"{lp.learner} trains on sequences: set video_n > 0 in "
-                                          f"the {plan.env_id} plan")
+                        raise ConfigError(f"{lp.train.learner} trains on sequences: give the "
+                                          f"{plan.env_id} plan a video dataset")
                     data = video
-                rep = Task("rep", f"{STAGES}:train_rep_stage", rep_cfg, deps=(data,),
+                rep = Task("rep", f"{STAGES}:train_rep_stage",
+                           lp.train.replace(seed=seed, progress=False), deps=(data,),
                            label=f"{lp.label}/s{seed}")
                 # Sequence learners also get their video: the wave and forecast analysis.
-                erep = Task("eval_rep", f"{STAGES}:eval_rep_stage", metric_cfg,
+                erep = Task("eval_rep", f"{STAGES}:eval_rep_stage", study.metrics,
                             deps=(collect, rep) if data is collect else (collect, rep, data),
                             label=rep.label)
-                agent_eval("learned", "learned", seed, (rep,), erep, rep, lp.label)
+                agent_eval(LEARNED, "learned", seed, (rep,), erep, rep, lp.label)
         for base in plan.baselines:
             agent_eval(base, "baseline", None, (), None, None, base)
     return runs
@@ -131,11 +101,40 @@ def targets(runs: list[RunRef]) -> list[Task]:
     return out
 
 
-def run_study(preset: StudyPreset, out: Path, ray: str | bool = False, jobs: int = 1
+#: Version of the artifact layout (2: config objects hashed by their full JSON, results naming
+#: files relative to their artifact folder). Earlier layouts cannot be reused.
+ARTIFACT_FORMAT = 2
+FORMAT_FILE = "FORMAT.json"
+
+
+def check_artifact_format(root: Path) -> None:
+    """Refuse an artifact folder of another layout version (one line); stamp a new one."""
+    stamp = root / FORMAT_FILE
+    if stamp.is_file():
+        try:
+            version = json.loads(stamp.read_text()).get("format_version")
+        except (json.JSONDecodeError, AttributeError):
+            raise ConfigError(f"{stamp} is not valid JSON; use a new --out") from None
+        if version != ARTIFACT_FORMAT:
+            raise ConfigError(f"{root} holds study artifacts of format {version}; this "
+                              f"sparseshift reads format {ARTIFACT_FORMAT}: use a new --out")
+        return
+    if root.is_dir() and any(root.iterdir()):
+        raise ConfigError(f"{root} holds study artifacts of format 1 (sparseshift 0.1 before the "
+                          f"sparseshift.* namespace); this sparseshift reads format "
+                          f"{ARTIFACT_FORMAT}: use a new --out")
+    write_json_atomic(stamp, {"format": "sparseshift-study-artifacts",
+                              "format_version": ARTIFACT_FORMAT})
+
+
+def run_study(preset: StudyConfig, out: Path, ray: str | bool = False, jobs: int = 1
               ) -> tuple[list[RunRef], dict[str, dict[str, Any]], float]:
     """Run (or resume) a study; returns its runs, the results by task key and the wall time."""
     runs = build(preset)
     root = out / "artifacts"
+    check_artifact_format(root)
+    write_json_atomic(out / "study_config.json", {"study": preset.to_json(),
+                                                  "versions": package_versions()})
     t0 = time.perf_counter()
 
     def progress(task: Task, i: int, n: int, cached: bool) -> None:

@@ -1,37 +1,29 @@
 """Stage functions of a study: each reads only the artifact of the stage before it.
 
-Signature ``fn(config, inputs, out_dir) -> result``: ``config`` is the stage's JSON config (its
-hash is the artifact key), ``inputs`` the results of the stages it depends on, ``out_dir`` its
-artifact folder. Paths never enter configs (they come through ``inputs``), so keys do not depend
-on where a study lives. Every stage pins torch to one thread, so a stage gives bitwise the same
-result in process and on a Ray worker.
+Signature ``fn(config, inputs, out_dir) -> result``: ``config`` is the stage's config object (the
+hash of its JSON is the artifact key), ``inputs`` the results of the stages it depends on (their
+``files`` as absolute paths, see :func:`sparseshift.experiments.study.graph.execute`), ``out_dir``
+its artifact folder. Results name their files relative to ``out_dir``. Paths never enter configs,
+so keys do not depend on where a study lives. Every stage pins torch to one thread, so a stage
+gives bitwise the same result in process, in a pool worker and on a Ray worker.
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-
-@contextlib.contextmanager
-def one_thread() -> Iterator[None]:
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
+from sparseshift.agents.config import AgentConfig, EvaluateConfig
+from sparseshift.envs.data.config import CollectConfig
+from sparseshift.experiments.study.presets import LEARNED
+from sparseshift.representations.config import EvalConfig, TrainConfig
 
 #: Label suffix of a plan's video collection (for sequence learners), see the runner.
 VIDEO = "/video"
 
 
-def _is_video(input_name: str) -> bool:
+def is_video(input_name: str) -> bool:
     return input_name.startswith("collect:") and input_name.endswith(VIDEO)
 
 
@@ -40,54 +32,53 @@ def _only(inputs: Mapping[str, dict[str, Any]], stage: str, video: bool = False
     """The one input of ``stage`` (for ``collect``: the pairs dataset, or with ``video`` the
     video dataset that sequence learners train on)."""
     found = [v for k, v in inputs.items() if k.split(":", 1)[0] == stage
-             and (stage != "collect" or _is_video(k) == video)]
+             and (stage != "collect" or is_video(k) == video)]
     if len(found) != 1:
         raise RuntimeError(f"expected one {stage!r} input, got {sorted(inputs)}")
     return found[0]
 
 
-def collect_stage(config: Mapping[str, Any], inputs: Mapping[str, dict[str, Any]], out: Path
+def _file(inputs: Mapping[str, dict[str, Any]], stage: str, name: str, video: bool = False
+          ) -> str:
+    return str(_only(inputs, stage, video)["files"][name])
+
+
+def collect_stage(config: CollectConfig, inputs: Mapping[str, dict[str, Any]], out: Path
                   ) -> dict[str, Any]:
     """Collect a dataset (``sparseshift collect``)."""
     from sparseshift.envs.data.collect import collect
-    from sparseshift.envs.data.config import CollectConfig
 
-    cfg = CollectConfig(**dict(config))
-    res = collect(cfg, out / "data.h5", workers=1, progress=False)
-    return {"data": str(res.path), "fingerprint": res.fingerprint, "n": cfg.n}
+    res = collect(config, out / "data.h5", workers=1, progress=False)
+    return {"files": {"data": "data.h5"}, "fingerprint": res.fingerprint, "n": config.n}
 
 
-def train_rep_stage(config: Mapping[str, Any], inputs: Mapping[str, dict[str, Any]], out: Path
+def train_rep_stage(config: TrainConfig, inputs: Mapping[str, dict[str, Any]], out: Path
                     ) -> dict[str, Any]:
     """Train a representation learner on the collected dataset (``sparseshift train-rep``)."""
-    from sparseshift.representations.train import TrainConfig, train
+    from sparseshift.representations.train import train
 
-    data = _only(inputs, "collect", video=any(map(_is_video, inputs)))["data"]
-    cfg = dict(config)
-    cfg["model"] = dict(cfg.get("model", {}))
-    if isinstance(cfg.get("gap"), list):
-        cfg["gap"] = tuple(cfg["gap"])
-    with one_thread():
-        res = train(TrainConfig(**cfg, progress=False), data, out / "rep")
-    return {"rep": str(res.out_dir), "step": res.step,
+    data = _file(inputs, "collect", "data", video=any(map(is_video, inputs)))
+    res = train(config.replace(threads=1, progress=False), data, out / "rep")
+    return {"files": {"rep": "rep"}, "step": res.step,
             "final_losses": {k: float(v) for k, v in res.losses.items()}}
 
 
-def eval_rep_stage(config: Mapping[str, Any], inputs: Mapping[str, dict[str, Any]], out: Path
+def eval_rep_stage(config: EvalConfig, inputs: Mapping[str, dict[str, Any]], out: Path
                    ) -> dict[str, Any]:
     """Disentanglement metrics and probes of a trained encoder (``sparseshift eval-rep``)."""
-    from sparseshift.representations.evaluate import EvalConfig, evaluate
+    from sparseshift.representations.evaluate import evaluate
+    from sparseshift.representations.runtime import torch_run
 
-    data = _only(inputs, "collect")["data"]
-    rep = _only(inputs, "rep")["rep"]
-    video = [v["data"] for k, v in inputs.items() if _is_video(k)]
-    with one_thread():
-        metrics = evaluate(rep, data, EvalConfig(**dict(config)), out=out / "metrics.json",
+    data = _file(inputs, "collect", "data")
+    rep = _file(inputs, "rep", "rep")
+    video = [v["files"]["data"] for k, v in inputs.items() if is_video(k)]
+    with torch_run(1):
+        metrics = evaluate(rep, data, config, out=out / "metrics.json",
                            traversal_png=out / "traversal.png")
         if video:
-            waves = _waves(rep, video[0], out / "waves", int(config["seed"]))
+            waves = _waves(rep, video[0], out / "waves", config.seed)
             metrics = {**metrics, "summary": {**metrics.get("summary", {}), **waves}}
-    return {"metrics": metrics}
+    return {"metrics": metrics, "files": {"metrics": "metrics.json"}}
 
 
 def _waves(rep: str, video: str, out: Path, seed: int) -> dict[str, float]:
@@ -107,29 +98,24 @@ def _waves(rep: str, video: str, out: Path, seed: int) -> dict[str, float]:
             "forecast_copy_last_mse": float(np.mean(res["copy_last_mse"]))}
 
 
-def train_agent_stage(config: Mapping[str, Any], inputs: Mapping[str, dict[str, Any]], out: Path
+def train_agent_stage(config: AgentConfig, inputs: Mapping[str, dict[str, Any]], out: Path
                       ) -> dict[str, Any]:
     """Train an agent on IN colours from a frozen encoder or a baseline (``sparseshift
     train-agent``)."""
-    from sparseshift.agents.config import AgentConfig
     from sparseshift.agents.train import train_agent
 
-    cfg = dict(config)
-    if cfg["encoder"] == "learned":
-        cfg["encoder"] = _only(inputs, "rep")["rep"]
-    cfg["hyperparams"] = tuple(tuple(x) for x in cfg.get("hyperparams", ()))
-    cfg["env_kwargs"] = tuple(tuple(x) for x in cfg.get("env_kwargs", ()))
-    agent = train_agent(AgentConfig(**cfg, tensorboard=True, torch_threads=1), out / "agent")
-    return {"agent": str(agent)}
+    if config.encoder == LEARNED:
+        config = config.replace(encoder=_file(inputs, "rep", "rep"))
+    train_agent(config.replace(tensorboard=True, torch_threads=1), out / "agent")
+    return {"files": {"agent": "agent"}}
 
 
-def eval_agent_stage(config: Mapping[str, Any], inputs: Mapping[str, dict[str, Any]], out: Path
+def eval_agent_stage(config: EvaluateConfig, inputs: Mapping[str, dict[str, Any]], out: Path
                      ) -> dict[str, Any]:
     """Evaluate an agent per shift with bootstrap CIs (``sparseshift evaluate``)."""
-    from sparseshift.agents.evaluate import evaluate
+    from sparseshift.agents.evaluate import run_evaluation
 
-    agent = _only(inputs, "agent")["agent"]
-    res = evaluate(agent, list(config["shifts"]), int(config["episodes"]), int(config["seed"]))
+    res = run_evaluation(_file(inputs, "agent", "agent"), config)
     shifts = {
         s: {"return": v["return"], "success": v["success"], "mean_length": v["mean_length"]}
         for s, v in res["shifts"].items()

@@ -1,0 +1,187 @@
+"""Configs of the representation layer: learner base config, learning-rate schedule, training.
+
+These frozen dataclasses (:class:`sparseshift.envs.config.Config`) import neither torch nor any
+learner module, so the command line can derive its flags from them without loading torch;
+:class:`TrainConfig` looks its learner up (and so imports it) only when it is built.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+from sparseshift.envs.config import (
+    SEED_MAX,
+    Config,
+    check_number,
+    field_types,
+    opt,
+    parse_typed_assignments,
+)
+from sparseshift.envs.errors import ConfigError, check_image_size
+
+
+@dataclass(frozen=True)
+class LearnerConfig(Config):
+    """Fields every learner config has; learners subclass this with their own hyperparameters."""
+
+    image_size: int = opt(64, "image size the model expects (a positive multiple of 8)")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_image_size(self.image_size)
+
+
+@dataclass(frozen=True)
+class LRSchedule(Config):
+    """Multiplier of the base learning rate at 0-based training step ``t``.
+
+    ``factor(t) = min(1, (t + 1) / warmup_steps) * decay_rate ** (t / decay_steps)``: a linear
+    warm-up over ``warmup_steps`` (0: none), then (and during it) exponential decay by
+    ``decay_rate`` every ``decay_steps`` steps (0: no decay). ``LRSchedule()`` is the constant
+    rate. Slot Attention's reference schedule (Locatello et al. 2020) is
+    ``LRSchedule(warmup_steps=10_000, decay_steps=100_000, decay_rate=0.5)``.
+
+    The factor is a pure function of the step, so a resumed run needs no scheduler state.
+    """
+
+    config_name: ClassVar[str] = "lr schedule"
+
+    warmup_steps: int = opt(0, "linear warm-up steps (0: none)", min=0)
+    decay_steps: int = opt(0, "steps per decay by decay_rate (0: no decay)", min=0)
+    decay_rate: float = opt(1.0, "factor per decay_steps, in (0, 1]")
+
+    def validate(self) -> None:
+        check_number("lr schedule decay_rate", self.decay_rate, 0.0, 1.0, low_open=True)
+
+    @property
+    def constant(self) -> bool:
+        """True when the factor is 1 at every step."""
+        return self.warmup_steps == 0 and (self.decay_steps == 0 or self.decay_rate == 1.0)
+
+    def factor(self, step: int) -> float:
+        """The learning-rate multiplier for the update made at 0-based ``step``."""
+        warm = min(1.0, (step + 1) / self.warmup_steps) if self.warmup_steps > 0 else 1.0
+        decay = self.decay_rate ** (step / self.decay_steps) if self.decay_steps > 0 else 1.0
+        return warm * decay
+
+    @classmethod
+    def parse(cls, text: str) -> LRSchedule:
+        """``constant`` or ``WARMUP:DECAY_STEPS:DECAY_RATE`` (e.g. ``10000:100000:0.5``)."""
+        if text.strip() == "constant":
+            return cls()
+        parts = text.split(":")
+        try:
+            if len(parts) != 3:
+                raise ValueError
+            return cls(int(parts[0]), int(parts[1]), float(parts[2]))
+        except (ValueError, ConfigError):
+            raise ConfigError(f"lr schedule must be 'constant' or WARMUP:DECAY_STEPS:DECAY_RATE "
+                              f"(e.g. 10000:100000:0.5), got {text!r}") from None
+
+
+def parse_config_options(config_cls: type[LearnerConfig], items: Sequence[str],
+                         flag: str = "--model") -> dict[str, Any]:
+    """``KEY=VALUE`` strings -> config options, each value parsed as its dataclass field's type
+    (tuples as comma-separated items, e.g. ``channels=32,32,64,64``; ``X | None`` fields take
+    ``none``). Unknown keys (listing the valid ones), malformed items, repeated keys and values of
+    the wrong type are a one-line :class:`ConfigError`."""
+    return parse_typed_assignments(items, field_types(config_cls), flag,
+                                   f"{config_cls.__name__} option")
+
+
+@dataclass(frozen=True)
+class TrainConfig(Config):
+    """Everything that defines a training run.
+
+    ``model`` holds the learner's options (see its config dataclass, e.g.
+    :class:`sparseshift.representations.vae.VAEConfig`); ``image_size`` defaults to the dataset's.
+    ``pairs`` is ``None`` (intervention pairs for pairs learners on pairs datasets),
+    ``"intervention"`` or ``"temporal"`` (frames t and t+gap of one episode; ``gap`` is an int or an
+    inclusive range ``(lo, hi)``). ``seq_len`` is the sequence length of sequence learners
+    (e.g. ``nwm``). ``lr_schedule`` multiplies ``lr`` per step: an :class:`LRSchedule`, its JSON
+    dict, ``"constant"`` or ``"WARMUP:DECAY_STEPS:DECAY_RATE"``; ``None`` takes the learner's
+    ``default_lr_schedule`` (constant for the VAEs and the NWM, the reference warm-up and halving
+    for ``slot_attention``). :attr:`schedule` is the resolved one.
+    """
+
+    learner: str = opt("beta_vae", "learner name (sparseshift train-rep --help lists them) or "
+                       "package.module:Class")
+    model: Mapping[str, Any] = opt(factory=dict, cli=False,
+                                   help="options of the learner's config dataclass")
+    steps: int = opt(1000, "total optimisation steps", min=1, max=10**9)
+    seed: int = opt(0, "seed of everything random", min=0, max=SEED_MAX)
+    batch: int = opt(64, "batch size (pairs per batch for pair learners)", min=1, max=65536)
+    lr: float = opt(1e-4, "Adam learning rate")
+    pairs: Literal["intervention", "temporal"] | None = opt(
+        None, "pair learners: intervention pairs (pairs dataset, the default) or temporal pairs "
+        "(frames t and t+gap of a video dataset)")
+    gap: int | tuple[int, int] = opt(1, "temporal pairs: gap K or an inclusive range LO:HI",
+                                     cli=False)
+    seq_len: int = opt(8, "sequence learners (nwm): frames per training sequence (must exceed "
+                       "the forecast steps)", min=1, max=10_000, metavar="T")
+    log_every: int = opt(50, "TensorBoard scalars every N steps", min=1)
+    image_every: int = opt(1000, "image grids every N steps", min=1)
+    ckpt_every: int = opt(1000, "checkpoint every N steps", min=1)
+    progress: bool = opt(True, "no progress bar", flag="--quiet", invert=True)
+    tensorboard: bool = opt(True, "do not write TensorBoard logs", flag="--no-tensorboard",
+                            invert=True)
+    lr_schedule: LRSchedule | None = opt(
+        None, "learning-rate schedule: 'constant' or WARMUP:DECAY_STEPS:DECAY_RATE (linear "
+        "warm-up, then lr * DECAY_RATE ** (step / DECAY_STEPS)); none: the learner's "
+        "(slot_attention: 10000:100000:0.5, others constant)", metavar="SCHEDULE")
+    threads: int | None = opt(None, "torch threads (none: torch's default)", min=1, max=1024)
+
+    def validate(self) -> None:
+        from sparseshift.representations.registry import learner_class
+
+        learner_class(self.learner)  # unknown names -> ConfigError listing the valid ones
+        check_number("lr", self.lr, 0.0, None, low_open=True)
+        lo, hi = self.gap_range
+        if lo < 1 or hi < lo:
+            raise ConfigError(f"gap must be >= 1 (or a range lo <= hi), got {self.gap!r}")
+
+    @property
+    def schedule(self) -> LRSchedule:
+        """The learning-rate schedule of the run: ``lr_schedule``, else the learner's default,
+        else constant."""
+        if self.lr_schedule is not None:
+            return self.lr_schedule
+        from sparseshift.representations.registry import learner_class
+
+        return learner_class(self.learner).default_lr_schedule or LRSchedule()
+
+    @property
+    def gap_range(self) -> tuple[int, int]:
+        if isinstance(self.gap, int):
+            return (self.gap, self.gap)
+        lo, hi = self.gap
+        return (int(lo), int(hi))
+
+
+@dataclass(frozen=True)
+class EvalConfig(Config):
+    """Evaluation protocol options (:mod:`sparseshift.representations.evaluate`; the defaults are
+    disentanglement_lib's: 10,000 / 5,000 samples, 20 histogram bins)."""
+
+    num_train: int = opt(10000, "frames the metrics and probes are fitted on", min=1,
+                         max=10_000_000)
+    num_test: int = opt(5000, "frames they are scored on", min=1, max=10_000_000)
+    seed: int = opt(0, "seed of the sampling and the probes", min=0, max=SEED_MAX)
+    bins: int = opt(20, "histogram bins of continuous factors and codes", min=2, max=1000)
+    dci_estimators: int = opt(30, "boosted trees per factor in DCI", min=1, max=10_000)
+    dci_max_train: int | None = opt(2000, "DCI fits on at most this many frames (none: all)",
+                                    min=1)
+    factor_vae: Literal["auto", "env", "grouping", "off"] = opt(
+        "auto", "FactorVAE score batches: rendered by the env, grouped dataset frames, auto or off")
+    factor_vae_batch: int = opt(64, "FactorVAE batch size", min=2, max=100_000)
+    factor_vae_train: int = opt(10000, "FactorVAE votes to fit (grouping)", min=1)
+    factor_vae_eval: int = opt(5000, "FactorVAE votes to score (grouping)", min=1)
+    factor_vae_env_train: int = opt(100, "FactorVAE votes to fit (env rendering)", min=1)
+    factor_vae_env_eval: int = opt(50, "FactorVAE votes to score (env rendering)", min=1)
+    probes: bool = opt(True, "skip the linear and MLP probes", flag="--no-probes", invert=True)
+    encode_batch: int = opt(256, "frames per encoder batch", min=1, max=100_000)
+    max_code_dims: int | None = opt(
+        None, "skip the per-dimension metrics (MIG, DCI, SAP, modularity, FactorVAE) for codes "
+        "wider than this (none: never); DCI's boosted trees grow with the dimension", min=1)

@@ -47,7 +47,7 @@ from sparseshift.agents.train import (
 )
 from sparseshift.agents.video import write_video
 from sparseshift.envs.errors import ConfigError
-from sparseshift.envs.io import write_json_atomic
+from sparseshift.envs.io import read_json, write_json_atomic
 from sparseshift.representations.runtime import torch_run
 
 EVAL_FILE = "eval.json"
@@ -60,11 +60,8 @@ def read_agent(agent_dir: Path) -> dict[str, Any]:
     path = agent_dir / AGENT_FILE
     if not path.is_file():
         raise ConfigError(f"{agent_dir} is not an agent directory (no {AGENT_FILE})")
-    try:
-        data = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path} is not valid JSON: {exc}") from None
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
+    data = read_json(path, "agent file")
+    if data.get("format") != FORMAT:
         raise ConfigError(f"{path} is not a sparseshift agent file")
     version = data.get("format_version")
     if version != FORMAT_VERSION:
@@ -122,6 +119,12 @@ def run_evaluation(agent_dir: str | Path, cfg: EvaluateConfig) -> dict[str, Any]
     det = is_deterministic(mode, config.family)
     params = {"shifts": list(names), "episodes": episodes, "seed": seed, "resamples": resamples,
               "policy": "deterministic" if det else "stochastic"}
+    # The policy and the encoder are loaded (and their digests checked) before a cached result
+    # is trusted: changed weights must never hide behind an old eval.json.
+    desc = agent.get("encoder", {})
+    encoder = load_encoder(encoder_spec(out, agent, config), config.image_size, config.seed,
+                           expect_fingerprint=desc.get("fingerprint"))
+    model = load_model(out, agent)
     previous = out / EVAL_FILE
     if previous.is_file() and not video:
         try:
@@ -130,10 +133,6 @@ def run_evaluation(agent_dir: str | Path, cfg: EvaluateConfig) -> dict[str, Any]
                 return old
         except json.JSONDecodeError:
             pass
-    desc = agent.get("encoder", {})
-    encoder = load_encoder(encoder_spec(out, agent, config), config.image_size, config.seed,
-                           expect_fingerprint=desc.get("fingerprint"))
-    model = load_model(out, agent)
     ep_seeds = episode_seeds(EVAL_SEED_BASE, seed, episodes)
 
     def act(obs: Any) -> np.ndarray:
@@ -165,6 +164,7 @@ def run_evaluation(agent_dir: str | Path, cfg: EvaluateConfig) -> dict[str, Any]
                 results[shift]["videos"] = videos
     result = {"agent": str(out.resolve()), "env_id": config.env_id, "algo": config.algo,
               "encoder": desc.get("kind", config.encoder_kind), "train_seed": config.seed,
+              "train_colours": config.colours,
               "params": params, "episode_seeds": ep_seeds, "shifts": results}
     write_json_atomic(out / EVAL_FILE, result)
     return result
@@ -179,6 +179,10 @@ def format_table(result: dict[str, Any]) -> str:
             f"{shift:<6} {ret['mean']:>9.3f} [{ret['ci_low']:>8.3f}, {ret['ci_high']:>8.3f}] "
             f"{suc['mean']:>8.3f} [{suc['ci_low']:.3f}, {suc['ci_high']:.3f}] {ret['n']:>5}"
         )
+    colours = result.get("train_colours", "in")
+    if colours != "in":
+        lines.append(f"note: this agent trained on the {colours} colours, so 'in' (the IN split) "
+                     "is not its training distribution")
     policy = result.get("params", {}).get("policy")
     if policy:
         how = "the policy's mode" if policy == "deterministic" else "sampled, seeded"

@@ -54,8 +54,9 @@ from sparseshift.agents.extractors import DeepSetsExtractor
 from sparseshift.agents.policy_io import POLICY_FILE, SB3_EXPORT, describe_policy, save_policy
 from sparseshift.agents.rollout import run_episodes
 from sparseshift.agents.stats import bootstrap_ci
+from sparseshift.envs.data.config import check_env_kwargs
 from sparseshift.envs.errors import ConfigError
-from sparseshift.envs.io import package_versions, write_json_atomic
+from sparseshift.envs.io import output_dir, output_lock, package_versions, write_json_atomic
 from sparseshift.representations.runtime import torch_run
 
 FORMAT = "sparseshift-agent"
@@ -223,7 +224,7 @@ def _check_existing(out: Path, ident: dict[str, Any]) -> bool:
         prev_cfg = (previous or {}).get("config", {})
         diff = sorted(k for k in ident["config"] if prev_cfg.get(k) != ident["config"][k])
         for k in ("hyperparams", "encoder_fingerprint"):
-            if (previous or {}).get(k) != ident[k]:
+            if (previous or {}).get(k) != ident[k] and k not in diff:
                 diff.append(k)
         raise ConfigError(
             f"{out} holds an agent with a different config (differs in: "
@@ -237,8 +238,15 @@ def train_agent(config: AgentConfig, out_dir: str | Path) -> Path:
 
     A finished run of the same config (same encoder fingerprint) in ``out_dir`` is returned as it
     is; an unfinished one is restarted from scratch; another config is a :class:`ConfigError`.
+    ``out_dir`` is locked while training.
     """
-    out = Path(out_dir)
+    out = output_dir(out_dir, AGENT_FILE)
+    with output_lock(out):
+        return _train_agent(config, out)
+
+
+def _train_agent(config: AgentConfig, out: Path) -> Path:
+    check_env_kwargs(config.env_id, config.env_kwargs)
     encoder = load_encoder(config.encoder, config.image_size, config.seed)
     ident = identity(config, encoder)
     if _check_existing(out, ident):

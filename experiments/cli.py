@@ -80,6 +80,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         name = exc.filename if exc.filename is not None else exc
         print(f"{prog}: error: file not found: {name}", file=sys.stderr)
         return EXIT_USAGE
+    except Exception as exc:  # a full disk is the user's condition, anything else a bug
+        from sparseshift.envs.io import disk_full, disk_full_message
+
+        if not disk_full(exc):
+            raise
+        print(f"{prog}: error: {disk_full_message(exc)}", file=sys.stderr)
+        return EXIT_USAGE
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130

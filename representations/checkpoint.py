@@ -29,7 +29,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from sparseshift.envs.errors import ConfigError
-from sparseshift.envs.io import atomic_output, write_json_atomic
+from sparseshift.envs.io import atomic_output, read_json, write_json_atomic
 from sparseshift.envs.io import atomic_write_bytes as atomic_write_bytes  # re-export
 from sparseshift.envs.io import package_versions as package_versions  # re-export
 from sparseshift.representations.base import Learner
@@ -211,17 +211,17 @@ def read_checkpoint(directory: Path, expect_learner: str | None = None) -> Check
 
 
 def read_run(directory: Path) -> dict[str, Any]:
-    """Read and validate ``run.json``."""
+    """Read and validate ``run.json`` (one-line ConfigError for a missing, damaged, foreign or
+    newer file, or one without its learner and model config)."""
     path = directory / RUN_FILE
     if not path.is_file():
         raise ConfigError(f"{directory} is not a representation run directory (no {RUN_FILE})")
-    try:
-        run = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{path} is not valid JSON: {exc}") from None
-    if not isinstance(run, dict) or run.get("format") != FORMAT:
+    run = read_json(path, "run file")
+    if run.get("format") != FORMAT:
         raise ConfigError(f"{path} is not a sparseshift representation run file")
     check_format(str(path), run.get("format_version"))
+    if not isinstance(run.get("learner"), str) or not isinstance(run.get("model"), dict):
+        raise ConfigError(f"{path} lacks the learner name or its model config")
     return run
 
 

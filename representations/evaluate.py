@@ -402,7 +402,10 @@ def evaluate(run_dir: str | os.PathLike[str], data: Any, config: EvalConfig | No
     ev.out = None if out is None else Path(out)
     ev.traversal_png = None if traversal_png is None else Path(traversal_png)
     _run_steps(ev)
-    report = _report(ev, run_dir)
+    # Recorded relative to the metrics file when there is one, so the two can move together.
+    where = run_dir if ev.out is None else os.path.relpath(Path(run_dir).resolve(),
+                                                           ev.out.resolve().parent)
+    report = _report(ev, where)
     if ev.out is not None:
         write_json(ev.out, report)
     if export_codes is not None:

@@ -43,6 +43,7 @@ import numpy as np
 import torch
 
 from sparseshift.envs.errors import ConfigError
+from sparseshift.envs.io import output_dir, output_lock
 from sparseshift.representations.base import Learner, LearnerConfig
 from sparseshift.representations.checkpoint import (
     CHECKPOINT_FILE,
@@ -184,10 +185,17 @@ def _kept(step: int | None, out: Path) -> str:
 def train(config: TrainConfig, data: Any, out_dir: str | os.PathLike[str]) -> TrainResult:
     """Train ``config.learner`` on ``data`` (a dataset path or an opened dataset) into ``out_dir``.
 
-    Resumes from ``out_dir`` when it holds a checkpoint of the same run. Raises
-    :class:`ConfigError` for bad input and :class:`TrainingError` when the loss stops being finite.
+    Resumes from ``out_dir`` when it holds a checkpoint of the same run. ``out_dir`` is locked
+    while training (a second writer is refused) and may not be a file or another kind of
+    artifact's folder. Raises :class:`ConfigError` for bad input and :class:`TrainingError` when
+    the loss or the weights stop being finite.
     """
-    out = Path(out_dir)
+    out = output_dir(out_dir, RUN_FILE)
+    with output_lock(out):
+        return _train(config, data, out)
+
+
+def _train(config: TrainConfig, data: Any, out: Path) -> TrainResult:
     ds = open_data(data)
     info = dataset_info(ds)
     cls = learner_class(config.learner)

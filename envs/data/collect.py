@@ -15,13 +15,11 @@ This module orchestrates a run. The collecting process makes parts with
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import shutil
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -43,6 +41,7 @@ from sparseshift.envs.data.store import (
 from sparseshift.envs.data.workers import Helpers
 from sparseshift.envs.data.writer import SLOTS, Writer
 from sparseshift.envs.errors import ConfigError
+from sparseshift.envs.io import output_lock
 
 __all__ = [
     "SLOTS",
@@ -96,20 +95,6 @@ def _check_same(manifest: dict[str, Any], other: dict[str, Any], what: str) -> N
         raise ConfigError(f"{what} was collected with a different configuration (differs in "
                           f"{', '.join(diff)}); not overwriting it: choose another --out or "
                           "remove it")
-
-
-@contextmanager
-def _locked(directory: Path) -> Iterator[None]:
-    """Hold an exclusive lock on ``directory`` (released by the kernel even on kill -9)."""
-    fd = os.open(directory / "lock", os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise ConfigError(f"another collection is writing {directory}") from None
-        yield
-    finally:
-        os.close(fd)
 
 
 def _use_writer(writer: str, run: Resolved, todo: list[int], workers: int) -> bool:
@@ -237,7 +222,7 @@ def collect(
         return CollectResult(out, "complete", cfg.n, digest)
     out.parent.mkdir(parents=True, exist_ok=True)
     directory.mkdir(exist_ok=True)
-    with _locked(directory):
+    with output_lock(directory):
         mpath = directory / "manifest.json"
         if mpath.exists():
             _check_same(manifest, json.loads(mpath.read_text()), str(directory))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -129,6 +130,15 @@ def env_parameters(env_id: str) -> frozenset[str]:
     module, name = entry(env_id).entry_point.split(":")
     cls = getattr(importlib.import_module(module), name)
     return frozenset(inspect.signature(cls).parameters)
+
+
+def check_env_kwargs(env_id: str, kwargs: Mapping[str, Any]) -> None:
+    """One-line ConfigError for env kwargs the env class of ``env_id`` does not take."""
+    valid = env_parameters(env_id) - {"self"}
+    unknown = sorted(set(kwargs) - valid)
+    if unknown:
+        raise ConfigError(f"unknown env kwarg(s) {unknown} for {env_id}; valid: "
+                          f"{', '.join(sorted(valid))}")
 
 
 def variable_groups(env: Any, seed: int) -> tuple[str, ...]:

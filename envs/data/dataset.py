@@ -20,9 +20,9 @@ import numpy as np
 from sparseshift.envs.data.layout import (
     CHECKSUM_GROUP,
     FORMAT,
-    FORMAT_VERSION,
     FRAME_ARRAYS,
     KINDS,
+    READABLE_VERSIONS,
     arrays_of,
     fingerprint,
 )
@@ -57,8 +57,9 @@ class Dataset:
     def __init__(self, path: Path, f: h5py.File, memory_budget: int) -> None:
         self.path = path
         self._file: h5py.File | None = f
+        self._stored_attrs = {k: _plain(v) for k, v in f.attrs.items()}
         self.attrs: dict[str, Any] = {
-            k: json.loads(v) if k in JSON_ATTRS else _plain(v) for k, v in f.attrs.items()
+            k: json.loads(v) if k in JSON_ATTRS else v for k, v in self._stored_attrs.items()
         }
         self.kind: str = str(self.attrs["kind"])
         self.env_id: str = str(self.attrs["env_id"])
@@ -87,9 +88,11 @@ class Dataset:
             if shape[0] != self._n or self._sums[n].shape != (expect,):
                 raise ConfigError(f"{self.path}: array {n!r} has {shape[0]} rows and "
                                   f"{len(self._sums[n])} checksums; file is damaged")
-        if fingerprint(self.kind, self._sums, self.shapes) != self.fingerprint:
-            raise ConfigError(
-                f"{self.path}: checksums do not match the fingerprint; file is damaged")
+        version = int(self.attrs["format_version"])
+        if fingerprint(self.kind, self._sums, self.shapes, self._stored_attrs,
+                       version) != self.fingerprint:
+            raise ConfigError(f"{self.path}: checksums or attributes do not match the "
+                              "fingerprint; file is damaged or was edited")
 
     def _chunk_error(self, name: str, chunk: int, why: str) -> CorruptError:
         rows = self._rows[name]
@@ -244,9 +247,9 @@ def open_dataset(
         fmt, version = f.attrs.get("format"), f.attrs.get("format_version")
         if _plain(fmt) != FORMAT:
             raise ConfigError(f"{p} is not a sparseshift dataset (no format attribute {FORMAT!r})")
-        if _plain(version) != FORMAT_VERSION:
+        if _plain(version) not in READABLE_VERSIONS:
             raise ConfigError(f"{p} has format version {_plain(version)}; this sparseshift reads "
-                              f"version {FORMAT_VERSION} (re-collect it)")
+                              f"versions {', '.join(map(str, READABLE_VERSIONS))} (re-collect it)")
         if _plain(f.attrs.get("kind")) not in KINDS:
             raise ConfigError(f"{p}: unknown dataset kind {_plain(f.attrs.get('kind'))!r}")
         ds = Dataset(p, f, default_budget() if memory_budget is None else memory_budget)

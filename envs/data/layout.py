@@ -1,4 +1,4 @@
-"""The on-disk layout of sparseshift datasets (HDF5, format version 1), in one place.
+"""The on-disk layout of sparseshift datasets (HDF5, format version 2), in one place.
 
 A dataset is one HDF5 file. Root attributes (JSON strings where structured) describe it; every array
 is a chunked, compressed dataset along the first (row) axis; ``/checksums/<name>`` holds one CRC-32
@@ -18,7 +18,13 @@ from typing import Any
 import numpy as np
 
 FORMAT = "sparseshift-dataset"
-FORMAT_VERSION = 1
+#: 2: the fingerprint also covers the root attributes (env id, factor spec, collector config, ...),
+#: so an edited attribute fails verification. Version 1 files (arrays only) still load.
+FORMAT_VERSION = 2
+READABLE_VERSIONS: tuple[int, ...] = (1, 2)
+#: Root attributes the fingerprint does not cover: itself, and provenance that differs between
+#: otherwise identical collections (time, library versions).
+UNCOVERED_ATTRS: frozenset[str] = frozenset({"fingerprint", "created", "versions"})
 KINDS: tuple[str, ...] = ("video", "pairs")
 
 #: Arrays of each kind, in the order they are written.
@@ -64,13 +70,26 @@ def chunk_checksums(arr: np.ndarray, rows: int) -> np.ndarray:
     ).reshape(-1)
 
 
-def fingerprint(kind: str, checksums: Mapping[str, np.ndarray], shapes: Mapping[str, Any]) -> str:
-    """Hex SHA-256 identifying a dataset's content: its kind, array shapes and chunk checksums."""
-    h = hashlib.sha256(f"{FORMAT}/{FORMAT_VERSION}/{kind}".encode())
+def fingerprint(kind: str, checksums: Mapping[str, np.ndarray], shapes: Mapping[str, Any],
+                attrs: Mapping[str, Any] | None = None, version: int = FORMAT_VERSION) -> str:
+    """Hex SHA-256 identifying a dataset's content: its kind, array shapes and chunk checksums and
+    (version 2) its root attributes as stored, except :data:`UNCOVERED_ATTRS`."""
+    h = hashlib.sha256(f"{FORMAT}/{version}/{kind}".encode())
     for name in sorted(checksums):
         h.update(f"{name}{list(shapes[name])}".encode())
         h.update(np.ascontiguousarray(checksums[name], dtype="<u4").tobytes())
+    if version >= 2:
+        covered = {k: v for k, v in (attrs or {}).items() if k not in UNCOVERED_ATTRS}
+        h.update(dumps(covered).encode())
     return h.hexdigest()
+
+
+def stored_attr(value: Any) -> str | int | float:
+    """How a root attribute is stored: plain strings and numbers as they are, anything else as
+    canonical JSON."""
+    if isinstance(value, str) or (isinstance(value, int | float) and not isinstance(value, bool)):
+        return value
+    return dumps(value)
 
 
 def dumps(value: Any) -> str:

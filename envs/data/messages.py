@@ -25,6 +25,7 @@ from typing import Any, TypeAlias
 import numpy as np
 
 from sparseshift.envs.errors import ConfigError
+from sparseshift.envs.io import disk_full, disk_full_message
 
 #: Names of the processes, as failures report them.
 WORKER = "collection worker"
@@ -94,6 +95,8 @@ class Failed:
     @classmethod
     def of(cls, where: str, exc: BaseException) -> Failed:
         """The report of ``exc`` raised in process ``where``."""
+        if disk_full(exc):  # a user's condition, not a crash: one line, exit 2
+            return cls(where, disk_full_message(exc), True)
         return cls(where, f"{type(exc).__name__}: {exc}", isinstance(exc, ConfigError))
 
     def exception(self) -> Exception:

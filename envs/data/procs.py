@@ -1,9 +1,15 @@
-"""Process plumbing shared by the collection helpers and the writer process."""
+"""Process plumbing shared by the collection helpers, the writer process and the study's pool
+workers."""
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing as mp
 import os
+import signal
+import sys
+import threading
+import time
 from multiprocessing.context import SpawnContext
 from multiprocessing.queues import Queue
 from typing import Any, NoReturn
@@ -27,3 +33,25 @@ def exit_reported(results: Queue[Any]) -> NoReturn:
     results.close()
     results.join_thread()
     os._exit(0)
+
+
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(parent: int, poll_seconds: float = 1.0) -> None:
+    """Make this worker process end when ``parent`` does, even on ``kill -9`` of the parent: on
+    Linux the kernel sends SIGKILL (``prctl(PR_SET_PDEATHSIG)``); everywhere a daemon thread also
+    checks the parent every ``poll_seconds``. Used as a process-pool initializer."""
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):
+            pass
+    exit_if_orphaned(parent)  # the parent may have died before the prctl
+
+    def watch() -> None:
+        while True:
+            time.sleep(poll_seconds)
+            exit_if_orphaned(parent)
+
+    threading.Thread(target=watch, name="die-with-parent", daemon=True).start()

@@ -29,8 +29,8 @@ from sparseshift.envs.data.layout import (
     arrays_of,
     chunk_checksums,
     chunk_rows,
-    dumps,
     fingerprint,
+    stored_attr,
 )
 from sparseshift.envs.io import commit_file, write_json_atomic
 
@@ -151,11 +151,11 @@ class Assembler:
         merged = {name: np.concatenate(v).astype(np.uint32) for name, v in self.sums.items()}
         for name, v in merged.items():
             f[f"{CHECKSUM_GROUP}/{name}"] = v
-        digest = fingerprint(self.kind, merged, self.shapes)
-        f.attrs.update({"format": FORMAT, "format_version": FORMAT_VERSION, "kind": self.kind,
-                        "n": self.n, "fingerprint": digest})
-        for key, value in attrs.items():
-            f.attrs[key] = value if isinstance(value, str | int | float) else dumps(value)
+        stored = {key: stored_attr(value) for key, value in attrs.items()}
+        stored.update({"format": FORMAT, "format_version": FORMAT_VERSION, "kind": self.kind,
+                       "n": self.n})
+        digest = fingerprint(self.kind, merged, self.shapes, stored)
+        f.attrs.update({**stored, "fingerprint": digest})
         f.close()
         _commit(self.tmp, self.out)
         return digest

@@ -27,6 +27,7 @@ from sparseshift.envs.data.messages import (
 from sparseshift.envs.data.parts import InOrder
 from sparseshift.envs.data.procs import exit_if_orphaned, exit_reported, spawn_context
 from sparseshift.envs.data.store import Assembler, part_path, write_part
+from sparseshift.envs.errors import ConfigError
 
 #: Part buffers shared with the writer process: the collecting process renders a part into a
 #: free one while the writer compresses and writes the earlier ones.
@@ -75,6 +76,22 @@ def writer_main(manifest: dict[str, Any], directory: str, out: str,
         results.put(Failed.of(WRITER, exc))
 
 
+def shared_buffer(path: Path, shape: tuple[int, ...]) -> np.ndarray:
+    """A uint8 array backed by ``path``, its blocks allocated on disk first: a full disk is a
+    one-line ConfigError here, not a SIGBUS when a page of the mapping is first written."""
+    nbytes = int(np.prod(shape))
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        os.posix_fallocate(fd, 0, nbytes)
+    except OSError as exc:
+        os.close(fd)
+        path.unlink(missing_ok=True)
+        raise ConfigError(f"cannot allocate {nbytes / 1e6:.0f} MB for {path} "
+                          f"({exc.strerror}); free disk space or use another --out") from None
+    os.close(fd)
+    return np.memmap(path, np.uint8, "r+", shape=shape).view(np.ndarray)
+
+
 class Writer:
     """Starts and talks to the writer process (:func:`writer_main`).
 
@@ -95,9 +112,7 @@ class Writer:
         paths = [{n: str(directory / f"slot{k}-{n}.buf") for n in names} for k in range(SLOTS)]
         shape = (cfg.part_rows, s, s, 3)
         self.slots: list[dict[str, np.ndarray]] = [
-            {n: np.memmap(p, np.uint8, "w+", shape=shape).view(np.ndarray)
-             for n, p in slot.items()}
-            for slot in paths]
+            {n: shared_buffer(Path(p), shape) for n, p in slot.items()} for slot in paths]
         self._idle = list(range(SLOTS))
         self.out = out
         self.proc = ctx.Process(target=writer_main, daemon=True, args=(

@@ -45,10 +45,14 @@ def sheet(ds: Any, n: int, gap: int, seed: int) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
+    from sparseshift.envs.config import check_int, check_seed
     from sparseshift.envs.data import open_dataset
     from sparseshift.envs.data.summary import summary
     from sparseshift.envs.io import save_png
 
+    check_int("--pairs", args.pairs, 1, 256)
+    check_int("--gap", args.gap, 1, 100_000)
+    check_seed("--seed", args.seed)
     ds = open_dataset(args.path, verify=args.verify)
     print(summary(ds, Path(args.path).stat().st_size))
     if args.verify:

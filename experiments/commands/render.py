@@ -59,6 +59,7 @@ def render_row(env_id: str, split: str, shift: str | None, n: int, seed: int, im
 
 def run(args: argparse.Namespace) -> int:
     from sparseshift.envs.colours import parse_splits
+    from sparseshift.envs.config import check_int, check_seed
     from sparseshift.envs.errors import ConfigError, check_image_size
     from sparseshift.envs.io import save_png
     from sparseshift.envs.registry import entry
@@ -70,8 +71,10 @@ def run(args: argparse.Namespace) -> int:
         parse_splits(s)
     if not splits:
         raise ConfigError("--split needs at least one split name (in, ood1, ood2)")
-    if args.n <= 0 or args.scale <= 0:
-        raise ConfigError("--n and --scale must be positive")
+    check_int("--n", args.n, 1, 64)
+    check_int("--scale", args.scale, 1, 16)
+    check_seed("--seed", args.seed)
+    check_int("--image-size", args.image_size, 8, 512)
     check_image_size(args.image_size)
     if args.shift is not None and fam != "trifinger":
         raise ConfigError(f"--shift is only available for TriFinger envs, not {args.env_id}")

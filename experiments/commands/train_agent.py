@@ -7,7 +7,6 @@ outputs.
 from __future__ import annotations
 
 import argparse
-import json
 from typing import Any
 
 NAME = "train-agent"
@@ -58,10 +57,14 @@ def build(args: argparse.Namespace) -> Any:
 
 def run(args: argparse.Namespace) -> int:
     from sparseshift.agents.train import DONE_FILE, train_agent
+    from sparseshift.envs.errors import ConfigError
+    from sparseshift.envs.io import read_json
 
     config = build(args)
     out = train_agent(config, args.out)
-    result = json.loads((out / DONE_FILE).read_text())["result"]
+    result = read_json(out / DONE_FILE, "training record").get("result")
+    if not isinstance(result, dict):
+        raise ConfigError(f"{out / DONE_FILE} is damaged; train into a new --out")
     line = (f"trained {config.algo} on {config.env_id} with encoder {config.encoder}: "
             f"{result['steps']} steps, {result['steps_per_second']:.0f} steps/s")
     final = result.get("final_eval")

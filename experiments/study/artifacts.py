@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sparseshift.envs.io import write_json_atomic
+from sparseshift.envs.errors import ConfigError
+from sparseshift.envs.io import read_json, write_json_atomic
 
 DONE = "DONE.json"
 
@@ -51,9 +52,14 @@ class Artifact:
         return (self.path / DONE).is_file()
 
     def result(self) -> dict[str, Any]:
-        """The result recorded in the marker of a finished stage."""
-        data: dict[str, Any] = json.loads((self.path / DONE).read_text())
-        return dict(data.get("result", {}))
+        """The result recorded in the marker of a finished stage (a damaged marker is a
+        one-line error naming the folder to remove)."""
+        data = read_json(self.path / DONE, "stage marker")
+        result = data.get("result")
+        if not isinstance(result, dict) or "artifact" not in result:
+            raise ConfigError(f"{self.path / DONE} is damaged; remove {self.path} to redo "
+                              "that stage")
+        return dict(result)
 
     def prepare(self, config: Mapping[str, Any]) -> Path:
         """Create the directory and record the resolved config (kept across resumes)."""

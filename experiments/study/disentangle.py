@@ -27,7 +27,7 @@ import numpy as np
 from sparseshift.envs.config import Config, opt
 from sparseshift.envs.data.config import CollectConfig
 from sparseshift.envs.errors import choice_error
-from sparseshift.envs.io import atomic_write_text, write_json_atomic
+from sparseshift.envs.io import atomic_write_text, output_dir, output_lock, write_json_atomic
 from sparseshift.experiments.study.graph import Task, run_local, run_ray
 from sparseshift.experiments.study.report import spearman
 from sparseshift.representations.config import EvalConfig, TrainConfig
@@ -172,10 +172,18 @@ def get_preset(name: str) -> DisentanglePreset:
 def run(p: DisentanglePreset, out: Path, ray: str | bool = False, jobs: int = 1
         ) -> tuple[Path, str]:
     """Run (or resume) the experiment into ``out``; returns the report path and its table."""
-    from sparseshift.experiments.study.runner import check_artifact_format
 
     models = build(p)
     targets = [m.eval_rep for m in models]
+    out = output_dir(out, "disentangle_config.json")
+    with output_lock(out):
+        return _run(p, models, targets, out, ray, jobs)
+
+
+def _run(p: DisentanglePreset, models: list[Model], targets: list[Task], out: Path,
+         ray: str | bool, jobs: int) -> tuple[Path, str]:
+    from sparseshift.experiments.study.runner import check_artifact_format
+
     root = out / "artifacts"
     check_artifact_format(root)
     write_json_atomic(out / "disentangle_config.json", p.to_json())

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from sparseshift.envs.errors import ConfigError
-from sparseshift.envs.io import package_versions, write_json_atomic
+from sparseshift.envs.io import output_dir, output_lock, package_versions, write_json_atomic
 from sparseshift.experiments.study.graph import Task, run_local, run_ray
 from sparseshift.experiments.study.presets import LEARNED, EnvPlan, StudyConfig
 from sparseshift.experiments.study.stages import VIDEO
@@ -131,6 +131,13 @@ def run_study(preset: StudyConfig, out: Path, ray: str | bool = False, jobs: int
               ) -> tuple[list[RunRef], dict[str, dict[str, Any]], float]:
     """Run (or resume) a study; returns its runs, the results by task key and the wall time."""
     runs = build(preset)
+    out = output_dir(out, "study_config.json")
+    with output_lock(out):
+        return _run(preset, runs, out, ray, jobs)
+
+
+def _run(preset: StudyConfig, runs: list[RunRef], out: Path, ray: str | bool, jobs: int
+         ) -> tuple[list[RunRef], dict[str, dict[str, Any]], float]:
     root = out / "artifacts"
     check_artifact_format(root)
     write_json_atomic(out / "study_config.json", {"study": preset.to_json(),

@@ -240,6 +240,9 @@ class AgentConfig(Config):
                 raise ConfigError(f"unknown {self.algo} hyperparameter {k!r} for {self.family} "
                                   f"envs; valid: {', '.join(sorted(hp))}")
             hp[k] = check_hyperparam(k, v)
+        if self.algo != "sac" and isinstance(hp.get("ent_coef"), str):
+            raise ConfigError(f"ent_coef {hp['ent_coef']!r} (automatic entropy tuning) is for "
+                              "sac; ppo takes a number")
         return hp
 
     def env_kwargs_for(self, colours: str, shift: str | None = None) -> dict[str, Any]:

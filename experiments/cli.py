@@ -26,6 +26,7 @@ COMMANDS: tuple[str, ...] = (
     "inspect",
     "train_rep",
     "eval_rep",
+    "export_rep",
     "train_agent",
     "evaluate",
     "study",
@@ -74,7 +75,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except (ConfigError, RenderBackendError) as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
+        # One line whatever a library put into the message.
+        print(f"{prog}: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return EXIT_USAGE
     except FileNotFoundError as exc:
         name = exc.filename if exc.filename is not None else exc

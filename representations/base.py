@@ -215,6 +215,15 @@ class Learner(nn.Module, abc.ABC):
     def encode(self, frames: torch.Tensor) -> torch.Tensor:
         """uint8 frames ``[B, H, W, 3]`` -> latents ``[B, *latent_shape]`` (deterministic)."""
 
+    #: The 0-based training step of the next :meth:`loss` call (set by the training loop through
+    #: :meth:`set_step`; step-dependent terms such as a KL warm-up read it, so resumed runs
+    #: follow them exactly).
+    step: int = 0
+
+    def set_step(self, step: int) -> None:
+        """Tell the learner which training step the next :meth:`loss` belongs to."""
+        self.step = int(step)
+
     def initial_state(self, batch: int) -> Any:
         """Initial encoder state for ``batch`` parallel streams (``None`` when stateless)."""
         return None

@@ -29,7 +29,13 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from sparseshift.envs.errors import ConfigError
-from sparseshift.envs.io import atomic_output, read_json, write_json_atomic
+from sparseshift.envs.io import (
+    atomic_output,
+    output_dir,
+    output_lock,
+    read_json,
+    write_json_atomic,
+)
 from sparseshift.envs.io import atomic_write_bytes as atomic_write_bytes  # re-export
 from sparseshift.envs.io import package_versions as package_versions  # re-export
 from sparseshift.representations.base import Learner
@@ -150,6 +156,7 @@ class Checkpoint:
     learner: str
     model: dict[str, torch.Tensor]
     optimizer: dict[str, Any]
+    weights_only: bool = False
 
 
 def save_checkpoint(directory: Path, learner: Learner, optimizer: torch.optim.Optimizer,
@@ -172,6 +179,23 @@ def save_checkpoint(directory: Path, learner: Learner, optimizer: torch.optim.Op
     path = directory / CHECKPOINT_FILE
     write_tensors(path, {**model, **optim_tensors}, meta)
     return path
+
+
+def export_weights(run_dir: Path, out_dir: Path) -> Path:
+    """Copy a run as a frozen encoder: ``run.json`` and a checkpoint without the optimizer state
+    (a third of the size; marked ``weights_only``, so it loads as an encoder and cannot be
+    resumed)."""
+    run = read_run(run_dir)
+    ckpt = read_checkpoint(run_dir)
+    out = output_dir(out_dir, RUN_FILE)
+    with output_lock(out):
+        write_json(out / RUN_FILE, {**run, "exported_from_step": ckpt.step})
+        model = {f"model.{k}": v for k, v in ckpt.model.items()}
+        write_tensors(out / CHECKPOINT_FILE, model, {
+            "format": FORMAT, "format_version": str(FORMAT_VERSION), "learner": ckpt.learner,
+            "step": str(ckpt.step), "optim": json.dumps({"state": {}, "param_groups": []}),
+            "weights_only": "true"})
+    return out
 
 
 def check_format(what: str, version: Any) -> None:
@@ -207,7 +231,8 @@ def read_checkpoint(directory: Path, expect_learner: str | None = None) -> Check
     model = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
     optim = unflatten_optimizer(tensors, json.loads(meta.get("optim", '{"state": {}, '
                                                              '"param_groups": []}')))
-    return Checkpoint(int(meta.get("step", 0)), learner, model, optim)
+    return Checkpoint(int(meta.get("step", 0)), learner, model, optim,
+                      meta.get("weights_only") == "true")
 
 
 def read_run(directory: Path) -> dict[str, Any]:

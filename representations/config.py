@@ -182,6 +182,26 @@ class EvalConfig(Config):
     factor_vae_env_eval: int = opt(50, "FactorVAE votes to score (env rendering)", min=1)
     probes: bool = opt(True, "skip the linear and MLP probes", flag="--no-probes", invert=True)
     encode_batch: int = opt(256, "frames per encoder batch", min=1, max=100_000)
+    proxy: bool = opt(True, "skip the OOD proxy task (per-group probes trained on IN colours, "
+                      "scored on IN, OOD1, OOD2 and real frames rendered by the env)",
+                      flag="--no-proxy", invert=True)
+    proxy_train: int = opt(2000, "proxy task: IN-colour frames the probes are fitted on", min=10,
+                           max=1_000_000)
+    proxy_test: int = opt(500, "proxy task: frames scored per split", min=10, max=1_000_000)
     max_code_dims: int | None = opt(
         None, "skip the per-dimension metrics (MIG, DCI, SAP, modularity, FactorVAE) for codes "
         "wider than this (none: never); DCI's boosted trees grow with the dimension", min=1)
+
+
+@dataclass(frozen=True)
+class ProxyConfig(Config):
+    """Frames of the OOD proxy task (:mod:`sparseshift.representations.proxy`), rendered once per
+    dataset and shared by every encoder evaluated on it."""
+
+    n_train: int = opt(2000, "IN-colour frames the probes are fitted on", min=10)
+    n_test: int = opt(500, "frames scored per split", min=10)
+    seed: int = opt(0, "seed of the sampled states", min=0, max=SEED_MAX)
+
+    @classmethod
+    def of(cls, cfg: EvalConfig) -> ProxyConfig:
+        return cls(cfg.proxy_train, cfg.proxy_test, cfg.seed)

@@ -161,6 +161,8 @@ class EvalState:
     probes: dict[str, Any] = field(default_factory=dict)
     reconstruction: dict[str, float] | None = None
     slots: dict[str, Any] | None = None
+    proxy_data: Any = None
+    proxy: dict[str, Any] | None = None
     seconds: dict[str, float] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
 
@@ -265,6 +267,37 @@ def _probes(ev: EvalState) -> None:
         ev.probes[f"{k}_r2_mean"] = float(np.mean(vals)) if vals else None
 
 
+def _proxy_reason(ev: EvalState) -> str:
+    if not ev.cfg.proxy:
+        return "proxy task disabled (proxy=False)"
+    if ev.proxy_data is not None:
+        return ""
+    try:
+        from sparseshift.envs.registry import entry
+
+        entry(ev.ds.env_id)
+    except ConfigError as exc:
+        return f"the dataset's env cannot render proxy frames ({exc})"
+    if not isinstance(ev.ds.attrs.get("env_kwargs"), dict):
+        return "the dataset records no env_kwargs to render proxy frames with"
+    return ""
+
+
+def _proxy(ev: EvalState) -> None:
+    """The OOD proxy task of Träuble et al. 2022 (:mod:`sparseshift.representations.proxy`)."""
+    from sparseshift.representations.proxy import proxy_scores, render_proxy_set
+
+    data = ev.proxy_data
+    if data is None:
+        data = render_proxy_set(ev.ds.env_id, dict(ev.ds.attrs["env_kwargs"]),
+                                ev.cfg.proxy_train, ev.cfg.proxy_test, ev.cfg.seed)
+    if data.frames["train"].shape[1:] != ev.frames_tr.shape[1:]:
+        raise ConfigError(f"proxy frames are {data.frames['train'].shape[1:3]}, the dataset's "
+                          f"{ev.frames_tr.shape[1:3]}")
+    ev.proxy = proxy_scores(lambda f: encode_frames(ev.learner, f, ev.cfg.encode_batch), data,
+                            seed=ev.cfg.seed)
+
+
 def _reconstruction(ev: EvalState) -> None:
     ev.reconstruction = reconstruction_error(ev.learner, ev.frames_te[:1000], ev.cfg.encode_batch)
 
@@ -308,6 +341,7 @@ STEPS: tuple[EvalStep, ...] = (
              _probes, "probes_reconstruction"),
     EvalStep("reconstruction", _lacks(Capability.RECONSTRUCT), _reconstruction,
              "probes_reconstruction"),
+    EvalStep("proxy", _proxy_reason, _proxy, "proxy"),
     EvalStep("slots", _lacks(Capability.SLOT_MASKS), _slots),
     EvalStep("traversal", _lacks(*TRAVERSAL_NEEDS), _traversal,
              requested=lambda ev: ev.traversal_png is not None),
@@ -385,20 +419,31 @@ def _report(ev: EvalState, run_dir: str | os.PathLike[str]) -> dict[str, Any]:
     if ev.slots is not None:
         report["slots"] = ev.slots
         report["summary"]["fg_ari"] = ev.slots["fg_ari"]
+    if ev.proxy is not None:
+        report["proxy"] = _clean(ev.proxy)
+        report["summary"].update(_clean(ev.proxy["summary"]))
     return report
 
 
 def evaluate(run_dir: str | os.PathLike[str], data: Any, config: EvalConfig | None = None,
              out: str | os.PathLike[str] | None = None,
              export_codes: str | os.PathLike[str] | None = None,
-             traversal_png: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+             traversal_png: str | os.PathLike[str] | None = None,
+             proxy_data: Any = None) -> dict[str, Any]:
     """Evaluate the run in ``run_dir`` on ``data`` (path or dataset); optionally write the metrics
     JSON to ``out``, the codes and factors to ``export_codes`` (npz) and a traversal PNG.
 
     Runs the :data:`STEPS` the learner's capabilities and the config allow; the report's
-    ``skipped`` maps every other step to the reason.
+    ``skipped`` maps every other step to the reason. ``proxy_data`` (a
+    :class:`~sparseshift.representations.proxy.ProxySet` or its ``.npz``) gives the proxy task
+    its frames; without it they are rendered from the dataset's env.
     """
     ev = _prepare(run_dir, data, config or EvalConfig())
+    if proxy_data is not None:
+        from sparseshift.representations.proxy import ProxySet
+
+        ev.proxy_data = proxy_data if isinstance(proxy_data, ProxySet) else ProxySet.load(
+            Path(proxy_data))
     ev.out = None if out is None else Path(out)
     ev.traversal_png = None if traversal_png is None else Path(traversal_png)
     _run_steps(ev)

@@ -225,6 +225,9 @@ def _train(config: TrainConfig, data: Any, out: Path) -> TrainResult:
             )
         if (out / CHECKPOINT_FILE).exists():
             ckpt = read_checkpoint(out, expect_learner=cls.name)
+            if ckpt.weights_only:
+                raise ConfigError(f"{out} holds exported weights without optimizer state; they "
+                                  "load as an encoder but cannot resume training")
             learner.load_state_dict(ckpt.model)
             optimizer.load_state_dict(ckpt.optimizer)
             start = ckpt.step
@@ -264,6 +267,7 @@ def _train(config: TrainConfig, data: Any, out: Path) -> TrainResult:
             for step in range(start, config.steps):
                 batch = _to_tensors(source(step))
                 generator.manual_seed(derive_seed(config.seed, STREAM_NOISE, step))
+                learner.set_step(step)
                 terms = learner.loss(batch, generator=generator)
                 loss = terms["loss"]
                 if not torch.isfinite(loss):

@@ -102,7 +102,7 @@ class AdaptiveGroupVAE(ConvVAE):
         recon_mean = recon_pair.mean()
         kl_total = kl_pair.sum(1).mean()
         return {
-            "loss": recon_mean + self.config.beta * kl_total,
+            "loss": recon_mean + self.kl_weight() * kl_total,
             "recon": recon_mean,
             "kl": kl_total,
             "elbo": -(recon_mean + kl_total),

@@ -76,7 +76,7 @@ def test_tiny_study_writes_all_outputs(local: Path) -> None:
     assert "## Results per shift" in report and "ada_gvae" in report and "OOD2" in report
     assert (local / "returns_ColourGrid-v0.png").stat().st_size > 0
     stages = {p.name for p in (local / "artifacts").iterdir() if p.is_dir()}
-    assert stages == {"collect", "rep", "eval_rep", "agent", "eval_agent"}
+    assert stages == {"collect", "proxy_data", "rep", "eval_rep", "agent", "eval_agent"}
     for done in (local / "artifacts").glob("*/*/DONE.json"):
         assert json.loads(done.read_text())["result"]
     assert list((local / "artifacts" / "agent").glob("*/agent/**/events.out.tfevents.*"))
@@ -86,7 +86,7 @@ def test_rerun_skips_everything(local: Path, capsys: pytest.CaptureFixture[str])
     before = read_rows(local)
     runs, results, _ = run_study(TINY, local)
     err = capsys.readouterr().err
-    assert "running" not in err and err.count("done, skipped") == 7
+    assert "running" not in err and err.count("done, skipped") == 8
     write_report(TINY.name, runs, results, local, 0.0)
     assert comparable(read_rows(local)) == comparable(before)
 

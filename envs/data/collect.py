@@ -81,6 +81,8 @@ def _differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
 
 def existing_config(out: Path) -> tuple[dict[str, Any], str]:
     """The collector manifest and fingerprint of a finished dataset at ``out``."""
+    if out.is_dir():
+        raise ConfigError(f"{out} is a folder; give the dataset's file path")
     try:
         with h5py.File(out, "r") as f:
             return json.loads(f.attrs["collector"]), str(f.attrs["fingerprint"])

@@ -51,6 +51,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--env-votes", type=_votes, default=None, metavar="TRAIN:EVAL",
                    help="shorthand for --factor-vae-env-train TRAIN --factor-vae-env-eval EVAL "
                         "(64 renders per vote; disentanglement_lib: 10000:5000)")
+    p.add_argument("--proxy-data", default=None, metavar="NPZ",
+                   help="frames of the OOD proxy task: read from NPZ if it exists, else rendered "
+                        "from the dataset's env and saved there (reuse it across encoders)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     w = p.add_argument_group("wave analysis (nwm runs, video datasets)")
     w.add_argument("--waves", default=None, metavar="DIR",
@@ -146,13 +149,31 @@ def _waves(args: argparse.Namespace, seed: int, learner: Any, baseline: Any) -> 
     print(text)
 
 
+def _proxy_data(args: argparse.Namespace, cfg: Any) -> Any:
+    """The proxy frame set of ``--proxy-data`` (rendered and saved there when missing)."""
+    if args.proxy_data is None or not cfg.proxy:
+        return None
+    path = Path(args.proxy_data)
+    if path.exists():
+        return path
+    from sparseshift.envs.data import open_dataset
+    from sparseshift.representations.proxy import render_proxy_set
+
+    ds = open_dataset(args.data)
+    data = render_proxy_set(ds.env_id, dict(ds.attrs["env_kwargs"]), cfg.proxy_train,
+                            cfg.proxy_test, cfg.seed)
+    ds.close()
+    data.save(path)
+    return data
+
+
 def _metrics(args: argparse.Namespace, cfg: Any) -> None:
     from sparseshift.representations.evaluate import evaluate
 
     out = Path(args.out)
     traversal = Path(args.traversal) if args.traversal else out.with_suffix(".traversal.png")
     report = evaluate(args.run_dir, args.data, cfg, out=out, export_codes=args.export_codes,
-                      traversal_png=traversal)
+                      traversal_png=traversal, proxy_data=_proxy_data(args, cfg))
     summary = ", ".join(f"{k} {v:.3f}" for k, v in report["summary"].items())
     print(f"{out}: {report['learner']} on {report['dataset']['env_id']} "
           f"({report['protocol']['num_train_used']}/{report['protocol']['num_test_used']} frames): "

@@ -17,13 +17,16 @@ from typing import Any
 import numpy as np
 
 from sparseshift.envs.io import atomic_write_text, write_json_atomic
+from sparseshift.experiments.study.proxy_report import markdown as proxy_markdown
+from sparseshift.experiments.study.proxy_report import proxy_correlations
+from sparseshift.experiments.study.proxy_report import scatter as proxy_scatter
 from sparseshift.experiments.study.runner import RunRef
 
 #: Representation metrics correlated with OOD return (dotted keys into the eval-rep JSON).
 METRIC_KEYS: tuple[str, ...] = (
     "mig", "dci_disentanglement", "dci_completeness", "dci_informativeness_test", "sap",
     "modularity", "explicitness_test", "factor_vae_eval", "linear_r2_mean", "mlp_r2_mean",
-    "mse_per_pixel",
+    "mse_per_pixel", "proxy_mlp_ood1", "proxy_mlp_ood2",
 )
 
 
@@ -249,6 +252,8 @@ def write_report(preset_name: str, runs: Sequence[RunRef], results: Mapping[str,
     head = headline(table)
     corr_md, corr = correlations(table)
     pngs = plots(table, out)
+    proxy_corr = proxy_correlations(table)
+    proxy_pngs = proxy_scatter(table, proxy_corr, out)
     compute = sum(float(v.get("seconds", 0.0)) for v in results.values())
     md = [f"# sparseshift study: preset `{preset_name}`", "",
           f"{len({r.eval_task.key for r in runs})} agents, {len(table)} result rows; "
@@ -264,6 +269,15 @@ def write_report(preset_name: str, runs: Sequence[RunRef], results: Mapping[str,
           "## OOD1 vs OOD2 (return relative to IN)", "",
           "OOD1: colours the encoder saw in pretraining but the agent never did. OOD2: colours "
           "nothing trained on.", "", ood_gaps(table), "",
+          "## Does the OOD proxy task predict the agents? (Träuble et al. 2022)", "",
+          "Per encoder run: the proxy score (MLP probes per factor group trained on IN colours, "
+          "mean R^2 over the non-colour groups, scored on frames of each shift) next to its "
+          "agents' success under that shift; then Spearman's rho across encoders with a "
+          "percentile bootstrap 95% CI over encoders. With a handful of encoders the CIs are "
+          "wide: read the sign and the interval, not the point.", "",
+          proxy_markdown(table, proxy_corr) if proxy_corr else
+          "No learned encoder has proxy scores.", "",
+          *[f"![{p.stem}]({p.name})" for p in proxy_pngs], "",
           "## Rank correlation of representation metrics with OOD return", "",
           "Spearman's rho across learned encoder runs (Träuble et al. 2022); with few runs "
           "these are indicative only.", "", corr_md, "",
@@ -272,5 +286,7 @@ def write_report(preset_name: str, runs: Sequence[RunRef], results: Mapping[str,
     atomic_write_text(report, "\n".join(md))
     write_json_atomic(out / "study.json", {"preset": preset_name, "seconds": seconds,
                                            "stage_seconds": compute,
-                                           "correlations": corr, **dict(extra or {})})
+                                           "correlations": corr,
+                                           "proxy_correlations": proxy_corr,
+                                           **dict(extra or {})})
     return report, head

@@ -24,6 +24,7 @@ from sparseshift.envs.io import output_dir, output_lock, package_versions, write
 from sparseshift.experiments.study.graph import Task, run_local, run_ray
 from sparseshift.experiments.study.presets import LEARNED, EnvPlan, StudyConfig
 from sparseshift.experiments.study.stages import VIDEO
+from sparseshift.representations.config import ProxyConfig
 
 STAGES = "sparseshift.experiments.study.stages"
 
@@ -54,6 +55,10 @@ def build(study: StudyConfig) -> list[RunRef]:
     runs: list[RunRef] = []
     for plan in study.envs:
         collect = Task("collect", f"{STAGES}:collect_stage", plan.data, label=plan.env_id)
+        proxy = None
+        if study.metrics.proxy:
+            proxy = Task("proxy_data", f"{STAGES}:proxy_data_stage",
+                         ProxyConfig.of(study.metrics), deps=(collect,), label=plan.env_id)
         video = None
         if plan.video is not None:
             video = Task("collect", f"{STAGES}:collect_stage", plan.video,
@@ -83,9 +88,9 @@ def build(study: StudyConfig) -> list[RunRef]:
                            lp.train.replace(seed=seed, progress=False), deps=(data,),
                            label=f"{lp.label}/s{seed}")
                 # Sequence learners also get their video: the wave and forecast analysis.
+                deps = (collect, rep) if data is collect else (collect, rep, data)
                 erep = Task("eval_rep", f"{STAGES}:eval_rep_stage", study.metrics,
-                            deps=(collect, rep) if data is collect else (collect, rep, data),
-                            label=rep.label)
+                            deps=deps if proxy is None else (*deps, proxy), label=rep.label)
                 agent_eval(LEARNED, "learned", seed, (rep,), erep, rep, lp.label)
         for base in plan.baselines:
             agent_eval(base, "baseline", None, (), None, None, base)

@@ -17,7 +17,7 @@ from typing import Any
 from sparseshift.agents.config import AgentConfig, EvaluateConfig
 from sparseshift.envs.data.config import CollectConfig
 from sparseshift.experiments.study.presets import LEARNED
-from sparseshift.representations.config import EvalConfig, TrainConfig
+from sparseshift.representations.config import EvalConfig, ProxyConfig, TrainConfig
 
 #: Label suffix of a plan's video collection (for sequence learners), see the runner.
 VIDEO = "/video"
@@ -63,6 +63,22 @@ def train_rep_stage(config: TrainConfig, inputs: Mapping[str, dict[str, Any]], o
             "final_losses": {k: float(v) for k, v in res.losses.items()}}
 
 
+def proxy_data_stage(config: ProxyConfig, inputs: Mapping[str, dict[str, Any]], out: Path
+                     ) -> dict[str, Any]:
+    """Render the OOD proxy task's frames from the dataset's env, once for every encoder."""
+    from sparseshift.envs.data import open_dataset
+    from sparseshift.representations.proxy import render_proxy_set
+
+    ds = open_dataset(_file(inputs, "collect", "data"))
+    try:
+        data = render_proxy_set(ds.env_id, dict(ds.attrs["env_kwargs"]), config.n_train,
+                                config.n_test, config.seed)
+    finally:
+        ds.close()
+    data.save(out / "proxy.npz")
+    return {"files": {"proxy": "proxy.npz"}, "splits": list(data.splits)}
+
+
 def eval_rep_stage(config: EvalConfig, inputs: Mapping[str, dict[str, Any]], out: Path
                    ) -> dict[str, Any]:
     """Disentanglement metrics and probes of a trained encoder (``sparseshift eval-rep``)."""
@@ -72,9 +88,11 @@ def eval_rep_stage(config: EvalConfig, inputs: Mapping[str, dict[str, Any]], out
     data = _file(inputs, "collect", "data")
     rep = _file(inputs, "rep", "rep")
     video = [v["files"]["data"] for k, v in inputs.items() if is_video(k)]
+    proxy = [v["files"]["proxy"] for k, v in inputs.items() if k.startswith("proxy_data:")]
     with torch_run(1):
         metrics = evaluate(rep, data, config, out=out / "metrics.json",
-                           traversal_png=out / "traversal.png")
+                           traversal_png=out / "traversal.png",
+                           proxy_data=proxy[0] if proxy else None)
         if video:
             waves = _waves(rep, video[0], out / "waves", config.seed)
             metrics = {**metrics, "summary": {**metrics.get("summary", {}), **waves}}

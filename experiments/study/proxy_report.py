@@ -1,0 +1,158 @@
+"""Does the OOD proxy task predict how RL agents generalise? (Träuble, Dittadi et al. 2022)
+
+For every learned encoder of a study (one point per encoder run; agent seeds averaged), the
+proxy's score under a shift (:mod:`sparseshift.representations.proxy`: MLP probes trained on IN
+colours, mean R^2/accuracy over the non-colour factor groups) is set against its agents' success
+and return under the same shift. The report gives Spearman's rank correlation with a percentile
+bootstrap 95% interval over encoders (encoders resampled with replacement; resamples where the
+ranks are undefined are dropped and counted), and a scatter plot with every point named.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+#: Shifts the proxy is compared under (IN is the reference, not an OOD result).
+SHIFTS: tuple[str, ...] = ("in", "ood1", "ood2", "real")
+PROBE = "mlp"
+
+
+def encoder_points(table: Sequence[dict[str, Any]], env: str) -> list[dict[str, Any]]:
+    """One entry per learned encoder run of ``env``: its label, proxy scores per shift and its
+    agents' mean success and return per shift."""
+    points: dict[tuple[str, Any], dict[str, Any]] = {}
+    for r in table:
+        if r["env_id"] != env or r["kind"] != "learned":
+            continue
+        key = (r["encoder"], r["encoder_seed"])
+        p = points.setdefault(key, {"name": f"{r['encoder']}/s{r['encoder_seed']}",
+                                    "proxy": {}, "success": {}, "return": {}})
+        proxy = r["metrics"].get(f"proxy_{PROBE}_{r['shift']}")
+        if proxy is not None:
+            p["proxy"][r["shift"]] = float(proxy)
+        p["success"].setdefault(r["shift"], []).append(float(r["success"]))
+        p["return"].setdefault(r["shift"], []).append(float(r["return"]))
+    out = []
+    for p in points.values():
+        for k in ("success", "return"):
+            p[k] = {s: float(np.mean(v)) for s, v in p[k].items()}
+        out.append(p)
+    return out
+
+
+def spearman_ci(x: Sequence[float], y: Sequence[float], resamples: int = 2000, seed: int = 0
+                ) -> dict[str, Any]:
+    """Spearman's rho with a percentile bootstrap 95% CI over the paired points."""
+    from scipy.stats import spearmanr
+
+    xa, ya = np.asarray(x, float), np.asarray(y, float)
+    n = len(xa)
+
+    def rho(a: np.ndarray, b: np.ndarray) -> float:
+        if len(a) < 3 or np.ptp(a) == 0 or np.ptp(b) == 0:
+            return math.nan
+        return float(spearmanr(a, b).statistic)
+
+    point = rho(xa, ya)
+    rng = np.random.default_rng(seed)
+    boots = []
+    for _ in range(resamples if n >= 3 else 0):
+        i = rng.integers(0, n, n)
+        boots.append(rho(xa[i], ya[i]))
+    valid = np.array([b for b in boots if not math.isnan(b)])
+    lo, hi = (float(np.percentile(valid, 2.5)), float(np.percentile(valid, 97.5))) \
+        if len(valid) else (math.nan, math.nan)
+    return {"rho": point, "ci_low": lo, "ci_high": hi, "n": n,
+            "degenerate_resamples": len(boots) - len(valid)}
+
+
+def proxy_correlations(table: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per env and shift: rho(proxy score, agent success) and rho(proxy score, agent return)."""
+    out: dict[str, dict[str, Any]] = {}
+    for env in dict.fromkeys(r["env_id"] for r in table):
+        pts = encoder_points(table, env)
+        per: dict[str, Any] = {}
+        for s in SHIFTS:
+            have = [p for p in pts if s in p["proxy"] and s in p["success"]]
+            if not have:
+                continue
+            per[s] = {k: spearman_ci([p["proxy"][s] for p in have], [p[k][s] for p in have])
+                      for k in ("success", "return")}
+        if per:
+            out[env] = per
+    return out
+
+
+def _cell(c: dict[str, Any]) -> str:
+    if math.isnan(c["rho"]):
+        return "n/a"
+    ci = "" if math.isnan(c["ci_low"]) else f" [{c['ci_low']:+.2f}, {c['ci_high']:+.2f}]"
+    return f"{c['rho']:+.2f}{ci}"
+
+
+def markdown(table: Sequence[dict[str, Any]], corr: dict[str, dict[str, Any]]) -> str:
+    """The per-encoder proxy/agent table and the correlation table, per env."""
+    parts = []
+    for env, per in corr.items():
+        pts = encoder_points(table, env)
+        shifts = [s for s in SHIFTS if s in per]
+        lines = [f"### {env}", "",
+                 "| encoder | " + " | ".join(f"proxy {s}" for s in shifts) + " | "
+                 + " | ".join(f"success {s}" for s in shifts) + " |",
+                 "|---|" + "---|" * (2 * len(shifts))]
+        for p in pts:
+            cells = [f"{p['proxy'][s]:.2f}" if s in p["proxy"] else "" for s in shifts]
+            cells += [f"{100 * p['success'][s]:.0f}%" if s in p["success"] else ""
+                      for s in shifts]
+            lines.append(f"| {p['name']} | " + " | ".join(cells) + " |")
+        lines += ["", "| shift | rho(proxy, success) [95% CI] | rho(proxy, return) [95% CI] | "
+                  "encoders |", "|---|---|---|---|"]
+        for s in shifts:
+            c = per[s]
+            lines.append(f"| {s} | {_cell(c['success'])} | {_cell(c['return'])} | "
+                         f"{c['success']['n']} |")
+        parts.append("\n".join(lines) + "\n")
+    return "\n".join(parts)
+
+
+def scatter(table: Sequence[dict[str, Any]], corr: dict[str, dict[str, Any]], out: Path
+            ) -> list[Path]:
+    """Per env: one panel per shift, proxy score (x) against agent success (y), each point an
+    encoder run named beside it; rho in the panel title."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paths = []
+    for env, per in corr.items():
+        pts = encoder_points(table, env)
+        shifts = [s for s in SHIFTS if s in per]
+        fig, axes = plt.subplots(1, len(shifts), figsize=(3.6 * len(shifts), 3.4), squeeze=False)
+        for ax, s in zip(axes[0], shifts, strict=True):
+            have = [p for p in pts if s in p["proxy"] and s in p["success"]]
+            xs = [p["proxy"][s] for p in have]
+            ys = [100 * p["success"][s] for p in have]
+            ax.scatter(xs, ys, s=22, color="tab:blue")
+            for p, x, y in zip(have, xs, ys, strict=True):
+                ax.annotate(p["name"], (x, y), textcoords="offset points", xytext=(3, 3),
+                            fontsize=7)
+            c = per[s]["success"]
+            ax.set_title(f"{s}: rho {_cell(c)}", fontsize=8)
+            ax.set_xlabel(f"proxy score under {s} (MLP, mean over non-colour factors)",
+                          fontsize=7)
+            ax.set_ylabel(f"agent success under {s} (%)", fontsize=7)
+            ax.grid(alpha=0.3)
+        fig.suptitle(f"{env.split('/')[-1]}: OOD proxy task vs RL agents, one point per encoder",
+                     fontsize=9)
+        fig.tight_layout()
+        name = out / f"proxy_vs_agents_{env.split('/')[-1]}.png"
+        fig.savefig(name, dpi=110)
+        plt.close(fig)
+        paths.append(name)
+    return paths

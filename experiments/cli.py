@@ -24,6 +24,7 @@ COMMANDS: tuple[str, ...] = (
     "render",
     "collect",
     "inspect",
+    "export",
     "train_rep",
     "eval_rep",
     "export_rep",

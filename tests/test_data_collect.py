@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -194,3 +195,137 @@ def test_dead_writer_is_an_error_not_a_hang(tmp_path: Path) -> None:
                          capture_output=True, text=True, timeout=120)
     assert res.returncode == 0 and out.exists(), (res.stdout, res.stderr)
     assert not out.with_name(out.name + ".parts").exists()
+
+
+# ------------------------------------------------- format 3: policy and final observations
+
+
+@pytest.mark.parametrize(("obs_mode", "key"), [("state", "state"), ("pixels_proprio", "proprio")])
+def test_video_stores_policy_and_final_observations(tmp_path: Path, obs_mode: str,
+                                                    key: str) -> None:
+    """Every row's policy observation and every episode's observation after its last step are
+    stored, and are what the env gives in the stored state."""
+    ds = open_dataset(make(tmp_path / "v.h5", "video", n=200, seed=6, obs_mode=obs_mode),
+                      verify=True)
+    assert ds.version == 3 and ds.obs_keys == (key,)
+    assert ds.observation["pixels"] == (None if obs_mode == "state" else "pixels")
+    obs, final = ds.obs[key], ds.final_obs[key]
+    ends = ds.episode_ends()
+    assert obs.shape[0] == 200 and obs.dtype == np.float32
+    assert len(ends) == int(ds.episode_starts.sum()) == len(final) == len(ds.final_frames)
+    assert ds.truncated[63] and ds.truncated[-1]  # part boundaries (64 rows) end episodes
+    env = make_env(GRID, colours="in+ood1", image_size=64, obs_mode=obs_mode)
+    env.reset(seed=0)
+    u = env.unwrapped
+
+    def seen() -> np.ndarray:
+        o = u._obs()
+        return np.asarray(o if obs_mode == "state" else o[key])
+
+    for t in (0, 17, 199):
+        u.set_factors(ds.factors[t])
+        assert np.array_equal(seen(), obs[t])
+        if obs_mode == "pixels_proprio":  # the observation's frame is the stored frame
+            assert np.array_equal(u._obs()["pixels"], ds.frames[t])
+    for e in range(len(ends)):
+        u.set_factors(ds.final_factors[e])
+        assert np.array_equal(seen(), final[e])
+        assert np.array_equal(u.render_frame(), ds.final_frames[e])
+    # the final observation follows the last row's action: it is a new state, not the last row
+    moved = [not np.array_equal(ds.final_factors[e], ds.factors[t]) for e, t in enumerate(ends)]
+    assert np.mean(moved) > 0.5
+    # a frame-only policy stores no obs/ arrays, only the final frames and factors
+    px = open_dataset(make(tmp_path / "px.h5", "video", n=64, seed=6))
+    assert px.obs_keys == () and px.obs == {} and len(px.final_frames) == len(px.episode_ends())
+
+
+def test_observations_identical_for_any_workers_and_writer(tmp_path: Path) -> None:
+    got = [raw_chunks(make(tmp_path / f"{w}-{writer}.h5", "video", n=200, workers=w, seed=2,
+                           part_rows=32, writer=writer, obs_mode="pixels_proprio"))
+           for w, writer in ((1, "inline"), (1, "process"), (2, "inline"))]
+    assert "final/frames" in got[0] and "obs/proprio" in got[0]
+    assert "checksums/final/obs/proprio" in got[0]
+    assert all(g == got[0] for g in got[1:])
+
+
+def downgrade(path: Path, out: Path, version: int) -> Path:
+    """A copy of the format-3 video ``path`` as format ``version`` wrote it: without the
+    observation arrays, the collector without an observation layout, re-fingerprinted."""
+    import h5py
+
+    from sparseshift.envs.data.layout import arrays_of, dumps, fingerprint
+
+    out.write_bytes(path.read_bytes())
+    with h5py.File(out, "r+") as f:
+        for group in ("obs", "final", "checksums/obs", "checksums/final"):
+            if group in f:
+                del f[group]
+        collector = json.loads(f.attrs["collector"])
+        collector.pop("observation", None)
+        collector["format_version"] = version
+        f.attrs["collector"] = dumps(collector)
+        f.attrs["format_version"] = version
+        names = arrays_of("video", version=version)
+        sums = {n: f[f"checksums/{n}"][...] for n in names}
+        shapes = {n: f[n].shape for n in names}
+        attrs = {k: (v.decode() if isinstance(v, bytes) else v.item()
+                     if isinstance(v, np.generic) else v) for k, v in f.attrs.items()}
+        f.attrs["fingerprint"] = fingerprint("video", sums, shapes, attrs, version)
+    return out
+
+
+def test_format_1_and_2_videos_still_load(tmp_path: Path) -> None:
+    from sparseshift.envs.data import Sampler
+    from sparseshift.envs.errors import ConfigError
+
+    src = make(tmp_path / "v3.h5", "video", n=128, seed=1, obs_mode="state")
+    for version in (1, 2):
+        ds = open_dataset(downgrade(src, tmp_path / f"v{version}.h5", version), verify=True)
+        assert ds.version == version and ds.obs_keys == () and len(ds) == 128
+        assert np.array_equal(ds.frames, open_dataset(src).frames)
+        assert Sampler(ds).temporal_pairs(4, 2)["x1"].shape == (4, 64, 64, 3)
+        with pytest.raises(ConfigError, match=f"format 3 or later.*is format {version}"):
+            _ = ds.final_frames
+    # collecting over an older file says so (and leaves it alone)
+    old = tmp_path / "v2.h5"
+    before = old.read_bytes()
+    from sparseshift.envs.data.collect import collect
+    from sparseshift.envs.data.config import CollectConfig
+
+    with pytest.raises(ConfigError, match="holds a format-2 collection; this sparseshift "
+                                          "collects format 3"):
+        collect(CollectConfig(GRID, "video", n=128, seed=1, obs_mode="state", part_rows=64),
+                old, progress=False)
+    assert old.read_bytes() == before
+
+
+def _collect_video_cmd(out: Path, n: int, writer: str) -> list[str]:
+    code = (
+        "import sys; from pathlib import Path; from sparseshift.envs.data.collect import collect; "
+        "from sparseshift.envs.data.config import CollectConfig; "
+        f"collect(CollectConfig({GRID!r}, 'video', n={n}, seed=5, part_rows=32, "
+        "obs_mode='pixels_proprio'), "
+        f"Path(sys.argv[1]), workers=1, progress=False, writer={writer!r})"
+    )
+    return [sys.executable, "-c", code, str(out)]
+
+
+def test_kill_9_then_resume_video_with_observations(tmp_path: Path) -> None:
+    """The per-episode arrays (re-chunked at assembly) resume to the same bytes too."""
+    n = 32 * 200
+    ref = tmp_path / "ref.h5"
+    subprocess.run(_collect_video_cmd(ref, n, "inline"), cwd=ROOT, check=True, timeout=300)
+    out = tmp_path / "out.h5"
+    parts = out.with_name(out.name + ".parts")
+    proc = subprocess.Popen(_collect_video_cmd(out, n, "process"), cwd=ROOT)
+    deadline = time.monotonic() + 120
+    while len(list(parts.glob("part-*.h5"))) < 10 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not out.exists(), "the run finished before it was killed; make it longer"
+    assert len(list(parts.glob("part-*.h5"))) < n // 32
+    subprocess.run(_collect_video_cmd(out, n, "process"), cwd=ROOT, check=True, timeout=300)
+    assert not parts.exists()
+    assert raw_chunks(out) == raw_chunks(ref)
+    assert open_dataset(out, verify=True).fingerprint == open_dataset(ref).fingerprint

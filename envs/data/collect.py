@@ -92,6 +92,11 @@ def existing_config(out: Path) -> tuple[dict[str, Any], str]:
 
 
 def _check_same(manifest: dict[str, Any], other: dict[str, Any], what: str) -> None:
+    old = other.get("format_version")
+    if isinstance(old, int) and old != manifest["format_version"]:
+        raise ConfigError(f"{what} holds a format-{old} collection; this sparseshift collects "
+                          f"format {manifest['format_version']} (and still reads format {old}): "
+                          "choose another --out or remove it")
     diff = _differences(manifest, other)
     if diff:
         raise ConfigError(f"{what} was collected with a different configuration (differs in "
@@ -131,7 +136,7 @@ def _produce(run: Resolved, directory: Path, out: Path, todo: list[int], workers
     if sink is not None:
         finished = sink.file
     else:
-        order = InOrder(Assembler(out, cfg.kind, cfg.n, cfg.part_rows), directory)
+        order = InOrder(Assembler(out, cfg.kind, cfg.n, cfg.part_rows, run.arrays), directory)
         finished = order.done
     helpers: Helpers | None = None
     try:
@@ -234,7 +239,7 @@ def collect(
             return run.part_range(i)[1] - run.part_range(i)[0]
 
         todo = [i for i in range(run.n_parts)
-                if not part_ok(part_path(directory, i), cfg.kind, rows(i))]
+                if not part_ok(part_path(directory, i), run.arrays, rows(i))]
         done_rows = cfg.n - sum(rows(i) for i in todo)
         from tqdm import tqdm
 
@@ -247,6 +252,7 @@ def collect(
             if todo:
                 digest = _produce(run, directory, out, todo, workers, bar.update, writer)
             else:
-                digest = assemble(out, parts, cfg.kind, cfg.n, cfg.part_rows, _attrs(run))
+                digest = assemble(out, parts, cfg.kind, cfg.n, cfg.part_rows, _attrs(run),
+                                  run.arrays)
     remove_tree(directory)
     return CollectResult(out, "written", cfg.n, digest)

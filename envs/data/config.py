@@ -24,6 +24,8 @@ from sparseshift.envs.data.layout import (
     DEFAULT_PART_ROWS,
     FORMAT_VERSION,
     FRAME_CHUNK_ROWS,
+    arrays_of,
+    observation_layout,
 )
 from sparseshift.envs.data.policies import check_policy, describe_policy
 from sparseshift.envs.errors import ConfigError, check_image_size
@@ -84,6 +86,19 @@ class Resolved:
     action_dtype: str = "float32"
     action_shape: tuple[int, ...] = ()
     env_info: dict[str, Any] = field(default_factory=dict)  # factor_spec, colour_scheme (JSON)
+    #: video: how policy observations are stored (:func:`~sparseshift.envs.data.layout.
+    #: observation_layout`)
+    observation: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def obs_keys(self) -> tuple[str, ...]:
+        """The stored parts of the policy observation (``obs/<key>`` arrays)."""
+        return tuple(self.observation.get("arrays", {}))
+
+    @property
+    def arrays(self) -> tuple[str, ...]:
+        """The arrays of every part and of the final file, in the order they are written."""
+        return arrays_of(self.config.kind, self.obs_keys)
 
     @property
     def n_parts(self) -> int:
@@ -104,6 +119,7 @@ class Resolved:
             "action_dtype": self.action_dtype,
             "action_shape": list(self.action_shape),
             "env_info": self.env_info,
+            "observation": self.observation,
             "compression": COMPRESSION,
             "frame_chunk_rows": FRAME_CHUNK_ROWS,
         }
@@ -117,7 +133,8 @@ class Resolved:
         values = {k: d[k] for k in CollectConfig.field_names() if k != "policy"}
         cfg = CollectConfig.from_json({**values, "policy": text})
         return cls(cfg, dict(d["env_kwargs"]), dict(d["policy"]), tuple(d["groups"]),
-                   str(d["action_dtype"]), tuple(d["action_shape"]), dict(d["env_info"]))
+                   str(d["action_dtype"]), tuple(d["action_shape"]), dict(d["env_info"]),
+                   dict(d.get("observation", {})))
 
 
 def make_env(run: Resolved) -> gym.Env[Any, Any]:
@@ -207,6 +224,10 @@ def resolve(cfg: CollectConfig) -> Resolved:
             return Resolved(cfg, env_kwargs, policy, groups, env_info=info)
         check_policy(policy, env)
         dtype, shape = _action_layout(env.action_space)
-        return Resolved(cfg, env_kwargs, policy, (), dtype, shape, info)
+        try:
+            observation = observation_layout(env.observation_space, int(cfg.image_size))
+        except TypeError as exc:
+            raise ConfigError(f"{cfg.env_id} --obs-mode {cfg.obs_mode}: {exc}") from None
+        return Resolved(cfg, env_kwargs, policy, (), dtype, shape, info, observation)
     finally:
         env.close()

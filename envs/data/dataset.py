@@ -5,11 +5,17 @@ when the decoded size fits a memory budget (default: half the available memory) 
 chunk checksum while doing so. When it does not fit, the frame arrays stay on disk (everything else,
 which is small, is still loaded): :meth:`Dataset.take` then reads the chunks a batch touches
 (one frame per chunk; consecutive frames in one call), verifying each chunk's checksum.
+
+A :class:`Dataset` works in several processes (``torch.utils.data.DataLoader`` workers): a dataset
+on disk opens its own HDF5 handle in each process that reads (a handle inherited through ``fork``
+is never used), and pickling sends the path, memory budget and fingerprint only, never an h5py
+object or the arrays; the copy opens the file again and checks that the fingerprint is the same.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import zlib
 from pathlib import Path
 from typing import Any
@@ -19,12 +25,17 @@ import numpy as np
 
 from sparseshift.envs.data.layout import (
     CHECKSUM_GROUP,
+    FINAL_FACTORS,
+    FINAL_FRAMES,
+    FINAL_PREFIX,
     FORMAT,
-    FRAME_ARRAYS,
+    IMAGE_ARRAYS,
     KINDS,
+    OBS_PREFIX,
     READABLE_VERSIONS,
     arrays_of,
     fingerprint,
+    per_episode,
 )
 from sparseshift.envs.errors import ConfigError
 from sparseshift.envs.factors import FactorSpec
@@ -51,12 +62,26 @@ class CorruptError(ConfigError):
     """A chunk's content does not match its checksum (or cannot be decoded)."""
 
 
+#: HDF5 handles inherited through ``fork``: kept referenced, never used or closed, in the child.
+_INHERITED: list[h5py.File] = []
+
+
 class Dataset:
-    """A collected dataset (see ``docs/datasets.md``); build it with :func:`open_dataset`."""
+    """A collected dataset (see ``docs/datasets.md``); build it with :func:`open_dataset`.
+
+    ``ds[i]`` is row ``i`` of every row array as a dict of numpy arrays (video: ``frames``,
+    ``factors``, ``actions``, ``rewards``, ``episode_starts``, ``terminated``, ``truncated`` and
+    ``obs/<key>``; pairs: ``frames_a``, ``frames_b``, ``factors_a``, ``factors_b``, ``changed``,
+    ``intervened``), so ``torch.utils.data.DataLoader(open_dataset(path), batch_size=64)`` works;
+    :mod:`sparseshift.envs.data.torch_datasets` has adapters for frames, pairs, sequences and
+    transitions.
+    """
 
     def __init__(self, path: Path, f: h5py.File, memory_budget: int) -> None:
         self.path = path
+        self.memory_budget = memory_budget
         self._file: h5py.File | None = f
+        self._pid = os.getpid()
         self._stored_attrs = {k: _plain(v) for k, v in f.attrs.items()}
         self.attrs: dict[str, Any] = {
             k: json.loads(v) if k in JSON_ATTRS else v for k, v in self._stored_attrs.items()
@@ -66,8 +91,14 @@ class Dataset:
         self.image_size: int = int(self.attrs["image_size"])
         self.factor_spec: FactorSpec = FactorSpec.from_json(self.attrs["factor_spec"])
         self.fingerprint: str = str(self.attrs["fingerprint"])
+        self.version = int(self.attrs["format_version"])
         self._n = int(self.attrs["n"])
-        self._names = arrays_of(self.kind)
+        #: How policy observations are stored (format 3 video; ``{}`` otherwise): see
+        #: :func:`~sparseshift.envs.data.layout.observation_layout`.
+        self.observation: dict[str, Any] = dict(
+            self.attrs["collector"].get("observation") or {}) if self.version >= 3 else {}
+        self.obs_keys: tuple[str, ...] = tuple(self.observation.get("arrays", {}))
+        self._names = arrays_of(self.kind, self.obs_keys, self.version)
         self._sums = {n: np.asarray(f[f"{CHECKSUM_GROUP}/{n}"][...]) for n in self._names}
         self._rows = {n: int(f[n].chunks[0]) for n in self._names}
         self.shapes = {n: tuple(int(s) for s in f[n].shape) for n in self._names}
@@ -76,8 +107,9 @@ class Dataset:
         self._check_structure()
         self.in_memory = self.nbytes <= memory_budget
         self._arrays: dict[str, np.ndarray] = {
-            n: self._load(n) for n in self._names if self.in_memory or n not in FRAME_ARRAYS
+            n: self._load(n) for n in self._names if self.in_memory or n not in IMAGE_ARRAYS
         }
+        self._check_episodes()
         if self.in_memory:
             self.close()
 
@@ -85,26 +117,49 @@ class Dataset:
     def _check_structure(self) -> None:
         for n, shape in self.shapes.items():
             expect = -(-shape[0] // self._rows[n])
-            if shape[0] != self._n or self._sums[n].shape != (expect,):
+            if (shape[0] != self._n and not per_episode(n)) or self._sums[n].shape != (expect,):
                 raise ConfigError(f"{self.path}: array {n!r} has {shape[0]} rows and "
                                   f"{len(self._sums[n])} checksums; file is damaged")
-        version = int(self.attrs["format_version"])
         if fingerprint(self.kind, self._sums, self.shapes, self._stored_attrs,
-                       version) != self.fingerprint:
+                       self.version) != self.fingerprint:
             raise ConfigError(f"{self.path}: checksums or attributes do not match the "
                               "fingerprint; file is damaged or was edited")
+
+    def _check_episodes(self) -> None:
+        """Per-episode arrays hold one row per episode end (format 3 video)."""
+        final = [n for n in self._names if per_episode(n)]
+        if final:
+            ends = int(np.count_nonzero(self._arrays["terminated"] | self._arrays["truncated"]))
+            for n in final:
+                if self.shapes[n][0] != ends:
+                    raise ConfigError(f"{self.path}: {n!r} has {self.shapes[n][0]} rows for "
+                                      f"{ends} episodes; file is damaged")
 
     def _chunk_error(self, name: str, chunk: int, why: str) -> CorruptError:
         rows = self._rows[name]
         return CorruptError(f"{self.path}: corrupt data in {name!r} chunk {chunk} (rows "
-                            f"{chunk * rows}-{min(self._n, (chunk + 1) * rows) - 1}): {why}")
+                            f"{chunk * rows}-{min(self.shapes[name][0], (chunk + 1) * rows) - 1})"
+                            f": {why}")
+
+    def _handle(self) -> h5py.File:
+        """The HDF5 file, opened by this process (a handle inherited through ``fork`` is left
+        alone: HDF5 handles must not be shared between processes)."""
+        if self._file is None or self._pid != os.getpid():
+            if self._file is not None:
+                _INHERITED.append(self._file)
+            try:
+                self._file = h5py.File(self.path, "r")
+            except OSError as exc:
+                self._file = None
+                raise ConfigError(f"cannot reopen {self.path} ({exc})") from None
+            self._pid = os.getpid()
+        return self._file
 
     def _read(self, name: str, start: int, stop: int, out: np.ndarray) -> None:
         """Read rows [start, stop) of ``name`` into ``out`` and verify their chunk checksums."""
-        assert self._file is not None
         rows = self._rows[name]
         try:
-            self._file[name].read_direct(out, np.s_[start:stop])
+            self._handle()[name].read_direct(out, np.s_[start:stop])
         except OSError as exc:  # a filter failed to decode a damaged chunk: find which
             if stop - start <= rows:
                 raise self._chunk_error(name, start // rows, f"cannot decode ({exc})") from None
@@ -118,8 +173,9 @@ class Dataset:
     def _load(self, name: str) -> np.ndarray:
         arr = np.empty(self.shapes[name], self.dtypes[name])
         step = max(LOAD_ROWS // self._rows[name], 1) * self._rows[name]
-        for start in range(0, self._n, step):
-            stop = min(self._n, start + step)
+        n = self.shapes[name][0]
+        for start in range(0, n, step):
+            stop = min(n, start + step)
             self._read(name, start, stop, arr[start:stop])
         return arr
 
@@ -140,6 +196,55 @@ class Dataset:
     def __len__(self) -> int:
         return self._n
 
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The arrays this dataset holds (see ``docs/datasets.md``)."""
+        return self._names
+
+    @property
+    def row_arrays(self) -> tuple[str, ...]:
+        """The arrays with one row per step or pair (what ``ds[i]`` returns)."""
+        return tuple(n for n in self._names if not per_episode(n))
+
+    def __getitem__(self, index: int) -> dict[str, np.ndarray]:
+        """Row ``index`` of every row array (a negative index counts from the end)."""
+        i = int(index)
+        if not -self._n <= i < self._n:
+            raise IndexError(f"row {index} of a dataset with {self._n} rows")
+        i %= self._n
+        return {n: self.take(n, np.asarray(i)) for n in self.row_arrays}
+
+    def __getitems__(self, indices: list[int]) -> list[dict[str, np.ndarray]]:
+        """Rows ``indices`` (what a DataLoader fetches for one batch; each chunk read once)."""
+        idx = np.asarray(indices, np.int64).reshape(-1)
+        if len(idx) and (idx.min() < -self._n or idx.max() >= self._n):
+            raise IndexError(f"rows {idx.min()}..{idx.max()} of a dataset with {self._n} rows")
+        idx %= max(self._n, 1)
+        cols = {n: self.take(n, idx) for n in self.row_arrays}
+        return [{n: v[k] for n, v in cols.items()} for k in range(len(idx))]
+
+    def __reduce__(self) -> tuple[Any, tuple[str, int, str]]:
+        """Pickle as (path, memory budget, fingerprint): the copy opens the file again (in RAM or
+        on disk as its own budget allows) and refuses a file whose content changed."""
+        return _reopen, (str(self.path), self.memory_budget, self.fingerprint)
+
+    def episode_ends(self) -> np.ndarray:
+        """Row of the last step of every episode (a video's episodes end at a ``terminated`` or
+        ``truncated`` row; the ``final/...`` arrays have one row per entry, in this order)."""
+        self._need_video("episodes")
+        return np.flatnonzero(self.array("terminated") | self.array("truncated"))
+
+    def _need_video(self, what: str) -> None:
+        if self.kind != "video":
+            raise ConfigError(f"{what} need a video dataset; {self.path} holds {self.kind}")
+
+    def _need_observations(self, what: str) -> None:
+        self._need_video(what)
+        if self.version < 3:
+            raise ConfigError(f"{what} need a dataset of format 3 or later (policy observations "
+                              f"and final observations); {self.path} is format {self.version}: "
+                              "collect it again")
+
     def array(self, name: str) -> np.ndarray:
         """The whole array ``name`` in RAM (ConfigError if the dataset does not fit the budget)."""
         if name not in self._names:
@@ -154,13 +259,15 @@ class Dataset:
         """Rows ``idx`` (any shape of int indices) of array ``name``, as a new array."""
         if name in self._arrays:
             return self._arrays[name][idx]
+        if name not in self._names:
+            self.array(name)  # the error naming the arrays there are
         uniq, inverse = np.unique(np.asarray(idx).reshape(-1), return_inverse=True)
         buf = np.empty((len(uniq), *self.shapes[name][1:]), self.dtypes[name])
-        rows = self._rows[name]
+        rows, n = self._rows[name], self.shapes[name][0]
         breaks = np.flatnonzero(np.diff(uniq) != 1) + 1
         for lo, hi in zip(np.r_[0, breaks], np.r_[breaks, len(uniq)], strict=True):
             a, b = int(uniq[lo]), int(uniq[hi - 1]) + 1  # one run of consecutive rows
-            a0, b0 = a - a % rows, min(self._n, -(-b // rows) * rows)  # chunk-aligned
+            a0, b0 = a - a % rows, min(n, -(-b // rows) * rows)  # chunk-aligned
             block = buf[lo:hi] if (a0, b0) == (a, b) else np.empty(
                 (b0 - a0, *self.shapes[name][1:]), self.dtypes[name])
             self._read(name, a0, b0, block)
@@ -168,8 +275,12 @@ class Dataset:
         return buf[inverse].reshape(*np.shape(idx), *self.shapes[name][1:])
 
     def close(self) -> None:
+        """Close the HDF5 file (a dataset on disk opens it again when it next reads)."""
         if self._file is not None:
-            self._file.close()
+            if self._pid == os.getpid():
+                self._file.close()
+            else:
+                _INHERITED.append(self._file)
             self._file = None
 
     def __repr__(self) -> str:
@@ -216,6 +327,65 @@ class Dataset:
     @property
     def changed(self) -> np.ndarray:
         return self.array("changed")
+
+    @property
+    def terminated(self) -> np.ndarray:
+        return self.array("terminated")
+
+    @property
+    def truncated(self) -> np.ndarray:
+        return self.array("truncated")
+
+    @property
+    def obs(self) -> dict[str, np.ndarray]:
+        """The stored parts of the policy observation of every row (format 3 video), by key:
+        ``state`` for a vector observation, e.g. ``proprio`` for a dict one (its frame is
+        ``frames``); empty when the policy saw only the frame."""
+        self._need_observations("policy observations")
+        return {k: self.array(OBS_PREFIX + k) for k in self.obs_keys}
+
+    @property
+    def final_frames(self) -> np.ndarray:
+        """The frame after the last step of every episode (format 3 video), [E, H, W, 3]."""
+        self._need_observations("final observations")
+        return self.array(FINAL_FRAMES)
+
+    @property
+    def final_factors(self) -> np.ndarray:
+        """The factors after the last step of every episode (format 3 video), [E, F]."""
+        self._need_observations("final observations")
+        return self.array(FINAL_FACTORS)
+
+    @property
+    def final_obs(self) -> dict[str, np.ndarray]:
+        """``obs`` after the last step of every episode (format 3 video), by key."""
+        self._need_observations("final observations")
+        return {k: self.array(FINAL_PREFIX + OBS_PREFIX + k) for k in self.obs_keys}
+
+    def observations(self, rows: np.ndarray, final: bool = False) -> Any:
+        """The policy's observations of ``rows`` (or, with ``final``, of episodes ``rows``' final
+        observations) as the env gave them: the frames (``pixels`` mode), the vector (``state``)
+        or a dict with the frame under its key (``pixels_proprio``). Format 3 video only."""
+        self._need_observations("policy observations")
+        pre = FINAL_PREFIX if final else ""
+        frame_key = self.observation.get("pixels")
+        parts = {k: self.take(pre + OBS_PREFIX + k, rows) for k in self.obs_keys}
+        if frame_key == "":
+            return self.take(FINAL_FRAMES if final else "frames", rows)
+        if self.observation.get("space") == "box":
+            return parts["state"]
+        if frame_key is not None:
+            parts = {frame_key: self.take(FINAL_FRAMES if final else "frames", rows), **parts}
+        return parts
+
+
+def _reopen(path: str, memory_budget: int, digest: str) -> Dataset:
+    """Unpickle a :class:`Dataset`: open ``path`` again, refusing a file with other content."""
+    ds = open_dataset(path, memory_budget=memory_budget)
+    if ds.fingerprint != digest:
+        raise ConfigError(f"{path} changed since it was opened (fingerprint {ds.fingerprint[:16]}, "
+                          f"was {digest[:16]})")
+    return ds
 
 
 def _plain(value: Any) -> Any:

@@ -19,6 +19,7 @@ import gymnasium as gym
 import numpy as np
 
 from sparseshift.envs.data.config import Resolved
+from sparseshift.envs.data.layout import FINAL_FACTORS, FINAL_FRAMES, FINAL_PREFIX, OBS_PREFIX
 from sparseshift.envs.data.policies import Policy
 from sparseshift.envs.errors import ConfigError
 
@@ -58,11 +59,14 @@ def video_part(
     progress: Progress,
     frames: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
-    """Roll out the behaviour policy for one part; every row is (frame s_t, a_t, r_t, flags).
+    """Roll out the behaviour policy for one part; every row is (frame s_t, a_t, r_t, flags),
+    with the policy's observation of s_t (``obs/<key>``, the parts that are not the frame).
 
     Episodes start at the part's first row (a real boundary) and whenever the env ends one;
     ``truncated`` is also set on the part's last row because the collector cuts that episode.
-    ``frames`` is an optional buffer to fill (reusing one avoids page faults on every part).
+    Every episode's final observation (after its last step: frame, factors and ``obs/<key>``)
+    goes to the ``final/...`` arrays, one row per episode. ``frames`` is an optional buffer to
+    fill (reusing one avoids page faults on every part).
     """
     start, stop = run.part_range(index)
     rows = stop - start
@@ -78,6 +82,10 @@ def video_part(
     rewards = np.empty(rows, np.float32)
     ends = np.zeros((rows, 2), bool)  # terminated, truncated
     starts = np.zeros(rows, bool)
+    layout = run.observation.get("arrays", {})
+    whole = run.observation.get("space") != "dict"  # the observation is one array
+    obs_rows = {k: np.empty((rows, *v["shape"]), np.dtype(v["dtype"])) for k, v in layout.items()}
+    finals: dict[str, list[np.ndarray]] = {k: [] for k in ("frames", "factors", *layout)}
     obs: Any = None
     info: dict[str, Any] = {}
     from_obs = False
@@ -91,19 +99,24 @@ def video_part(
             starts[t] = True
         frames[t] = obs if from_obs else u.render_frame()
         factors[t] = info["factors"]
+        for k, arr in obs_rows.items():
+            arr[t] = obs if whole else obs[k]
         action = act(obs)
         actions[t] = action
         obs, rewards[t], term, trunc, info = step(action)
-        if term or trunc:
+        done = bool(term or trunc)
+        if done:
             ends[t] = term, trunc
-            done = True
-        else:
-            done = False
+        if done or t == rows - 1:  # the observation after the episode's last step
+            finals["frames"].append(obs if from_obs else u.render_frame())
+            finals["factors"].append(np.asarray(info["factors"], np.float32))
+            for k in obs_rows:
+                finals[k].append(np.asarray(obs if whole else obs[k]))
         if not (t + 1) % REPORT_EVERY:
             progress(REPORT_EVERY)
     progress(rows % REPORT_EVERY)
     ends[rows - 1, 1] |= not ends[rows - 1, 0]
-    return {
+    out = {
         "frames": frames,
         "factors": factors,
         "actions": actions,
@@ -112,6 +125,12 @@ def video_part(
         "terminated": np.ascontiguousarray(ends[:, 0]),
         "truncated": np.ascontiguousarray(ends[:, 1]),
     }
+    out.update({OBS_PREFIX + k: v for k, v in obs_rows.items()})
+    out[FINAL_FRAMES] = np.stack(finals["frames"]).astype(np.uint8, copy=False)
+    out[FINAL_FACTORS] = np.stack(finals["factors"])
+    for k, v in layout.items():
+        out[FINAL_PREFIX + OBS_PREFIX + k] = np.stack(finals[k]).astype(v["dtype"], copy=False)
+    return out
 
 
 def choose_count(rng: np.random.Generator, k: int, n_groups: int) -> int:

@@ -1,10 +1,15 @@
-"""The on-disk layout of sparseshift datasets (HDF5, format version 2), in one place.
+"""The on-disk layout of sparseshift datasets (HDF5, format version 3), in one place.
 
 A dataset is one HDF5 file. Root attributes (JSON strings where structured) describe it; every array
 is a chunked, compressed dataset along the first (row) axis; ``/checksums/<name>`` holds one CRC-32
 per HDF5 chunk of ``/<name>``, computed over the chunk's *decoded* bytes in C order, so checksums do
 not depend on the compression filter and a user can recompute them with plain h5py. The full layout
 is documented in ``docs/datasets.md``.
+
+Most arrays have one row per recorded step (video) or pair (pairs). Format 3 video datasets add the
+policy's observation (``obs/<key>``, one row per step, for every part of the observation that is not
+the frame) and the observation after the last step of every episode (``final/...``, one row per
+episode, in episode order), so a video is also an offline-RL dataset of (s, a, r, s') transitions.
 """
 
 from __future__ import annotations
@@ -20,8 +25,10 @@ import numpy as np
 FORMAT = "sparseshift-dataset"
 #: 2: the fingerprint also covers the root attributes (env id, factor spec, collector config, ...),
 #: so an edited attribute fails verification. Version 1 files (arrays only) still load.
-FORMAT_VERSION = 2
-READABLE_VERSIONS: tuple[int, ...] = (1, 2)
+#: 3: video datasets also store the policy's observation (``obs/<key>``) and every episode's final
+#: observation (``final/...``). Version 1 and 2 files still load (without those arrays).
+FORMAT_VERSION = 3
+READABLE_VERSIONS: tuple[int, ...] = (1, 2, 3)
 #: Root attributes the fingerprint does not cover: itself, and provenance that differs between
 #: otherwise identical collections (time, library versions).
 UNCOVERED_ATTRS: frozenset[str] = frozenset({"fingerprint", "created", "versions"})
@@ -34,7 +41,20 @@ VIDEO_ARRAYS: tuple[str, ...] = (
 PAIRS_ARRAYS: tuple[str, ...] = (
     "frames_a", "frames_b", "factors_a", "factors_b", "changed", "intervened",
 )
+#: Row arrays of frames: rendered into the collector's shared part buffers and compressed by
+#: :func:`sparseshift.envs.data.store.write_deflated`.
 FRAME_ARRAYS: frozenset[str] = frozenset({"frames", "frames_a", "frames_b"})
+#: Prefix of the policy observation arrays (format 3 video): ``obs/<key>``, one row per step.
+OBS_PREFIX = "obs/"
+#: Prefix of the per-episode arrays (format 3 video): one row per episode, the observation after
+#: the episode's last step: ``final/frames``, ``final/factors`` and ``final/obs/<key>``.
+FINAL_PREFIX = "final/"
+FINAL_FRAMES = "final/frames"
+FINAL_FACTORS = "final/factors"
+#: Every array of frames (row or per-episode): these stay on disk when a dataset does not fit RAM.
+IMAGE_ARRAYS: frozenset[str] = FRAME_ARRAYS | {FINAL_FRAMES}
+#: Rows per HDF5 chunk of the small per-episode arrays (``final/factors``, ``final/obs/<key>``).
+EPISODE_CHUNK_ROWS = 256
 
 #: Compression of every array: HDF5's standard deflate filter at level 1 (chosen by measurement
 #: against lzf and none, see docs/datasets.md; readable by every HDF5 tool, unlike lzf).
@@ -51,14 +71,58 @@ DEFAULT_PART_ROWS = 1024
 CHECKSUM_GROUP = "checksums"
 
 
-def arrays_of(kind: str) -> tuple[str, ...]:
-    """The array names a dataset of ``kind`` holds."""
-    return VIDEO_ARRAYS if kind == "video" else PAIRS_ARRAYS
+def arrays_of(kind: str, obs_keys: tuple[str, ...] = (),
+              version: int = FORMAT_VERSION) -> tuple[str, ...]:
+    """The array names a dataset of ``kind`` and format ``version`` holds; ``obs_keys`` are the
+    stored parts of the policy observation (format 3 video, see :func:`observation_layout`)."""
+    if kind != "video":
+        return PAIRS_ARRAYS
+    if version < 3:
+        return VIDEO_ARRAYS
+    obs = tuple(OBS_PREFIX + k for k in obs_keys)
+    final = tuple(FINAL_PREFIX + OBS_PREFIX + k for k in obs_keys)
+    return (*VIDEO_ARRAYS, *obs, FINAL_FRAMES, FINAL_FACTORS, *final)
+
+
+def per_episode(name: str) -> bool:
+    """True for arrays with one row per episode (``final/...``) rather than one per row."""
+    return name.startswith(FINAL_PREFIX)
 
 
 def chunk_rows(name: str, part_rows: int) -> int:
     """Rows per HDF5 chunk of array ``name`` in a dataset collected in parts of ``part_rows``."""
-    return FRAME_CHUNK_ROWS if name in FRAME_ARRAYS else part_rows
+    if name in IMAGE_ARRAYS:
+        return FRAME_CHUNK_ROWS
+    return EPISODE_CHUNK_ROWS if per_episode(name) else part_rows
+
+
+def observation_layout(space: Any, image_size: int) -> dict[str, Any]:
+    """How the policy observations of an env with observation space ``space`` are stored.
+
+    Returns ``{"space": "box" | "dict", "pixels": KEY, "arrays": {key: {"dtype", "shape"}}}``:
+    ``pixels`` names the part of the observation that is the frame (``""``: the whole observation
+    is the frame; ``None``: the observation holds no frame), and ``arrays`` the other parts, stored
+    as ``obs/<key>`` (``state`` for a plain vector observation). Frames are never stored twice:
+    they are ``frames``. ``space`` is a gymnasium Box or Dict of Boxes.
+    """
+    import gymnasium as gym
+
+    def is_frame(s: Any) -> bool:
+        return (isinstance(s, gym.spaces.Box) and s.dtype == np.uint8
+                and tuple(s.shape) == (image_size, image_size, 3))
+
+    def entry(s: Any) -> dict[str, Any]:
+        if not isinstance(s, gym.spaces.Box):
+            raise TypeError(f"cannot record observations of space {type(s).__name__}")
+        return {"dtype": np.dtype(s.dtype).name, "shape": [int(d) for d in s.shape]}
+
+    if isinstance(space, gym.spaces.Dict):
+        frames = [k for k, s in space.spaces.items() if is_frame(s)]
+        arrays = {str(k): entry(s) for k, s in space.spaces.items() if k not in frames[:1]}
+        return {"space": "dict", "pixels": frames[0] if frames else None, "arrays": arrays}
+    if is_frame(space):
+        return {"space": "box", "pixels": "", "arrays": {}}
+    return {"space": "box", "pixels": None, "arrays": {"state": entry(space)}}
 
 
 def chunk_checksums(arr: np.ndarray, rows: int) -> np.ndarray:

@@ -30,6 +30,7 @@ from sparseshift.envs.data.layout import (
     chunk_checksums,
     chunk_rows,
     fingerprint,
+    per_episode,
     stored_attr,
 )
 from sparseshift.envs.io import commit_file, write_json_atomic
@@ -100,13 +101,62 @@ def write_part(path: Path, arrays: Mapping[str, np.ndarray], part_rows: int) -> 
     _commit(tmp, path)
 
 
-def part_ok(path: Path, kind: str, rows: int) -> bool:
-    """True if ``path`` is a readable part with every array of ``rows`` rows."""
+def part_ok(path: Path, names: tuple[str, ...], rows: int) -> bool:
+    """True if ``path`` is a readable part holding arrays ``names``: every row array with ``rows``
+    rows, every per-episode array with one row per episode end."""
     try:
         with h5py.File(path, "r") as f:
-            return all(f[n].shape[0] == rows for n in arrays_of(kind))
+            if not all(f[n].shape[0] == rows for n in names if not per_episode(n)):
+                return False
+            episodes = [n for n in names if per_episode(n)]
+            if episodes:
+                ends = int(np.count_nonzero(f["terminated"][...] | f["truncated"][...]))
+                return all(f[n].shape[0] == ends for n in episodes)
+            return True
     except (OSError, KeyError, ValueError):
         return False
+
+
+class _Stream:
+    """A per-episode array of the final file, filled in order: rows wait until a whole chunk is
+    there, which is compressed (like :func:`write_deflated`), checksummed and written."""
+
+    def __init__(self, dset: h5py.Dataset) -> None:
+        self.dset = dset
+        self.rows = int(dset.chunks[0])
+        self.pending: list[np.ndarray] = []
+        self.waiting = 0
+        self.written = 0
+        self.sums: list[int] = []
+
+    def add(self, arr: np.ndarray) -> None:
+        self.pending.append(arr)
+        self.waiting += len(arr)
+        if self.waiting >= self.rows:
+            block = np.concatenate(self.pending)
+            full = len(block) - len(block) % self.rows
+            self._write(block[:full])
+            self.pending, self.waiting = [block[full:]], len(block) - full
+
+    def _write(self, block: np.ndarray) -> None:
+        self.dset.resize(self.written + len(block), axis=0)
+        zeros = (0,) * (block.ndim - 1)
+        for i in range(0, len(block), self.rows):
+            chunk = block[i : i + self.rows]
+            self.sums.append(zlib.crc32(np.ascontiguousarray(chunk).data))
+            if len(chunk) < self.rows:  # the edge chunk is stored full size
+                pad = np.zeros((self.rows - len(chunk), *block.shape[1:]), block.dtype)
+                chunk = np.concatenate([chunk, pad])
+            data = zlib.compress(np.ascontiguousarray(chunk).data, COMPRESSION_LEVEL)
+            self.dset.id.write_direct_chunk((self.written + i, *zeros), data)
+        self.written += len(block)
+
+    def finish(self) -> tuple[tuple[int, ...], np.ndarray]:
+        """Write the rows still waiting; return the array's shape and chunk checksums."""
+        if self.waiting:
+            self._write(np.concatenate(self.pending))
+        self.pending, self.waiting = [], 0
+        return tuple(int(d) for d in self.dset.shape), np.array(self.sums, np.uint32)
 
 
 class Assembler:
@@ -114,16 +164,22 @@ class Assembler:
 
     The file grows at a temporary name (:func:`tmp_name`) and appears at ``out`` only in
     :meth:`finish`, so it can be filled while later parts are still being made (the collector's
-    writer process does that) or all at once (:func:`assemble`). Chunks are copied compressed
-    (``read_direct_chunk`` / ``write_direct_chunk``), never re-compressed, and always in index
-    order, so the file is the same whichever way it was filled.
+    writer process does that) or all at once (:func:`assemble`). Row arrays' chunks are copied
+    compressed (``read_direct_chunk`` / ``write_direct_chunk``), never re-compressed; per-episode
+    arrays (``final/...``: a part holds as many rows as it has episodes) are re-chunked and
+    compressed here. Parts are always added in index order, so the file is the same whichever
+    way it was filled.
     """
 
-    def __init__(self, out: Path, kind: str, n: int, part_rows: int) -> None:
+    def __init__(self, out: Path, kind: str, n: int, part_rows: int,
+                 names: tuple[str, ...] | None = None) -> None:
         self.out, self.kind, self.n, self.part_rows = out, kind, n, part_rows
+        self.names = arrays_of(kind) if names is None else names
         self.tmp = tmp_name(out)
         self.f = h5py.File(self.tmp, "w")
-        self.sums: dict[str, list[np.ndarray]] = {name: [] for name in arrays_of(kind)}
+        self.sums: dict[str, list[np.ndarray]] = {
+            name: [] for name in self.names if not per_episode(name)}
+        self.streams: dict[str, _Stream] = {}
         self.shapes: dict[str, tuple[int, ...]] = {}
         self.added = 0
 
@@ -131,12 +187,19 @@ class Assembler:
         """Copy part ``self.added`` (the next in order) from ``path``."""
         row0 = self.added * self.part_rows
         with h5py.File(path, "r") as p:
-            if not self.shapes:
-                for name in arrays_of(self.kind):
+            if not self.shapes and not self.streams:
+                for name in self.names:
+                    rows = chunk_rows(name, self.part_rows)
+                    if per_episode(name):
+                        self.streams[name] = _Stream(_create(
+                            self.f, name, (0, *p[name].shape[1:]), p[name].dtype, rows))
+                        continue
                     self.shapes[name] = (self.n, *p[name].shape[1:])
-                    _create(self.f, name, self.shapes[name], p[name].dtype,
-                            chunk_rows(name, self.part_rows))
-            for name in arrays_of(self.kind):
+                    _create(self.f, name, self.shapes[name], p[name].dtype, rows)
+            for name in self.names:
+                if per_episode(name):
+                    self.streams[name].add(p[name][...])
+                    continue
                 src, dst = p[name].id, self.f[name].id
                 rows, zeros = chunk_rows(name, self.part_rows), (0,) * (len(self.shapes[name]) - 1)
                 for r in range(0, p[name].shape[0], rows):
@@ -149,8 +212,10 @@ class Assembler:
         """Write checksums and attributes, move the file to ``out``; return the fingerprint."""
         f = self.f
         merged = {name: np.concatenate(v).astype(np.uint32) for name, v in self.sums.items()}
-        for name, v in merged.items():
-            f[f"{CHECKSUM_GROUP}/{name}"] = v
+        for name, stream in self.streams.items():
+            self.shapes[name], merged[name] = stream.finish()
+        for name in self.names:
+            f[f"{CHECKSUM_GROUP}/{name}"] = merged[name]
         stored = {key: stored_attr(value) for key, value in attrs.items()}
         stored.update({"format": FORMAT, "format_version": FORMAT_VERSION, "kind": self.kind,
                        "n": self.n})
@@ -167,9 +232,9 @@ class Assembler:
 
 
 def assemble(out: Path, parts: list[Path], kind: str, n: int, part_rows: int,
-             attrs: Mapping[str, Any]) -> str:
+             attrs: Mapping[str, Any], names: tuple[str, ...] | None = None) -> str:
     """Copy the parts' chunks into ``out`` (via a temp file + rename); return the fingerprint."""
-    asm = Assembler(out, kind, n, part_rows)
+    asm = Assembler(out, kind, n, part_rows, names)
     try:
         for path in parts:
             asm.add(path)

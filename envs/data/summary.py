@@ -71,6 +71,15 @@ def summary(ds: Dataset, file_bytes: int) -> str:
         longest = int(frames_left(starts).max()) + 1
         lines.append(f"{len(ds)} frames in {ep} episodes (mean {len(ds) / max(ep, 1):.1f}, "
                      f"longest {longest} frames)")
+        if ds.version >= 3:
+            parts = [f"obs/{k} {ds.dtypes['obs/' + k]} {list(ds.shapes['obs/' + k][1:])}"
+                     for k in ds.obs_keys]
+            frame = ds.observation.get("pixels")
+            if frame is not None:
+                parts.insert(0, "the frame" + (f" (as {frame!r})" if frame else ""))
+            lines.append(f"policy observations ({a['env_kwargs'].get('obs_mode')}): "
+                         f"{', '.join(parts)}; final observations of all "
+                         f"{ds.shapes['final/frames'][0]} episodes")
     else:
         changed = ds.take("changed", np.arange(len(ds)))
         groups = ds.take("intervened", np.arange(len(ds))).sum(axis=1)

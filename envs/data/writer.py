@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from sparseshift.envs.data.config import Resolved
-from sparseshift.envs.data.layout import FRAME_ARRAYS, arrays_of
+from sparseshift.envs.data.layout import FRAME_ARRAYS
 from sparseshift.envs.data.messages import (
     WRITER,
     Assembled,
@@ -45,7 +45,7 @@ def writer_main(manifest: dict[str, Any], directory: str, out: str,
         s, rows = int(cfg.image_size), cfg.part_rows
         bufs = [{name: np.memmap(path, np.uint8, "r", shape=(rows, s, s, 3)).view(np.ndarray)
                  for name, path in slot.items()} for slot in slots]
-        asm = Assembler(Path(out), cfg.kind, cfg.n, rows)
+        asm = Assembler(Path(out), cfg.kind, cfg.n, rows, run.arrays)
         order = InOrder(asm, Path(directory))
         try:
             while True:
@@ -57,7 +57,7 @@ def writer_main(manifest: dict[str, Any], directory: str, out: str,
                 if isinstance(msg, PartInSlot):
                     start, stop = run.part_range(msg.index)
                     arrays = {name: bufs[msg.slot][name][: stop - start] if name in FRAME_ARRAYS
-                              else msg.arrays[name] for name in arrays_of(cfg.kind)}
+                              else msg.arrays[name] for name in run.arrays}
                     write_part(part_path(Path(directory), msg.index), arrays, rows)
                     free.put(SlotFree(msg.slot))
                     order.done(msg.index)
@@ -108,7 +108,7 @@ class Writer:
         self.results: Queue[WriterReport] = ctx.Queue()
         cfg = run.config
         s = int(cfg.image_size)
-        names = [n for n in arrays_of(cfg.kind) if n in FRAME_ARRAYS]
+        names = [n for n in run.arrays if n in FRAME_ARRAYS]
         paths = [{n: str(directory / f"slot{k}-{n}.buf") for n in names} for k in range(SLOTS)]
         shape = (cfg.part_rows, s, s, 3)
         self.slots: list[dict[str, np.ndarray]] = [

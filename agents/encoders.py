@@ -11,12 +11,14 @@ env's image
 * ``pixels`` / ``state``: no frozen encoder (end-to-end CNN, ground-truth state).
 
 The description is stored in the agent's ``agent.json``; :func:`load_encoder` with
-``expect_fingerprint`` refuses an encoder whose weights changed since the agent was trained.
+``expect_fingerprint`` refuses an encoder whose weights changed since the agent was trained, and
+with ``env_id`` warns (:class:`EncoderEnvWarning`) when the run's dataset came from another env.
 """
 
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,6 +49,24 @@ class ResolvedEncoder:
         return None if fp is None else str(fp)
 
 
+class EncoderEnvWarning(UserWarning):
+    """An encoder trained on frames of one env is used by an agent in another."""
+
+
+def check_encoder_env(description: dict[str, Any], env_id: str) -> str:
+    """``""`` when the encoder's training frames came from ``env_id`` (or the run does not say),
+    else the warning text naming both envs; :func:`load_encoder` issues it as an
+    :class:`EncoderEnvWarning`."""
+    dataset = (description.get("run") or {}).get("dataset") or {}
+    trained = dataset.get("env_id")
+    if not trained or trained == env_id:
+        return ""
+    where = description.get("path", "the encoder")
+    return (f"encoder {where} was trained on frames of {trained}, but the agent's env is "
+            f"{env_id}: its latents may not describe these frames (train a representation on "
+            f"{env_id} data, or use the matching env)")
+
+
 def weights_fingerprint(learner: Learner) -> str:
     """Content digest of the learner's weights (names, dtypes, shapes and bytes, by name)."""
     return tensor_digest(learner.state_dict())
@@ -63,8 +83,13 @@ def random_learner(image_size: int, seed: int) -> Learner:
 
 
 def load_encoder(spec: str, image_size: int, seed: int,
-                 expect_fingerprint: str | None = None) -> ResolvedEncoder:
-    """Resolve ``spec`` (a run directory or a baseline name); see the module docstring."""
+                 expect_fingerprint: str | None = None,
+                 env_id: str | None = None) -> ResolvedEncoder:
+    """Resolve ``spec`` (a run directory or a baseline name); see the module docstring.
+
+    With ``env_id``, an encoder whose run records a dataset of another env gets an
+    :class:`EncoderEnvWarning` naming both (:func:`check_encoder_env`).
+    """
     if spec in ("pixels", "state"):
         return ResolvedEncoder(None, {"kind": spec, "fingerprint": None})
     if spec == "random":
@@ -95,4 +120,8 @@ def load_encoder(spec: str, image_size: int, seed: int,
             f"encoder {spec!r} changed since the agent was trained (fingerprint "
             f"{str(desc['fingerprint'])[:12]} != {expect_fingerprint[:12]})"
         )
+    if env_id is not None:
+        message = check_encoder_env(desc, env_id)
+        if message:
+            warnings.warn(message, EncoderEnvWarning, stacklevel=2)
     return ResolvedEncoder(learner.eval(), desc)

@@ -18,6 +18,7 @@ atomically; an existing one with the same parameters is returned without re-runn
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -45,13 +46,23 @@ from sparseshift.agents.train import (
     FORMAT_VERSION,
     episode_seeds,
 )
-from sparseshift.agents.video import write_video
+from sparseshift.agents.video import (
+    EpisodeRecorder,
+    RecordedFrame,
+    log_tensorboard,
+    render_fps,
+    side_by_side_frames,
+    write_episode,
+)
 from sparseshift.envs.errors import ConfigError
 from sparseshift.envs.io import read_json, write_json_atomic
 from sparseshift.representations.runtime import torch_run
 
 EVAL_FILE = "eval.json"
 EVAL_ENVS = 4
+#: Where ``--video`` writes (inside the agent folder) and its TensorBoard run.
+VIDEO_DIR = "videos"
+VIDEO_LOG_DIR = "logs/evaluate"
 
 
 def read_agent(agent_dir: Path) -> dict[str, Any]:
@@ -93,22 +104,30 @@ def encoder_spec(agent_dir: Path, agent: dict[str, Any], config: AgentConfig) ->
 
 def evaluate(agent_dir: str | Path, shifts: str | Sequence[str] = "in", episodes: int = 50,
              seed: int = 0, video: int = 0, resamples: int = DEFAULT_RESAMPLES,
-             policy: str | None = None) -> dict[str, Any]:
+             policy: str | None = None, side_by_side: bool = False,
+             progress: bool = False) -> dict[str, Any]:
     """:func:`run_evaluation` with the :class:`EvaluateConfig` built from keyword arguments
     (``shifts`` may be comma-separated)."""
     names = tuple(s.strip() for s in shifts.split(",")) if isinstance(shifts, str) else \
         tuple(shifts)
     return run_evaluation(agent_dir, EvaluateConfig(shifts=names, episodes=episodes, seed=seed,
                                                     video=video, resamples=resamples,
-                                                    policy=policy))  # type: ignore[arg-type]
+                                                    policy=policy),  # type: ignore[arg-type]
+                          side_by_side=side_by_side, progress=progress)
 
 
-def run_evaluation(agent_dir: str | Path, cfg: EvaluateConfig) -> dict[str, Any]:
+def run_evaluation(agent_dir: str | Path, cfg: EvaluateConfig, side_by_side: bool = False,
+                   progress: bool = False) -> dict[str, Any]:
     """Evaluate the agent in ``agent_dir`` as ``cfg`` says; returns (and writes) ``eval.json``.
 
-    ``cfg.video`` > 0 also writes the first ``video`` episodes of each shift to
-    ``videos/<shift>_<k>.mp4``. ``cfg.policy`` (auto / deterministic / stochastic) defaults to the
-    agent's ``eval_policy``.
+    ``cfg.video`` > 0 also writes the first ``video`` episodes of each shift as H.264
+    ``videos/<shift>_<k>.mp4`` at the env's ``render_fps``, goals marked, each with an animated
+    thumbnail ``videos/<shift>_<k>.gif`` (:mod:`sparseshift.agents.video`), and logs the
+    thumbnails to TensorBoard in ``logs/evaluate`` (tags ``evaluate/<shift>/episode_<k>``).
+    ``side_by_side`` adds ``videos/side_by_side_<k>.mp4`` / ``.gif``: episode ``k`` under every
+    shift next to each other. Recording never changes the results. ``cfg.policy`` (auto /
+    deterministic / stochastic) defaults to the agent's ``eval_policy``. ``progress`` shows a
+    tqdm bar of the episodes of each shift on stderr.
     """
     episodes, seed, video, resamples = cfg.episodes, cfg.seed, cfg.video, cfg.resamples
     out = Path(agent_dir)
@@ -138,17 +157,27 @@ def run_evaluation(agent_dir: str | Path, cfg: EvaluateConfig) -> dict[str, Any]
     def act(obs: Any) -> np.ndarray:
         return model.predict(obs, deterministic=det)[0]
 
+    record = {s: k for k, s in enumerate(ep_seeds[:video])}
+    recorded: dict[str, dict[int, list[RecordedFrame]]] = {}
+    fps = 0
     results: dict[str, Any] = {}
     with torch_run(config.torch_threads):
         for shift in names:
-            envs = [make_env(config, shift) for _ in range(min(EVAL_ENVS, episodes))]
+            bar = _episode_bar(shift, episodes, progress)
+            tick = None if bar is None else functools.partial(bar.update, 1)
+            envs = [EpisodeRecorder(make_env(config, shift), record, shift, tick)
+                    for _ in range(min(EVAL_ENVS, episodes))]
             try:
+                fps = render_fps(envs[0])
                 enc = (FrozenEncoder(encoder.learner, envs[0].observation_space)
                        if encoder.learner is not None else None)
-                eps = run_episodes(envs, act, ep_seeds, enc, record=video, torch_seed=seed)
+                eps = run_episodes(envs, act, ep_seeds, enc, torch_seed=seed)
             finally:
                 for env in envs:
                     env.close()
+                if bar is not None:
+                    bar.close()
+            recorded[shift] = {k: f for env in envs for k, f in env.frames.items()}
             returns = [e.ret for e in eps]
             success = [float(e.success) for e in eps]
             results[shift] = {
@@ -158,16 +187,65 @@ def run_evaluation(agent_dir: str | Path, cfg: EvaluateConfig) -> dict[str, Any]
                 "returns": returns,
                 "successes": [bool(s) for s in success],
             }
-            videos = [str(write_video(e.frames, out / "videos" / f"{shift}_{k}.mp4"))
-                      for k, e in enumerate(eps[:video])]
-            if videos:
-                results[shift]["videos"] = videos
+    extra = _write_videos(out, recorded, fps, side_by_side, results)
     result = {"agent": str(out.resolve()), "env_id": config.env_id, "algo": config.algo,
               "encoder": desc.get("kind", config.encoder_kind), "train_seed": config.seed,
               "train_colours": config.colours,
-              "params": params, "episode_seeds": ep_seeds, "shifts": results}
+              "params": params, "episode_seeds": ep_seeds, "shifts": results, **extra}
     write_json_atomic(out / EVAL_FILE, result)
     return result
+
+
+def _episode_bar(shift: str, episodes: int, progress: bool) -> Any:
+    if not progress:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=episodes, desc=f"evaluate {shift}", unit="episode", dynamic_ncols=True)
+
+
+def _write_videos(out: Path, recorded: dict[str, dict[int, list[RecordedFrame]]], fps: int,
+                  side_by_side: bool, results: dict[str, Any]) -> dict[str, Any]:
+    """Write each recorded episode (mp4 + GIF), the side-by-side videos when asked, and the
+    TensorBoard summaries; add the paths to ``results`` and return the top-level entries."""
+    gifs: dict[str, Path] = {}
+    for shift, episodes in recorded.items():
+        written = [write_episode(episodes[k], out / VIDEO_DIR / f"{shift}_{k}", fps)
+                   for k in sorted(episodes)]
+        if written:
+            results[shift]["videos"] = [str(w.mp4) for w in written]
+            results[shift]["thumbnails"] = [str(w.gif) for w in written]
+            gifs.update({f"evaluate/{shift}/episode_{k}": w.gif
+                         for k, w in zip(sorted(episodes), written, strict=True)})
+    extra: dict[str, Any] = {}
+    ks = sorted({k for eps in recorded.values() for k in eps})
+    if side_by_side and ks:
+        sbs = []
+        for k in ks:
+            shown = [recorded[s][k] for s in recorded if k in recorded[s]]
+            compose = functools.partial(_side_by_side, shown)
+            sbs.append(write_episode([], out / VIDEO_DIR / f"side_by_side_{k}", fps,
+                                     compose=compose))
+            gifs[f"evaluate/side_by_side/episode_{k}"] = sbs[-1].gif
+        extra["side_by_side"] = {"shifts": list(recorded), "videos": [str(w.mp4) for w in sbs],
+                                 "thumbnails": [str(w.gif) for w in sbs]}
+    if gifs:
+        steps = _trained_steps(out)
+        extra["tensorboard"] = str(log_tensorboard(out / VIDEO_LOG_DIR, gifs, steps))
+    if ks:
+        extra["video_fps"] = fps
+    return extra
+
+
+def _side_by_side(episodes: list[list[RecordedFrame]], scale: int) -> list[np.ndarray]:
+    return side_by_side_frames(episodes, scale)
+
+
+def _trained_steps(out: Path) -> int:
+    try:
+        return int(read_json(out / DONE_FILE, "training record")["result"]["steps"])
+    except (ConfigError, KeyError, TypeError, ValueError):
+        return 0
 
 
 def format_table(result: dict[str, Any]) -> str:

@@ -1,19 +1,22 @@
-"""Features extractors for policies on frozen-encoder features.
+"""Features extractors: for policies on frozen-encoder features, and a frozen encoder inside a
+policy (:class:`FrozenEncoderExtractor`, for users' own SB3 policies).
 
-Only set-valued latents need one: slots ``[K, D]`` (Slot Attention, Locatello et al. 2020) have no
-canonical order, so the policy must be invariant to permuting them. :class:`DeepSetsExtractor`
-implements the sum-decomposition of Zaheer et al. (NeurIPS 2017, *Deep Sets*):
-``rho(pool_k phi(s_k))`` with a shared per-slot MLP ``phi`` and sum or mean pooling, plus a
-separate MLP branch for the proprio/goal part of the observation. The encoder itself never runs
-here (it runs once per env step in :class:`sparseshift.agents.wrapper.EncodedVecEnv`); this module
-only sees
+``train-agent`` needs one only for set-valued latents: slots ``[K, D]`` (Slot Attention,
+Locatello et al. 2020) have no canonical order, so the policy must be invariant to permuting them.
+:class:`DeepSetsExtractor` implements the sum-decomposition of Zaheer et al. (NeurIPS 2017, *Deep
+Sets*): ``rho(pool_k phi(s_k))`` with a shared per-slot MLP ``phi`` and sum or mean pooling, plus
+a separate MLP branch for the proprio/goal part of the observation. The encoder never runs there
+(it runs once per env step in :class:`sparseshift.agents.wrapper.EncodedVecEnv`); it only sees
 the flat features ``[slots.flatten(), proprio]``.
 """
 
 from __future__ import annotations
 
 import itertools
-from typing import Literal
+import math
+import os
+from collections.abc import Callable
+from typing import Any, Literal
 
 import torch
 from gymnasium import spaces
@@ -21,6 +24,7 @@ from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
 
 from sparseshift.envs.errors import ConfigError, choice_error
+from sparseshift.representations.base import Capability, Learner
 
 Pooling = Literal["sum", "mean"]
 POOLINGS: tuple[str, ...] = ("sum", "mean")
@@ -70,3 +74,92 @@ class DeepSetsExtractor(BaseFeaturesExtractor):
         if self.psi is None:
             return out
         return torch.cat([out, self.psi(observations[:, k * d:])], dim=1)
+
+
+class FrozenEncoderExtractor(BaseFeaturesExtractor):
+    """A frozen sparseshift encoder inside your own SB3 policy (public API).
+
+    ``features = [encoder latents (flattened), every other observation key (flattened)]``, for
+    ``Dict`` observations with a ``pixels`` image (``obs_mode="pixels_proprio"``) or for a plain
+    image ``Box``. SB3 hands the extractor images as float ``[B, 3, H, W]`` in [0, 1] (it moves
+    channels first and divides by 255), which :meth:`Learner.encode` accepts as they are.
+
+    ``encoder``: a representation run directory (:func:`~sparseshift.representations.checkpoint.
+    load_learner`; a path keeps ``policy_kwargs`` small when SB3 saves them) or a
+    :class:`~sparseshift.representations.base.Learner`. Its weights are frozen
+    (``requires_grad_(False)``), SB3's re-initialisation of extractors (orthogonal init) does not
+    reach them, it stays in eval mode when SB3 switches the policy to training, and it runs under
+    ``torch.no_grad``. Stateful encoders (the Neural Wave Machine) need the
+    VecEnv wrapper (:class:`sparseshift.agents.wrapper.EncodedVecEnv`), which keeps one state per
+    env. This placement re-encodes every minibatch of every gradient epoch; ``docs/agents.md``
+    gives its measured cost against the wrapper, which ``train-agent`` uses::
+
+        PPO("MultiInputPolicy", env, policy_kwargs={
+            "features_extractor_class": FrozenEncoderExtractor,
+            "features_extractor_kwargs": {"encoder": "runs/gvae"}})
+    """
+
+    def __init__(self, observation_space: spaces.Space[Any],
+                 encoder: str | os.PathLike[str] | Learner, pixels_key: str = "pixels") -> None:
+        learner = _frozen_learner(encoder)
+        if learner.supports(Capability.STATEFUL):
+            raise ConfigError(f"learner {learner.name!r} is stateful: a features extractor sees "
+                              "no episode boundaries; train with EncodedVecEnv (train-agent)")
+        if isinstance(observation_space, spaces.Dict):
+            if pixels_key not in observation_space.spaces:
+                raise ConfigError(f"FrozenEncoderExtractor needs a {pixels_key!r} image in the "
+                                  f"observation; got keys {list(observation_space.spaces)}")
+            image = observation_space.spaces[pixels_key]
+            extra = [k for k in observation_space.spaces if k != pixels_key]
+        else:
+            image, extra = observation_space, []
+        size = int(learner.config.image_size)
+        shape = tuple(image.shape or ())
+        if shape not in ((3, size, size), (size, size, 3)):
+            raise ConfigError(f"FrozenEncoderExtractor: the encoder takes {size}x{size} RGB "
+                              f"images, the observation holds {shape}")
+        extra_dims = [math.prod(observation_space.spaces[k].shape or ())
+                      for k in extra] if isinstance(observation_space, spaces.Dict) else []
+        latent = math.prod(learner.latent_shape)
+        super().__init__(observation_space, features_dim=int(latent + sum(extra_dims)))
+        self.encoder = learner
+        self.pixels_key = pixels_key if isinstance(observation_space, spaces.Dict) else None
+        self.extra_keys = extra
+
+    def apply(self, fn: Callable[[nn.Module], None]) -> FrozenEncoderExtractor:
+        """``fn`` on this module and its children except the encoder: SB3 re-initialises a
+        policy's features extractor (``apply(init_weights)``, orthogonal init for PPO/A2C),
+        which would overwrite the pretrained weights."""
+        for module in self.children():
+            if module is not self.encoder:
+                module.apply(fn)
+        fn(self)
+        return self
+
+    def train(self, mode: bool = True) -> FrozenEncoderExtractor:
+        super().train(mode)
+        self.encoder.eval()  # frozen: never in training mode
+        return self
+
+    def forward(self, observations: Any) -> torch.Tensor:
+        pixels = observations if self.pixels_key is None else observations[self.pixels_key]
+        if pixels.is_floating_point() and pixels.shape[-1] == 3 and pixels.shape[-3] != 3:
+            pixels = pixels.permute(0, 3, 1, 2)  # a channels-last image SB3 did not transpose
+        elif pixels.dtype == torch.uint8 and pixels.shape[-3] == 3 and pixels.shape[-1] != 3:
+            pixels = pixels.permute(0, 2, 3, 1)  # raw uint8 channels first (not normalised)
+        with torch.no_grad():
+            z = self.encoder.encode(pixels).flatten(1).float()
+        parts = [z, *(observations[k].flatten(1).float() for k in self.extra_keys)]
+        return torch.cat(parts, dim=1) if len(parts) > 1 else z
+
+
+def _frozen_learner(encoder: str | os.PathLike[str] | Learner) -> Learner:
+    if isinstance(encoder, Learner):
+        learner = encoder
+    else:
+        from sparseshift.representations.checkpoint import load_learner
+
+        learner = load_learner(encoder)
+    learner.eval()
+    learner.requires_grad_(False)
+    return learner

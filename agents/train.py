@@ -140,6 +140,73 @@ def build_model(config: AgentConfig, hp: dict[str, Any], env: Any,
                policy_kwargs=policy_kwargs, **{k: hp[k] for k in SAC_KEYS})
 
 
+def planned_steps(config: AgentConfig, hp: dict[str, Any]) -> tuple[int, int]:
+    """``(env steps training will run, the unit they come in)``: SB3 stops after the first whole
+    unit that reaches ``config.steps``: a rollout of ``n_envs x n_steps`` for PPO, ``n_envs x
+    train_freq`` for SAC."""
+    n_envs = int(hp["n_envs"])
+    per_env = int(hp["n_steps"]) if config.algo == "ppo" else int(hp.get("train_freq", 1))
+    unit = n_envs * max(per_env, 1)
+    return -(-config.steps // unit) * unit, unit
+
+
+def steps_note(config: AgentConfig, hp: dict[str, Any]) -> str:
+    """What training will run, said before it starts: ``"384 env steps (--steps 300 rounded up:
+    PPO trains in whole rollouts of 2 envs x 64 steps = 128)"``."""
+    steps, unit = planned_steps(config, hp)
+    if steps == config.steps:
+        return f"{steps:,} env steps"
+    how = (f"PPO trains in whole rollouts of {hp['n_envs']} envs x {hp['n_steps']} steps = "
+           f"{unit:,}" if config.algo == "ppo" else
+           f"SAC collects {hp['n_envs']} envs x train_freq {hp.get('train_freq', 1)} = {unit:,} "
+           "steps at a time")
+    return f"{steps:,} env steps (--steps {config.steps:,} rounded up: {how})"
+
+
+class ProgressBar(BaseCallback):
+    """A tqdm bar (``tqdm.auto``: text in a terminal, a widget in notebooks) over env steps:
+    steps, steps/s and the last periodic evaluation on IN colours. ``header`` is written on
+    stderr when training starts (after everything was checked), before the bar."""
+
+    def __init__(self, total: int, evaluator: PeriodicEval | None, desc: str,
+                 header: str = "") -> None:
+        super().__init__()
+        self.total, self.evaluator, self.desc, self.header = total, evaluator, desc, header
+        self.bar: Any = None
+        self._shown = 0
+
+    def _on_training_start(self) -> None:
+        import sys
+
+        from tqdm.auto import tqdm
+
+        if self.header:
+            tqdm.write(self.header, file=sys.stderr)
+        self.bar = tqdm(total=self.total, unit="step", desc=self.desc, dynamic_ncols=True,
+                        smoothing=0.1)
+
+    def _on_step(self) -> bool:
+        if self.bar is None:
+            return True
+        self.bar.update(self.num_timesteps - self.bar.n)
+        history = self.evaluator.history if self.evaluator is not None else []
+        if len(history) != self._shown:
+            self._shown = len(history)
+            last = history[-1]
+            self.bar.set_postfix_str(f"eval@{last['step']}: return {last['return']['mean']:.3g}, "
+                                     f"success {last['success']['mean']:.2f}")
+        return True
+
+    def _on_training_end(self) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.update(self.num_timesteps - self.bar.n)
+            self.bar.close()
+            self.bar = None
+
+
 class PolicyCheckpoints(BaseCallback):
     """Every ``every`` env steps: ``checkpoints/policy_<steps>.safetensors`` (weights only)."""
 
@@ -233,21 +300,23 @@ def _check_existing(out: Path, ident: dict[str, Any]) -> bool:
     return (out / DONE_FILE).is_file()
 
 
-def train_agent(config: AgentConfig, out_dir: str | Path) -> Path:
+def train_agent(config: AgentConfig, out_dir: str | Path, progress: bool = False) -> Path:
     """Train ``config`` into ``out_dir`` and return it (see the module docstring).
 
     A finished run of the same config (same encoder fingerprint) in ``out_dir`` is returned as it
     is; an unfinished one is restarted from scratch; another config is a :class:`ConfigError`.
-    ``out_dir`` is locked while training.
+    ``out_dir`` is locked while training. ``progress`` shows a :class:`ProgressBar` on stderr.
+    An encoder trained on another env's frames gets an
+    :class:`~sparseshift.agents.encoders.EncoderEnvWarning` naming both envs.
     """
     out = output_dir(out_dir, AGENT_FILE)
     with output_lock(out):
-        return _train_agent(config, out)
+        return _train_agent(config, out, progress)
 
 
-def _train_agent(config: AgentConfig, out: Path) -> Path:
+def _train_agent(config: AgentConfig, out: Path, progress: bool = False) -> Path:
     check_env_kwargs(config.env_id, config.env_kwargs)
-    encoder = load_encoder(config.encoder, config.image_size, config.seed)
+    encoder = load_encoder(config.encoder, config.image_size, config.seed, env_id=config.env_id)
     ident = identity(config, encoder)
     if _check_existing(out, ident):
         return out
@@ -289,6 +358,13 @@ def _train_agent(config: AgentConfig, out: Path) -> Path:
         if config.eval_every:
             evaluator = PeriodicEval(config, encoder, config.eval_every, config.eval_episodes)
             callbacks.append(evaluator)
+        bar = None
+        if progress:
+            total = planned_steps(config, hp)[0]
+            header = (f"training {config.algo} on {config.env_id} with encoder {config.encoder}:"
+                      f" {steps_note(config, hp)}")
+            bar = ProgressBar(total, evaluator, f"{config.algo} {config.encoder_kind}", header)
+            callbacks.append(bar)
         t0 = time.perf_counter()
         try:
             model.learn(total_timesteps=config.steps, callback=CallbackList(callbacks))
@@ -297,6 +373,8 @@ def _train_agent(config: AgentConfig, out: Path) -> Path:
                 evaluator.num_timesteps = model.num_timesteps
                 evaluator.evaluate()
         finally:
+            if bar is not None:
+                bar.close()
             env.close()
             if evaluator is not None:
                 evaluator.close()

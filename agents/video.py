@@ -1,59 +1,387 @@
-"""Videos of evaluation episodes: mp4 through ``cv2.VideoWriter`` (``mp4v``), GIF as a fallback.
+"""Videos of evaluation episodes: H.264 mp4, a GIF thumbnail of each, side by side across shifts,
+and TensorBoard.
 
-Frames are the env's observation-camera frames (``render_frame()``, with the evaluated shift
-applied), upscaled with nearest-neighbour so small 64x64 frames stay legible.
+* Frames are the env's observation-camera frames (``render_frame()``, the evaluated shift
+  applied) with the task's goal drawn in: TriFinger goals as the env's translucent green goal
+  markers (rendered by a second renderer with ``goal_markers`` on, so the policy's observations
+  never show them), the grid target (ColourGrid's object of the target shape, MiniGrid's goal
+  square) outlined black and white. They are upscaled with nearest-neighbour (64x64 frames stay
+  legible) under a caption strip: shift, episode, step, return so far and, at the end, success.
+* ``.mp4``: H.264 (``libx264``, ``yuv420p``, ``+faststart``) through PyAV, which browsers, VS Code
+  and GitHub play, at the env's ``metadata["render_fps"]`` (TriFinger 25, grid worlds 10).
+* ``.gif``: the same episode at half the resolution and at most :data:`THUMB_MAX_FPS` frames per
+  second, in real time (an animated thumbnail for reports).
+* :func:`side_by_side_frames`: the episodes of one seed under every shift next to each other
+  (a finished episode holds its last frame).
+* :func:`log_tensorboard`: each thumbnail as an animated image summary (what
+  ``SummaryWriter.add_video`` writes, without its moviepy dependency).
+
+:class:`EpisodeRecorder` records without changing what the policy sees or does: the goal-marker
+frames come from a separate renderer and the ``real`` shift's sensor-noise generator is restored
+after each recorded frame, so evaluations with and without ``--video`` are identical.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import copy
+import io
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import cv2
+import gymnasium as gym
 import numpy as np
 
 from sparseshift.envs.errors import ConfigError
-from sparseshift.envs.io import atomic_output
+from sparseshift.envs.io import atomic_output, atomic_write_bytes
+
+#: Upscaling of the mp4 frames (64x64 -> 256x256) and of the GIF thumbnails (-> 128x128).
+VIDEO_SCALE = 4
+THUMB_SCALE = 2
+#: Thumbnails keep at most this many frames per second (every k-th frame, the last always kept).
+THUMB_MAX_FPS = 12.5
+#: Caption strip height per unit of scale (pixels).
+CAPTION_H = 5
+#: Gutter between side-by-side panels (pixels).
+GUTTER = 4
+DEFAULT_FPS = 10
+
+Box = tuple[int, int, int, int]  # x0, y0, x1, y1 in frame pixels (end exclusive)
 
 
-class _NoVideoWriter(Exception):
-    """OpenCV could not open an mp4 writer."""
+@dataclass
+class RecordedFrame:
+    """One frame of a recorded episode: the image, target boxes to outline and what its caption
+    says (shift label, episode, step, return so far, ``success``/``failure`` at the end)."""
 
+    image: np.ndarray
+    boxes: list[Box] = field(default_factory=list)
+    label: str = ""
+    episode: int = 0
+    t: int = 0
+    ret: float = 0.0
+    outcome: str = ""
+
+    def caption(self, short: bool = False) -> str:
+        """The caption; ``short`` for thumbnails (``"ood1 t12 R -0.35 fail"``)."""
+        if short:
+            end = {"success": " ok", "failure": " fail"}.get(self.outcome, "")
+            return f"{self.label} t{self.t} R {self.ret:.2f}{end}"
+        text = f"{self.label} ep {self.episode}  t {self.t}  return {self.ret:.2f}"
+        return f"{text}  {self.outcome}" if self.outcome else text
+
+
+def render_fps(env: gym.Env[Any, Any]) -> int:
+    """The env's ``metadata["render_fps"]`` (its control rate), :data:`DEFAULT_FPS` if unset."""
+    fps = env.unwrapped.metadata.get("render_fps") or env.metadata.get("render_fps")
+    return round(float(fps)) if fps else DEFAULT_FPS
+
+
+# -- goals and targets ---------------------------------------------------------------------------
+
+class MarkerFrames:
+    """The observation-camera frame of an env with the task's goal or target visible.
+
+    TriFinger envs: a second ``FrameRenderer`` with goal markers on renders the same state; the
+    ``real`` shift is applied with its frame-noise generator restored afterwards (the policy's
+    next observation gets the noise it would have got without the video). Grid envs: the cell of
+    the target (ColourGrid: the object of the target shape; MiniGrid: the goal) is returned as a
+    box to outline. Other envs: the plain frame.
+    """
+
+    def __init__(self, env: gym.Env[Any, Any]) -> None:
+        self.env = env
+        self._renderer: Any = None
+
+    def __call__(self) -> tuple[np.ndarray, list[Box]]:
+        u: Any = self.env.unwrapped
+        if hasattr(u, "goal_markers") and hasattr(u, "model") and hasattr(u, "data"):
+            return self._trifinger(u), []
+        frame = np.asarray(u.render_frame(), dtype=np.uint8).copy()
+        return frame, grid_target_boxes(u)
+
+    def _trifinger(self, u: Any) -> np.ndarray:
+        if self._renderer is None:
+            from sparseshift.envs.trifinger.render import FrameRenderer
+
+            self._renderer = FrameRenderer(u.model, u.index, u.image_size, u.camera,
+                                           goal_markers=True)
+        frame = np.asarray(self._renderer.render(u.data), dtype=np.uint8).copy()
+        shift = getattr(u, "_real", None)  # the env's RealShift (``shift="real"``) or None
+        if shift is None:
+            return frame
+        rng = getattr(shift, "_rng", None)
+        saved = copy.deepcopy(rng.bit_generator.state) if rng is not None else None
+        try:
+            return np.asarray(shift.apply(frame), dtype=np.uint8)
+        finally:
+            if rng is not None:
+                rng.bit_generator.state = saved
+
+    def close(self) -> None:
+        if self._renderer is not None:
+            self._renderer.close()
+            self._renderer = None
+
+
+def grid_target_boxes(u: Any) -> list[Box]:
+    """Pixel boxes of the cell a grid env's agent must reach: ColourGrid's object with the target
+    shape, MiniGrid's goal (``goal.x``/``goal.y`` factors); ``[]`` for other envs."""
+    renderer = getattr(u, "renderer", None)
+    spec = getattr(u, "factor_spec", None)
+    if renderer is None or spec is None or not hasattr(renderer, "cell_box"):
+        return []
+    names = list(spec.names)
+    values = np.asarray(u.get_factors(), dtype=np.float64)
+    cells: list[tuple[int, int]] = []
+    target = getattr(u, "target_id", None)
+    if target is not None:
+        i = 0
+        while f"object{i}.shape" in names:
+            if round(values[names.index(f"object{i}.shape")]) == int(target):
+                cells.append((int(values[names.index(f"object{i}.x")]),
+                              int(values[names.index(f"object{i}.y")])))
+            i += 1
+    elif "goal.x" in names and "goal.y" in names:
+        cells.append((int(values[names.index("goal.x")]), int(values[names.index("goal.y")])))
+    boxes = []
+    for col, row in cells:
+        rows, cols = renderer.cell_box(col, row)
+        boxes.append((cols.start, rows.start, cols.stop, rows.stop))
+    return boxes
+
+
+# -- recording -----------------------------------------------------------------------------------
+
+class EpisodeRecorder(gym.Wrapper[Any, Any, Any, Any]):
+    """Records the episodes whose reset seed is in ``record`` (seed -> episode index) and calls
+    ``on_episode_end`` when any episode ends; forwards everything else unchanged.
+
+    ``frames[k]`` holds episode ``k``'s :class:`RecordedFrame` list (the reset frame, then one per
+    step), captioned ``"<label> ep <k>  t <step>  return <sum>"`` (:meth:`RecordedFrame.caption`);
+    the last frame also says ``success`` or ``failure``.
+    """
+
+    def __init__(self, env: gym.Env[Any, Any], record: Mapping[int, int] | None = None,
+                 label: str = "", on_episode_end: Callable[[], None] | None = None) -> None:
+        super().__init__(env)
+        self.record = dict(record or {})
+        self.label = label
+        self.on_episode_end = on_episode_end
+        self.frames: dict[int, list[RecordedFrame]] = {}
+        self._markers = MarkerFrames(env) if self.record else None
+        self._current: list[RecordedFrame] | None = None
+        self._episode = -1
+        self._t, self._ret = 0, 0.0
+
+    def _grab(self, outcome: str = "") -> None:
+        if self._current is None or self._markers is None:
+            return
+        image, boxes = self._markers()
+        self._current.append(RecordedFrame(image, boxes, self.label, self._episode, self._t,
+                                           self._ret, outcome))
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None
+              ) -> tuple[Any, dict[str, Any]]:
+        obs, info = self.env.reset(seed=seed, options=options)
+        k = self.record.get(int(seed)) if seed is not None else None
+        self._t, self._ret = 0, 0.0
+        self._current = None
+        if k is not None:
+            self._episode = k
+            self._current = self.frames[k] = []
+            self._grab()
+        return obs, info
+
+    def step(self, action: Any) -> tuple[Any, Any, bool, bool, dict[str, Any]]:
+        obs, reward, term, trunc, info = self.env.step(action)
+        self._t += 1
+        self._ret += float(reward)
+        if term or trunc:
+            self._grab("success" if info.get("is_success") else "failure")
+            self._current = None
+            if self.on_episode_end is not None:
+                self.on_episode_end()
+        else:
+            self._grab()
+        return obs, reward, term, trunc, info
+
+    def close(self) -> None:
+        if self._markers is not None:
+            self._markers.close()
+        super().close()
+
+
+# -- composing frames ----------------------------------------------------------------------------
 
 def _upscale(frame: np.ndarray, scale: int) -> np.ndarray:
     return np.repeat(np.repeat(frame, scale, axis=0), scale, axis=1) if scale > 1 else frame
 
 
-def write_video(frames: Sequence[np.ndarray], path: Path, fps: int = 10, scale: int = 4) -> Path:
-    """Write RGB uint8 frames to ``path`` (``.mp4`` or ``.gif``) atomically; returns the path.
+def _outline(img: np.ndarray, box: Box, scale: int) -> None:
+    """A black-and-white double outline (visible on any colour) around ``box``, drawn inside it."""
+    x0, y0, x1, y1 = (v * scale for v in box)
+    w = max(1, scale // 2)
+    for colour, inset in (((0, 0, 0), 0), ((255, 255, 255), w)):
+        cv2.rectangle(img, (x0 + inset, y0 + inset), (x1 - 1 - inset, y1 - 1 - inset), colour, w)
 
-    If OpenCV cannot open an mp4 writer, a GIF is written next to it instead (``.gif`` suffix).
-    """
+
+def panel(frame: RecordedFrame, scale: int) -> np.ndarray:
+    """The upscaled frame with its target outlines, under a white caption strip."""
+    from sparseshift.representations.viz import caption_strip
+
+    img = np.ascontiguousarray(_upscale(np.asarray(frame.image, dtype=np.uint8), scale))
+    for box in frame.boxes:
+        _outline(img, box, scale)
+    cap = CAPTION_H * scale + 4
+    text = frame.caption(short=img.shape[1] < 200)
+    strip = caption_strip(img.shape[1], [(3, text)], cap, size=max(9, cap - 8))
+    return np.concatenate([strip, img], axis=0)
+
+
+def episode_frames(frames: Sequence[RecordedFrame], scale: int) -> list[np.ndarray]:
+    """The :func:`panel` of every frame of one episode."""
+    return [panel(f, scale) for f in frames]
+
+
+def side_by_side_frames(episodes: Sequence[Sequence[RecordedFrame]], scale: int
+                        ) -> list[np.ndarray]:
+    """Panels of several episodes (one per shift) next to each other, frame by frame; an episode
+    that ended earlier holds its last frame."""
+    episodes = [e for e in episodes if e]
+    if not episodes:
+        raise ConfigError("no frames to put side by side")
+    n = max(len(e) for e in episodes)
+    out = []
+    for t in range(n):
+        tiles = [panel(e[min(t, len(e) - 1)], scale) for e in episodes]
+        h = max(p.shape[0] for p in tiles)
+        row: list[np.ndarray] = []
+        for i, p in enumerate(tiles):
+            if i:
+                row.append(np.full((h, GUTTER, 3), 255, np.uint8))
+            row.append(p)
+        out.append(np.concatenate(row, axis=1))
+    return out
+
+
+# -- writing -------------------------------------------------------------------------------------
+
+def _even(frame: np.ndarray) -> np.ndarray:
+    """Pad to even width and height (yuv420p needs both even)."""
+    h, w = frame.shape[:2]
+    if h % 2 or w % 2:
+        frame = np.pad(frame, ((0, h % 2), (0, w % 2), (0, 0)), constant_values=255)
+    return frame
+
+
+def write_mp4(frames: Sequence[np.ndarray], path: Path, fps: int) -> Path:
+    """H.264 mp4 (``libx264``, ``yuv420p``, ``+faststart``) of RGB uint8 frames, written
+    atomically with PyAV. ConfigError when PyAV (``pip install av``) is missing."""
+    try:
+        import av
+    except ImportError:
+        raise ConfigError("mp4 videos need PyAV: pip install av") from None
     if not frames:
         raise ConfigError("no frames to write")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    up = [_upscale(np.asarray(f, dtype=np.uint8), scale) for f in frames]
-    h, w = up[0].shape[:2]
-    if path.suffix == ".mp4":
-        import cv2
+    first = _even(np.asarray(frames[0], dtype=np.uint8))
+    h, w = first.shape[:2]
+    with atomic_output(path, ".mp4") as tmp:
+        with av.open(str(tmp), mode="w", format="mp4",
+                     options={"movflags": "+faststart"}) as container:
+            stream: Any = container.add_stream("libx264", rate=int(fps))
+            stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+            stream.options = {"crf": "18"}
+            for f in frames:
+                img = _even(np.asarray(f, dtype=np.uint8))
+                if img.shape != first.shape:
+                    raise ConfigError("all frames of a video must have the same size")
+                vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")
+                for packet in stream.encode(vf):
+                    container.mux(packet)
+            for packet in stream.encode():
+                container.mux(packet)
+    return path
 
-        try:
-            with atomic_output(path, ".mp4") as tmp:
-                writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter.fourcc(*"mp4v"), float(fps),
-                                         (w, h))
-                if not writer.isOpened():
-                    raise _NoVideoWriter
-                for f in up:
-                    writer.write(cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
-                writer.release()
-            return path
-        except _NoVideoWriter:
-            path = path.with_suffix(".gif")
-    if path.suffix != ".gif":
-        raise ConfigError(f"video path must end in .mp4 or .gif, got {path.name}")
+
+def gif_bytes(frames: Sequence[np.ndarray], fps: float) -> bytes:
+    """A looping animated GIF of RGB uint8 frames."""
     from PIL import Image
 
-    images = [Image.fromarray(f) for f in up]
-    with atomic_output(path, ".gif") as tmp:
-        images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:],
-                       duration=int(1000 / fps), loop=0)
-    return path
+    if not frames:
+        raise ConfigError("no frames to write")
+    images = [Image.fromarray(np.asarray(f, dtype=np.uint8)) for f in frames]
+    buf = io.BytesIO()
+    images[0].save(buf, format="GIF", save_all=True, append_images=images[1:],
+                   duration=max(20, round(1000 / fps)), loop=0, optimize=False)
+    return buf.getvalue()
+
+
+def write_gif(frames: Sequence[np.ndarray], path: Path, fps: float) -> Path:
+    """:func:`gif_bytes` written atomically."""
+    return atomic_write_bytes(path, gif_bytes(frames, fps))
+
+
+def write_video(frames: Sequence[np.ndarray], path: Path, fps: int = DEFAULT_FPS,
+                scale: int = VIDEO_SCALE) -> Path:
+    """Write RGB uint8 frames to ``path`` (``.mp4``: H.264; ``.gif``), nearest-neighbour
+    upscaled by ``scale``; returns the path."""
+    up = [_upscale(np.asarray(f, dtype=np.uint8), scale) for f in frames]
+    if path.suffix == ".mp4":
+        return write_mp4(up, path, fps)
+    if path.suffix == ".gif":
+        return write_gif(up, path, fps)
+    raise ConfigError(f"video path must end in .mp4 or .gif, got {path.name}")
+
+
+@dataclass(frozen=True)
+class WrittenVideo:
+    """An mp4 and its GIF thumbnail."""
+
+    mp4: Path
+    gif: Path
+
+
+def write_episode(frames: Sequence[RecordedFrame] | list[np.ndarray], stem: Path, fps: int,
+                  compose: Callable[[int], list[np.ndarray]] | None = None) -> WrittenVideo:
+    """``<stem>.mp4`` at :data:`VIDEO_SCALE` and its thumbnail ``<stem>.gif`` at
+    :data:`THUMB_SCALE` (``compose(scale)`` builds the frames; default: :func:`episode_frames`
+    of ``frames``)."""
+    def build(scale: int) -> list[np.ndarray]:
+        if compose is not None:
+            return compose(scale)
+        return episode_frames(frames, scale)  # type: ignore[arg-type]
+
+    mp4 = write_mp4(build(VIDEO_SCALE), stem.with_suffix(".mp4"), fps)
+    small = build(THUMB_SCALE)
+    stride = max(1, int(np.ceil(fps / THUMB_MAX_FPS)))
+    kept = small[::stride] + ([small[-1]] if (len(small) - 1) % stride else [])
+    gif = write_gif(kept, stem.with_suffix(".gif"), fps / stride)
+    return WrittenVideo(mp4, gif)
+
+
+def log_tensorboard(log_dir: Path, gifs: Mapping[str, Path], step: int) -> Path:
+    """Log each GIF as an animated image summary (tag -> file) at ``step`` into a fresh events
+    file in ``log_dir`` (older events files there are replaced); returns ``log_dir``."""
+    from PIL import Image
+    from tensorboard.compat.proto.summary_pb2 import Summary
+    from torch.utils.tensorboard.writer import FileWriter
+
+    log_dir.mkdir(parents=True, exist_ok=True)
+    for old in log_dir.glob("events.out.tfevents.*"):
+        old.unlink()
+    writer = FileWriter(str(log_dir))
+    try:
+        for tag, path in gifs.items():
+            data = Path(path).read_bytes()
+            with Image.open(io.BytesIO(data)) as im:
+                width, height = im.size
+            image = Summary.Image(height=height, width=width, colorspace=3,
+                                  encoded_image_string=data)
+            writer.add_summary(Summary(value=[Summary.Value(tag=tag, image=image)]), step)
+        writer.flush()
+    finally:
+        writer.close()
+    return log_dir

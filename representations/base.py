@@ -43,17 +43,69 @@ BatchKind = Literal["singles", "pairs", "sequences"]
 Batch = dict[str, torch.Tensor]
 
 
+#: What :meth:`Learner.encode` accepts, for error messages.
+#: uint8 channels last: env observations and datasets; float channels first: torchvision and
+#: SB3 policies (which divide images by 255 and move channels first).
+FRAME_LAYOUTS = ("uint8 [B, H, W, 3]", "float [B, 3, H, W] in [0, 1]")
+
+
+def _layout_error(shape: tuple[int, ...], dtype: object, why: str) -> ConfigError:
+    name = str(dtype).removeprefix("torch.")
+    return ConfigError(f"frames must be {FRAME_LAYOUTS[0]} or {FRAME_LAYOUTS[1]}; got {name} "
+                       f"{list(shape)}: {why}")
+
+
+def frame_layout(frames: torch.Tensor) -> Literal["uint8_hwc", "float_chw"]:
+    """Which of the two accepted frame layouts ``frames`` has (a one-line :class:`ConfigError`
+    naming both layouts otherwise; float frames are checked to be finite and in [0, 1])."""
+    if not isinstance(frames, torch.Tensor):
+        raise ConfigError(f"frames must be a torch.Tensor, got {type(frames).__name__} (numpy: "
+                          "torch.from_numpy(frames))")
+    shape, dtype = tuple(frames.shape), frames.dtype
+    if len(shape) < 3:
+        raise _layout_error(shape, dtype, "too few dimensions")
+    if dtype == torch.uint8:
+        if shape[-1] != 3:
+            why = ("uint8 frames are channels last; use frames.permute(0, 2, 3, 1)"
+                   if shape[-3] == 3 else "the last dimension must be the 3 RGB channels")
+            raise _layout_error(shape, dtype, why)
+        return "uint8_hwc"
+    if frames.is_floating_point():
+        if shape[-3] != 3:
+            why = ("float frames are channels first; use frames.permute(0, 3, 1, 2)"
+                   if shape[-1] == 3 else "dimension -3 must be the 3 RGB channels")
+            raise _layout_error(shape, dtype, why)
+        if frames.numel():
+            lo, hi = float(frames.min()), float(frames.max())
+            if not (0.0 <= lo and hi <= 1.0):  # also false for NaN
+                raise _layout_error(shape, dtype, f"values span [{lo:.3g}, {hi:.3g}], not [0, 1] "
+                                    "(uint8 images: divide by 255)")
+        return "float_chw"
+    raise _layout_error(shape, dtype, "only uint8 or floating-point frames are accepted")
+
+
 def frames_to_tensor(frames: torch.Tensor | np.ndarray, device: torch.device | None = None
                      ) -> torch.Tensor:
-    """uint8 frames ``[..., H, W, 3]`` (numpy or torch) as a uint8 tensor, without copying."""
+    """Frames (numpy or torch) as a tensor, without copying: uint8 ``[..., H, W, 3]`` or float
+    ``[..., 3, H, W]`` in [0, 1] (:data:`FRAME_LAYOUTS`); anything else is a one-line
+    :class:`ConfigError` naming the accepted layouts."""
     t = torch.from_numpy(np.ascontiguousarray(frames)) if isinstance(frames, np.ndarray) else frames
-    if t.dtype != torch.uint8 or t.shape[-1] != 3:
-        raise ConfigError(f"frames must be uint8 [..., H, W, 3], got {t.dtype} {tuple(t.shape)}")
+    frame_layout(t)
     return t if device is None else t.to(device)
 
 
+def frame_size(frames: torch.Tensor) -> tuple[int, int]:
+    """``(H, W)`` of frames in either accepted layout (:func:`frame_layout`)."""
+    if frame_layout(frames) == "uint8_hwc":
+        return int(frames.shape[-3]), int(frames.shape[-2])
+    return int(frames.shape[-2]), int(frames.shape[-1])
+
+
 def to_float_chw(frames: torch.Tensor) -> torch.Tensor:
-    """uint8 ``[B, H, W, 3]`` -> float ``[B, 3, H, W]`` in [0, 1]."""
+    """uint8 ``[B, H, W, 3]`` -> float ``[B, 3, H, W]`` in [0, 1]; float frames (already
+    ``[B, 3, H, W]`` in [0, 1], see :func:`frame_layout`) pass through as float32."""
+    if frames.is_floating_point():
+        return frames.float()
     return frames.permute(0, 3, 1, 2).float().div_(255.0)
 
 
@@ -213,12 +265,15 @@ class Learner(nn.Module, abc.ABC):
 
     @abc.abstractmethod
     def encode(self, frames: torch.Tensor) -> torch.Tensor:
-        """uint8 frames ``[B, H, W, 3]`` -> latents ``[B, *latent_shape]`` (deterministic)."""
+        """Frames -> latents ``[B, *latent_shape]`` (deterministic). Frames are uint8
+        ``[B, H, W, 3]`` or float ``[B, 3, H, W]`` in [0, 1] (:data:`FRAME_LAYOUTS`; the same
+        image gives the same latents in either); anything else is a :class:`ConfigError`."""
 
     #: The 0-based training step of the next :meth:`loss` call (set by the training loop through
     #: :meth:`set_step`; step-dependent terms such as a KL warm-up read it, so resumed runs
     #: follow them exactly).
     step: int = 0
+
 
     def set_step(self, step: int) -> None:
         """Tell the learner which training step the next :meth:`loss` belongs to."""
@@ -243,10 +298,12 @@ class Learner(nn.Module, abc.ABC):
         raise NotImplementedError(f"learner {self.name!r} does not decode")
 
     def check_frames(self, frames: torch.Tensor) -> None:
-        """Raise :class:`ConfigError` unless frames have this learner's image size."""
+        """Raise a one-line :class:`ConfigError` unless ``frames`` are uint8 ``[B, H, W, 3]`` or
+        float ``[B, 3, H, W]`` in [0, 1] (:func:`frame_layout`) of this learner's image size."""
         size = self.config.image_size
-        if tuple(frames.shape[-3:]) != (size, size, 3):
+        h, w = frame_size(frames)
+        if (h, w) != (size, size):
             raise ConfigError(
-                f"frames are {tuple(frames.shape[-3:-1])} but learner {self.name!r} was configured "
-                f"for image size {size}x{size}"
+                f"frames are {h}x{w} but learner {self.name!r} was trained on {size}x{size} "
+                f"images (got {frames.dtype} {list(frames.shape)})"
             )

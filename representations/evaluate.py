@@ -320,11 +320,12 @@ def _slots(ev: EvalState) -> None:
 
 
 def _traversal(ev: EvalState) -> None:
-    """Latent traversal PNG (Higgins et al. 2017) of the first test frame."""
-    from sparseshift.representations.viz import save_png, traversal_grid
+    """Latent traversal PNG (Higgins et al. 2017) of the first test frame, each latent labelled
+    with its mean KL over (up to 512) test frames."""
+    from sparseshift.representations.viz import save_traversal_png
 
     assert ev.traversal_png is not None
-    save_png(ev.traversal_png, traversal_grid(ev.learner, ev.frames_te[0]))
+    save_traversal_png(ev.traversal_png, ev.learner, ev.frames_te[:512])
 
 
 def _lacks(*needs: Capability) -> Callable[[EvalState], str]:
@@ -348,8 +349,10 @@ STEPS: tuple[EvalStep, ...] = (
 )
 
 
-def _prepare(run_dir: str | os.PathLike[str], data: Any, cfg: EvalConfig) -> EvalState:
-    """Load the run, draw the train/test frames, encode them and discretise their factors."""
+def _prepare(run_dir: str | os.PathLike[str], data: Any, cfg: EvalConfig,
+             progress: Callable[[str], None] | None = None) -> EvalState:
+    """Load the run, draw the train/test frames, encode them and discretise their factors
+    (``progress`` hears ``"encode"`` once the inputs are checked)."""
     learner = load_learner(run_dir)
     run = read_run(Path(run_dir))
     ds = open_data(data)
@@ -363,6 +366,8 @@ def _prepare(run_dir: str | os.PathLike[str], data: Any, cfg: EvalConfig) -> Eva
     tr, te = M.train_test_indices(n_frames, cfg.num_train, cfg.num_test, rng)
     if len(tr) < 10 or len(te) < 10:
         raise ConfigError(f"the dataset has {n_frames} frames; evaluation needs at least 20")
+    if progress is not None:
+        progress("encode")
     frames_tr, f_tr = frames_at(ds, tr)
     frames_te, f_te = frames_at(ds, te)
     torch_threads = torch.get_num_threads()
@@ -378,11 +383,15 @@ def _prepare(run_dir: str | os.PathLike[str], data: Any, cfg: EvalConfig) -> Eva
     return ev
 
 
-def _run_steps(ev: EvalState, steps: tuple[EvalStep, ...] | None = None) -> None:
-    """Run each of ``steps`` (default :data:`STEPS`) that applies; record the others' reasons."""
+def _run_steps(ev: EvalState, steps: tuple[EvalStep, ...] | None = None,
+               progress: Callable[[str], None] | None = None) -> None:
+    """Run each of ``steps`` (default :data:`STEPS`) that applies; record the others' reasons.
+    ``progress`` is told each step's name as it starts."""
     for step in STEPS if steps is None else steps:
         if step.requested is not None and not step.requested(ev):
             continue
+        if progress is not None:
+            progress(step.name)
         t0 = time.perf_counter()
         reason = step.skip_reason(ev)
         if reason:
@@ -429,16 +438,18 @@ def evaluate(run_dir: str | os.PathLike[str], data: Any, config: EvalConfig | No
              out: str | os.PathLike[str] | None = None,
              export_codes: str | os.PathLike[str] | None = None,
              traversal_png: str | os.PathLike[str] | None = None,
-             proxy_data: Any = None) -> dict[str, Any]:
+             proxy_data: Any = None,
+             progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Evaluate the run in ``run_dir`` on ``data`` (path or dataset); optionally write the metrics
     JSON to ``out``, the codes and factors to ``export_codes`` (npz) and a traversal PNG.
 
     Runs the :data:`STEPS` the learner's capabilities and the config allow; the report's
     ``skipped`` maps every other step to the reason. ``proxy_data`` (a
     :class:`~sparseshift.representations.proxy.ProxySet` or its ``.npz``) gives the proxy task
-    its frames; without it they are rendered from the dataset's env.
+    its frames; without it they are rendered from the dataset's env. ``progress`` is told the
+    name of each stage as it starts (``"encode"``, then the :data:`STEPS` that run).
     """
-    ev = _prepare(run_dir, data, config or EvalConfig())
+    ev = _prepare(run_dir, data, config or EvalConfig(), progress)
     if proxy_data is not None:
         from sparseshift.representations.proxy import ProxySet
 
@@ -446,7 +457,7 @@ def evaluate(run_dir: str | os.PathLike[str], data: Any, config: EvalConfig | No
             Path(proxy_data))
     ev.out = None if out is None else Path(out)
     ev.traversal_png = None if traversal_png is None else Path(traversal_png)
-    _run_steps(ev)
+    _run_steps(ev, progress=progress)
     # Recorded relative to the metrics file when there is one, so the two can move together.
     where = run_dir if ev.out is None else os.path.relpath(Path(run_dir).resolve(),
                                                            ev.out.resolve().parent)

@@ -1,6 +1,6 @@
 """Evaluation of Slot Attention (Locatello et al. 2020) against ground-truth object masks:
-foreground ARI (Hubert & Arabie 1985, :mod:`sparseshift.representations.ari`) and a figure of
-per-slot masks.
+foreground ARI (Hubert & Arabie 1985, :mod:`sparseshift.representations.ari`) and a labelled
+figure of per-slot masks (:func:`slot_figure_png`).
 
 Ground truth comes from the env: for each state (sampled with ``env.sample_factors`` or taken from
 a dataset's stored factors) the env is put in that state (``set_factors``), the frame is rendered
@@ -16,7 +16,6 @@ cube and each of the three fingers; ColourGrid's is the agent and the objects.
 
 from __future__ import annotations
 
-import io
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol, cast
@@ -204,12 +203,12 @@ def evaluate_slots_on_dataset(learner: SlotMaskLearner, data: Any, n: int = 256,
 
 
 @torch.no_grad()
-def slot_figure(learner: SlotMaskLearner, frames: np.ndarray, num_slots: int | None = None
-                ) -> np.ndarray:
-    """uint8 image: one row per frame: the frame, the reconstruction, the argmax segmentation
-    (slot colours), then each slot's RGB times its alpha mask (on white)."""
-    from sparseshift.representations.viz import tile
-
+def slot_panels(learner: SlotMaskLearner, frames: np.ndarray, num_slots: int | None = None
+                ) -> tuple[np.ndarray, list[str], list[Any]]:
+    """The cells of the slot figure: uint8 ``[B, 3 + 2K, H, W, 3]`` (per frame: the input, the
+    reconstruction, the segmentation (argmax of the masks, coloured by slot), then for each slot
+    ``k`` its alpha mask (white = 1) and its RGB times the mask on white), the column captions
+    and each caption's colour (slot ``k``'s segmentation colour, None for black)."""
     was_training = learner.training
     learner.eval()
     try:
@@ -219,28 +218,65 @@ def slot_figure(learner: SlotMaskLearner, frames: np.ndarray, num_slots: int | N
     recon = out.recon.permute(0, 2, 3, 1).clamp(0, 1)
     masks = out.masks  # [B, K, 1, H, W]
     per_slot = (masks * out.rgb.clamp(0, 1) + (1 - masks)).permute(0, 1, 3, 4, 2)
+    mask_rgb = masks.permute(0, 1, 3, 4, 2).expand(*per_slot.shape)
     seg = PALETTE[masks[:, :, 0].argmax(1).numpy() % len(PALETTE)]
 
     def u8(x: torch.Tensor) -> np.ndarray:
         return (x * 255).round().to(torch.uint8).numpy()
 
-    cols = [np.asarray(frames), u8(recon), seg]
-    rows = np.concatenate([np.stack(cols, axis=1), u8(per_slot)], axis=1)
-    return tile(rows)
+    k = int(masks.shape[1])
+    slots = np.stack([u8(mask_rgb), u8(per_slot)], axis=2).reshape(len(seg), 2 * k,
+                                                                  *seg.shape[1:])
+    cells = np.concatenate([np.stack([np.asarray(frames), u8(recon), seg], axis=1), slots],
+                           axis=1)
+    labels = ["input", "reconstruction", "segmentation"]
+    colours: list[Any] = [None, None, None]
+    for i in range(k):
+        colour = tuple(float(c) / 255 for c in PALETTE[i % len(PALETTE)])
+        labels += [f"mask {i + 1}", f"slot {i + 1}"]
+        colours += [colour, colour]
+    return cells, labels, colours
+
+
+def slot_figure(learner: SlotMaskLearner, frames: np.ndarray, num_slots: int | None = None
+                ) -> np.ndarray:
+    """uint8 image (no labels; the PNG is :func:`slot_figure_png`): one row per frame of the
+    cells of :func:`slot_panels`."""
+    from sparseshift.representations.viz import tile
+
+    return tile(slot_panels(learner, frames, num_slots)[0])
+
+
+def slot_figure_png(learner: SlotMaskLearner, frames: np.ndarray, num_slots: int | None = None,
+                    scale: int = 2) -> bytes:
+    """PNG of the labelled slot figure: a row per frame; columns captioned input,
+    reconstruction, segmentation (each pixel coloured by the slot whose mask is largest), then
+    ``mask k`` and ``slot k`` for every slot, captioned in slot ``k``'s segmentation colour."""
+    from sparseshift.representations.viz import figure_png, grid_axes, new_figure
+
+    cells, labels, colours = slot_panels(learner, frames, num_slots)
+    rows, cols, h, _, _ = cells.shape
+    cell = max(48, int(h * min(scale, 1.5)))
+    fig = new_figure(max(cols * (cell + 3) + 90, 700), rows * (cell + 3) + 120)
+    ax = fig.add_axes((70 / fig.bbox.width, 20 / fig.bbox.height,
+                       1 - 85 / fig.bbox.width, 1 - 115 / fig.bbox.height))
+    grid_axes(ax, cells, 2, [f"frame {i}" for i in range(rows)], labels, colours)
+    for label in ax.get_xticklabels():
+        label.set_rotation(35)
+        label.set_horizontalalignment("left")
+    name = str(getattr(learner, "name", "slot learner"))
+    fig.suptitle(f"{name}: {cols // 2 - 1} slots (Locatello et al. 2020)\nsegmentation: the "
+                 "slot with the largest mask, in its caption colour; mask k: slot k's alpha "
+                 "(white = 1); slot k: its RGB x its mask", fontsize=9,
+                 y=1 - 4 / fig.bbox.height, va="top")
+    return figure_png(fig)
 
 
 def save_slot_figure(learner: SlotMaskLearner, frames: np.ndarray, path: str | os.PathLike[str],
                      num_slots: int | None = None, scale: int = 2) -> None:
-    """Write :func:`slot_figure` as a PNG (nearest-neighbour upscaled by ``scale``)."""
+    """Write :func:`slot_figure_png` atomically."""
     from pathlib import Path
-
-    from PIL import Image
 
     from sparseshift.representations.checkpoint import atomic_write_bytes
 
-    img = Image.fromarray(slot_figure(learner, frames, num_slots))
-    if scale > 1:
-        img = img.resize((img.width * scale, img.height * scale), Image.Resampling.NEAREST)
-    buf = io.BytesIO()
-    img.save(buf, format="PNG")
-    atomic_write_bytes(Path(path), buf.getvalue())
+    atomic_write_bytes(Path(path), slot_figure_png(learner, frames, num_slots, scale))

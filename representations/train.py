@@ -287,7 +287,7 @@ def _train(config: TrainConfig, data: Any, out: Path) -> TrainResult:
                 if done % config.log_every == 0 or done == config.steps:
                     rate = images / max(time.perf_counter() - t0, 1e-9)
                     last = {k: float(v.detach()) for k, v in terms.items() if v.ndim == 0}
-                    bar.set_postfix(img_s=f"{rate:.0f}", loss=f"{last['loss']:.1f}")
+                    bar.set_postfix(img_s=f"{rate:.0f}", loss=f"{last['loss']:.4g}")
                     logger.scalars(terms, done, {"lr": optimizer.param_groups[0]["lr"],
                                                  "images_per_s": rate})
                 if done % config.image_every == 0 or done == config.steps:

@@ -277,19 +277,57 @@ def _analyse_model(learner: Any, x: np.ndarray, n_input: int, horizon: int, free
 
 def _phase_png(out: Path, x: np.ndarray, ph_driven: np.ndarray, ph_free: np.ndarray,
                pred: np.ndarray, sub: int, n_input: int, columns: int = 8) -> Path:
-    from sparseshift.representations.viz import save_png, tile
+    """The labelled phase-map figure: rows input frames and phase maps of the sheet driven by
+    them, then phase maps and predictions while free-running after ``n_input`` frames; columns
+    are time steps (ticks), a colour bar maps hue to phase and a note gives the sheet's size and
+    orientation (oscillator column left to right, row top to bottom)."""
+    from matplotlib.colors import ListedColormap, Normalize, hsv_to_rgb
+
+    from sparseshift.envs.io import atomic_write_bytes
+    from sparseshift.representations.viz import figure_png, grid_axes, new_figure
 
     size = x.shape[-2]
     t_drv = np.linspace(0, x.shape[0] - 1, columns).round().astype(int)
     free_frames = pred.shape[0] - n_input
     t_free = n_input + np.linspace(0, free_frames - 1, columns).round().astype(int)
-    rows = [
-        [x[t] for t in t_drv],
-        [phase_image(ph_driven[(t + 1) * sub - 1], size) for t in t_drv],
-        [phase_image(ph_free[(t + 1) * sub - 1], size) for t in t_free],
-        [pred[t] for t in t_free],
-    ]
-    return save_png(out, tile(np.asarray(rows)))
+    driven = np.asarray([[x[t] for t in t_drv],
+                         [phase_image(ph_driven[(t + 1) * sub - 1], size) for t in t_drv]])
+    free = np.asarray([[phase_image(ph_free[(t + 1) * sub - 1], size) for t in t_free],
+                       [pred[t] for t in t_free]])
+    sheet = ph_driven.shape[-1]
+    cell = max(64, int(1.5 * size))
+    grid_w, block = columns * (cell + 3), 2 * (cell + 3)
+    left, right, top_m, gap, bottom_m = 150, 150, 110, 70, 50
+    width, height = left + grid_w + right, top_m + 2 * block + gap + bottom_m
+    fig = new_figure(width, height)
+    top = fig.add_axes((left / width, (bottom_m + block + gap) / height, grid_w / width,
+                        block / height))
+    bottom = fig.add_axes((left / width, bottom_m / height, grid_w / width, block / height))
+    grid_axes(top, driven, 2, ["input frame", "phase, driven"], [f"t={t}" for t in t_drv])
+    grid_axes(bottom, free, 2, ["phase, free-running", "prediction, free"],
+              [f"t={t}" for t in t_free], top=False)
+    top.set_title(f"driven by the input frames t = 0..{x.shape[0] - 1}", fontsize=9, pad=20)
+    bottom.set_xlabel(f"free-running after {n_input} input frames (t = time step)", fontsize=9)
+    fig.text(left / width, 1 - 30 / height, f"each phase map: sheet column 0..{sheet - 1} left "
+             f"to right, row 0..{sheet - 1} top to bottom", fontsize=8, color="0.3", va="top")
+    hue = np.linspace(0, 1, 256, endpoint=False)
+    cmap = ListedColormap(hsv_to_rgb(np.stack([hue, np.ones(256), np.ones(256)], -1)))
+    cax = fig.add_axes(((left + grid_w + 30) / width, bottom_m / height, 14 / width,
+                        (2 * block + gap) / height))
+    bar = fig.colorbar(_mappable(cmap, Normalize(-np.pi, np.pi)), cax=cax)
+    bar.set_ticks([-np.pi, -np.pi / 2, 0, np.pi / 2, np.pi])
+    bar.set_ticklabels(["-π", "-π/2", "0", "π/2", "π"])
+    bar.set_label("oscillator phase (rad); hue as in the maps", fontsize=8)
+    fig.suptitle(f"Neural Wave Machine: phase of each oscillator of the {sheet}x{sheet} sheet "
+                 "(one map per time step, upscaled)", fontsize=10,
+                 y=1 - 6 / fig.bbox.height, va="top")
+    return atomic_write_bytes(out, figure_png(fig))
+
+
+def _mappable(cmap: Any, norm: Any) -> Any:
+    from matplotlib.cm import ScalarMappable
+
+    return ScalarMappable(norm=norm, cmap=cmap)
 
 
 def _check_waves(model: Any) -> None:
@@ -366,7 +404,8 @@ def analyse_waves(learner: Any, data: Any, out_dir: str | os.PathLike[str], *,
 
 def _animation(out: Path, x: np.ndarray, ph: np.ndarray, y: np.ndarray, pred: np.ndarray,
                sub: int) -> Path:
-    from sparseshift.representations.viz import tile
+    """GIF frames: target | model output | phase (value = amplitude), under a caption strip."""
+    from sparseshift.representations.viz import caption_strip, tile
 
     size = x.shape[-2]
     blank = np.full_like(x[0], 128)
@@ -375,5 +414,9 @@ def _animation(out: Path, x: np.ndarray, ph: np.ndarray, y: np.ndarray, pred: np
         s = (t + 1) * sub - 1
         amp = np.abs(y[s] - y.mean(0))
         row = [x[t] if t < len(x) else blank, pred[t], phase_image(ph[s], size, amp)]
-        images.append(tile(np.asarray([row])))
+        img = tile(np.asarray([row]))
+        strip = caption_strip(img.shape[1], [(2 + i * (size + 2), text) for i, text in
+                                             enumerate((f"target t={t}", "NWM output",
+                                                        "phase"))], size=10)
+        images.append(np.concatenate([strip, img], axis=0))
     return save_gif(out, images)

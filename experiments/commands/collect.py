@@ -35,6 +35,7 @@ def run(args: argparse.Namespace) -> int:
     from sparseshift.envs.data.collect import collect
     from sparseshift.envs.data.config import CollectConfig
     from sparseshift.experiments.options import build_config
+    from sparseshift.experiments.written import print_written
 
     cfg = build_config(CollectConfig, args)
     out = Path(args.out)
@@ -45,4 +46,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"{out} is already complete ({result.n} {what}, same configuration); nothing to do",
               file=sys.stderr)
     print(f"{out}: {result.n} {what}, {size:.1f} MB, fingerprint {result.fingerprint[:16]}")
+    print_written([out], header="files (already there)" if result.status == "complete" else
+                  "wrote")
     return 0

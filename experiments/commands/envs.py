@@ -12,8 +12,13 @@ NAME = "envs"
 def add_parser(sub: Any) -> None:
     p = sub.add_parser(
         NAME,
-        help="list env ids with their factors and colour splits",
-        description="List every registered env id with its factor spec and colour splits.",
+        help="list env ids with their factors and the colour splits of what varies",
+        description=(
+            "List every registered env id with its factor spec and, for each colour that varies "
+            "in that env, the colour factor groups that draw from it and the sizes of its IN / "
+            "OOD1 / OOD2 colour splits (materials of the scheme the env does not vary are not "
+            "listed)."
+        ),
     )
     p.add_argument("--json", action="store_true", help="print machine-readable JSON")
     p.add_argument("--env", default=None, metavar="ENV_ID", help="show one env only")
@@ -21,7 +26,11 @@ def add_parser(sub: Any) -> None:
 
 
 def describe(env_id: str) -> dict[str, Any]:
-    """Factor spec, observation/action spaces and colour scheme of one env (made, then closed)."""
+    """Factor spec, observation/action spaces and colour scheme of one env (made, then closed).
+
+    ``colour_splits`` holds only the scheme objects the env's colour factors draw from
+    (``colour_groups``: colour factor group -> scheme object); ``fixed_colour_objects`` the
+    scheme's other objects, whose colour this env never changes."""
     from sparseshift.envs.registry import entry, make
 
     e = entry(env_id)
@@ -29,6 +38,9 @@ def describe(env_id: str) -> dict[str, Any]:
     try:
         u: Any = env.unwrapped
         scheme = u.colour_scheme
+        groups = {str(g): str(o) for g, o in u.colour_objects.items()}
+        splits = scheme.to_json()["objects"]
+        used = set(groups.values())
         return {
             "id": env_id,
             "summary": e.summary,
@@ -39,7 +51,9 @@ def describe(env_id: str) -> dict[str, Any]:
             "groups": list(u.factor_spec.groups),
             "colour_scheme": scheme.name,
             "colour_seed": scheme.seed,
-            "colour_splits": scheme.to_json()["objects"],
+            "colour_groups": groups,
+            "colour_splits": {o: v for o, v in splits.items() if o in used},
+            "fixed_colour_objects": sorted(o for o in splits if o not in used),
             "objects": list(u.object_names),
         }
     finally:
@@ -77,12 +91,18 @@ def run(args: argparse.Namespace) -> int:
             else:
                 for f in fs:
                     print(f"    {_fmt_factor(f)}")
-        print(f"  colours: scheme {info['colour_scheme']} (seed {info['colour_seed']})")
+        print(f"  colours that vary: scheme {info['colour_scheme']} (seed {info['colour_seed']})")
         for obj, splits in info["colour_splits"].items():
             parts = []
             for s, v in splits.items():
-                parts.append(f"{s}={len(v)} colours" if isinstance(v, list) else f"{s}=box")
-            print(f"    {obj}: {', '.join(parts)}")
+                n = len(v) if isinstance(v, list) else 0
+                parts.append(f"{s} {n} colour{'s' if n != 1 else ''}" if isinstance(v, list)
+                             else f"{s} an RGB box")
+            drawn_by = [g for g, o in info["colour_groups"].items() if o == obj]
+            print(f"    {obj} ({', '.join(drawn_by)}): {', '.join(parts)}")
+        if info["fixed_colour_objects"]:
+            print(f"    not varied (fixed in this env, or not in it): "
+                  f"{', '.join(info['fixed_colour_objects'])}")
         print(f"  segmentation objects: {', '.join(info['objects'])}")
         print()
     return 0

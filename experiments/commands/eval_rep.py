@@ -33,7 +33,10 @@ def add_parser(sub: Any) -> None:
             "Encode frames of a dataset with a trained representation and compute MIG, DCI, SAP, "
             "modularity/explicitness, the FactorVAE score, per-factor R^2 of linear and MLP "
             "probes and the reconstruction error (disentanglement_lib protocols). Writes the "
-            "metrics JSON and a latent traversal PNG next to it. For Neural Wave Machine runs "
+            "metrics JSON and next to it the latent traversal (OUT.traversal.png: a row per "
+            "latent with its KL, a column per value) and, for slot learners, the slot figure "
+            "(OUT.slots.png); a progress bar names each step as it runs and the files written "
+            "are listed at the end. For Neural Wave Machine runs "
             "--waves DIR also (or, without --out, only) runs the travelling-wave and forecast "
             "analysis on sequences of the (video) dataset."
         ),
@@ -55,6 +58,7 @@ def add_parser(sub: Any) -> None:
                    help="frames of the OOD proxy task: read from NPZ if it exists, else rendered "
                         "from the dataset's env and saved there (reuse it across encoders)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     w = p.add_argument_group("wave analysis (nwm runs, video datasets)")
     w.add_argument("--waves", default=None, metavar="DIR",
                    help="write phase_map.png, waves.gif and waves.json of the wave analysis here")
@@ -86,8 +90,41 @@ def build(args: argparse.Namespace) -> Any:
     return build_config(EvalConfig, args, extra)
 
 
+class StageBar:
+    """A tqdm bar (``tqdm.auto``) over named stages: the description names the stage running,
+    the count says how many are done. Call it with each stage's name as it starts; nothing is
+    shown before the first stage (bad input stays a one-line error)."""
+
+    def __init__(self, total: int, enabled: bool = True) -> None:
+        self.total, self.enabled = total, enabled
+        self.bar: Any = None
+
+    def __call__(self, name: str) -> None:
+        if self.bar is None:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=self.total, unit="stage", desc=f"eval-rep: {name}",
+                            disable=not self.enabled, dynamic_ncols=True,
+                            bar_format="{desc}: {n}/{total} stages done [{elapsed}]")
+            return
+        self.bar.update(1)
+        self.bar.set_description_str(f"eval-rep: {name}")
+
+    def close(self, ok: bool = True) -> None:
+        if self.bar is None:
+            return
+        if ok:
+            self.bar.set_description_str("eval-rep: done", refresh=False)
+            self.bar.update(self.total - self.bar.n)
+        self.bar.close()
+
+
 def run(args: argparse.Namespace) -> int:
+    import time
+
     from sparseshift.envs.errors import ConfigError
+    from sparseshift.experiments.written import print_written
+    from sparseshift.representations.evaluate import STEPS
     from sparseshift.representations.runtime import torch_run
 
     cfg = build(args)
@@ -95,12 +132,26 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("give --out (metrics JSON), --waves DIR (wave analysis) or both")
     if args.waves is None and args.waves_baseline is not None:
         raise ConfigError("--waves-baseline needs --waves DIR")
-    with torch_run(args.threads, deterministic=False):
-        waves = _load_waves_models(args) if args.waves is not None else None
-        if args.out is not None:
-            _metrics(args, cfg)
-        if waves is not None:
-            _waves(args, cfg.seed, *waves)
+    started = time.time()
+    total = (len(STEPS) + 1 if args.out is not None else 0) + (args.waves is not None)
+    bar = StageBar(total, enabled=not args.quiet)
+    written: list[Path] = []
+    lines: list[str] = []
+    ok = False
+    try:
+        with torch_run(args.threads, deterministic=False):
+            waves = _load_waves_models(args) if args.waves is not None else None
+            if args.out is not None:
+                written += _metrics(args, cfg, bar, lines)
+            if waves is not None:
+                bar("waves")
+                written += _waves(args, cfg.seed, *waves, lines)
+        ok = True
+    finally:
+        bar.close(ok)
+    for line in lines:
+        print(line)
+    print_written([p for p in written if p.exists() and p.stat().st_mtime >= started - 1])
     return 0
 
 
@@ -127,10 +178,18 @@ def _load_waves_models(args: argparse.Namespace) -> tuple[Any, Any]:
     learner = _load_nwm(args.run_dir, "--waves")
     baseline = (_load_nwm(args.waves_baseline, "--waves-baseline")
                 if args.waves_baseline is not None else None)
+    from sparseshift.envs.data import open_dataset
+
+    ds = open_dataset(args.data)  # checked here, before any progress is shown
+    kind = ds.kind
+    ds.close()
+    if kind != "video":
+        raise ConfigError(f"wave analysis needs a video dataset, got {kind!r}")
     return learner, baseline
 
 
-def _waves(args: argparse.Namespace, seed: int, learner: Any, baseline: Any) -> None:
+def _waves(args: argparse.Namespace, seed: int, learner: Any, baseline: Any,
+           lines: list[str]) -> list[Path]:
     from sparseshift.representations.waves import analyse_waves
 
     res = analyse_waves(learner, args.data, args.waves, n_input=args.waves_input,
@@ -146,7 +205,9 @@ def _waves(args: argparse.Namespace, seed: int, learner: Any, baseline: Any) -> 
     if "baseline" in res:
         base = res["baseline"]
         text += f", {base['learner']} baseline {base['forecast_mse_mean']:.4f}"
-    print(text)
+    lines.append(text)
+    folder = Path(args.waves)
+    return [folder / "phase_map.png", folder / "waves.gif", folder / "waves.json"]
 
 
 def _proxy_data(args: argparse.Namespace, cfg: Any) -> Any:
@@ -167,14 +228,26 @@ def _proxy_data(args: argparse.Namespace, cfg: Any) -> Any:
     return data
 
 
-def _metrics(args: argparse.Namespace, cfg: Any) -> None:
+def _metrics(args: argparse.Namespace, cfg: Any, progress: Any, lines: list[str]) -> list[Path]:
+    """Run the metrics; adds its summary to ``lines`` and returns the files it may have written
+    (the caller keeps the new ones)."""
     from sparseshift.representations.evaluate import evaluate
 
     out = Path(args.out)
     traversal = Path(args.traversal) if args.traversal else out.with_suffix(".traversal.png")
+    proxy = _proxy_data(args, cfg)
     report = evaluate(args.run_dir, args.data, cfg, out=out, export_codes=args.export_codes,
-                      traversal_png=traversal, proxy_data=_proxy_data(args, cfg))
-    summary = ", ".join(f"{k} {v:.3f}" for k, v in report["summary"].items())
-    print(f"{out}: {report['learner']} on {report['dataset']['env_id']} "
-          f"({report['protocol']['num_train_used']}/{report['protocol']['num_test_used']} frames): "
-          f"{summary}")
+                      traversal_png=traversal, proxy_data=proxy, progress=progress)
+    summary = ", ".join(f"{k} {v:.3f}" for k, v in report["summary"].items() if v is not None)
+    lines.append(f"{out}: {report['learner']} on {report['dataset']['env_id']} "
+                 f"({report['protocol']['num_train_used']}/{report['protocol']['num_test_used']} "
+                 f"frames): {summary}")
+    skipped = report.get("skipped") or {}
+    if skipped:
+        lines.append("skipped: " + "; ".join(f"{k} ({v})" for k, v in skipped.items()))
+    files = [out, traversal, out.with_suffix(".slots.png")]
+    if args.export_codes:
+        files.append(Path(args.export_codes))
+    if args.proxy_data:
+        files.append(Path(args.proxy_data))
+    return files

@@ -28,6 +28,7 @@ def add_parser(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from sparseshift.experiments.written import print_written
     from sparseshift.representations.checkpoint import (
         CHECKPOINT_FILE,
         encoder_fingerprint,
@@ -36,5 +37,7 @@ def run(args: argparse.Namespace) -> int:
 
     path = export_weights(Path(args.run_dir), Path(args.out))
     size = (path / CHECKPOINT_FILE).stat().st_size / 1e6
-    print(f"wrote {path} ({size:.1f} MB, fingerprint {encoder_fingerprint(path)[:16]})")
+    print(f"exported {args.run_dir} to {path} ({size:.1f} MB, fingerprint "
+          f"{encoder_fingerprint(path)[:16]})")
+    print_written(sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith(".")))
     return 0

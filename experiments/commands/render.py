@@ -16,7 +16,10 @@ def add_parser(sub: Any) -> None:
         help="write a contact sheet of frames under each colour split and shift",
         description=(
             "Render random states of an env (factors sampled from its distribution) as a contact "
-            "sheet: one row per colour split (and per shift), N frames per row."
+            "sheet: one row per colour split (and per shift), N frames per row, titled with the "
+            "env, preset and seed. TriFinger frames use the render preset 'collect' and "
+            "'train-agent' use (fast) unless --preset pretty is given, so the sheet shows what "
+            "representations and agents are trained on."
         ),
     )
     p.add_argument("env_id", metavar="ENV_ID", help="env id, see 'sparseshift envs'")
@@ -28,7 +31,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--n", type=int, default=8, help="frames per row (default 8)")
     p.add_argument("--seed", type=int, default=0, help="seed of the sampled states (default 0)")
     p.add_argument("--image-size", type=int, default=64, help="frame size in pixels (default 64)")
-    p.add_argument("--preset", default="fast", help="render preset: fast or pretty (TriFinger)")
+    p.add_argument("--preset", default="fast", choices=("fast", "pretty"),
+                   help="TriFinger render preset: fast (default; what collect and train-agent "
+                        "render) or pretty (shadows, multisampling; not training data)")
     p.add_argument("--scale", type=int, default=2, help="upscaling of each frame (default 2)")
     p.set_defaults(func=run)
 
@@ -64,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
     from sparseshift.envs.io import save_png
     from sparseshift.envs.registry import entry
     from sparseshift.experiments.imaging import contact_sheet
+    from sparseshift.experiments.written import print_written
 
     fam = entry(args.env_id).family
     splits = [s.strip() for s in args.split.split(",") if s.strip()]
@@ -87,6 +93,10 @@ def run(args: argparse.Namespace) -> int:
                 args.env_id, split, shift, args.n, args.seed, args.image_size, args.preset
             )
             rows.append((label, frames))
-    out = save_png(args.out, contact_sheet(rows, scale=args.scale))
-    print(f"wrote {out} ({len(rows)} rows x {args.n} frames of {args.env_id})")
+    what = f"render preset {args.preset}, " if fam == "trifinger" else ""
+    title = (f"{args.env_id}: random states under each colour split ({what}{args.image_size}x"
+             f"{args.image_size}, seed {args.seed})")
+    out = save_png(args.out, contact_sheet(rows, scale=args.scale, title=title))
+    print(f"{len(rows)} rows x {args.n} frames of {args.env_id}")
+    print_written([out])
     return 0

@@ -20,7 +20,7 @@ def add_parser(sub: Any) -> None:
             "Chain collect -> train-rep -> train-agent (IN colours) -> evaluate (IN, OOD1, OOD2, "
             "real) -> report. Every artifact is keyed by the hash of its resolved config: "
             "rerunning skips what is done and an interrupted study resumes. Presets: "
-            + "; ".join(f"{k}: {v.description}" for k, v in PRESETS.items())
+            + " ".join(f"{k}: {_sentence(v.description)}" for k, v in PRESETS.items())
         ),
     )
     p.add_argument("--preset", default=None,
@@ -40,11 +40,22 @@ def add_parser(sub: Any) -> None:
     p.set_defaults(func=run)
 
 
+def _sentence(text: str) -> str:
+    """``text`` as one sentence for the help: an ordinary first word in lower case (not a name
+    such as ColourGrid), one full stop."""
+    text = " ".join(text.split()).rstrip(".;")
+    first = text.split(" ", 1)[0].rstrip(":,")
+    if first[1:].isalpha() and first[1:].islower():
+        text = text[:1].lower() + text[1:]
+    return text + "."
+
+
 def run(args: argparse.Namespace) -> int:
     from sparseshift.envs.errors import ConfigError
     from sparseshift.experiments.study.presets import StudyConfig, get_preset
     from sparseshift.experiments.study.report import write_report
     from sparseshift.experiments.study.runner import run_study
+    from sparseshift.experiments.written import print_written
 
     if args.config_file is not None and args.preset is not None:
         raise ConfigError("give --preset or --config, not both")
@@ -62,4 +73,7 @@ def run(args: argparse.Namespace) -> int:
                                 "jobs": 0 if args.ray else jobs})
     print(head)
     print(f"report: {report} ({seconds:.0f} s)")
+    report_path = Path(report)
+    print_written([report_path, *(p for p in sorted(report_path.parent.glob("*"))
+                                  if p != report_path)])
     return 0

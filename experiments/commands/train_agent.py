@@ -7,6 +7,9 @@ outputs.
 from __future__ import annotations
 
 import argparse
+import sys
+import warnings
+from pathlib import Path
 from typing import Any
 
 NAME = "train-agent"
@@ -25,7 +28,11 @@ def add_parser(sub: Any) -> None:
             "NatureCNN), state (ground-truth state, the oracle), random (the default VAE "
             "encoder, untrained, initialised from --seed). Every option can also come from "
             "--config FILE (JSON or TOML: the AgentConfig fields, e.g. env_id, encoder, steps, "
-            "[hyperparams] n_envs = 4)."
+            "[hyperparams] n_envs = 4). PPO trains in whole rollouts of n_envs x n_steps env "
+            "steps, so --steps is rounded up to a multiple of that (said before training starts). "
+            "A progress bar shows steps, steps/s and the last evaluation; an encoder trained on "
+            "another env's frames gets a warning naming both envs; the files written are listed "
+            "at the end."
         ),
     )
     p.add_argument("--out", required=True, help="output directory")
@@ -55,22 +62,56 @@ def build(args: argparse.Namespace) -> Any:
     return build_config(AgentConfig, args, extra, file_values=file_values)
 
 
+def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                  file: Any = None, line: str | None = None) -> None:
+    """Warnings of sparseshift (e.g. an encoder from another env) as one line on stderr."""
+    print(f"sparseshift {NAME}: warning: {' '.join(str(message).split())}", file=sys.stderr)
+
+
 def run(args: argparse.Namespace) -> int:
-    from sparseshift.agents.train import DONE_FILE, train_agent
+    from sparseshift.agents.encoders import EncoderEnvWarning
+    from sparseshift.agents.policy_io import SB3_EXPORT
+    from sparseshift.agents.train import (
+        AGENT_FILE,
+        DONE_FILE,
+        EVALUATIONS_FILE,
+        MODEL_FILE,
+        train_agent,
+    )
     from sparseshift.envs.errors import ConfigError
     from sparseshift.envs.io import read_json
+    from sparseshift.experiments.written import print_written
 
     config = build(args)
-    out = train_agent(config, args.out)
+    out_arg = Path(args.out)
+    done_before = (out_arg / DONE_FILE).is_file()
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", EncoderEnvWarning)
+        previous = warnings.showwarning
+        warnings.showwarning = _show_warning
+        try:
+            out = train_agent(config, args.out, progress=not done_before)
+        finally:
+            warnings.showwarning = previous
     result = read_json(out / DONE_FILE, "training record").get("result")
     if not isinstance(result, dict):
         raise ConfigError(f"{out / DONE_FILE} is damaged; train into a new --out")
+    if done_before:
+        print(f"{out} already holds this agent (same config and encoder); nothing to do",
+              file=sys.stderr)
     line = (f"trained {config.algo} on {config.env_id} with encoder {config.encoder}: "
-            f"{result['steps']} steps, {result['steps_per_second']:.0f} steps/s")
+            f"{result['steps']:,} steps ({config.steps:,} asked), "
+            f"{result['steps_per_second']:.0f} steps/s, {result['seconds']:.0f} s")
     final = result.get("final_eval")
     if final:
-        line += (f"; eval on IN colours: return {final['return']['mean']:.3f}, success "
-                 f"{final['success']['mean']:.2f}")
+        line += (f"; eval on IN colours at step {final['step']:,}: return "
+                 f"{final['return']['mean']:.3f}, success {final['success']['mean']:.2f}")
     print(line)
-    print(f"wrote {out}")
+    logs = out / "logs"
+    print_written([out / AGENT_FILE, out / MODEL_FILE, out / SB3_EXPORT, out / EVALUATIONS_FILE,
+                   out / DONE_FILE, out / "checkpoints",
+                   *(sorted(logs.iterdir()) if logs.is_dir() else [])],
+                  header="files (already there)" if done_before else "wrote")
+    if logs.is_dir():
+        print(f"learning curves: tensorboard --logdir {logs}")
     return 0

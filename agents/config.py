@@ -166,6 +166,12 @@ def _json_mapping(value: Mapping[str, Any], what: str) -> dict[str, Any]:
     return dict(sorted(value.items()))
 
 
+#: AgentConfig fields that do not change what an agent learns (not part of its identity): where
+#: and how fast it runs, and what it logs.
+RUNTIME_FIELDS: tuple[str, ...] = ("env_workers", "device", "policy_device", "torch_threads",
+                                   "tensorboard")
+
+
 @dataclass(frozen=True)
 class AgentConfig(Config):
     """One agent training run.
@@ -195,6 +201,12 @@ class AgentConfig(Config):
     checkpoint_every: int = opt(50_000, "env steps between checkpoints (0: off)", min=0)
     tensorboard: bool = opt(True, "CSV logs only", flag="--no-tensorboard", invert=True)
     torch_threads: int = opt(1, "torch threads", flag="--threads", min=1, max=1024)
+    env_workers: int = opt(1, "processes that step the training envs (1: this process; results "
+                           "are identical for any number)", min=1, max=256)
+    device: str = opt("auto", "device of the frozen encoder: auto (an accelerator if one is "
+                      "available, else cpu), cpu, cuda, cuda:N or mps")
+    policy_device: str = opt("cpu", "device of the SB3 policy (a small MLP is fastest on the "
+                             "CPU; auto, cpu, cuda, cuda:N or mps)")
 
     def validate(self) -> None:
         fam = entry(self.env_id).family
@@ -283,6 +295,8 @@ class EvaluateConfig(Config):
     policy: Literal["auto", "deterministic", "stochastic"] | None = opt(
         None, "mode or sampled (seeded) actions; none: the agent's setting (auto: deterministic "
         "on TriFinger, stochastic on grid worlds)")
+    device: str | None = opt(None, "device of the frozen encoder (auto, cpu, cuda, cuda:N, mps); "
+                             "none: the agent's setting")
 
     def validate(self) -> None:
         if not self.shifts:

@@ -147,13 +147,13 @@ class FrozenEncoder:
     def features(self, obs: Any, state: Any = None) -> tuple[np.ndarray, Any]:
         """Encode a batch in one forward pass; returns ``(features [B, F] float32, new state)``."""
         frames, prop = self.split(obs)
-        x = torch.from_numpy(np.ascontiguousarray(frames))
+        x = torch.from_numpy(np.ascontiguousarray(frames)).to(self.learner.device)
         with torch.inference_mode():
             if self.stateful:
                 z, state = self.learner.encode_step(x, state)
             else:
                 z = self.learner.encode(x)
-        lat = z.reshape(len(frames), -1).float().numpy()
+        lat = z.reshape(len(frames), -1).float().cpu().numpy()
         if prop is None:
             return np.ascontiguousarray(lat, dtype=np.float32), state
         return np.concatenate([lat, prop], axis=1).astype(np.float32, copy=False), state

@@ -8,6 +8,7 @@ Shifts of the OOD protocol (Dittadi et al., ICLR 2021; Traeuble, Dittadi et al.,
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
@@ -56,17 +57,33 @@ def make_env(config: AgentConfig, shift: str | None = None) -> gym.Env[Any, Any]
     return make(config.env_id, **config.env_kwargs_for(colours, image_shift))
 
 
+@dataclass(frozen=True)
+class EnvFactory:
+    """Builds one Monitor-wrapped env of ``config`` (picklable, so worker processes can)."""
+
+    config: AgentConfig
+    shift: str | None = None
+
+    def __call__(self) -> gym.Env[Any, Any]:
+        return Monitor(make_env(self.config, self.shift))
+
+
 def env_factory(config: AgentConfig, shift: str | None = None
                 ) -> Callable[[], gym.Env[Any, Any]]:
-    def build() -> gym.Env[Any, Any]:
-        return Monitor(make_env(config, shift))
-
-    return build
+    return EnvFactory(config, shift)
 
 
 def make_vec_env(config: AgentConfig, n_envs: int, learner: Learner | None) -> VecEnv:
-    """The training envs: ``n_envs`` Monitor-wrapped envs on ``config.colours`` in a DummyVecEnv
-    (one process: deterministic, and the frozen encoder batches all of them), wrapped in
-    :class:`EncodedVecEnv` when ``learner`` is given."""
-    venv: VecEnv = DummyVecEnv([env_factory(config) for _ in range(n_envs)])
+    """The training envs: ``n_envs`` Monitor-wrapped envs on ``config.colours``, stepped in this
+    process (``env_workers`` 1: a DummyVecEnv) or in ``env_workers`` processes
+    (:class:`~sparseshift.agents.vecenv.WorkerVecEnv`, identical results), wrapped in
+    :class:`EncodedVecEnv` when ``learner`` is given: the frozen encoder batches all envs in this
+    process either way."""
+    fns = [env_factory(config) for _ in range(n_envs)]
+    if config.env_workers > 1:
+        from sparseshift.agents.vecenv import WorkerVecEnv
+
+        venv: VecEnv = WorkerVecEnv(fns, config.env_workers)
+    else:
+        venv = DummyVecEnv(fns)
     return EncodedVecEnv(venv, learner) if learner is not None else venv

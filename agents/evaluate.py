@@ -56,7 +56,7 @@ from sparseshift.agents.video import (
 )
 from sparseshift.envs.errors import ConfigError
 from sparseshift.envs.io import read_json, write_json_atomic
-from sparseshift.representations.runtime import torch_run
+from sparseshift.representations.runtime import resolve_device, torch_run
 
 EVAL_FILE = "eval.json"
 EVAL_ENVS = 4
@@ -143,6 +143,8 @@ def run_evaluation(agent_dir: str | Path, cfg: EvaluateConfig, side_by_side: boo
     desc = agent.get("encoder", {})
     encoder = load_encoder(encoder_spec(out, agent, config), config.image_size, config.seed,
                            expect_fingerprint=desc.get("fingerprint"))
+    if encoder.learner is not None:
+        encoder.learner.to(resolve_device(cfg.device or config.device))
     model = load_model(out, agent)
     previous = out / EVAL_FILE
     if previous.is_file() and not video:

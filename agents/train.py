@@ -43,6 +43,7 @@ from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.logger import configure
 
 from sparseshift.agents.config import (
+    RUNTIME_FIELDS,
     SEED_RANGE,
     TRAIN_EVAL_SEED_BASE,
     AgentConfig,
@@ -57,7 +58,7 @@ from sparseshift.agents.stats import bootstrap_ci
 from sparseshift.envs.data.config import check_env_kwargs
 from sparseshift.envs.errors import ConfigError
 from sparseshift.envs.io import output_dir, output_lock, package_versions, write_json_atomic
-from sparseshift.representations.runtime import torch_run
+from sparseshift.representations.runtime import resolve_device, torch_run
 
 FORMAT = "sparseshift-agent"
 #: 2: policy weights in safetensors described in agent.json (1: an SB3 zip, never loaded now).
@@ -91,7 +92,7 @@ def _jsonable(value: Any) -> Any:
 
 def identity(config: AgentConfig, encoder: ResolvedEncoder) -> dict[str, Any]:
     """What must match for an existing output directory to be reused."""
-    cfg = config.to_json()
+    cfg = {k: v for k, v in config.to_json().items() if k not in RUNTIME_FIELDS}
     if encoder.description.get("kind") == "checkpoint":
         cfg["encoder"] = "checkpoint"  # the fingerprint says which; the path may move
     return _jsonable({"config": cfg, "hyperparams": config.resolved_hyperparams(),
@@ -133,10 +134,11 @@ def build_model(config: AgentConfig, hp: dict[str, Any], env: Any,
     from stable_baselines3 import PPO, SAC
 
     policy, policy_kwargs = policy_setup(config, hp, set_shape)
+    device = resolve_device(config.policy_device)
     if config.algo == "ppo":
-        return PPO(policy, env, seed=config.seed, device="cpu", verbose=0,
+        return PPO(policy, env, seed=config.seed, device=device, verbose=0,
                    policy_kwargs=policy_kwargs, **{k: hp[k] for k in PPO_KEYS})
-    return SAC(policy, env, seed=config.seed, device="cpu", verbose=0,
+    return SAC(policy, env, seed=config.seed, device=device, verbose=0,
                policy_kwargs=policy_kwargs, **{k: hp[k] for k in SAC_KEYS})
 
 
@@ -317,6 +319,8 @@ def train_agent(config: AgentConfig, out_dir: str | Path, progress: bool = False
 def _train_agent(config: AgentConfig, out: Path, progress: bool = False) -> Path:
     check_env_kwargs(config.env_id, config.env_kwargs)
     encoder = load_encoder(config.encoder, config.image_size, config.seed, env_id=config.env_id)
+    if encoder.learner is not None:
+        encoder.learner.to(resolve_device(config.device))
     ident = identity(config, encoder)
     if _check_existing(out, ident):
         return out

@@ -274,6 +274,12 @@ class Learner(nn.Module, abc.ABC):
     #: follow them exactly).
     step: int = 0
 
+    @property
+    def device(self) -> torch.device:
+        """The device of the learner's parameters (the CPU for a learner without any)."""
+        for p in self.parameters():
+            return p.device
+        return torch.device("cpu")
 
     def set_step(self, step: int) -> None:
         """Tell the learner which training step the next :meth:`loss` belongs to."""

@@ -85,7 +85,7 @@ def write_tensors(path: Path, tensors: Mapping[str, torch.Tensor],
     included), so nothing half-written is left."""
     digest = tensor_digest(tensors)
     with atomic_output(path) as tmp:
-        save_file({k: v.detach().contiguous() for k, v in tensors.items()}, str(tmp),
+        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp),
                   metadata={**dict(metadata), "digest": digest})
     return digest
 
@@ -263,9 +263,10 @@ def encoder_fingerprint(directory: str | os.PathLike[str]) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
-def load_learner(directory: str | os.PathLike[str], expect_learner: str | None = None
-                 ) -> Learner:
-    """The trained learner of a run directory, in eval mode, on the CPU.
+def load_learner(directory: str | os.PathLike[str], expect_learner: str | None = None,
+                 device: str | torch.device = "cpu") -> Learner:
+    """The trained learner of a run directory, in eval mode, on ``device`` (default the CPU;
+    ``auto`` picks an accelerator when there is one).
 
     ``expect_learner`` (optional) must match the run's learner name. A checkpoint from another
     learner, a newer format or a missing file is a :class:`ConfigError`.
@@ -284,5 +285,8 @@ def load_learner(directory: str | os.PathLike[str], expect_learner: str | None =
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()[0]
         raise ConfigError(f"checkpoint {d} does not match its config: {first}") from None
+    from sparseshift.representations.runtime import resolve_device
+
+    learner.to(resolve_device(device))
     learner.eval()
     return learner

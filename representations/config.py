@@ -132,6 +132,13 @@ class TrainConfig(Config):
         "warm-up, then lr * DECAY_RATE ** (step / DECAY_STEPS)); none: the learner's "
         "(slot_attention: 10000:100000:0.5, others constant)", metavar="SCHEDULE")
     threads: int | None = opt(None, "torch threads (none: torch's default)", min=1, max=1024)
+    device: str = opt("auto", "torch device: auto (an accelerator if one is available, else "
+                      "cpu), cpu, cuda, cuda:N or mps")
+    precision: Literal["fp32", "bf16", "fp16"] = opt(
+        "fp32", "mixed precision for the forward pass (autocast): fp32 (off), bf16, fp16 "
+        "(CUDA only)")
+    channels_last: bool = opt(False, "channels-last memory format for the conv nets (often "
+                              "faster on GPUs)")
 
     def validate(self) -> None:
         from sparseshift.representations.registry import learner_class
@@ -188,6 +195,8 @@ class EvalConfig(Config):
     proxy_train: int = opt(2000, "proxy task: IN-colour frames the probes are fitted on", min=10,
                            max=1_000_000)
     proxy_test: int = opt(500, "proxy task: frames scored per split", min=10, max=1_000_000)
+    device: str = opt("auto", "torch device that encodes the frames: auto, cpu, cuda, cuda:N or "
+                      "mps (the metrics themselves run on the CPU)")
     max_code_dims: int | None = opt(
         None, "skip the per-dimension metrics (MIG, DCI, SAP, modularity, FactorVAE) for codes "
         "wider than this (none: never); DCI's boosted trees grow with the dimension", min=1)

@@ -58,8 +58,9 @@ from sparseshift.representations.viz import TRAVERSAL_NEEDS
 @torch.no_grad()
 def encode_frames(learner: Learner, frames: np.ndarray, batch: int = 256) -> np.ndarray:
     """Codes ``[N, prod(latent_shape)]`` (float64) of uint8 frames ``[N, H, W, 3]``."""
-    out = [learner.encode(frames_to_tensor(frames[i : i + batch])).flatten(1).double().numpy()
-           for i in range(0, len(frames), batch)]
+    device = learner.device
+    out = [learner.encode(frames_to_tensor(frames[i : i + batch], device)).flatten(1).double()
+           .cpu().numpy() for i in range(0, len(frames), batch)]
     if not out:
         return np.zeros((0, math.prod(learner.latent_shape)))
     return np.concatenate(out)
@@ -353,7 +354,7 @@ def _prepare(run_dir: str | os.PathLike[str], data: Any, cfg: EvalConfig,
              progress: Callable[[str], None] | None = None) -> EvalState:
     """Load the run, draw the train/test frames, encode them and discretise their factors
     (``progress`` hears ``"encode"`` once the inputs are checked)."""
-    learner = load_learner(run_dir)
+    learner = load_learner(run_dir, device=cfg.device)
     run = read_run(Path(run_dir))
     ds = open_data(data)
     if int(ds.image_size) != learner.config.image_size:

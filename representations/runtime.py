@@ -1,18 +1,83 @@
-"""How torch runs a stage: thread count and deterministic algorithms, set and restored in one place.
+"""How torch runs a stage: device, precision, thread count and deterministic algorithms, in one
+place.
 
 Every stage that runs torch (representation training and evaluation, agent training, study
 stages, benchmarks) enters :func:`torch_run`: results are bitwise reproducible on the CPU for a
 fixed seed and thread count, and the caller's settings come back afterwards.
+:func:`resolve_device` turns ``--device auto|cpu|cuda|cuda:N|mps`` into a ``torch.device`` (or a
+one-line :class:`~sparseshift.envs.errors.ConfigError` when that device is not available);
+:func:`autocast` is opt-in mixed precision for the conv learners.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from typing import Any
 
 import torch
 
 from sparseshift.envs.config import check_int
+from sparseshift.envs.errors import ConfigError
+
+#: What ``--device`` accepts.
+DEVICE_HELP = ("auto (an accelerator if one is available, else cpu), cpu, cuda, cuda:N or mps")
+PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "fp16")
+
+
+def available_devices() -> list[str]:
+    """The torch devices this process can use, CPU first."""
+    out = ["cpu"]
+    if torch.cuda.is_available():
+        out += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        out.append("mps")
+    return out
+
+
+def resolve_device(spec: str | torch.device = "auto") -> torch.device:
+    """``auto`` -> the first CUDA device, else MPS, else the CPU; an explicit device must exist."""
+    text = str(spec).strip().lower()
+    if text == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda:0")
+        mps = getattr(torch.backends, "mps", None)
+        return torch.device("mps" if mps is not None and mps.is_available() else "cpu")
+    if text == "cpu":
+        return torch.device("cpu")
+    if text == "cuda" or text.startswith("cuda:"):
+        if not torch.cuda.is_available():
+            cuda = torch.version.cuda
+            why = ("this torch is a CPU build" if cuda is None else
+                   f"torch {torch.__version__} (CUDA {cuda}) finds no GPU")
+            raise ConfigError(f"--device {spec}: no CUDA device ({why}); use --device cpu or "
+                              "auto")
+        index = 0 if text == "cuda" else text.split(":", 1)[1]
+        if not str(index).isdigit() or int(index) >= torch.cuda.device_count():
+            raise ConfigError(f"--device {spec}: valid CUDA devices are cuda:0.."
+                              f"cuda:{torch.cuda.device_count() - 1}")
+        return torch.device(f"cuda:{int(index)}")
+    if text == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise ConfigError(f"--device {spec}: MPS is not available here; use --device cpu "
+                              "or auto")
+        return torch.device("mps")
+    raise ConfigError(f"unknown --device {spec!r}; valid: {DEVICE_HELP}")
+
+
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager[Any]:
+    """Mixed precision for the block: ``fp32`` (off), ``bf16`` or ``fp16`` autocast on
+    ``device`` (fp16 needs CUDA; bf16 on the CPU works but is rarely faster there)."""
+    if precision not in PRECISIONS:
+        raise ConfigError(f"unknown precision {precision!r}; valid: {', '.join(PRECISIONS)}")
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    if precision == "fp16" and device.type != "cuda":
+        raise ConfigError("fp16 mixed precision needs a CUDA device; use bf16 or fp32")
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device_type=device.type, dtype=dtype)
 
 
 @contextlib.contextmanager

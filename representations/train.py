@@ -70,7 +70,7 @@ from sparseshift.representations.data import (
     resolve_pairs,
 )
 from sparseshift.representations.registry import learner_class
-from sparseshift.representations.runtime import torch_run
+from sparseshift.representations.runtime import autocast, resolve_device, torch_run
 
 
 class TrainingError(RuntimeError):
@@ -122,8 +122,10 @@ def identity(config: TrainConfig, model: LearnerConfig, pairs: str, dataset: Map
     return ident
 
 
-def _to_tensors(batch: Mapping[str, np.ndarray]) -> dict[str, torch.Tensor]:
-    return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in batch.items()}
+def _to_tensors(batch: Mapping[str, np.ndarray], device: torch.device
+                ) -> dict[str, torch.Tensor]:
+    return {k: torch.from_numpy(np.ascontiguousarray(v)).to(device, non_blocking=True)
+            for k, v in batch.items()}
 
 
 class _Logger:
@@ -208,7 +210,12 @@ def _train(config: TrainConfig, data: Any, out: Path) -> TrainResult:
         # restores the caller's global RNG state afterwards.
         torch.manual_seed(derive_seed(config.seed, STREAM_INIT))
         learner = cls(model_cfg)
+    device = resolve_device(config.device)
+    learner.to(device)
+    if config.channels_last:
+        learner.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     optimizer = torch.optim.Adam(learner.parameters(), lr=config.lr)
+    scaler = torch.amp.GradScaler(device.type, enabled=config.precision == "fp16")
     start = 0
     if (out / RUN_FILE).exists():
         previous = read_run(out)
@@ -265,10 +272,11 @@ def _train(config: TrainConfig, data: Any, out: Path) -> TrainResult:
                                    disable=not config.progress, dynamic_ncols=True) as bar:
             t0, images = time.perf_counter(), 0
             for step in range(start, config.steps):
-                batch = _to_tensors(source(step))
+                batch = _to_tensors(source(step), device)
                 generator.manual_seed(derive_seed(config.seed, STREAM_NOISE, step))
                 learner.set_step(step)
-                terms = learner.loss(batch, generator=generator)
+                with autocast(device, config.precision):
+                    terms = learner.loss(batch, generator=generator)
                 loss = terms["loss"]
                 if not torch.isfinite(loss):
                     raise TrainingError(
@@ -276,11 +284,12 @@ def _train(config: TrainConfig, data: Any, out: Path) -> TrainResult:
                         f"{_kept(last_ckpt, out)} Lower --lr or --beta."
                     )
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                scaler.scale(loss).backward()  # a pass-through unless precision is fp16
                 if schedule is not None:  # recomputed from the step: nothing to save or restore
                     for group in optimizer.param_groups:
                         group["lr"] = config.lr * schedule.factor(step)
-                optimizer.step()
+                scaler.step(optimizer)
+                scaler.update()
                 done = step + 1
                 images += spec.images_per_batch
                 bar.update(1)

@@ -69,7 +69,10 @@ def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
 
 def reparameterise(mu: torch.Tensor, logvar: torch.Tensor,
                    generator: torch.Generator | None) -> torch.Tensor:
-    eps = torch.randn(mu.shape, generator=generator, dtype=mu.dtype, device=mu.device)
+    # Drawn on the generator's device (the CPU in the training loop) and moved: the same noise
+    # on every device, so a CUDA run differs from a CPU run only by floating-point order.
+    where = generator.device if generator is not None else mu.device
+    eps = torch.randn(mu.shape, generator=generator, dtype=mu.dtype, device=where).to(mu.device)
     return mu + eps * torch.exp(0.5 * logvar)
 
 

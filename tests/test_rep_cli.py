@@ -115,7 +115,8 @@ def test_per_dimension_metrics_skipped_for_slots_and_wide_codes(pairs_path: Path
         ("gap must be >= 1", ("--learner", "ada_gvae", "--video", "--pairs", "temporal",
                               "--gap", "0")),
         ("--model: unknown VAEConfig option 'slots'; valid: beta, channels, hidden, image_size, "
-         "kernels, latent_dim, recon", ("--learner", "beta_vae", "--model", "slots=3")),
+         "kernels, kl_warmup, latent_dim, recon", ("--learner", "beta_vae", "--model",
+                                                   "slots=3")),
         ("--model latent_dim='x': VAEConfig.latent_dim expects an integer",
          ("--learner", "beta_vae", "--model", "latent_dim=x")),
         ("--model channels='4,four'", ("--learner", "beta_vae", "--model", "channels=4,four")),

@@ -266,15 +266,15 @@ def runs(pairs_path: Path, video_path: Path, tmp_path_factory: pytest.TempPathFa
 
 @pytest.mark.parametrize(("name", "ran", "skipped"), [
     ("beta_vae",
-     ["per_dimension_metrics", "factor_vae", "probes", "reconstruction", "traversal"],
+     ["per_dimension_metrics", "factor_vae", "probes", "reconstruction", "proxy", "traversal"],
      {"slots": "learner 'beta_vae' lacks slot_masks"}),
-    ("slot_attention", ["probes", "reconstruction", "slots"],
+    ("slot_attention", ["probes", "reconstruction", "proxy", "slots"],
      {"per_dimension_metrics": "set-valued latents (3, 8) have no fixed dimension order (see "
                                "fg_ari and the probes)",
       "factor_vae": "per-dimension metrics skipped: set-valued latents (3, 8) have no fixed "
                     "dimension order (see fg_ari and the probes)",
       "traversal": "learner 'slot_attention' lacks vector_code, decode"}),
-    ("nwm", ["per_dimension_metrics", "factor_vae", "probes", "reconstruction"],
+    ("nwm", ["per_dimension_metrics", "factor_vae", "probes", "reconstruction", "proxy"],
      {"slots": "learner 'nwm' lacks slot_masks", "traversal": "learner 'nwm' lacks decode"}),
 ])
 def test_evaluate_runs_only_the_steps_capabilities_allow(
@@ -313,7 +313,7 @@ def test_evaluate_records_config_skips_and_still_reports_as_before(
     assert m["factor_vae_method"] == "off" and m["factor_vae_note"] == "" and "mig" in m
     assert report["probes"] == {} and report["reconstruction"]["mse_per_pixel"] > 0
     assert list(report["seconds"]) == ["encode", "mig_dci_sap_modularity", "factor_vae",
-                                       "probes_reconstruction"]
+                                       "probes_reconstruction", "proxy"]
     assert json.loads((tmp_path / "m.json").read_text())["skipped"] == report["skipped"]
     assert (tmp_path / "t.png").stat().st_size > 0 and "slots" not in report
 

@@ -128,6 +128,9 @@ def run(args: argparse.Namespace) -> int:
     from sparseshift.representations.runtime import torch_run
 
     cfg = build(args)
+    from sparseshift.representations.runtime import resolve_device
+
+    resolve_device(cfg.device)  # an unavailable device is a one-line error before any work
     if args.out is None and args.waves is None:
         raise ConfigError("give --out (metrics JSON), --waves DIR (wave analysis) or both")
     if args.waves is None and args.waves_baseline is not None:

@@ -33,6 +33,10 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--out", default="out/study", help="output folder (default out/study)")
     p.add_argument("--ray", nargs="?", const=True, default=False, metavar="ADDRESS",
                    help="run independent stages as Ray tasks: a local Ray, or the cluster ADDRESS")
+    p.add_argument("--device", default=None,
+                   help="device of the torch stages (representation training and evaluation, "
+                        "the agents' frozen encoders): auto, cpu, cuda, cuda:N or mps; collection "
+                        "and rendering stay on the CPU (default: each config's own, auto)")
     p.add_argument("--jobs", type=int, default=None, metavar="N",
                    help="without --ray: run up to N independent stages at a time, each in its own "
                         "process with one torch thread (default: the number of CPUs); results "
@@ -67,7 +71,11 @@ def run(args: argparse.Namespace) -> int:
     if jobs < 1:
         raise ConfigError(f"--jobs must be >= 1, got {jobs}")
     out = Path(args.out) / preset.name
-    runs, results, seconds = run_study(preset, out, args.ray, jobs=jobs)
+    if args.device is not None:
+        from sparseshift.representations.runtime import resolve_device
+
+        resolve_device(args.device)  # an unavailable device is a one-line error here
+    runs, results, seconds = run_study(preset, out, args.ray, jobs=jobs, device=args.device)
     report, head = write_report(preset.name, runs, results, out, seconds,
                                 {"ray": args.ray if isinstance(args.ray, str) else bool(args.ray),
                                 "jobs": 0 if args.ray else jobs})

@@ -22,7 +22,7 @@ from typing import Any
 from sparseshift.envs.config import Config
 from sparseshift.experiments.study.artifacts import Artifact, config_key
 
-StageFn = Callable[[Any, Mapping[str, dict[str, Any]], Path], dict[str, Any]]
+StageFn = Callable[..., dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,9 @@ class Task:
     config: Config
     deps: tuple[Task, ...] = ()
     label: str = ""
+    #: Where the task runs (e.g. ``{"device": "cuda"}``): passed to the stage function, not
+    #: hashed (a study's artifacts do not depend on the machine that made them).
+    runtime: Mapping[str, Any] = field(default_factory=dict, compare=False)
     key: str = field(init=False)
 
     def __post_init__(self) -> None:
@@ -51,7 +54,8 @@ def resolve(fn: str) -> StageFn:
 
 
 def execute(task_fn: str, stage: str, key: str, root: str, config: Config,
-            inputs: Mapping[str, dict[str, Any]]) -> dict[str, Any]:
+            inputs: Mapping[str, dict[str, Any]],
+            runtime: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Run one task unless its artifact is complete; return its result. Runs in any process.
 
     Results name their files relative to their own artifact folder (``result["files"]``); the
@@ -63,7 +67,9 @@ def execute(task_fn: str, stage: str, key: str, root: str, config: Config,
         return art.result()
     out = art.prepare(config.to_json())
     t0 = time.perf_counter()
-    result = dict(resolve(task_fn)(config, resolve_inputs(Path(root), inputs), out))
+    fn = resolve(task_fn)
+    args = (config, resolve_inputs(Path(root), inputs), out)
+    result = dict(fn(*args, runtime=dict(runtime)) if runtime else fn(*args))
     result.setdefault("seconds", round(time.perf_counter() - t0, 2))
     result["artifact"] = f"{stage}/{key}"
     art.finish(result)
@@ -82,8 +88,10 @@ def resolve_inputs(root: Path, inputs: Mapping[str, dict[str, Any]]
 
 
 def _execute_with_deps(task_fn: str, stage: str, key: str, root: str, config: Config,
-                       names: Sequence[str], *values: dict[str, Any]) -> dict[str, Any]:
-    return execute(task_fn, stage, key, root, config, dict(zip(names, values, strict=True)))
+                       runtime: Mapping[str, Any], names: Sequence[str],
+                       *values: dict[str, Any]) -> dict[str, Any]:
+    return execute(task_fn, stage, key, root, config, dict(zip(names, values, strict=True)),
+                   runtime)
 
 
 def topo_order(targets: Sequence[Task]) -> list[Task]:
@@ -125,7 +133,7 @@ def run_local(targets: Sequence[Task], root: Path,
             if progress:
                 progress(t, i, len(order), cached)
             results[t.key] = execute(t.fn, t.stage, t.key, str(root), t.config,
-                                     _inputs(t, results))
+                                     _inputs(t, results), t.runtime)
         return results
     return _run_pool(order, root, progress, jobs)
 
@@ -172,7 +180,7 @@ def _run_pool(order: list[Task], root: Path,
                     results[t.key] = t.artifact(root).result()
                     continue
                 fut = pool.submit(execute, t.fn, t.stage, t.key, str(root), t.config,
-                                  _inputs(t, results))
+                                  _inputs(t, results), t.runtime)
                 running[fut] = t
             if not running:
                 if pending and not any(all(d.key in results for d in t.deps) for t in pending):
@@ -210,6 +218,7 @@ def run_ray(targets: Sequence[Task], root: Path, address: str | None,
             raise ConfigError(f"cannot reach Ray at {address or 'local'}: {exc}") from None
     try:
         remote = ray.remote(num_cpus=1)(_execute_with_deps)
+        gpu_remote = ray.remote(num_cpus=1, num_gpus=1)(_execute_with_deps)
         order = topo_order(targets)
         refs: dict[str, Any] = {}
         for i, t in enumerate(order):
@@ -217,8 +226,10 @@ def run_ray(targets: Sequence[Task], root: Path, address: str | None,
                 progress(t, i, len(order), t.artifact(root).done)
             names = [d.stage + ":" + d.label for d in t.deps]
             # Ray resolves object refs passed as top-level arguments before the task runs.
-            refs[t.key] = remote.remote(t.fn, t.stage, t.key, str(root), t.config, names,
-                                        *[refs[d.key] for d in t.deps])
+            # Stages placed on a GPU ask Ray for one; the others stay on CPU workers.
+            fn = gpu_remote if str(t.runtime.get("device", "")).startswith("cuda") else remote
+            refs[t.key] = fn.remote(t.fn, t.stage, t.key, str(root), t.config,
+                                    dict(t.runtime), names, *[refs[d.key] for d in t.deps])
         values = ray.get([refs[t.key] for t in order])
         return {t.key: v for t, v in zip(order, values, strict=True)}
     finally:

@@ -50,8 +50,11 @@ def _needs_video(learner: str) -> bool:
     return learner_class(learner).batch_kind == "sequences"
 
 
-def build(study: StudyConfig) -> list[RunRef]:
-    """The study's runs, each with the tasks it needs (shared tasks are deduplicated by key)."""
+def build(study: StudyConfig, device: str | None = None) -> list[RunRef]:
+    """The study's runs, each with the tasks it needs (shared tasks are deduplicated by key).
+    ``device`` places the torch stages (representation training and evaluation, agents' frozen
+    encoders) on that device; collection and proxy rendering stay on the CPU."""
+    runtime = {} if device is None else {"device": device}
     runs: list[RunRef] = []
     for plan in study.envs:
         collect = Task("collect", f"{STAGES}:collect_stage", plan.data, label=plan.env_id)
@@ -70,7 +73,7 @@ def build(study: StudyConfig) -> list[RunRef]:
             for agent_seed in plan.agent_seeds:
                 agent = Task("agent", f"{STAGES}:train_agent_stage",
                              plan.agent.replace(encoder=encoder, seed=agent_seed), deps=deps,
-                             label=f"{label}/s{agent_seed}")
+                             label=f"{label}/s{agent_seed}", runtime=runtime)
                 ev = Task("eval_agent", f"{STAGES}:eval_agent_stage", plan.evaluation,
                           deps=(agent,), label=agent.label)
                 runs.append(RunRef(plan.env_id, label, kind, enc_seed, agent_seed, ev, eval_rep,
@@ -86,11 +89,12 @@ def build(study: StudyConfig) -> list[RunRef]:
                     data = video
                 rep = Task("rep", f"{STAGES}:train_rep_stage",
                            lp.train.replace(seed=seed, progress=False), deps=(data,),
-                           label=f"{lp.label}/s{seed}")
+                           label=f"{lp.label}/s{seed}", runtime=runtime)
                 # Sequence learners also get their video: the wave and forecast analysis.
                 deps = (collect, rep) if data is collect else (collect, rep, data)
                 erep = Task("eval_rep", f"{STAGES}:eval_rep_stage", study.metrics,
-                            deps=deps if proxy is None else (*deps, proxy), label=rep.label)
+                            deps=deps if proxy is None else (*deps, proxy), label=rep.label,
+                            runtime=runtime)
                 agent_eval(LEARNED, "learned", seed, (rep,), erep, rep, lp.label)
         for base in plan.baselines:
             agent_eval(base, "baseline", None, (), None, None, base)
@@ -132,10 +136,12 @@ def check_artifact_format(root: Path) -> None:
                               "format_version": ARTIFACT_FORMAT})
 
 
-def run_study(preset: StudyConfig, out: Path, ray: str | bool = False, jobs: int = 1
+def run_study(preset: StudyConfig, out: Path, ray: str | bool = False, jobs: int = 1,
+              device: str | None = None
               ) -> tuple[list[RunRef], dict[str, dict[str, Any]], float]:
-    """Run (or resume) a study; returns its runs, the results by task key and the wall time."""
-    runs = build(preset)
+    """Run (or resume) a study; returns its runs, the results by task key and the wall time.
+    ``device`` places the torch stages (see :func:`build`); None leaves each config's own."""
+    runs = build(preset, device)
     out = output_dir(out, "study_config.json")
     with output_lock(out):
         return _run(preset, runs, out, ray, jobs)

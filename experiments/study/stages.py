@@ -52,13 +52,19 @@ def collect_stage(config: CollectConfig, inputs: Mapping[str, dict[str, Any]], o
     return {"files": {"data": "data.h5"}, "fingerprint": res.fingerprint, "n": config.n}
 
 
-def train_rep_stage(config: TrainConfig, inputs: Mapping[str, dict[str, Any]], out: Path
-                    ) -> dict[str, Any]:
+def _device(config: Any, runtime: Mapping[str, Any] | None) -> Any:
+    """``config`` with the runtime's device, if the study placed the stage on one."""
+    device = (runtime or {}).get("device")
+    return config if device is None else config.replace(device=str(device))
+
+
+def train_rep_stage(config: TrainConfig, inputs: Mapping[str, dict[str, Any]], out: Path,
+                    runtime: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Train a representation learner on the collected dataset (``sparseshift train-rep``)."""
     from sparseshift.representations.train import train
 
     data = _file(inputs, "collect", "data", video=any(map(is_video, inputs)))
-    res = train(config.replace(threads=1, progress=False), data, out / "rep")
+    res = train(_device(config, runtime).replace(threads=1, progress=False), data, out / "rep")
     return {"files": {"rep": "rep"}, "step": res.step,
             "final_losses": {k: float(v) for k, v in res.losses.items()}}
 
@@ -79,9 +85,10 @@ def proxy_data_stage(config: ProxyConfig, inputs: Mapping[str, dict[str, Any]], 
     return {"files": {"proxy": "proxy.npz"}, "splits": list(data.splits)}
 
 
-def eval_rep_stage(config: EvalConfig, inputs: Mapping[str, dict[str, Any]], out: Path
-                   ) -> dict[str, Any]:
+def eval_rep_stage(config: EvalConfig, inputs: Mapping[str, dict[str, Any]], out: Path,
+                   runtime: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Disentanglement metrics and probes of a trained encoder (``sparseshift eval-rep``)."""
+    config = _device(config, runtime)
     from sparseshift.representations.evaluate import evaluate
     from sparseshift.representations.runtime import torch_run
 
@@ -116,12 +123,13 @@ def _waves(rep: str, video: str, out: Path, seed: int) -> dict[str, float]:
             "forecast_copy_last_mse": float(np.mean(res["copy_last_mse"]))}
 
 
-def train_agent_stage(config: AgentConfig, inputs: Mapping[str, dict[str, Any]], out: Path
-                      ) -> dict[str, Any]:
+def train_agent_stage(config: AgentConfig, inputs: Mapping[str, dict[str, Any]], out: Path,
+                      runtime: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Train an agent on IN colours from a frozen encoder or a baseline (``sparseshift
-    train-agent``)."""
+    train-agent``); the frozen encoder runs on the runtime's device, the policy on the CPU."""
     from sparseshift.agents.train import train_agent
 
+    config = _device(config, runtime)
     if config.encoder == LEARNED:
         config = config.replace(encoder=_file(inputs, "rep", "rep"))
     train_agent(config.replace(tensorboard=True, torch_threads=1), out / "agent")

@@ -303,9 +303,10 @@ class Learner(nn.Module, abc.ABC):
         with :attr:`Capability.DECODE` (callers check it first)."""
         raise NotImplementedError(f"learner {self.name!r} does not decode")
 
-    def check_frames(self, frames: torch.Tensor) -> None:
-        """Raise a one-line :class:`ConfigError` unless ``frames`` are uint8 ``[B, H, W, 3]`` or
-        float ``[B, 3, H, W]`` in [0, 1] (:func:`frame_layout`) of this learner's image size."""
+    def check_frames(self, frames: torch.Tensor) -> torch.Tensor:
+        """``frames`` on this learner's device; a one-line :class:`ConfigError` unless they are
+        uint8 ``[B, H, W, 3]`` or float ``[B, 3, H, W]`` in [0, 1] (:func:`frame_layout`) of this
+        learner's image size."""
         size = self.config.image_size
         h, w = frame_size(frames)
         if (h, w) != (size, size):
@@ -313,3 +314,4 @@ class Learner(nn.Module, abc.ABC):
                 f"frames are {h}x{w} but learner {self.name!r} was trained on {size}x{size} "
                 f"images (got {frames.dtype} {list(frames.shape)})"
             )
+        return frames.to(self.device, non_blocking=True)

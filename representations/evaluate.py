@@ -75,7 +75,7 @@ def reconstruction_error(learner: Learner, frames: np.ndarray, batch: int = 256
         return None
     total, count = 0.0, 0
     for i in range(0, len(frames), batch):
-        x = frames_to_tensor(frames[i : i + batch])
+        x = frames_to_tensor(frames[i : i + batch], learner.device)
         err = (learner.reconstruct(x) - x.float() / 255.0).square()
         total += float(err.sum())
         count += err.numel()

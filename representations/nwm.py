@@ -288,7 +288,7 @@ class NWM(Learner):
 
         Deterministic; pass :meth:`initial_state` to start a new episode.
         """
-        self.check_frames(frames)
+        frames = self.check_frames(frames)
         state = self.sheet.step(self.encoder(to_float_chw(frames)), state)
         return self.latents(state), state
 
@@ -319,7 +319,7 @@ class NWM(Learner):
         more frames without input (``mode="free"``) or on its own predictions (``"feedback"``;
         default: the config's ``forecast_mode``). Returns logits for all ``T_in + n_free`` frames.
         """
-        self.check_frames(frames)
+        frames = self.check_frames(frames)
         mode = self.config.forecast_mode if mode is None else mode
         if mode not in FORECAST_MODES:
             raise ConfigError(f"unknown forecast mode {mode!r}; valid: {', '.join(FORECAST_MODES)}")

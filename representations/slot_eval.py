@@ -86,8 +86,8 @@ def predict_segmentation(learner: SlotMaskLearner, frames: np.ndarray, num_slots
     was_training = learner.training
     learner.eval()
     try:
-        out = [learner.masks(frames_to_tensor(frames[i : i + batch]), num_slots).argmax(1).numpy()
-               for i in range(0, len(frames), batch)]
+        out = [learner.masks(frames_to_tensor(frames[i : i + batch]), num_slots).argmax(1)
+               .cpu().numpy() for i in range(0, len(frames), batch)]
     finally:
         learner.train(was_training)
     return np.concatenate(out).astype(np.int64)
@@ -219,10 +219,10 @@ def slot_panels(learner: SlotMaskLearner, frames: np.ndarray, num_slots: int | N
     masks = out.masks  # [B, K, 1, H, W]
     per_slot = (masks * out.rgb.clamp(0, 1) + (1 - masks)).permute(0, 1, 3, 4, 2)
     mask_rgb = masks.permute(0, 1, 3, 4, 2).expand(*per_slot.shape)
-    seg = PALETTE[masks[:, :, 0].argmax(1).numpy() % len(PALETTE)]
+    seg = PALETTE[masks[:, :, 0].argmax(1).cpu().numpy() % len(PALETTE)]
 
     def u8(x: torch.Tensor) -> np.ndarray:
-        return (x * 255).round().to(torch.uint8).numpy()
+        return (x * 255).round().to(torch.uint8).cpu().numpy()
 
     k = int(masks.shape[1])
     slots = np.stack([u8(mask_rgb), u8(per_slot)], axis=2).reshape(len(seg), 2 * k,

@@ -362,7 +362,7 @@ class SlotAttention(Learner):
 
     def features(self, frames: torch.Tensor) -> torch.Tensor:
         """uint8 frames ``[B, H, W, 3]`` -> slot-module inputs ``[B, N, slot_size]``."""
-        self.check_frames(frames)
+        frames = self.check_frames(frames)
         x = self.encoder_pos(self.encoder_cnn(to_float_chw(frames)))
         x = x.flatten(2).transpose(1, 2)  # [B, N, C]
         return self.encoder_mlp(self.encoder_norm(x))

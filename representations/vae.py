@@ -104,7 +104,7 @@ class ConvVAE(Learner):
 
     def posterior(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """uint8 frames -> (mu, logvar), each ``[B, latent_dim]``."""
-        self.check_frames(frames)
+        frames = self.check_frames(frames)
         mu, logvar = self.encoder(to_float_chw(frames)).chunk(2, dim=1)
         return mu, logvar
 

@@ -141,7 +141,7 @@ def latent_kl(learner: Learner, frames: np.ndarray, batch: int = 256) -> np.ndar
         kl = (0.5 * (mu.square() + logvar.exp() - logvar - 1.0)).double().sum(0)
         total = kl if total is None else total + kl
     assert total is not None
-    return (total / len(frames)).numpy()
+    return (total / len(frames)).cpu().numpy()
 
 
 def traversal_labels(kl: np.ndarray | None, dims: int) -> list[str]:

@@ -186,7 +186,7 @@ def load_sequences(data: Any, n: int, length: int, seed: int = 0) -> np.ndarray:
     """uint8 sequences ``[n, length, H, W, 3]``: from an array/tensor (cropped), or sampled from a
     video dataset (an opened dataset or a path; never crossing episodes)."""
     if isinstance(data, torch.Tensor):
-        data = data.numpy()
+        data = data.cpu().numpy()
     if isinstance(data, np.ndarray):
         if data.ndim != 5 or data.dtype != np.uint8:
             raise ConfigError(f"sequences must be uint8 [N, T, H, W, 3], got {data.dtype} "
@@ -220,10 +220,11 @@ def forecast_errors(learner: Any, x: np.ndarray, n_input: int, horizon: int,
     for xb in _batches(x[:, : n_input + horizon], batch):
         out = learner.rollout(xb[:, :n_input], n_free=horizon)
         pred = torch.sigmoid(out.logits)
-        target = to_float_chw(xb.flatten(0, 1)).view(pred.shape)
-        sums += (pred - target).square().mean(dim=(2, 3, 4)).sum(0).double().numpy()
+        target = to_float_chw(xb.flatten(0, 1).to(pred.device)).view(pred.shape)
+        sums += (pred - target).square().mean(dim=(2, 3, 4)).sum(0).double().cpu().numpy()
         last = target[:, n_input - 1 : n_input]
-        copy += (target[:, n_input:] - last).square().mean(dim=(2, 3, 4)).sum(0).double().numpy()
+        copy += ((target[:, n_input:] - last).square().mean(dim=(2, 3, 4)).sum(0).double()
+                 .cpu().numpy())
     n = len(x)
     return {"recon": (sums[:n_input] / n).tolist(), "forecast": (sums[n_input:] / n).tolist(),
             "copy_last": (copy / n).tolist()}
@@ -240,9 +241,9 @@ def sheet_traces(learner: Any, x: np.ndarray, n_free: int, batch: int = 16
     traces, frames = [], []
     for xb in _batches(x, batch):
         out = learner.rollout(xb, n_free=n_free, trace=True)
-        traces.append(out.trace.transpose(1, 2).double().numpy())
+        traces.append(out.trace.transpose(1, 2).double().cpu().numpy())
         img = torch.sigmoid(out.logits).permute(0, 1, 3, 4, 2)
-        frames.append((img * 255).round().to(torch.uint8).numpy())
+        frames.append((img * 255).round().to(torch.uint8).cpu().numpy())
     return np.concatenate(traces), np.concatenate(frames)
 
 

@@ -86,7 +86,7 @@ def test_encode_decode_shapes(size: int) -> None:
         state = learner.initial_state(3)
         z2, state2 = learner.encode_step(x, state)
     assert torch.equal(z, z2) and state2 is None
-    with pytest.raises(ConfigError, match="image size 128"):
+    with pytest.raises(ConfigError, match="trained on 128x128 images"):
         make_learner("beta_vae", {"image_size": 128}).encode(frames(1, 64))
 
 

@@ -33,6 +33,7 @@ COMMANDS: tuple[str, ...] = (
     "study",
     "disentangle",
     "bench",
+    "fidelity",
 )
 
 EXIT_USAGE = 2

@@ -106,10 +106,16 @@ def test_table_and_boundary_geometry() -> None:
     table = data.geom("table")
     assert table.xpos[2] + model.geom("table").size[2] == pytest.approx(0.0)
     np.testing.assert_allclose(model.geom("table").size[:2], 0.38)
-    ring = [model.geom(f"boundary{i:02d}") for i in range(24)]
-    radii = [np.hypot(*data.geom(g.id).xpos[:2]) - g.size[0] for g in ring]
-    np.testing.assert_allclose(radii, M.BOUNDARY_INNER_RADIUS, atol=1e-4)
-    assert all(0.05 <= 2 * g.size[2] <= 0.175 for g in ring)
+    # the boundary: vertical at BOUNDARY_INNER_RADIUS up to the knee, then the official flare
+    data.qpos[model.joint("cube").qposadr[0] + 2] = -0.5  # out of the rays' way
+    mujoco.mj_kinematics(model, data)
+    groups = np.array([0, 0, 0, 1, 0, 0], dtype=np.uint8)  # the wall* collision segments
+    for z in (0.005, 0.03, 0.1, 0.17):
+        radii = [mujoco.mj_ray(model, data, np.array([0, 0, z]), np.array([np.cos(a), np.sin(a),
+                               0]), groups, 1, -1, np.zeros(1, np.int32))
+                 for a in np.linspace(0, 2 * np.pi, 37)[:-1] + 0.01]  # face centres
+        np.testing.assert_allclose(radii, M.boundary_inner_radius(z), atol=1e-3)
+    assert M.BOUNDARY_INNER_RADIUS > np.hypot(0.11, 0.11) + np.sqrt(2) * M.CUBE_HALF_WIDTH
     for mat in M.MATERIALS:
         assert mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_MATERIAL, mat) >= 0
 

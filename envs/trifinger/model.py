@@ -40,23 +40,51 @@ REFERENCE_DEFAULT_TIPS = np.array(
 )
 #: Link masses (URDF): upper, middle, lower, tip.
 LINK_MASSES = {"upper_link": 0.26689, "middle_link": 0.27163, "lower_link": 0.05569, "tip": 0.0092}
+#: Link centres of mass in the link frames (URDF ``inertial`` origins).
+LINK_COMS = {
+    "upper_link": (0.006, 0.122, 0.0),
+    "middle_link": (0.03935008, -0.00012438, -0.08666705),
+    "lower_link": (0.016327, -0.00001095, -0.04284052),
+    "tip": (-0.00001194, 0.0, 0.0156006),
+}
+#: Link inertia tensors about the centre of mass (URDF): ixx, iyy, izz, ixy, ixz, iyz.
+LINK_INERTIAS = {
+    "upper_link": (0.00102362, 0.0000645, 0.00102225, 0.00000889, -0.00000019, 0.00000106),
+    "middle_link": (0.0009406, 0.00094824, 0.00007573, -0.00000046, -0.00003479, 0.00000164),
+    "lower_link": (0.00013626, 0.00013372, 0.00000667, 0.0, -0.00000662, 0.00000004),
+    "tip": (0.00000155, 0.00000155, 0.00000032, 0.0, 0.0, 0.0),
+}
 MAX_TORQUE = 0.396
 KP = np.array([15.0, 15.0, 9.0] * 3)
 KD = np.array([0.5, 1.0, 0.5] * 3)
+#: trifinger_simulation's safety damping (``safety_kd``), applied to every torque command; here
+#: the joints' damping (added after the servo's torque clipping, see docs/trifinger.md).
+SAFETY_KD = np.array([0.08, 0.08, 0.04] * 3)
 
 CUBE_HALF_WIDTH = 0.0325
 CUBE_MASS = 0.094
 #: Radius used for sampling goals/objects in trifinger_simulation (move_cube ``_ARENA_RADIUS``).
 ARENA_RADIUS = 0.195
-#: Inner radius of our boundary wall (the real boundary is an STL mesh, see docs).
-BOUNDARY_INNER_RADIUS = 0.21
-TIP_RADIUS = 0.0095
+#: Inner radius of our boundary wall at the table, up to :data:`BOUNDARY_KNEE_HEIGHT` (the official
+#: wall is at 0.194-0.195 m there; ours is widened so the cube factor range fits, see docs).
+BOUNDARY_INNER_RADIUS = 0.2025
+#: Above this height (m) the wall flares out as the official one: inner radius
+#: :func:`boundary_inner_radius`, up to its rim at :data:`BOUNDARY_HEIGHT`.
+BOUNDARY_KNEE_HEIGHT = 0.04343
+BOUNDARY_HEIGHT = 0.1749
+#: Radius of the fingertip sphere (official tip_sim.stl; the tip site is its centre).
+TIP_RADIUS = 0.010
 
 CAMERAS: tuple[str, ...] = ("camera60", "camera180", "camera300", "overview")
 #: Materials whose colour is controllable; cube/stage/fingers are colour factors.
 MATERIALS: tuple[str, ...] = ("cube", "stage", "fingers", "boundary", "background")
 #: Segmentation classes; values of ``segmentation()`` index this tuple.
 OBJECT_NAMES: tuple[str, ...] = ("background", "arena", "cube", "finger0", "finger120", "finger240")
+
+
+def boundary_inner_radius(z: float) -> float:
+    """Inner radius (m) of our boundary wall at height ``z`` (flat faces of its 36-gon)."""
+    return max(BOUNDARY_INNER_RADIUS, 0.2063 + 0.5787 * (z - 0.05))
 
 
 def asset_dir() -> Path:

@@ -65,6 +65,15 @@ ENTRIES: tuple[EnvEntry, ...] = (
         summary="reach the object of the target shape; colours are free factors",
     ),
     EnvEntry(
+        "sparseshift/ColourGridOne-v0",
+        "sparseshift.envs.grid.colourgrid:ColourGridEnv",
+        50,
+        "grid",
+        {"n_objects": 1, "agent": False, "target_shape": None, "drift": True, "split_xy": True},
+        summary="one object drifting at constant velocity, no agent and no task: 5 factor groups "
+        "(x, y, shape, colour, background colour) for disentanglement and video",
+    ),
+    EnvEntry(
         "sparseshift/MiniGrid-DoorKey-8x8-v0",
         "sparseshift.envs.grid.minigrid_adapter:MiniGridColourEnv",
         None,

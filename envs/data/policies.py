@@ -1,15 +1,17 @@
-"""Behaviour policies for video collection: smooth random motion, a scripted pusher, or a trained
-sparseshift agent.
+"""Behaviour policies for video collection: smooth random motion, predictable motion (straight
+lines in grids, sinusoidal joint targets on TriFinger), a scripted pusher, or a trained sparseshift
+agent.
 
-A *policy spec* is the ``--policy`` string: ``random``, ``scripted`` or an agent directory
-(``sparseshift train-agent --out``) whose policy acts on the env's observation (the ``state`` and
-``pixels`` baselines). :func:`describe_policy` resolves and validates it once (in the main
-process), giving a JSON-able description that goes into the dataset's config; :func:`policy_factory`
-turns that description into a function ``rng -> Policy`` inside each worker (the agent is loaded
-once per worker). Stable-Baselines3 ``.zip`` files are refused: SB3's ``load`` unpickles parts of
-the zip, so a shared file could run code. Agents load from safetensors and JSON only
-(:mod:`sparseshift.agents.policy_io`), through :data:`AGENT_LOADER` (a ``module:function`` string,
-so this data layer does not import the agents layer).
+A *policy spec* is the ``--policy`` string: ``random``, ``straight``, ``sinusoid``, ``scripted`` or
+an agent directory (``sparseshift train-agent --out``) whose policy acts on the env's observation
+(the ``state`` and ``pixels`` baselines). :func:`describe_policy` resolves and validates it once (in
+the main process), giving a JSON-able description (the policy's settings included) that goes into
+the dataset's config; :func:`policy_factory` turns that description into a function
+``rng -> Policy`` inside each worker (the agent is loaded once per worker). Stable-Baselines3
+``.zip`` files are refused: SB3's ``load`` unpickles parts of the zip, so a shared file could run
+code. Agents load from safetensors and JSON only (:mod:`sparseshift.agents.policy_io`), through
+:data:`AGENT_LOADER` (a ``module:function`` string, so this data layer does not import the agents
+layer). The env-specific policies import their env module only when built.
 """
 
 from __future__ import annotations
@@ -99,6 +101,201 @@ class SmoothRandomPolicy:
         return {"theta": cls.THETA, "sigma": cls.SIGMA, "persistence": cls.PERSISTENCE}
 
 
+class StraightLinePolicy:
+    """Predictable grid motion: the agent walks in straight lines at one cell per step.
+
+    For ColourGrid envs (:class:`~sparseshift.envs.grid.colourgrid.ColourGridEnv`). Each episode
+    starts with a uniformly drawn heading. Every step, with probability ``turn_prob`` the agent
+    turns 90 degrees (left or right, equally likely); otherwise it keeps its heading. If the next
+    cell is off the grid or holds an object, the heading reverses (a bounce, as off a wall);
+    if that cell is blocked too, the agent tries the two perpendicular headings, and if all four
+    are blocked it keeps its heading and stays. Objects are obstacles, so the agent never touches
+    one and episodes run to the time limit. Between bounces and turns the agent's position is
+    linear in time. The policy reads the env's state (privileged, like the scripted pusher);
+    ``obs`` is ignored. Envs without an agent (``agent=False``) take their only action (0): their
+    objects move by themselves (``drift``).
+    """
+
+    TURN_PROB = 0.05
+    ENVS = "a ColourGrid env (sparseshift/ColourGrid-v0, sparseshift/ColourGridOne-v0)"
+
+    def __init__(
+        self, env: gym.Env[Any, Any], rng: np.random.Generator, turn_prob: float = TURN_PROB
+    ) -> None:
+        from sparseshift.envs.grid.colourgrid import MOVES, ColourGridEnv
+
+        u = env.unwrapped
+        if not isinstance(u, ColourGridEnv):
+            raise ConfigError(f"the straight policy needs {self.ENVS}, got {type(u).__name__}")
+        if not 0.0 <= turn_prob <= 1.0:
+            raise ConfigError(f"turn_prob must be in [0, 1], got {turn_prob}")
+        self.env, self.rng, self.turn_prob = u, rng, float(turn_prob)
+        self._moves = np.array(MOVES, dtype=np.int64)
+        spec = u.factor_spec
+        self._agent = ([spec.index("agent.x"), spec.index("agent.y")] if u.has_agent else [])
+        self._objects = np.array(
+            [[spec.index(f"object{i}.x"), spec.index(f"object{i}.y")] for i in range(u.n_objects)]
+        )
+        self.heading = 0
+        self.reset()
+
+    @staticmethod
+    def supports(env_id: str) -> bool:
+        """Whether ``env_id`` is a ColourGrid env."""
+        from sparseshift.envs.registry import entry
+
+        return entry(env_id).entry_point.endswith(":ColourGridEnv")
+
+    @classmethod
+    def settings(cls) -> dict[str, float]:
+        """The defaults, recorded in the dataset's configuration."""
+        return {"turn_prob": cls.TURN_PROB}
+
+    def reset(self) -> None:
+        """Draw the episode's first heading (call after ``env.reset``)."""
+        self.heading = int(self.rng.integers(len(self._moves)))
+
+    def _blocked(self, heading: int, agent: np.ndarray, objects: np.ndarray) -> bool:
+        x, y = agent + self._moves[heading]
+        size = self.env.size
+        return not (0 <= x < size and 0 <= y < size) or bool(
+            np.any((objects[:, 0] == x) & (objects[:, 1] == y)))
+
+    def act(self, obs: Any = None) -> int:
+        if not self._agent:
+            return 0
+        u = self.rng.random()
+        if u < self.turn_prob:  # one draw decides whether and which way to turn
+            self.heading = (self.heading + (1 if u < self.turn_prob / 2 else 3)) % 4
+        f = self.env.get_factors().astype(np.int64)
+        agent, objects = f[self._agent], f[self._objects]
+        h = self.heading
+        for cand in (h, (h + 2) % 4, (h + 1) % 4, (h + 3) % 4):
+            if not self._blocked(cand, agent, objects):
+                self.heading = cand
+                break
+        return self.heading
+
+
+class SinusoidPolicy:
+    """Predictable TriFinger motion: every actuated joint's target follows its own sinusoid.
+
+    For the TriFinger envs (Reach, Push, ObjectReach), either action mode. At every reset, joint
+    ``j`` draws a period ``T_j ~ U[period]`` (steps) and an amplitude ``A_j ~ U[amplitude]``
+    (rad), capped to half its range and, in ``delta`` mode, so that no step asks for more than
+    0.9 of the env's largest target increment (``A_j * 2 pi / T_j <= 0.9 * DELTA_SCALE``). The
+    centre ``c_j`` is drawn uniformly among those that keep ``c_j +- A_j`` inside the joint range
+    and put the reset angle ``q0_j`` on the curve; the phase then follows from ``q0_j`` (rising
+    or falling, equally likely), so the target starts where the finger is and moves smoothly:
+    ``target_j(t) = c_j + A_j sin(2 pi t / T_j + phi_j)``. The per-episode centre, phase and
+    period are random; within an episode the motion is periodic and can be forecast. The PD
+    servos track the targets; contacts (the cube, another finger) may disturb the joints.
+    Privileged like the scripted pusher: it reads the reset joint angles from the env.
+    """
+
+    PERIOD = (30.0, 60.0)  # steps (25 Hz): 1.2-2.4 s
+    AMPLITUDE = (0.1, 0.4)  # rad
+    ENVS = ("a TriFinger env (sparseshift/TriFingerReach-v0, TriFingerPush-v0, "
+            "TriFingerObjectReach-v0)")
+
+    def __init__(
+        self,
+        env: gym.Env[Any, Any],
+        rng: np.random.Generator,
+        period: tuple[float, float] = PERIOD,
+        amplitude: tuple[float, float] = AMPLITUDE,
+    ) -> None:
+        from sparseshift.envs.trifinger.env import DELTA_SCALE, TriFingerEnv
+
+        u = env.unwrapped
+        if not isinstance(u, TriFingerEnv):
+            raise ConfigError(f"the sinusoid policy needs {self.ENVS}, got {type(u).__name__}")
+        lo_t, hi_t = (float(v) for v in period)
+        lo_a, hi_a = (float(v) for v in amplitude)
+        if not (1.0 < lo_t <= hi_t and 0.0 < lo_a <= hi_a):
+            raise ConfigError(f"sinusoid needs 1 < period low <= high and 0 < amplitude low <= "
+                              f"high, got period {period}, amplitude {amplitude}")
+        self.env, self.rng = u, rng
+        self.period, self.amplitude = (lo_t, hi_t), (lo_a, hi_a)
+        self.delta = u.action_mode == "delta"
+        self.delta_scale = float(DELTA_SCALE)
+        nj = len(u.ACTUATED_JOINTS)
+        joints = u.factor_spec.factors[:nj]  # the actuated joints come first, with their ranges
+        self.low = np.array([f.low for f in joints], dtype=np.float64)
+        self.high = np.array([f.high for f in joints], dtype=np.float64)
+        self.centre = np.zeros(nj)
+        self.amp = np.zeros(nj)
+        self.omega = np.zeros(nj)
+        self.phase = np.zeros(nj)
+        self._command = np.zeros(nj)  # the env's joint target (delta mode), tracked
+        self._t = 0
+        self.reset()
+
+    @staticmethod
+    def supports(env_id: str) -> bool:
+        """Whether ``env_id`` is a TriFinger env."""
+        from sparseshift.envs.registry import entry
+
+        return entry(env_id).family == "trifinger"
+
+    @classmethod
+    def settings(cls) -> dict[str, list[float]]:
+        """The defaults, recorded in the dataset's configuration."""
+        return {"period": list(cls.PERIOD), "amplitude": list(cls.AMPLITUDE)}
+
+    def reset(self) -> None:
+        """Draw the episode's sinusoids through the current joint angles (after ``env.reset``)."""
+        rng, nj = self.rng, len(self.low)
+        q0 = np.clip(self.env.get_factors()[:nj].astype(np.float64), self.low, self.high)
+        self.omega = 2.0 * np.pi / rng.uniform(*self.period, size=nj)
+        amp = np.minimum(rng.uniform(*self.amplitude, size=nj), (self.high - self.low) / 2.0)
+        if self.delta:
+            amp = np.minimum(amp, 0.9 * self.delta_scale / self.omega)
+        lo = np.maximum(self.low + amp, q0 - amp)
+        hi = np.maximum(np.minimum(self.high - amp, q0 + amp), lo)
+        self.centre = rng.uniform(lo, hi)
+        self.amp = amp
+        rising = np.arcsin(np.clip((q0 - self.centre) / amp, -1.0, 1.0))
+        self.phase = np.where(rng.random(nj) < 0.5, rising, np.pi - rising)
+        self._command = q0.copy()
+        self._t = 0
+
+    def target(self, t: int) -> np.ndarray:
+        """The joint targets of step ``t`` (t = 0 is the reset pose)."""
+        return np.asarray(self.centre + self.amp * np.sin(self.omega * t + self.phase))
+
+    def act(self, obs: Any = None) -> np.ndarray:
+        self._t += 1
+        goal = self.target(self._t)
+        if self.delta:
+            a = np.clip((goal - self._command) / self.delta_scale, -1.0, 1.0).astype(np.float32)
+            step = self.delta_scale * a.astype(np.float64)
+            self._command = np.clip(self._command + step, self.low, self.high)
+            return a
+        return np.clip(2.0 * (goal - self.low) / (self.high - self.low) - 1.0, -1.0,
+                       1.0).astype(np.float32)
+
+
+#: Predictable-motion policies by ``--policy`` name; each has ``supports(env_id)``,
+#: ``settings()`` (recorded in the dataset) and is built as ``Class(env, rng, **settings)``.
+MOTION: dict[str, type[StraightLinePolicy] | type[SinusoidPolicy]] = {
+    "straight": StraightLinePolicy,
+    "sinusoid": SinusoidPolicy,
+}
+
+
+def _motion_factory(
+    desc: dict[str, Any], env: gym.Env[Any, Any]
+) -> Callable[[np.random.Generator], Policy]:
+    """``rng -> policy`` for a described motion policy, with the recorded settings."""
+    cls = MOTION[desc["type"]]
+    settings = {k: desc[k] for k in cls.settings()}
+    if cls is SinusoidPolicy:
+        period, amplitude = tuple(settings["period"]), tuple(settings["amplitude"])
+        return lambda rng: SinusoidPolicy(env, rng, period, amplitude)
+    return lambda rng: StraightLinePolicy(env, rng, float(settings["turn_prob"]))
+
+
 def spaces_match(policy_space: gym.Space[Any], env_space: gym.Space[Any]) -> bool:
     """True if a policy trained on ``policy_space`` can act on observations from ``env_space``.
 
@@ -124,6 +321,12 @@ def describe_policy(spec: str, env_id: str) -> dict[str, Any]:
     """Resolve ``--policy`` into a JSON-able description (validated)."""
     if spec == "random":
         return {"type": "random", **SmoothRandomPolicy.settings()}
+    if spec in MOTION:
+        cls = MOTION[spec]
+        if not cls.supports(env_id):
+            raise ConfigError(f"--policy {spec} needs {cls.ENVS}, not {env_id} (use --policy "
+                              "random or a trained agent directory)")
+        return {"type": spec, **cls.settings()}
     if spec == "scripted":
         if env_id not in SCRIPTED:
             raise ConfigError(
@@ -138,8 +341,8 @@ def describe_policy(spec: str, env_id: str) -> dict[str, Any]:
                           "directory (train-agent --out)")
     agent_json = path / "agent.json"
     if not agent_json.is_file():
-        raise ConfigError(f"--policy must be random, scripted or an agent directory; {spec!r} "
-                          "is none of these")
+        raise ConfigError(f"--policy must be random, {', '.join(MOTION)}, scripted or an agent "
+                          f"directory; {spec!r} is none of these")
     try:
         agent = json.loads(agent_json.read_text())
         digest = str(agent["policy"]["digest"])
@@ -159,6 +362,8 @@ def check_policy(desc: dict[str, Any], env: gym.Env[Any, Any]) -> None:
     """Raise ConfigError if a described policy cannot act in ``env`` (spaces checked)."""
     if desc["type"] == "random":
         SmoothRandomPolicy(env.action_space, np.random.default_rng(0))
+    elif desc["type"] in MOTION:
+        _motion_factory(desc, env)(np.random.default_rng(0))
     elif desc["type"] == "agent":
         policy = _load_agent(desc)
         if not spaces_match(policy.observation_space, env.observation_space):
@@ -193,6 +398,8 @@ def policy_factory(
     """A function building a fresh policy for ``env`` from a part's own Generator."""
     if desc["type"] == "random":
         return lambda rng: SmoothRandomPolicy(env.action_space, rng)
+    if desc["type"] in MOTION:
+        return _motion_factory(desc, env)
     if desc["type"] == "scripted":
         module, name = str(desc["class"]).split(":")
         try:
@@ -202,7 +409,7 @@ def policy_factory(
         return lambda rng: cls(env, rng)
     if desc["type"] != "agent":
         raise ConfigError(f"cannot replay a {desc['type']!r} policy (this sparseshift replays "
-                          "random, scripted and agent-directory policies)")
+                          f"random, {', '.join(MOTION)}, scripted and agent-directory policies)")
     import torch
 
     torch.set_num_threads(1)  # identical floating-point results in every worker

@@ -33,6 +33,7 @@ COMMANDS: tuple[str, ...] = (
     "study",
     "disentangle",
     "bench",
+    "doctor",
     "fidelity",
 )
 

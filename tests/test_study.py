@@ -86,7 +86,7 @@ def test_rerun_skips_everything(local: Path, capsys: pytest.CaptureFixture[str])
     before = read_rows(local)
     runs, results, _ = run_study(TINY, local)
     err = capsys.readouterr().err
-    assert "running" not in err and err.count("done, skipped") == 8
+    assert "started" not in err and err.count("reused") == 8
     write_report(TINY.name, runs, results, local, 0.0)
     assert comparable(read_rows(local)) == comparable(before)
 
@@ -132,14 +132,20 @@ def test_sequence_learners_train_on_a_video_dataset() -> None:
         build(dataclasses.replace(TINY, envs=(dataclasses.replace(plan, video=None),)))
 
 
-def test_quick_preset_covers_every_registered_learner() -> None:
-    from sparseshift.experiments.study.presets import QUICK
+def test_quick_is_object_reaching_and_full_covers_every_learner() -> None:
+    """quick: TriFingerObjectReach with at least six encoder runs, the three baselines and every
+    shift (issue #13); full: every registered learner somewhere."""
+    from sparseshift.experiments.study.presets import FULL, QUICK
     from sparseshift.representations.registry import learner_names
 
-    used = {lp.train.learner for plan in QUICK.envs for lp in plan.learners}
+    (plan,) = QUICK.envs
+    assert plan.env_id == "sparseshift/TriFingerObjectReach-v0"
+    assert sum(len(lp.seeds) for lp in plan.learners) >= 6
+    assert set(plan.baselines) == {"state", "random", "pixels"}
+    assert plan.evaluation.shifts == ("in", "ood1", "ood2", "real")
+    assert plan.data.k == 1 and QUICK.metrics.proxy
+    used = {lp.train.learner for p in FULL.envs for lp in p.learners}
     assert used == set(learner_names())
-    assert any(p.env_id == "sparseshift/TriFingerReach-v0" and "state" in p.baselines
-               for p in QUICK.envs)
 
 
 def test_study_cli_bad_preset_exit_2(capsys: pytest.CaptureFixture[str]) -> None:

@@ -46,8 +46,8 @@ def test_registered_with_the_seven_dataset_factors() -> None:
     assert spec.groups == ("finger0.upper", "finger0.middle", "finger0.lower",
                            "cube.x", "cube.y", "cube.yaw", "cube_colour")
     assert spec.names[6:] == ("cube_colour.r", "cube_colour.g", "cube_colour.b")
-    np.testing.assert_allclose(spec.low[:6], [*JOINT_LOW, -0.11, -0.11, 0.0], atol=1e-6)
-    np.testing.assert_allclose(spec.high[:6], [*JOINT_HIGH, 0.11, 0.11, np.pi / 2], atol=1e-6)
+    np.testing.assert_allclose(spec.low[:6], [*JOINT_LOW, -0.104, -0.104, 0.0], atol=1e-6)
+    np.testing.assert_allclose(spec.high[:6], [*JOINT_HIGH, 0.104, 0.104, np.pi / 2], atol=1e-6)
     assert np.all(JOINT_LOW >= M.JOINT_LOW[:3]) and np.all(JOINT_HIGH <= M.JOINT_HIGH[:3])
     assert env.action_space.shape == (3,) and env.action_mode == "delta"
     assert env.colour_objects == {"cube_colour": "cube"}
@@ -120,8 +120,8 @@ def test_reward_and_success_on_constructed_states() -> None:
     np.testing.assert_allclose(box_closest_point(c + (H + 0.03) * up, c, rot, H), c + H * up)
 
 
-@pytest.mark.parametrize("cube", [(-0.11, -0.11, 0.3), (0.11, -0.11, 1.2), (-0.11, 0.11, 0.0),
-                                  (0.11, 0.11, 0.7)])
+@pytest.mark.parametrize("cube", [(-0.104, -0.104, 0.3), (0.104, -0.104, 1.2),
+                                  (-0.104, 0.104, 0.0), (0.104, 0.104, 0.7)])
 def test_extreme_cube_poses_are_touchable_within_the_joint_ranges(
     cube: tuple[float, float, float],
 ) -> None:

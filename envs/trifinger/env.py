@@ -37,9 +37,10 @@ from sparseshift.envs.trifinger import model as M
 from sparseshift.envs.trifinger.render import FrameRenderer, configure_model, get_preset
 from sparseshift.envs.trifinger.shift import RealShift, check_shift
 
-#: Cube centre factor range (m), as in the TriFinger dataset of Dittadi et al. 2021; the box fits
-#: inside the boundary wall at any yaw.
-CUBE_XY_RANGE = (-0.11, 0.11)
+#: Cube centre factor range (m). The TriFinger dataset of Dittadi et al. 2021 uses +-0.11, which
+#: puts a cube corner 6.7 mm into the real TriFingerPro's boundary wall (0.194 m at the bottom);
+#: +-0.104 keeps the 65 mm cube inside it at any yaw (`sparseshift fidelity`, docs/trifinger.md).
+CUBE_XY_RANGE = (-0.104, 0.104)
 #: Cube yaw factor range; the cube looks the same every pi/2.
 CUBE_YAW_RANGE = (-np.pi / 4, np.pi / 4)
 #: Colour factor groups and the scheme object each one colours.

@@ -11,7 +11,7 @@ Definitions (see ``docs/trifinger.md``):
 
 * Factor ranges: joints ``finger0.upper`` [-0.33, 1.0], ``finger0.middle`` [0.0, 1.4],
   ``finger0.lower`` [-2.5, -0.9] (:data:`JOINT_LOW`, :data:`JOINT_HIGH`); cube x, y in
-  [-0.11, 0.11] m; cube yaw in [0, pi/2] (sampled in [0, pi/2) as the dataset's yaw grid; read
+  [-0.104, 0.104] m; cube yaw in [0, pi/2] (sampled in [0, pi/2) as the dataset's yaw grid; read
   back modulo the cube's pi/2 symmetry); cube colour from the env's colour splits.
 * Parked fingers: ``finger120`` and ``finger240`` held at :data:`PARKED_FINGER_Q` (folded up, tips
   20.6 cm above the table), out of the moving finger's reach for every joint configuration in the

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     from sparseshift.agents.config import AgentConfig, EvaluateConfig
     from sparseshift.envs.config import check_int, check_seed
     from sparseshift.envs.io import atomic_write_text, output_dir, output_lock
-    from sparseshift.experiments.study.graph import Task, run_local
+    from sparseshift.experiments.study.graph import ProgressPrinter, Task, run_local
 
     check_int("--steps", args.steps, 1000, 10**8)
     check_int("--episodes", args.episodes, 5, 10_000)
@@ -88,9 +89,7 @@ def run(args: argparse.Namespace) -> int:
           f"{args.episodes} evaluation episodes per shift, {jobs} at a time -> {out}/",
           flush=True)
 
-    def progress(task: Task, i: int, n: int, cached: bool) -> None:
-        state = "done, reused" if cached else "running"
-        print(f"  [{i + 1}/{n}] {task.stage:<10} {task.label:<30} {state}", flush=True)
+    progress = ProgressPrinter([t for _, t in rows], jobs=jobs, stream=sys.stdout)
 
     with output_lock(out):
         results = run_local([t for _, t in rows], out / "artifacts", progress, jobs=jobs)

@@ -28,7 +28,7 @@ from sparseshift.envs.config import Config, opt
 from sparseshift.envs.data.config import CollectConfig
 from sparseshift.envs.errors import choice_error
 from sparseshift.envs.io import atomic_write_text, output_dir, output_lock, write_json_atomic
-from sparseshift.experiments.study.graph import Task, run_local, run_ray
+from sparseshift.experiments.study.graph import ProgressPrinter, Task, run_local, run_ray
 from sparseshift.experiments.study.report import spearman
 from sparseshift.representations.config import EvalConfig, TrainConfig
 
@@ -188,8 +188,9 @@ def _run(p: DisentanglePreset, models: list[Model], targets: list[Task], out: Pa
     check_artifact_format(root)
     write_json_atomic(out / "disentangle_config.json", p.to_json())
     t0 = time.perf_counter()
+    progress = ProgressPrinter(targets, jobs=jobs if ray is False else 1)
     if ray is False:
-        results = run_local(targets, root, jobs=jobs)
+        results = run_local(targets, root, progress, jobs=jobs)
     else:
-        results = run_ray(targets, root, ray if isinstance(ray, str) else None)
+        results = run_ray(targets, root, ray if isinstance(ray, str) else None, progress)
     return report(p, models, results, out, time.perf_counter() - t0)

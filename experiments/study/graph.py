@@ -112,12 +112,68 @@ def topo_order(targets: Sequence[Task]) -> list[Task]:
     return order
 
 
+#: ``progress(event, task)`` with event ``start``, ``cached`` (finished earlier, reused),
+#: ``done`` or ``failed``.
+ProgressFn = Callable[[str, Task], None]
+
+
+class ProgressPrinter:
+    """One line per stage event on stderr: what started, what finished and how long it took,
+    elapsed time and an estimate of what is left (mean duration of finished stages of the same
+    kind, spread over the parallel jobs)."""
+
+    def __init__(self, tasks: Sequence[Task], jobs: int = 1, stream: Any = None) -> None:
+        self.total = len(topo_order(tasks))
+        self.jobs = max(1, jobs)
+        self.stream = stream if stream is not None else sys.stderr
+        self.t0 = time.perf_counter()
+        self.started: dict[str, float] = {}
+        self.took: dict[str, list[float]] = {}
+        self.left: dict[str, int] = {}
+        for t in topo_order(tasks):
+            self.left[t.stage] = self.left.get(t.stage, 0) + 1
+        self.finished = 0
+
+    @staticmethod
+    def _clock(seconds: float) -> str:
+        m, s = divmod(round(seconds), 60)
+        return f"{m}m{s:02d}s" if m else f"{s}s"
+
+    def eta(self) -> str:
+        done = [x for v in self.took.values() for x in v]
+        if not done:
+            return "?"
+        overall = sum(done) / len(done)
+        work = sum(n * (sum(self.took[st]) / len(self.took[st]) if self.took.get(st) else overall)
+                   for st, n in self.left.items())
+        return "~" + self._clock(work / self.jobs)
+
+    def __call__(self, event: str, task: Task) -> None:
+        name = f"{task.stage:<10} {task.label:<36}"
+        if event == "start":
+            self.started[task.key] = time.perf_counter()
+            line = f"started   {name}"
+        else:
+            self.finished += 1
+            self.left[task.stage] -= 1
+            if event == "cached":
+                line = f"reused    {name} (finished earlier)"
+            else:
+                took = time.perf_counter() - self.started.get(task.key, self.t0)
+                if event == "done":
+                    self.took.setdefault(task.stage, []).append(took)
+                verb = "done     " if event == "done" else "FAILED   "
+                line = f"{verb} {name} {self._clock(took)}"
+        print(f"[{self.finished}/{self.total}] {line} | elapsed "
+              f"{self._clock(time.perf_counter() - self.t0)}, left {self.eta()}",
+              file=self.stream, flush=True)
+
+
 def _inputs(task: Task, results: Mapping[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return {d.stage + ":" + d.label: results[d.key] for d in task.deps}
 
 
-def run_local(targets: Sequence[Task], root: Path,
-              progress: Callable[[Task, int, int, bool], None] | None = None,
+def run_local(targets: Sequence[Task], root: Path, progress: ProgressFn | None = None,
               jobs: int = 1) -> dict[str, dict[str, Any]]:
     """Run the graph on this machine; returns results by task key.
 
@@ -128,18 +184,28 @@ def run_local(targets: Sequence[Task], root: Path,
     order = topo_order(targets)
     results: dict[str, dict[str, Any]] = {}
     if jobs <= 1:
-        for i, t in enumerate(order):
-            cached = t.artifact(root).done
+        for t in order:
+            if t.artifact(root).done:
+                results[t.key] = t.artifact(root).result()
+                if progress:
+                    progress("cached", t)
+                continue
             if progress:
-                progress(t, i, len(order), cached)
-            results[t.key] = execute(t.fn, t.stage, t.key, str(root), t.config,
-                                     _inputs(t, results), t.runtime)
+                progress("start", t)
+            try:
+                results[t.key] = execute(t.fn, t.stage, t.key, str(root), t.config,
+                                         _inputs(t, results), t.runtime)
+            except BaseException:
+                if progress:
+                    progress("failed", t)
+                raise
+            if progress:
+                progress("done", t)
         return results
     return _run_pool(order, root, progress, jobs)
 
 
-def _run_pool(order: list[Task], root: Path,
-              progress: Callable[[Task, int, int, bool], None] | None, jobs: int
+def _run_pool(order: list[Task], root: Path, progress: ProgressFn | None, jobs: int
               ) -> dict[str, dict[str, Any]]:
     import multiprocessing as mp
     from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -159,7 +225,6 @@ def _run_pool(order: list[Task], root: Path,
 
     pending = sorted(order, key=lambda t: (-len(below[t.key]), -budget(t), rank[t.key]))
     running: dict[Future[dict[str, Any]], Task] = {}
-    started = 0
     from sparseshift.envs.data.procs import die_with_parent
 
     # Workers die with this process (kill -9 included): no orphaned ~450 MB interpreters.
@@ -173,12 +238,13 @@ def _run_pool(order: list[Task], root: Path,
                 if not cached and len(running) >= jobs:
                     continue
                 pending.remove(t)
-                if progress:
-                    progress(t, started, len(order), cached)
-                started += 1
                 if cached:  # finished earlier: no process needed
                     results[t.key] = t.artifact(root).result()
+                    if progress:
+                        progress("cached", t)
                     continue
+                if progress:
+                    progress("start", t)
                 fut = pool.submit(execute, t.fn, t.stage, t.key, str(root), t.config,
                                   _inputs(t, results), t.runtime)
                 running[fut] = t
@@ -189,13 +255,19 @@ def _run_pool(order: list[Task], root: Path,
             done, _ = wait(running, return_when=FIRST_COMPLETED)
             for fut in done:
                 t = running.pop(fut)
-                results[t.key] = fut.result()  # a failed task raises here
+                try:
+                    results[t.key] = fut.result()  # a failed task raises here
+                except BaseException:
+                    if progress:
+                        progress("failed", t)
+                    raise
+                if progress:
+                    progress("done", t)
     return results
 
 
 def run_ray(targets: Sequence[Task], root: Path, address: str | None,
-            progress: Callable[[Task, int, int, bool], None] | None = None
-            ) -> dict[str, dict[str, Any]]:
+            progress: ProgressFn | None = None) -> dict[str, dict[str, Any]]:
     """Run independent tasks as Ray tasks (local Ray by default, or a cluster ``address``)."""
     from sparseshift.envs.errors import ConfigError
 
@@ -221,9 +293,9 @@ def run_ray(targets: Sequence[Task], root: Path, address: str | None,
         gpu_remote = ray.remote(num_cpus=1, num_gpus=1)(_execute_with_deps)
         order = topo_order(targets)
         refs: dict[str, Any] = {}
-        for i, t in enumerate(order):
+        for t in order:
             if progress:
-                progress(t, i, len(order), t.artifact(root).done)
+                progress("cached" if t.artifact(root).done else "start", t)
             names = [d.stage + ":" + d.label for d in t.deps]
             # Ray resolves object refs passed as top-level arguments before the task runs.
             # Stages placed on a GPU ask Ray for one; the others stay on CPU workers.
@@ -231,6 +303,10 @@ def run_ray(targets: Sequence[Task], root: Path, address: str | None,
             refs[t.key] = fn.remote(t.fn, t.stage, t.key, str(root), t.config,
                                     dict(t.runtime), names, *[refs[d.key] for d in t.deps])
         values = ray.get([refs[t.key] for t in order])
+        if progress:
+            for t in order:
+                if t.key in refs and not t.artifact(root).done:
+                    progress("failed", t)
         return {t.key: v for t, v in zip(order, values, strict=True)}
     finally:
         if started_here:

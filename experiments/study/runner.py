@@ -13,7 +13,6 @@ interrupted study resumes where it stopped.
 from __future__ import annotations
 
 import json
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +20,7 @@ from typing import Any
 
 from sparseshift.envs.errors import ConfigError
 from sparseshift.envs.io import output_dir, output_lock, package_versions, write_json_atomic
-from sparseshift.experiments.study.graph import Task, run_local, run_ray
+from sparseshift.experiments.study.graph import ProgressPrinter, Task, run_local, run_ray
 from sparseshift.experiments.study.presets import LEARNED, EnvPlan, StudyConfig
 from sparseshift.experiments.study.stages import VIDEO
 from sparseshift.representations.config import ProxyConfig
@@ -155,11 +154,7 @@ def _run(preset: StudyConfig, runs: list[RunRef], out: Path, ray: str | bool, jo
                                                   "versions": package_versions()})
     t0 = time.perf_counter()
 
-    def progress(task: Task, i: int, n: int, cached: bool) -> None:
-        state = "done, skipped" if cached else "running"
-        print(f"[{i + 1}/{n}] {task.stage:<10} {task.label:<40} {state}", file=sys.stderr,
-              flush=True)
-
+    progress = ProgressPrinter(targets(runs), jobs=jobs if ray is False else 1)
     if ray is False:
         results = run_local(targets(runs), root, progress, jobs=jobs)
     else:

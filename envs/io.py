@@ -142,9 +142,26 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def strict_json(value: Any) -> Any:
+    """A copy of ``value`` that is strict JSON: NaN and infinities become ``null``, numpy scalars
+    and arrays plain numbers and lists, tuples lists."""
+    if isinstance(value, dict):
+        return {str(k): strict_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [strict_json(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return strict_json(value.tolist())
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
+
+
 def write_json_atomic(path: str | os.PathLike[str], value: Any) -> Path:
-    """Write ``value`` as indented, key-sorted JSON atomically."""
-    text = json.dumps(value, indent=2, sort_keys=True, default=str) + "\n"
+    """Write ``value`` as indented, key-sorted, strict JSON atomically (NaN/inf as ``null``)."""
+    text = json.dumps(strict_json(value), indent=2, sort_keys=True, default=str,
+                      allow_nan=False) + "\n"
     return atomic_write_bytes(path, text.encode())
 
 

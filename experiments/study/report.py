@@ -16,7 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from sparseshift.envs.io import atomic_write_text, write_json_atomic
+from sparseshift.envs.io import atomic_write_text, strict_json, write_json_atomic
+from sparseshift.experiments.study.aggregates import group_aggregates
+from sparseshift.experiments.study.aggregates import markdown as agg_markdown
 from sparseshift.experiments.study.proxy_report import markdown as proxy_markdown
 from sparseshift.experiments.study.proxy_report import proxy_correlations
 from sparseshift.experiments.study.proxy_report import scatter as proxy_scatter
@@ -34,7 +36,8 @@ METRIC_KEYS: tuple[str, ...] = (
 #: probes and reconstruction, Slot Attention's FG-ARI, the NWM's waves and forecasts.
 TABLE_KEYS: tuple[tuple[str, str], ...] = (
     ("mig", "MIG"), ("dci_disentanglement", "DCI dis."), ("linear_r2_mean", "linear R2"),
-    ("mlp_r2_mean", "MLP R2"), ("mse_per_pixel", "recon MSE/px"), ("fg_ari", "FG-ARI"),
+    ("mlp_r2_mean", "MLP R2"), ("proxy_mlp_in", "proxy IN"), ("proxy_mlp_ood2", "proxy OOD2"),
+    ("mse_per_pixel", "recon MSE/px"), ("fg_ari", "FG-ARI"),
     ("wave_coherence_free", "wave coherence (free)"),
     ("wave_coherence_free_shuffled", "shuffled"), ("forecast_mse", "forecast MSE"),
     ("forecast_copy_last_mse", "copy-last MSE"),
@@ -94,9 +97,14 @@ def rows(runs: Sequence[RunRef], results: Mapping[str, dict[str, Any]]) -> list[
         if r.eval_rep_task is not None:
             metrics = encoder_metrics(results[r.eval_rep_task.key].get("metrics", {}))
         ev = results[r.eval_task.key]["shifts"]
+        agent_task = r.eval_task.deps[0]
+        agent_dir = f"artifacts/{results[agent_task.key]['artifact']}/agent"
+        rep_dir = (f"artifacts/{results[r.eval_rep_task.key]['artifact']}"
+                   if r.eval_rep_task is not None else None)
         for shift, v in ev.items():
             out.append({
-                "env_id": r.env_id, "encoder": r.encoder, "kind": r.kind,
+                "env_id": r.env_id, "encoder": r.encoder, "kind": r.kind, "agent_dir": agent_dir,
+                "eval_rep_dir": rep_dir,
                 "encoder_seed": r.encoder_seed, "agent_seed": r.agent_seed, "shift": shift,
                 "return": v["return"]["mean"], "return_ci": [v["return"]["ci_low"],
                                                              v["return"]["ci_high"]],
@@ -148,7 +156,9 @@ def headline(table: Sequence[dict[str, Any]]) -> str:
                 cells_s.append(_fmt(m, ci, True))
                 m, ci = _mean_ci(rs, "return")
                 cells_r.append(_fmt(m, ci, False))
-            lines.append(f"| {enc} | " + " | ".join(cells_s + cells_r) + " |")
+            dirs = sorted({r["agent_dir"] for r in env_rows if r["encoder"] == enc})
+            links = " ".join(f"[s{i}]({d})" for i, d in enumerate(dirs)) if dirs else ""
+            lines.append(f"| {enc} {links} | " + " | ".join(cells_s + cells_r) + " |")
         lines.append("")
     return "\n".join(lines)
 
@@ -181,9 +191,85 @@ def correlations(table: Sequence[dict[str, Any]]) -> tuple[str, dict[str, Any]]:
                 rho = spearman([r["metrics"][key] for r in rs], [r["return"] for r in rs])
                 data[f"{env}|{key}|{shift}"] = rho
                 cells.append("n/a" if math.isnan(rho) else f"{rho:+.2f}")
-            if n:
+            if n and any(c != "n/a" for c in cells):
                 lines.append(f"| {env} | {key} | {cells[0]} | {cells[1]} | {n} |")
+    if len(lines) == 2:
+        return "", data
     return "\n".join(lines), data
+
+
+def learning_curves(table: Sequence[dict[str, Any]], out: Path) -> list[Path]:
+    """Per env: IN success (periodic evaluations during training, from each agent's
+    ``evaluations.json``) against env steps, one line per encoder (agent seeds averaged)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paths = []
+    for env in dict.fromkeys(r["env_id"] for r in table):
+        curves: dict[str, list[list[tuple[int, float]]]] = {}
+        for d in dict.fromkeys(r["agent_dir"] for r in table if r["env_id"] == env):
+            name = next(r["encoder"] for r in table if r["agent_dir"] == d)
+            path = out / d / "evaluations.json"
+            if path.is_file():
+                hist = json.loads(path.read_text())
+                curves.setdefault(name, []).append([(h["step"], h["success"]["mean"])
+                                                    for h in hist])
+        if not any(c for cs in curves.values() for c in cs):
+            continue
+        fig, ax = plt.subplots(figsize=(6.0, 3.6))
+        for name, runs in curves.items():
+            runs = [c for c in runs if c]
+            if not runs:
+                continue
+            steps = [x for x, _ in runs[0]]
+            ys = np.mean([[y for _, y in c][: len(steps)] for c in runs
+                          if len(c) >= len(steps)], axis=0)
+            ax.plot(steps, 100 * ys, marker="o", ms=3, label=f"{name} ({len(runs)} run"
+                    f"{'s' if len(runs) > 1 else ''})")
+        ax.set_xlabel("env steps")
+        ax.set_ylabel("success on IN colours (%)")
+        ax.set_ylim(-3, 103)
+        ax.grid(alpha=0.3)
+        ax.set_title(f"{env.split('/')[-1]}: learning curves (periodic evaluation)", fontsize=9)
+        ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
+        fig.tight_layout()
+        name = out / f"learning_curves_{env.split('/')[-1]}.png"
+        fig.savefig(name, dpi=110)
+        plt.close(fig)
+        paths.append(name)
+    return paths
+
+
+def pictures(table: Sequence[dict[str, Any]], out: Path) -> list[str]:
+    """Markdown embedding each learned encoder's latent traversal and, for the best learned
+    agent and the baselines, the evaluation video thumbnails per shift (where they exist)."""
+    md: list[str] = []
+    for env in dict.fromkeys(r["env_id"] for r in table):
+        env_rows = [r for r in table if r["env_id"] == env]
+        reps = dict.fromkeys(r["eval_rep_dir"] for r in env_rows if r["eval_rep_dir"])
+        for d in reps:
+            name = next(f"{r['encoder']}/s{r['encoder_seed']}" for r in env_rows
+                        if r["eval_rep_dir"] == d)
+            if (out / d / "traversal.png").is_file():
+                md.append(f"**{name}** latent traversal ([metrics]({d}/metrics.json)):\n\n"
+                          f"![traversal of {name}]({d}/traversal.png)\n")
+        ins = [r for r in env_rows if r["shift"] == "in" and r["kind"] == "learned"]
+        chosen = ([max(ins, key=lambda r: r["success"])] if ins else []) + [
+            next(r for r in env_rows if r["encoder"] == b and r["shift"] == "in")
+            for b in dict.fromkeys(r["encoder"] for r in env_rows if r["kind"] == "baseline")]
+        for r in chosen:
+            thumbs = sorted((out / r["agent_dir"] / "videos").glob("*_0.gif"))
+            thumbs = [t for t in thumbs if not t.name.startswith("side_by_side")]
+            if thumbs:
+                cells = " ".join(f"![{r['encoder']} {t.stem.rsplit('_', 1)[0]}]"
+                                 f"({r['agent_dir']}/videos/{t.name})" for t in thumbs)
+                shifts = ", ".join(t.stem.rsplit("_", 1)[0] for t in thumbs)
+                md.append(f"**{r['encoder']}** (agent seed {r['agent_seed']}), first evaluation "
+                          f"episode per shift ({shifts}; [videos]({r['agent_dir']}/videos)):"
+                          f"\n\n{cells}\n")
+    return md
 
 
 def plots(table: Sequence[dict[str, Any]], out: Path) -> list[Path]:
@@ -213,7 +299,8 @@ def plots(table: Sequence[dict[str, Any]], out: Path) -> list[Path]:
         ax.set_xticks(np.arange(len(encs)) + 0.4 - width / 2, encs, rotation=20, fontsize=8)
         ax.set_ylabel("return (95% CI)")
         ax.set_title(env.split("/")[-1], fontsize=9)
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, title="shift", loc="center left", bbox_to_anchor=(1.0, 0.5))
+        ax.set_xlabel("encoder")
         fig.tight_layout()
         name = out / f"returns_{env.split('/')[-1]}.png"
         fig.savefig(name, dpi=110)
@@ -247,46 +334,61 @@ def write_report(preset_name: str, runs: Sequence[RunRef], results: Mapping[str,
     """Write results.jsonl, report.md and plots; return the report path and headline table."""
     table = rows(runs, results)
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "results.jsonl",
-                      "".join(json.dumps(r, sort_keys=True) + "\n" for r in table))
+    atomic_write_text(out / "results.jsonl", "".join(
+        json.dumps(strict_json(r), sort_keys=True, allow_nan=False) + "\n" for r in table))
     head = headline(table)
     corr_md, corr = correlations(table)
     pngs = plots(table, out)
+    curves = learning_curves(table, out)
     proxy_corr = proxy_correlations(table)
     proxy_pngs = proxy_scatter(table, proxy_corr, out)
+    aggs = group_aggregates(table)
     compute = sum(float(v.get("seconds", 0.0)) for v in results.values())
+    n_agents = len({r.eval_task.key for r in runs})
     md = [f"# sparseshift study: preset `{preset_name}`", "",
-          f"{len({r.eval_task.key for r in runs})} agents, {len(table)} result rows; "
-          f"{compute:.0f} s of stage time in all, {seconds:.0f} s wall time for this invocation "
-          "(finished stages are reused). Success and return: mean with bootstrap 95% CI over "
-          "evaluation episodes (one agent seed) or the range of seed means (several).", "",
-          "## Results per shift", "", head,
-          "## Representations", "",
-          "Metrics of each frozen encoder on the study's pairs dataset (disentanglement_lib "
-          "protocols; FG-ARI for Slot Attention; for the Neural Wave Machine, plane-wave "
-          "coherence of the free-running sheet vs a site-shuffled control and forecast MSE vs "
-          "repeating the last frame, on its video).", "", representation_table(table), "",
-          "## OOD1 vs OOD2 (return relative to IN)", "",
-          "OOD1: colours the encoder saw in pretraining but the agent never did. OOD2: colours "
-          "nothing trained on.", "", ood_gaps(table), "",
-          "## Does the OOD proxy task predict the agents? (Träuble et al. 2022)", "",
-          "Per encoder run: the proxy score (MLP probes per factor group trained on IN colours, "
-          "mean R^2 over the non-colour groups, scored on frames of each shift) next to its "
-          "agents' success under that shift; then Spearman's rho across encoders with a "
-          "percentile bootstrap 95% CI over encoders. With a handful of encoders the CIs are "
-          "wide: read the sign and the interval, not the point.", "",
-          proxy_markdown(table, proxy_corr) if proxy_corr else
-          "No learned encoder has proxy scores.", "",
-          *[f"![{p.stem}]({p.name})" for p in proxy_pngs], "",
-          "## Rank correlation of representation metrics with OOD return", "",
-          "Spearman's rho across learned encoder runs (Träuble et al. 2022); with few runs "
-          "these are indicative only.", "", corr_md, "",
-          "## Plots", "", *[f"![{p.stem}]({p.name})" for p in pngs], ""]
+          f"{n_agents} agents, {len(table)} result rows; {compute:.0f} s of stage time in all, "
+          f"{seconds:.0f} s wall time for this invocation (finished stages are reused). Success "
+          "and return: mean with bootstrap 95% CI over evaluation episodes (one agent seed) or "
+          "the range of seed means (several). Encoder names link to their agents' folders "
+          "(s0, s1, ...: agent runs). Resolved configuration: "
+          "[study_config.json](study_config.json); every row: [results.jsonl](results.jsonl).",
+          "", "## Results per shift", "", head,
+          "## Aggregates over runs (Agarwal et al. 2021)", "",
+          "Interquartile mean of success over runs (encoder and agent seeds; envs as tasks) with "
+          "a stratified bootstrap 95% CI over runs, and the optimality gap (mean shortfall below "
+          "100% success). A single run's interval is that run's score.", "",
+          agg_markdown(aggs), ""]
+    if curves:
+        md += ["## Learning curves", "", *[f"![{p.stem}]({p.name})" for p in curves], ""]
+    md += ["## Representations", "",
+           "Metrics of each frozen encoder on the study's pairs dataset (disentanglement_lib "
+           "protocols; FG-ARI for Slot Attention; for the Neural Wave Machine, plane-wave "
+           "coherence of the free-running sheet vs a site-shuffled control and forecast MSE vs "
+           "repeating the last frame, on its video).", "", representation_table(table), "",
+           *pictures(table, out),
+           "## OOD1 vs OOD2 (return relative to IN)", "",
+           "OOD1: colours the encoder saw in pretraining but the agent never did. OOD2: colours "
+           "nothing trained on.", "", ood_gaps(table), "",
+           "## Does the OOD proxy task predict the agents? (Träuble et al. 2022)", "",
+           "Per encoder run: the proxy score (MLP probes per factor group trained on IN colours, "
+           "mean R^2 over the non-colour groups, scored on frames of each shift) next to its "
+           "agents' success under that shift; then Spearman's rho across encoders with a "
+           "percentile bootstrap 95% CI over encoders. With a handful of encoders the CIs are "
+           "wide: read the sign and the interval, not the point.", "",
+           proxy_markdown(table, proxy_corr) if proxy_corr else
+           "No learned encoder has proxy scores.", "",
+           *[f"![{p.stem}]({p.name})" for p in proxy_pngs], ""]
+    if corr_md:
+        md += ["## Rank correlation of representation metrics with OOD return", "",
+               "Spearman's rho across learned encoder runs (Träuble et al. 2022); with few runs "
+               "these are indicative only.", "", corr_md, ""]
+    md += ["## Returns per shift", "", *[f"![{p.stem}]({p.name})" for p in pngs], ""]
     report = out / "report.md"
     atomic_write_text(report, "\n".join(md))
     write_json_atomic(out / "study.json", {"preset": preset_name, "seconds": seconds,
                                            "stage_seconds": compute,
                                            "correlations": corr,
                                            "proxy_correlations": proxy_corr,
+                                           "aggregates": aggs,
                                            **dict(extra or {})})
     return report, head

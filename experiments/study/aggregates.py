@@ -1,0 +1,88 @@
+"""Aggregates across runs the way the RL field reports them (Agarwal et al., NeurIPS 2021,
+*Deep Reinforcement Learning at the Edge of the Statistical Precipice*; the rliable library).
+
+For a group of runs (e.g. every agent on a beta-VAE encoder, over encoder and agent seeds) and one
+shift, the scores are a matrix ``[runs, tasks]`` (here a task is an env). The interquartile mean
+(IQM) is the mean of the middle 50% of all scores (25% trimmed from each end); the optimality gap
+is the mean shortfall below a target (success 1.0): ``mean(max(0, 1 - score))``. 95% CIs come from
+the stratified bootstrap: each task's runs are resampled with replacement on their own, then the
+statistic is recomputed, 2,000 times, and the 2.5/97.5 percentiles are the interval. With a single
+run the interval is that run's score: the CI is over training runs, not evaluation episodes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+Statistic = Callable[[np.ndarray], float]
+
+
+def iqm(scores: np.ndarray) -> float:
+    """Interquartile mean of all entries (25% trimmed at each end, fractional ends weighted as
+    in scipy's ``trim_mean``)."""
+    from scipy.stats import trim_mean
+
+    return float(trim_mean(np.asarray(scores, float).ravel(), 0.25))
+
+
+def optimality_gap(scores: np.ndarray, target: float = 1.0) -> float:
+    """Mean shortfall below ``target`` (0 when every score reaches it)."""
+    return float(np.mean(np.maximum(0.0, target - np.asarray(scores, float))))
+
+
+def stratified_bootstrap(columns: Sequence[np.ndarray], statistic: Statistic,
+                         resamples: int = 2000, seed: int = 0) -> tuple[float, float, float]:
+    """``(point, ci_low, ci_high)`` of ``statistic`` over the concatenated per-task run scores,
+    resampling runs within each task (column) independently."""
+    cols = [np.asarray(c, float).ravel() for c in columns if len(c)]
+    point = statistic(np.concatenate(cols))
+    rng = np.random.default_rng(seed)
+    boots = np.empty(resamples)
+    for b in range(resamples):
+        boots[b] = statistic(np.concatenate([c[rng.integers(0, len(c), len(c))] for c in cols]))
+    return point, float(np.percentile(boots, 2.5)), float(np.percentile(boots, 97.5))
+
+
+def group_aggregates(table: Sequence[dict[str, Any]], key: str = "success",
+                     resamples: int = 2000) -> list[dict[str, Any]]:
+    """Per encoder label and shift: IQM and optimality gap of ``key`` with stratified bootstrap
+    CIs over runs (envs as tasks), plus an ``all learned`` group pooling every learned
+    encoder."""
+    groups: dict[tuple[str, str], dict[str, list[float]]] = {}
+    for r in table:
+        for name in ([r["encoder"], "all learned"] if r["kind"] == "learned" else [r["encoder"]]):
+            groups.setdefault((name, r["shift"]), {}).setdefault(r["env_id"], []).append(
+                float(r[key]))
+    out = []
+    for (name, shift), per_env in groups.items():
+        cols = [np.asarray(v) for v in per_env.values()]
+        m, lo, hi = stratified_bootstrap(cols, iqm, resamples)
+        g, glo, ghi = stratified_bootstrap(cols, optimality_gap, resamples)
+        out.append({"encoder": name, "shift": shift, "runs": int(sum(len(c) for c in cols)),
+                    "iqm": m, "iqm_ci": [lo, hi], "optimality_gap": g,
+                    "optimality_gap_ci": [glo, ghi]})
+    return out
+
+
+def markdown(aggs: Sequence[dict[str, Any]]) -> str:
+    """One row per encoder group, IQM success [95% CI] per shift, then the runs."""
+    shifts = list(dict.fromkeys(a["shift"] for a in aggs))
+    names = list(dict.fromkeys(a["encoder"] for a in aggs))
+    by = {(a["encoder"], a["shift"]): a for a in aggs}
+    lines = ["| encoder group | runs | " + " | ".join(f"IQM success {s} [95% CI]" for s in shifts)
+             + " | " + " | ".join(f"optimality gap {s}" for s in shifts) + " |",
+             "|---|---|" + "---|" * (2 * len(shifts))]
+    for n in names:
+        cells = []
+        for s in shifts:
+            a = by.get((n, s))
+            cells.append("" if a is None else
+                         f"{100 * a['iqm']:.0f}% [{100 * a['iqm_ci'][0]:.0f}, "
+                         f"{100 * a['iqm_ci'][1]:.0f}]")
+        gaps = ["" if (n, s) not in by else f"{by[(n, s)]['optimality_gap']:.2f}" for s in shifts]
+        runs = max(by[(n, s)]["runs"] for s in shifts if (n, s) in by)
+        lines.append(f"| {n} | {runs} | " + " | ".join(cells + gaps) + " |")
+    return "\n".join(lines)

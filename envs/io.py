@@ -55,6 +55,19 @@ def commit_file(tmp: str | os.PathLike[str], final: str | os.PathLike[str]) -> N
     fsync_dir(Path(final).parent)
 
 
+def check_output_file(path: str | os.PathLike[str]) -> None:
+    """Refuse, before any work, an output path that can never be written as a file: an
+    existing folder, or a parent that is a file."""
+    out = Path(path)
+    if out.is_dir():
+        raise ConfigError(f"{out} is a folder; give a file path")
+    for parent in out.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ConfigError(f"{parent} is a file, not a folder")
+            break
+
+
 @contextlib.contextmanager
 def atomic_output(path: str | os.PathLike[str], suffix: str = ".tmp") -> Iterator[Path]:
     """The one way files are written: yields a temporary path next to ``path``; when the block

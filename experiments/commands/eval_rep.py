@@ -135,6 +135,11 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("give --out (metrics JSON), --waves DIR (wave analysis) or both")
     if args.waves is None and args.waves_baseline is not None:
         raise ConfigError("--waves-baseline needs --waves DIR")
+    from sparseshift.envs.io import check_output_file
+
+    for path in (args.out, args.export_codes, args.traversal):
+        if path:
+            check_output_file(path)  # a folder given as a file fails before any work
     started = time.time()
     total = (len(STEPS) + 1 if args.out is not None else 0) + (args.waves is not None)
     bar = StageBar(total, enabled=not args.quiet)

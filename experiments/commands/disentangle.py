@@ -31,7 +31,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--jobs", type=int, default=None, metavar="N",
                    help="without --ray: run up to N models at a time, each in its own process "
                         "with one torch thread (default: the number of CPUs)")
-    p.add_argument("--out", default="out/disentangle", help="output folder")
+    p.add_argument("--out", default="out/disentangle", help="output folder (default %(default)s)")
     p.add_argument("--ray", nargs="?", const=True, default=False, metavar="ADDRESS",
                    help="run models as Ray tasks (local Ray, or the cluster ADDRESS)")
     p.set_defaults(func=run)

@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export MUJOCO_GL ?= egl
 
-.PHONY: venv demo test test-all lint bench clean
+.PHONY: venv demo test test-all lint bench gpu-check clean
 
 # torch first, pinned to the CPU wheel this machine has; the project itself asks for a range.
 $(STAMP): pyproject.toml
@@ -34,6 +34,11 @@ bench: venv
 	$(BIN)/sparseshift bench envs
 	$(BIN)/sparseshift bench collect
 	$(BIN)/sparseshift bench train
+
+# On a CUDA machine: doctor, bench train on cpu vs cuda, the quick study on cuda; timings in
+# out/gpu-check/timings.txt. Without CUDA it stops at once (exit 2). See docs/agents.md.
+gpu-check: venv
+	$(BIN)/python -m sparseshift.experiments.bench.gpu_check --out out/gpu-check
 
 clean:
 	rm -rf out .pytest_cache .mypy_cache .ruff_cache

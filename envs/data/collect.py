@@ -20,7 +20,7 @@ import os
 import shutil
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,7 @@ import h5py
 from sparseshift.envs.data.config import CollectConfig, Resolved, resolve
 from sparseshift.envs.data.layout import dumps
 from sparseshift.envs.data.parts import InOrder, PartMaker
+from sparseshift.envs.data.policies import policy_device
 from sparseshift.envs.data.store import (
     Assembler,
     assemble,
@@ -206,9 +207,16 @@ def _attrs(run: Resolved) -> dict[str, Any]:
 
 
 def collect(
-    cfg: CollectConfig, out: Path, workers: int = 1, progress: bool = True, writer: str = "auto"
+    cfg: CollectConfig, out: Path, workers: int = 1, progress: bool = True, writer: str = "auto",
+    device: str = "cpu",
 ) -> CollectResult:
     """Collect (or resume, or recognise as complete) the dataset ``cfg`` at ``out``.
+
+    ``device``: the torch device a trained agent's policy runs on (auto, cpu, cuda, cuda:N, mps;
+    checked before any work). Like ``workers`` it is a runtime setting, not part of the manifest
+    or the fingerprint. An accelerator's floating-point results can differ from the CPU's in the
+    last bits, which can flip an action at a near tie: the data are reproducible on one device,
+    not necessarily across devices (and a run resumed on another device may mix both).
 
     ``writer``: ``"process"`` hands this process's parts to a writer process (compression,
     part files and the final file run there, beside the stepping), ``"inline"`` writes them
@@ -217,9 +225,10 @@ def collect(
     """
     if workers < 1:
         raise ConfigError(f"--workers must be >= 1, got {workers}")
+    torch_device = policy_device(device)
     if writer not in WRITERS:
         raise ConfigError(f"writer must be one of {', '.join(WRITERS)}, got {writer!r}")
-    run = resolve(cfg)
+    run = replace(resolve(cfg), device=torch_device)
     manifest = json.loads(dumps(run.to_json()))
     directory = parts_dir(out)
     if out.exists():

@@ -89,6 +89,10 @@ class Resolved:
     #: video: how policy observations are stored (:func:`~sparseshift.envs.data.layout.
     #: observation_layout`)
     observation: dict[str, Any] = field(default_factory=dict)
+    #: Runtime, not configuration: the torch device a trained agent's policy runs on
+    #: (``collect --device``, resolved). Left out of :meth:`to_json`, so it is not part of the
+    #: manifest or the fingerprint; helper processes get it next to the manifest.
+    device: str = "cpu"
 
     @property
     def obs_keys(self) -> tuple[str, ...]:

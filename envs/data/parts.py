@@ -26,7 +26,8 @@ class PartMaker:
     def __init__(self, run: Resolved) -> None:
         self.run = run
         self.env: gym.Env[Any, Any] = make_env(run)
-        self.factory = policy_factory(run.policy, self.env) if run.config.kind == "video" else None
+        self.factory = (policy_factory(run.policy, self.env, run.device)
+                        if run.config.kind == "video" else None)
         s = int(run.config.image_size)
         # one frame buffer reused for every part: a fresh one page-faults on every frame
         self._frames = np.empty((run.config.part_rows, s, s, 3), np.uint8) if self.factory else None

@@ -12,6 +12,11 @@ the dataset's config; :func:`policy_factory` turns that description into a funct
 code. Agents load from safetensors and JSON only (:mod:`sparseshift.agents.policy_io`), through
 :data:`AGENT_LOADER` (a ``module:function`` string, so this data layer does not import the agents
 layer). The env-specific policies import their env module only when built.
+
+An agent's policy runs on the CPU by default; ``collect --device`` puts it on another torch device
+(:func:`policy_device` checks it once, before any work). The device is a runtime setting, not part
+of the dataset's configuration: it changes where the policy's arithmetic runs, not what was asked
+for. The other policies do not use torch and ignore it.
 """
 
 from __future__ import annotations
@@ -352,6 +357,20 @@ def describe_policy(spec: str, env_id: str) -> dict[str, Any]:
             "loader": AGENT_LOADER, "deterministic": True}
 
 
+#: What ``collect --device`` accepts.
+DEVICE_HELP = ("torch device of a trained agent's policy: auto (an accelerator if one is "
+               "available, else cpu), cpu, cuda, cuda:N or mps (default cpu: a small MLP is "
+               "fastest there; other policies do not use torch)")
+
+
+def policy_device(spec: str) -> str:
+    """The torch device ``--device spec`` names, as a string (``cuda`` -> ``cuda:0``); an unknown
+    or unavailable device is a one-line :class:`ConfigError`."""
+    from sparseshift.representations.runtime import resolve_device
+
+    return str(resolve_device(spec))
+
+
 def _load_agent(desc: dict[str, Any]) -> Any:
     module, name = AGENT_LOADER.split(":")
     loader = getattr(importlib.import_module(module), name)
@@ -393,9 +412,10 @@ class _AgentPolicy:
 
 
 def policy_factory(
-    desc: dict[str, Any], env: gym.Env[Any, Any]
+    desc: dict[str, Any], env: gym.Env[Any, Any], device: str = "cpu"
 ) -> Callable[[np.random.Generator], Policy]:
-    """A function building a fresh policy for ``env`` from a part's own Generator."""
+    """A function building a fresh policy for ``env`` from a part's own Generator; an agent's
+    policy is loaded once and moved to ``device`` (a resolved torch device string)."""
     if desc["type"] == "random":
         return lambda rng: SmoothRandomPolicy(env.action_space, rng)
     if desc["type"] in MOTION:
@@ -413,5 +433,5 @@ def policy_factory(
     import torch
 
     torch.set_num_threads(1)  # identical floating-point results in every worker
-    model = _load_agent(desc)
+    model = _load_agent(desc).to(torch.device(device))
     return lambda rng: _AgentPolicy(model)

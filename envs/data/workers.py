@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import queue
 from collections.abc import Callable
+from dataclasses import replace
 from multiprocessing.queues import Queue
 from pathlib import Path
 from typing import Any, TypeAlias
@@ -26,8 +27,9 @@ Tasks: TypeAlias = "Queue[int | None]"
 
 
 def worker_main(manifest: dict[str, Any], directory: str, tasks: Tasks,
-                results: Queue[WorkerMessage], parent: int) -> None:
-    """Helper process: build parts from ``tasks`` until a ``None``; stop if the parent dies."""
+                results: Queue[WorkerMessage], parent: int, device: str = "cpu") -> None:
+    """Helper process: build parts from ``tasks`` until a ``None``; stop if the parent dies.
+    ``device`` is where an agent policy runs (:attr:`Resolved.device`, not in the manifest)."""
 
     def report(rows: int) -> None:
         exit_if_orphaned(parent)  # the collector was killed: leave the rest to a resumed run
@@ -37,7 +39,7 @@ def worker_main(manifest: dict[str, Any], directory: str, tasks: Tasks,
     # core those threads only contend, so workers render in their own thread (unless set).
     os.environ.setdefault("LP_NUM_THREADS", "0")
     try:
-        maker = PartMaker(Resolved.from_json(manifest))
+        maker = PartMaker(replace(Resolved.from_json(manifest), device=device))
         try:
             while (index := tasks.get()) is not None:
                 maker.write(Path(directory), index, report)
@@ -70,7 +72,7 @@ class Helpers:
         self.advance, self.finished = advance, finished
         self.running = count
         self.procs = [ctx.Process(target=worker_main, daemon=True, args=(
-            run.to_json(), str(directory), self.tasks, self.results, os.getpid()))
+            run.to_json(), str(directory), self.tasks, self.results, os.getpid(), run.device))
             for _ in range(count)]
         for p in self.procs:
             p.start()

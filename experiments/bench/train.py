@@ -21,6 +21,13 @@ learners with temporal pairs).
 
 Goal (issue "Representation learners I"): the loop at >= 0.9x the model-only rate. speeds.md
 measured a disentanglement_lib conv VAE at 750 images/s (2 threads) and 430 (1 thread) here.
+
+``--device`` (default ``cpu``) is where both candidates run. An accelerator (``cuda``, ``cuda:N``,
+``mps``, or ``auto`` when one is available) adds the CPU to the same run: for every learner three
+candidates are interleaved, the training loop on the CPU (``--threads`` torch threads), the model
+only on the device and the training loop on the device, and the table gives the device's loop
+against its model-only rate (the goal above) and against the CPU's loop (the speed-up). Device
+work is asynchronous, so every timed call ends with a synchronisation.
 """
 
 from __future__ import annotations
@@ -28,10 +35,14 @@ from __future__ import annotations
 import argparse
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from sparseshift.experiments.bench.timing import Rate, format_row, interleaved
+
+if TYPE_CHECKING:
+    import torch
 
 DESCRIPTION = "training images/s of the training loop vs a model-only loop on pre-loaded tensors"
 
@@ -44,6 +55,41 @@ GOAL = 0.9
 TARGET_IMAGES, MIN_STEPS, MAX_STEPS = 2560, 20, 40
 LOOP = "training loop (sampler, tensorboard, ckpt)"
 MODEL = "model only (pre-loaded tensors)"
+CPU = "cpu"
+
+
+@dataclass(frozen=True)
+class Result:
+    """One learner's medians: the loop and model-only rates on the chosen device and, when that
+    is an accelerator, the training loop's rate on the CPU."""
+
+    name: str
+    loop: Rate
+    model: Rate
+    cpu_loop: Rate | None = None
+
+
+def labels(device: str, compare: bool) -> tuple[str, str, str]:
+    """Row names: (loop on ``device``, model only on ``device``, loop on the CPU)."""
+    if not compare:
+        return LOOP, MODEL, ""
+    return (f"training loop on {device}", f"model only on {device}",
+            f"training loop on {CPU}")
+
+
+def train_device(device: torch.device) -> str:
+    """``TrainConfig.device`` for a resolved device."""
+    return CPU if device.type == CPU else str(device)
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for the work queued on ``device`` (a no-op on the CPU)."""
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -62,6 +108,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--repeats", type=int, default=3, help="interleaved repeats (default 3)")
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads, pinned (default 1; 2 can be slower on a loaded machine)")
+    p.add_argument("--device", default=CPU,
+                   help="torch device: cpu (default), auto, cuda, cuda:N or mps; an accelerator "
+                        "also runs the training loop on the CPU in the same run, interleaved, "
+                        "and prints the device/CPU ratio")
 
 
 def default_steps(images_per_step: int) -> int:
@@ -74,25 +124,27 @@ def steps_for(images: int, images_per_step: int) -> int:
     return max(1, images // images_per_step)
 
 
-def _model_only(learner_name: str, model: Any, batch: dict[str, Any], images_per_step: int
-                ) -> Callable[[int], None]:
+def _model_only(learner_name: str, model: Any, batch: dict[str, Any], images_per_step: int,
+                device: torch.device) -> Callable[[int], None]:
     import torch
 
     from sparseshift.representations.registry import learner_class
     from sparseshift.representations.runtime import torch_run
 
-    learner = learner_class(learner_name)(model)
+    learner = learner_class(learner_name)(model).to(device)
     learner.train()
+    on_device = {k: v.to(device) for k, v in batch.items()}
     optimizer = torch.optim.Adam(learner.parameters(), lr=1e-4)
     generator = torch.Generator().manual_seed(0)
 
     def run(images: int) -> None:
         with torch_run():  # the same algorithm settings as the training loop
             for _ in range(steps_for(images, images_per_step)):
-                loss = learner.loss(batch, generator=generator)["loss"]
+                loss = learner.loss(on_device, generator=generator)["loss"]
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
+            synchronize(device)
 
     return run
 
@@ -114,12 +166,14 @@ def run(args: argparse.Namespace) -> int:
     from sparseshift.envs.errors import ConfigError
     from sparseshift.representations.data import open_data
     from sparseshift.representations.registry import learner_class
+    from sparseshift.representations.runtime import resolve_device
 
     if min(args.threads, args.steps or 1, args.repeats, args.seq_len, args.batch or 1) < 1:
         raise ConfigError("--threads, --steps, --repeats, --seq-len and --batch must be >= 1")
+    device = resolve_device(args.device)  # an unavailable device: one line, before any work
     names = _learners(args.learner)
     torch.set_num_threads(args.threads)
-    results: list[tuple[str, Rate, Rate]] = []
+    results: list[Result] = []
     with tempfile.TemporaryDirectory(prefix="sparseshift-bench-train-") as tmp:
         given = open_data(args.data) if args.data else None
         collected: dict[str, Any] = {}
@@ -135,19 +189,42 @@ def run(args: argparse.Namespace) -> int:
                 if kind not in collected:
                     collected[kind] = open_data(_collect(Path(tmp) / f"{kind}.h5", kind))
                 ds = collected[kind]
-            loop, model = _bench_one(name, ds, args, Path(tmp) / f"run-{name}")
-            results.append((name, loop, model))
-    if len(results) > 1:
-        print("\nsummary (images/s, medians):")
-        print(f"{'learner':<16} {'training loop':>14} {'model only':>11} {'ratio':>7}")
-        for name, loop, model in results:
-            ratio = loop.median / model.median if model.median > 0 else float("nan")
-            flag = "" if ratio >= GOAL else f"  (goal >= {GOAL:.2f}x missed)"
-            print(f"{name:<16} {loop.median:>14.1f} {model.median:>11.1f} {ratio:>6.2f}x{flag}")
+            results.append(_bench_one(name, ds, args, Path(tmp) / f"run-{name}", device))
+    compare = any(r.cpu_loop is not None for r in results)
+    if len(results) > 1 or compare:
+        print(summary(results, str(device)))
     return 0
 
 
-def _bench_one(name: str, ds: Any, args: argparse.Namespace, out: Path) -> tuple[Rate, Rate]:
+def _ratio(a: Rate, b: Rate) -> float:
+    return a.median / b.median if b.median > 0 else float("nan")
+
+
+def summary(results: list[Result], device: str) -> str:
+    """The summary table (images/s, medians): loop, model only and their ratio; with an
+    accelerator also the CPU's loop and the device/CPU ratio of the loops."""
+    compare = any(r.cpu_loop is not None for r in results)
+    lines = ["", f"summary (images/s, medians{f'; device {device}' if compare else ''}):"]
+    if compare:
+        lines.append(f"{'learner':<16} {'loop cpu':>10} {'loop dev':>10} {'model dev':>10} "
+                     f"{'dev/cpu':>8} {'loop/model':>11}")
+    else:
+        lines.append(f"{'learner':<16} {'training loop':>14} {'model only':>11} {'ratio':>7}")
+    for r in results:
+        ratio = _ratio(r.loop, r.model)
+        flag = "" if ratio >= GOAL else f"  (goal >= {GOAL:.2f}x missed)"
+        if r.cpu_loop is not None:
+            lines.append(f"{r.name:<16} {r.cpu_loop.median:>10.1f} {r.loop.median:>10.1f} "
+                         f"{r.model.median:>10.1f} {_ratio(r.loop, r.cpu_loop):>7.2f}x "
+                         f"{ratio:>10.2f}x{flag}")
+        else:
+            lines.append(f"{r.name:<16} {r.loop.median:>14.1f} {r.model.median:>11.1f} "
+                         f"{ratio:>6.2f}x{flag}")
+    return "\n".join(lines)
+
+
+def _bench_one(name: str, ds: Any, args: argparse.Namespace, out: Path, device: torch.device
+               ) -> Result:
     import torch
 
     from sparseshift.representations.data import BatchSource, BatchSpec, resolve_pairs
@@ -166,23 +243,42 @@ def _bench_one(name: str, ds: Any, args: argparse.Namespace, out: Path) -> tuple
     batch = {k: torch.from_numpy(v) for k, v in BatchSource(ds, spec, 0)(0).items()}
     per_step = spec.images_per_batch
     steps = args.steps or default_steps(per_step)
-    done = {"steps": 0}
 
-    def loop(images: int) -> None:
-        done["steps"] += steps_for(images, per_step)
-        train(TrainConfig(learner=name, batch=batch_size, steps=done["steps"], pairs=pairs_arg,
-                          seq_len=args.seq_len, progress=False), ds, out)
+    def loop_on(where: torch.device) -> Callable[[int], None]:
+        """The training loop on ``where``, resumed for more steps at each call (its own run
+        folder per device)."""
+        done = {"steps": 0}
+        folder = out.with_name(f"{out.name}-{str(where).replace(':', '')}")
 
+        def loop(images: int) -> None:
+            done["steps"] += steps_for(images, per_step)
+            train(TrainConfig(learner=name, batch=batch_size, steps=done["steps"],
+                              pairs=pairs_arg, seq_len=args.seq_len, progress=False,
+                              device=train_device(where)), ds, folder)
+            synchronize(where)  # the final checkpoint copies to the CPU anyway
+
+        return loop
+
+    compare = device != torch.device(CPU)  # an accelerator (tests pass cpu:0 to mimic one)
+    loop_name, model_name, cpu_name = labels(str(device), compare)
     shape = {"singles": f"{batch_size} frames", "pairs": f"{batch_size} pairs",
              "sequences": f"{batch_size} sequences x {args.seq_len} frames"}[cls.batch_kind]
+    where = f", device {device} and cpu, interleaved" if compare else ""
     print(f"bench train: {name} on {ds.env_id} ({ds.kind}, {ds.image_size}px), batch {shape} "
           f"= {per_step} images/step, {steps} steps x {args.repeats} repeats, "
-          f"{args.threads} torch thread(s)")
-    rates = interleaved({MODEL: _model_only(name, model, batch, per_step), LOOP: loop},
-                        "images/s", steps * per_step, repeats=args.repeats)
-    print(format_row(rates[MODEL]))
-    print(format_row(rates[LOOP], rates[MODEL], goal=GOAL))
-    return rates[LOOP], rates[MODEL]
+          f"{args.threads} torch thread(s){where}")
+    fns = {model_name: _model_only(name, model, batch, per_step, device),
+           loop_name: loop_on(device)}
+    if compare:
+        fns[cpu_name] = loop_on(torch.device(CPU))
+    rates = interleaved(fns, "images/s", steps * per_step, repeats=args.repeats)
+    print(format_row(rates[model_name]))
+    print(format_row(rates[loop_name], rates[model_name], goal=GOAL))
+    if not compare:
+        return Result(name, rates[loop_name], rates[model_name])
+    print(format_row(rates[cpu_name]))
+    print(format_row(rates[loop_name], rates[cpu_name]))
+    return Result(name, rates[loop_name], rates[model_name], rates[cpu_name])
 
 
 def _collect(path: Path, kind: str) -> Path:

@@ -12,6 +12,7 @@ NAME = "collect"
 
 def add_parser(sub: Any) -> None:
     from sparseshift.envs.data.config import CollectConfig
+    from sparseshift.envs.data.policies import DEVICE_HELP
     from sparseshift.experiments.options import add_config_flags
 
     p = sub.add_parser(
@@ -27,6 +28,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--out", required=True, help="HDF5 file to write")
     p.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--device", default="cpu", help=DEVICE_HELP + "; not part of the dataset's "
+                   "configuration or fingerprint")
     add_config_flags(p, CollectConfig)
     p.set_defaults(func=run)
 
@@ -39,7 +42,8 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = build_config(CollectConfig, args)
     out = Path(args.out)
-    result = collect(cfg, out, workers=args.workers, progress=not args.quiet)
+    result = collect(cfg, out, workers=args.workers, progress=not args.quiet,
+                     device=args.device)
     what = "frames" if cfg.kind == "video" else "pairs"
     size = out.stat().st_size / 1e6
     if result.status == "complete":

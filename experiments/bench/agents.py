@@ -1,6 +1,18 @@
-"""``sparseshift bench agents``: PPO steps/s on frozen-encoder latents vs ground-truth state.
+"""``sparseshift bench agents``: PPO steps/s on frozen-encoder latents, against the raw
+render+physics loop, over env workers, and against ground-truth state.
 
-For each env (TriFingerReach, ColourGrid), interleaved in one run (medians of repeats):
+``--workers`` mode (default for TriFinger, the issue's measurement): on TriFingerObjectReach and
+TriFingerReach with 64 px pixels, interleaved in one run (medians of repeats):
+
+* ``raw render+physics loop``: the same 8 envs stepped with random actions and rendered, no agent
+  (the physical bound on one core);
+* ``PPO latents, 1 env worker``: ``train-agent``'s own setup (the trifinger PPO defaults, the
+  default VAE encoder with random weights in the VecEnv wrapper, envs in this process); goal
+  >= 0.85x the raw loop;
+* ``PPO latents, N env workers``: the same with the envs stepped in ``N`` worker processes
+  (:class:`sparseshift.agents.vecenv.WorkerVecEnv`); goal >= 1.7x one worker for N = 2.
+
+The original comparison (``--vs-state``) for TriFingerReach and ColourGrid:
 
 * ``PPO state``: obs_mode ``state`` (the oracle's input; no rendering) - the reference;
 * ``PPO VAE latents (VecEnv wrapper)``: pixels + proprio, the default VAE encoder (random weights)
@@ -32,8 +44,16 @@ GOAL = 0.75
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--steps", type=int, default=1024,
-                   help="PPO env steps per measurement (rounded up to 512; default 1024)")
+    p.add_argument("--vs-state", action="store_true",
+                   help="the older comparison against PPO on ground-truth state (and the "
+                        "encoder-in-features-extractor contrast) instead of the workers one")
+    p.add_argument("--workers", type=int, default=2, metavar="N",
+                   help="env worker processes compared with one (default 2)")
+    p.add_argument("--device", default="auto",
+                   help="device of the frozen encoder (auto, cpu, cuda, cuda:N, mps)")
+    p.add_argument("--steps", type=int, default=4096,
+                   help="PPO env steps per measurement (rounded up to whole rollouts; default "
+                        "4096)")
     p.add_argument("--repeats", type=int, default=3, help="interleaved repeats (default 3)")
     p.add_argument("--only", choices=tuple(ENVS), default=None, help="benchmark one env only")
     p.add_argument("--no-extractor", action="store_true",
@@ -104,7 +124,87 @@ def _extractor_class() -> type:
     return VAEInExtractor
 
 
+WORKER_ENVS: tuple[str, ...] = ("sparseshift/TriFingerObjectReach-v0",
+                                 "sparseshift/TriFingerReach-v0")
+WORKERS_GOAL, RAW_GOAL = 1.7, 0.85
+
+
+def _raw_loop(env_id: str, n_envs: int) -> Callable[[int], None]:
+    """8 pixel envs stepped with random actions and rendered (no agent)."""
+    import numpy as np
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    from sparseshift.envs.registry import make
+
+    venv = DummyVecEnv([lambda: make(env_id, obs_mode="pixels_proprio")
+                        for _ in range(n_envs)])
+    venv.seed(0)
+    venv.reset()
+    rng = np.random.default_rng(0)
+    shape = (n_envs, *tuple(venv.action_space.shape or ()))
+
+    def run(n: int) -> None:
+        for _ in range(-(-n // n_envs)):
+            venv.step(rng.uniform(-1, 1, shape).astype(np.float32))
+
+    return run
+
+
+def _agent(env_id: str, workers: int, device: str) -> Callable[[int], None]:
+    """PPO on frozen latents exactly as ``train-agent`` builds it, envs in ``workers``
+    processes."""
+    from sparseshift.agents.config import AgentConfig
+    from sparseshift.agents.encoders import random_learner
+    from sparseshift.agents.envs import make_vec_env
+    from sparseshift.agents.train import build_model
+    from sparseshift.representations.runtime import resolve_device
+
+    cfg = AgentConfig(env_id, "random", env_workers=workers, device=device, tensorboard=False)
+    hp = cfg.resolved_hyperparams()
+    learner = random_learner(64, 0).to(resolve_device(device))
+    env = make_vec_env(cfg, int(hp["n_envs"]), learner)
+    model = build_model(cfg, hp, env, None)
+
+    def run(n: int) -> None:
+        model.learn(total_timesteps=n, reset_num_timesteps=False)
+
+    return run
+
+
+def run_workers(args: argparse.Namespace) -> int:
+    from sparseshift.agents.config import AgentConfig
+
+    n, reps, w = args.steps, args.repeats, args.workers
+    n_envs = int(AgentConfig(WORKER_ENVS[0], "random").resolved_hyperparams()["n_envs"])
+    print(f"sparseshift bench agents: PPO on frozen VAE latents ({n_envs} envs, trifinger "
+          f"defaults, encoder on {args.device}) vs the raw render+physics loop and 1 vs {w} env "
+          f"workers; {n} steps per measurement, median of {reps} interleaved repeats")
+    for env_id in WORKER_ENVS:
+        print(f"\n{env_id}, 64x64 pixels:")
+        raw, one, many = "raw render+physics loop", "PPO latents, 1 env worker", \
+            f"PPO latents, {w} env workers"
+        rates = interleaved({raw: _raw_loop(env_id, n_envs), one: _agent(env_id, 1, args.device),
+                             many: _agent(env_id, w, args.device)}, "steps/s", n, reps)
+        print(format_row(rates[raw]))
+        print(format_row(rates[one], rates[raw], RAW_GOAL))
+        print(format_row(rates[many], rates[one], WORKERS_GOAL if w == 2 else None))
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
+    import torch
+
+    torch.set_num_threads(1)
+    if args.steps <= 0 or args.repeats <= 0:
+        from sparseshift.envs.errors import ConfigError
+
+        raise ConfigError("--steps and --repeats must be positive")
+    if not args.vs_state:
+        return run_workers(args)
+    return run_vs_state(args)
+
+
+def run_vs_state(args: argparse.Namespace) -> int:
     import torch
 
     from sparseshift.agents.encoders import random_learner

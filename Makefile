@@ -19,7 +19,6 @@ venv: $(STAMP)
 
 demo: venv
 	$(BIN)/sparseshift demo --out out/demo
-	$(BIN)/sparseshift study --preset smoke --out out/study
 
 test: venv
 	$(BIN)/python -m pytest

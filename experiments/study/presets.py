@@ -174,28 +174,32 @@ def _all_learners(steps: int, batch: int = 64) -> tuple[LearnerPlan, ...]:
 
 def _object_reach_learners() -> tuple[LearnerPlan, ...]:
     """Six encoder runs for object reaching: weakly supervised (Ada-GVAE x2 seeds, Ada-ML-VAE;
-    Locatello et al. 2020) and unsupervised (beta-VAE beta 1 x2 seeds, beta 4; Higgins et al.
-    2017), 64-image batches at learning rate 1e-3: at the papers' 1e-4 neither kind encodes
-    the cube within a CPU budget (docs/study.md has the measurements)."""
-    def plan(learner: str, label: str, beta: float, seeds: tuple[int, ...], steps: int
-             ) -> LearnerPlan:
+    Locatello et al. 2020) and unsupervised (beta-VAE x2 seeds at the same beta, and beta 1;
+    Higgins et al. 2017). 3500 steps of 64 images (32 pairs or 64 single frames) at learning rate
+    1e-3 with the KL weight ramped up over the first 1000 steps; beta 0.1, because at beta 1 the
+    fingers take the code and the cube is not encoded within this budget (cube x/y probe R2 about
+    0.5; docs/study.md has the measurements). The beta 1 run is kept as that contrast."""
+    def plan(learner: str, label: str, beta: float, seeds: tuple[int, ...]) -> LearnerPlan:
         batch = 32 if learner != "beta_vae" else 64  # 64 images per step either way
-        return LearnerPlan(label, TrainConfig(learner=learner, model={"beta": beta}, steps=steps,
-                                              batch=batch, lr=1e-3, progress=False), seeds)
+        return LearnerPlan(label, TrainConfig(learner=learner,
+                                              model={"beta": beta, "kl_warmup": 1000},
+                                              steps=3500, batch=batch, lr=1e-3, progress=False),
+                           seeds)
 
-    return (plan("ada_gvae", "ada_gvae", 1.0, (0, 1), 3000),
-            plan("ada_mlvae", "ada_mlvae", 1.0, (0,), 3000),
-            plan("beta_vae", "beta_vae_b1", 1.0, (0, 1), 1500),
-            plan("beta_vae", "beta_vae_b4", 4.0, (0,), 1500))
+    return (plan("ada_gvae", "ada_gvae_b0.1", 0.1, (0, 1)),
+            plan("ada_mlvae", "ada_mlvae_b0.1", 0.1, (0,)),
+            plan("beta_vae", "beta_vae_b0.1", 0.1, (0, 1)),
+            plan("beta_vae", "beta_vae_b1", 1.0, (0,)))
 
 
 QUICK = StudyConfig(
     name="quick",
     description=(
         "TriFingerObjectReach from pixels (Träuble et al. 2022's object reaching): six frozen "
-        "encoders (Ada-GVAE x2, Ada-ML-VAE, beta-VAE beta 1 x2 and 4) trained on single-factor "
-        "intervention pairs, plus the state, random and pixels baselines; agents on IN colours, "
-        "evaluated on IN, OOD1, OOD2 and real; the OOD proxy task against the agents."
+        "encoders (Ada-GVAE x2, Ada-ML-VAE, beta-VAE beta 0.1 x2 and beta 1) trained on "
+        "single-factor intervention pairs, plus the state, random and pixels baselines; agents "
+        "on IN colours, evaluated on IN, OOD1, OOD2 and real; the OOD proxy task against the "
+        "agents."
     ),
     envs=(
         env_plan(
@@ -204,7 +208,7 @@ QUICK = StudyConfig(
             # the finger's confident dims and the cube is averaged away (docs/study.md).
             data={"kind": "pairs", "n": 10_000, "k": 1},
             learners=_object_reach_learners(),
-            agent={"steps": 50_000},
+            agent={"steps": 100_000},
             baselines=("state", "random", "pixels"),
             evaluation={"shifts": ("in", "ood1", "ood2", "real"), "episodes": 40, "seed": 1000,
                         "video": 1},

@@ -10,4 +10,5 @@ BENCHES: dict[str, str] = {
     "collect": "sparseshift.experiments.bench.collect",
     "train": "sparseshift.experiments.bench.train",
     "agents": "sparseshift.experiments.bench.agents",
+    "evalrep": "sparseshift.experiments.bench.evalrep",
 }

@@ -259,12 +259,33 @@ def dci(codes_train: np.ndarray, labels_train: np.ndarray, codes_test: np.ndarra
 
 
 def sap(codes_train: np.ndarray, labels_train: np.ndarray, codes_test: np.ndarray,
-        labels_test: np.ndarray) -> dict[str, Any]:
-    """Separated Attribute Predictability (Kumar et al. 2018) for discrete factors."""
+        labels_test: np.ndarray, method: str = "auto") -> dict[str, Any]:
+    """Separated Attribute Predictability (Kumar et al. 2018).
+
+    ``method``: ``svc`` is disentanglement_lib's discrete-factor score (a LinearSVC per code
+    dimension and factor, test accuracy: ``D * F`` fits); ``corr`` is Kumar et al.'s
+    continuous-factor score (squared Pearson correlation of each code dimension with each
+    factor's label on the test codes, one matrix product); ``auto`` takes ``svc`` up to
+    :data:`DCI_EXACT_MAX_DIMS` code dims and ``corr`` above (a 512-dim code needs about 10,000
+    SVC fits). The method used is returned as ``sap_method``.
+    """
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.svm import LinearSVC
 
     d, f = codes_train.shape[1], labels_train.shape[1]
+    used = ("svc" if d <= DCI_EXACT_MAX_DIMS else "corr") if method == "auto" else method
+    if used not in ("svc", "corr"):
+        raise ValueError(f"unknown SAP method {method!r}")
+    if used == "corr":
+        x = codes_test - codes_test.mean(0)
+        y = labels_test - labels_test.mean(0)
+        sx, sy = np.sqrt((x * x).sum(0)), np.sqrt((y * y).sum(0))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            corr = (x.T @ y) / np.outer(sx, sy)
+        score = np.nan_to_num(np.square(corr), nan=0.0)
+        top = np.sort(score, axis=0)[::-1] if d >= 2 else score
+        return {"sap": float(np.mean(top[0] - top[1])) if d >= 2 else 0.0,
+                "sap_matrix": score.tolist(), "sap_method": used}
     score = np.zeros((d, f))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
@@ -277,9 +298,10 @@ def sap(codes_train: np.ndarray, labels_train: np.ndarray, codes_test: np.ndarra
                 clf.fit(xi, labels_train[:, j])
                 score[i, j] = np.mean(clf.predict(xt) == labels_test[:, j])
     if d < 2:
-        return {"sap": 0.0, "sap_matrix": score.tolist()}
+        return {"sap": 0.0, "sap_matrix": score.tolist(), "sap_method": used}
     top = np.sort(score, axis=0)[::-1]
-    return {"sap": float(np.mean(top[0] - top[1])), "sap_matrix": score.tolist()}
+    return {"sap": float(np.mean(top[0] - top[1])), "sap_matrix": score.tolist(),
+            "sap_method": used}
 
 
 def modularity(mi: np.ndarray) -> float:
@@ -312,11 +334,16 @@ def _explicitness_one(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarr
 
 def modularity_explicitness(codes_train: np.ndarray, labels_train: np.ndarray,
                             codes_test: np.ndarray, labels_test: np.ndarray,
-                            bins: int = NUM_BINS) -> dict[str, Any]:
-    """Modularity (histogram MI) and explicitness (logistic-regression ROC-AUC)."""
+                            bins: int = NUM_BINS, wide_max_train: int = 2000) -> dict[str, Any]:
+    """Modularity (histogram MI) and explicitness (logistic-regression ROC-AUC; Ridgeway &
+    Zemel 2018). Codes wider than :data:`DCI_EXACT_MAX_DIMS` fit explicitness on at most
+    ``wide_max_train`` training codes (as DCI does), recorded as ``explicitness_max_train``."""
     from sklearn.preprocessing import StandardScaler
 
     mi = mutual_info_matrix(histogram_discretise(codes_train, bins), labels_train)
+    capped = codes_train.shape[1] > DCI_EXACT_MAX_DIMS
+    if capped:
+        codes_train, labels_train = codes_train[:wide_max_train], labels_train[:wide_max_train]
     scaler = StandardScaler().fit(codes_train)
     xtr, xte = scaler.transform(codes_train), scaler.transform(codes_test)
     per = [_explicitness_one(xtr, labels_train[:, j], xte, labels_test[:, j])
@@ -325,6 +352,7 @@ def modularity_explicitness(codes_train: np.ndarray, labels_train: np.ndarray,
         "modularity": modularity(mi),
         "explicitness_train": float(np.nanmean([p[0] for p in per])),
         "explicitness_test": float(np.nanmean([p[1] for p in per])),
+        "explicitness_max_train": wide_max_train if capped else None,
     }
 
 

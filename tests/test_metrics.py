@@ -140,3 +140,27 @@ def test_probes_r2_is_high_for_informative_codes_and_low_for_noise() -> None:
     assert max(float(v or 0) for v in r2n["linear"]) < 0.1
     const = fp.r2(codes[600:], np.zeros((200, 3)))
     assert const["linear"] == [None, None, None]
+
+
+def test_wide_codes_use_the_fast_sap_and_capped_explicitness(factors: np.ndarray,
+                                                              labels: np.ndarray) -> None:
+    """Above 64 code dims SAP is Kumar et al.'s squared-correlation form (one matrix product,
+    not D x F SVC fits) and explicitness fits on at most 2,000 codes; both still separate an
+    identity code padded with noise dims from pure noise. Up to 64 dims the exact path runs."""
+    rng = np.random.default_rng(3)
+    z = (factors - factors.mean(0)) / factors.std(0)
+    wide = np.concatenate([z, rng.normal(size=(len(z), 96))], axis=1)  # 100 dims
+    noise = rng.normal(size=wide.shape)
+    tr, te = slice(0, N_TRAIN), slice(N_TRAIN, None)
+    good = M.sap(wide[tr], labels[tr], wide[te], labels[te])
+    bad = M.sap(noise[tr], labels[tr], noise[te], labels[te])
+    assert good["sap_method"] == bad["sap_method"] == "corr"
+    assert good["sap"] > 0.5 and bad["sap"] < 0.05
+    assert M.sap(z[tr], labels[tr], z[te], labels[te])["sap_method"] == "svc"
+    ex = M.modularity_explicitness(wide[tr], labels[tr], wide[te], labels[te], wide_max_train=500)
+    assert ex["explicitness_max_train"] == 500 and ex["explicitness_test"] > 0.75
+    ex_noise = M.modularity_explicitness(noise[tr], labels[tr], noise[te], labels[te],
+                                         wide_max_train=500)
+    assert ex_noise["explicitness_test"] < 0.6  # chance is 0.5
+    assert M.modularity_explicitness(z[tr], labels[tr], z[te], labels[te])[
+        "explicitness_max_train"] is None

@@ -106,7 +106,8 @@ class TrainConfig(Config):
     for ``slot_attention``). :attr:`schedule` is the resolved one.
     """
 
-    learner: str = opt("beta_vae", "learner name (sparseshift train-rep --help lists them) or "
+    learner: str = opt("beta_vae", "learner name (beta_vae, ada_gvae, ada_mlvae, "
+                       "slot_attention, nwm; 'sparseshift --help' lists them) or "
                        "package.module:Class")
     model: Mapping[str, Any] = opt(factory=dict, cli=False,
                                    help="options of the learner's config dataclass")

@@ -50,8 +50,10 @@ class CollectConfig(Config):
     image_size: int = opt(64, "frame size in pixels", min=8, max=512)
     k: int | None = opt(None, "pairs: factor groups changed per pair, or -1 for 1 or "
                         "k_obs ~ U[1, K] with equal probability (none: -1)")
-    policy: str = opt("random", "video: random (smooth random motion), scripted, or a trained "
-                      "agent directory (state or pixels baseline)")
+    policy: str = opt("random", "video: random (smooth random motion), scripted (the "
+                      "TriFingerPush pusher), straight (ColourGrid: straight lines), "
+                      "sinusoid (TriFinger: per-joint sine targets), or a trained agent "
+                      "directory (state or pixels baseline)")
     render_preset: str | None = opt(None, "render preset (TriFinger; none: fast)")
     obs_mode: Literal["pixels", "state", "pixels_proprio"] = opt(
         "pixels", "observation mode the policy acts on")

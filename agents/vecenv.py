@@ -36,7 +36,10 @@ def _worker(conn: Connection, fns: list[EnvFn], parent: int) -> None:
     venv = DummyVecEnv(fns)
     try:
         while True:
-            cmd, arg = conn.recv()
+            try:
+                cmd, arg = conn.recv()
+            except (EOFError, OSError):  # the parent dropped the env without close(): quit
+                break
             if cmd == "step":
                 venv.step_async(arg)
                 conn.send(venv.step_wait())

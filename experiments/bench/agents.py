@@ -129,7 +129,8 @@ WORKER_ENVS: tuple[str, ...] = ("sparseshift/TriFingerObjectReach-v0",
 WORKERS_GOAL, RAW_GOAL = 1.7, 0.85
 
 
-def _raw_loop(env_id: str, n_envs: int) -> Callable[[int], None]:
+def _raw_loop(env_id: str, n_envs: int, closers: list[Callable[[], None]]
+              ) -> Callable[[int], None]:
     """8 pixel envs stepped with random actions and rendered (no agent)."""
     import numpy as np
     from stable_baselines3.common.vec_env import DummyVecEnv
@@ -140,6 +141,7 @@ def _raw_loop(env_id: str, n_envs: int) -> Callable[[int], None]:
                         for _ in range(n_envs)])
     venv.seed(0)
     venv.reset()
+    closers.append(venv.close)
     rng = np.random.default_rng(0)
     shape = (n_envs, *tuple(venv.action_space.shape or ()))
 
@@ -150,7 +152,8 @@ def _raw_loop(env_id: str, n_envs: int) -> Callable[[int], None]:
     return run
 
 
-def _agent(env_id: str, workers: int, device: str) -> Callable[[int], None]:
+def _agent(env_id: str, workers: int, device: str, closers: list[Callable[[], None]]
+           ) -> Callable[[int], None]:
     """PPO on frozen latents exactly as ``train-agent`` builds it, envs in ``workers``
     processes."""
     from sparseshift.agents.config import AgentConfig
@@ -164,6 +167,7 @@ def _agent(env_id: str, workers: int, device: str) -> Callable[[int], None]:
     learner = random_learner(64, 0).to(resolve_device(device))
     env = make_vec_env(cfg, int(hp["n_envs"]), learner)
     model = build_model(cfg, hp, env, None)
+    closers.append(env.close)
 
     def run(n: int) -> None:
         model.learn(total_timesteps=n, reset_num_timesteps=False)
@@ -183,8 +187,15 @@ def run_workers(args: argparse.Namespace) -> int:
         print(f"\n{env_id}, 64x64 pixels:")
         raw, one, many = "raw render+physics loop", "PPO latents, 1 env worker", \
             f"PPO latents, {w} env workers"
-        rates = interleaved({raw: _raw_loop(env_id, n_envs), one: _agent(env_id, 1, args.device),
-                             many: _agent(env_id, w, args.device)}, "steps/s", n, reps)
+        closers: list[Callable[[], None]] = []
+        try:
+            rates = interleaved({raw: _raw_loop(env_id, n_envs, closers),
+                                 one: _agent(env_id, 1, args.device, closers),
+                                 many: _agent(env_id, w, args.device, closers)},
+                                "steps/s", n, reps)
+        finally:
+            for close in closers:
+                close()
         print(format_row(rates[raw]))
         print(format_row(rates[one], rates[raw], RAW_GOAL))
         print(format_row(rates[many], rates[one], WORKERS_GOAL if w == 2 else None))

@@ -316,6 +316,11 @@ def plots(table: Sequence[dict[str, Any]], out: Path) -> list[Path]:
                     rs = [r for r in learned if r["shift"] == s and key in r["metrics"]]
                     ax.scatter([r["metrics"][key] for r in rs], [r["return"] for r in rs],
                                marker=marker, label=s)
+                    if s == "ood2":  # name each encoder run once (next to its OOD2 point)
+                        for r in rs:
+                            ax.annotate(f"{r['encoder']}/s{r.get('encoder_seed', 0)}",
+                                        (r["metrics"][key], r["return"]), fontsize=5,
+                                        xytext=(3, 3), textcoords="offset points")
                 ax.set_xlabel(key, fontsize=8)
                 ax.set_ylabel("OOD return", fontsize=8)
                 ax.legend(fontsize=7)

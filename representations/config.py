@@ -131,7 +131,8 @@ class TrainConfig(Config):
     lr_schedule: LRSchedule | None = opt(
         None, "learning-rate schedule: 'constant' or WARMUP:DECAY_STEPS:DECAY_RATE (linear "
         "warm-up, then lr * DECAY_RATE ** (step / DECAY_STEPS)); none: the learner's "
-        "(slot_attention: 10000:100000:0.5, others constant)", metavar="SCHEDULE")
+        "(slot_attention: 1000:100000:0.5, the reference decay with a CPU-sized warm-up; "
+        "the paper's is 10000:100000:0.5; others constant)", metavar="SCHEDULE")
     threads: int | None = opt(None, "torch threads (none: torch's default)", min=1, max=1024)
     device: str = opt("auto", "torch device: auto (an accelerator if one is available, else "
                       "cpu), cpu, cuda, cuda:N or mps")

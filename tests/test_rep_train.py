@@ -213,9 +213,17 @@ def test_lr_schedule_factor_and_parsing() -> None:
 
 
 def test_learners_default_schedules() -> None:
-    from sparseshift.representations.slots import REFERENCE_LR_SCHEDULE, lr_factor
+    from sparseshift.representations.slots import (
+        DEFAULT_LR_SCHEDULE,
+        REFERENCE_LR_SCHEDULE,
+        lr_factor,
+    )
 
-    assert TrainConfig(learner="slot_attention").schedule == REFERENCE_LR_SCHEDULE
+    assert TrainConfig(learner="slot_attention").schedule == DEFAULT_LR_SCHEDULE
+    assert DEFAULT_LR_SCHEDULE.factor(999) == pytest.approx(0.5 ** (999 / 100_000))
+    assert DEFAULT_LR_SCHEDULE.factor(0) == pytest.approx(0.001)
+    assert TrainConfig(learner="slot_attention", lr_schedule="10000:100000:0.5"
+                       ).schedule == REFERENCE_LR_SCHEDULE
     assert REFERENCE_LR_SCHEDULE.factor(12_345) == lr_factor(12_345)
     for name in ("beta_vae", "ada_gvae", "ada_mlvae", "nwm"):
         assert TrainConfig(learner=name).schedule.constant
@@ -278,4 +286,4 @@ def test_slot_attention_resumes_exactly_under_its_default_schedule(pairs_path: P
     train(TrainConfig(**kw, steps=4, ckpt_every=2), pairs_path, tmp_path / "split")
     assert_same(weights(tmp_path / "full"), weights(tmp_path / "split"))
     optim = json.loads(_meta(tmp_path / "full")["optim"])
-    assert optim["param_groups"][0]["lr"] == pytest.approx(4e-4 * 4 / 10_000 * 0.5 ** (3e-5))
+    assert optim["param_groups"][0]["lr"] == pytest.approx(4e-4 * 4 / 1_000 * 0.5 ** (3e-5))

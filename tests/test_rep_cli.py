@@ -183,7 +183,7 @@ def test_train_rep_slot_attention_schedule(capsys: pytest.CaptureFixture[str], p
     assert rc == 0, err
     saved = json.loads((tmp_path / "default" / "run.json").read_text())
     assert saved["model"]["num_slots"] == 3 and saved["model"]["enc_strides"] == [2, 2, 2]
-    assert saved["train"]["lr_schedule"] == {"warmup_steps": 10000, "decay_steps": 100000,
+    assert saved["train"]["lr_schedule"] == {"warmup_steps": 1000, "decay_steps": 100000,
                                              "decay_rate": 0.5}
     rc, _, err = cli(capsys, *common, "--out", str(tmp_path / "const"), "--lr-schedule",
                      "constant")

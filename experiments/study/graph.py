@@ -117,6 +117,10 @@ def topo_order(targets: Sequence[Task]) -> list[Task]:
 ProgressFn = Callable[[str, Task], None]
 
 
+def _no_progress(event: str, task: Task) -> None:
+    """The progress callback when none is given."""
+
+
 class ProgressPrinter:
     """One line per stage event on stderr: what started, what finished and how long it took,
     elapsed time and an estimate of what is left (mean duration of finished stages of the same
@@ -183,29 +187,26 @@ def run_local(targets: Sequence[Task], root: Path, progress: ProgressFn | None =
     """
     order = topo_order(targets)
     results: dict[str, dict[str, Any]] = {}
+    progress = progress or _no_progress
     if jobs <= 1:
         for t in order:
             if t.artifact(root).done:
                 results[t.key] = t.artifact(root).result()
-                if progress:
-                    progress("cached", t)
+                progress("cached", t)
                 continue
-            if progress:
-                progress("start", t)
+            progress("start", t)
             try:
                 results[t.key] = execute(t.fn, t.stage, t.key, str(root), t.config,
                                          _inputs(t, results), t.runtime)
             except BaseException:
-                if progress:
-                    progress("failed", t)
+                progress("failed", t)
                 raise
-            if progress:
-                progress("done", t)
+            progress("done", t)
         return results
     return _run_pool(order, root, progress, jobs)
 
 
-def _run_pool(order: list[Task], root: Path, progress: ProgressFn | None, jobs: int
+def _run_pool(order: list[Task], root: Path, progress: ProgressFn, jobs: int
               ) -> dict[str, dict[str, Any]]:
     import multiprocessing as mp
     from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -240,11 +241,9 @@ def _run_pool(order: list[Task], root: Path, progress: ProgressFn | None, jobs: 
                 pending.remove(t)
                 if cached:  # finished earlier: no process needed
                     results[t.key] = t.artifact(root).result()
-                    if progress:
-                        progress("cached", t)
+                    progress("cached", t)
                     continue
-                if progress:
-                    progress("start", t)
+                progress("start", t)
                 fut = pool.submit(execute, t.fn, t.stage, t.key, str(root), t.config,
                                   _inputs(t, results), t.runtime)
                 running[fut] = t
@@ -258,11 +257,9 @@ def _run_pool(order: list[Task], root: Path, progress: ProgressFn | None, jobs: 
                 try:
                     results[t.key] = fut.result()  # a failed task raises here
                 except BaseException:
-                    if progress:
-                        progress("failed", t)
+                    progress("failed", t)
                     raise
-                if progress:
-                    progress("done", t)
+                progress("done", t)
     return results
 
 

@@ -22,6 +22,16 @@ SHIFTS: tuple[str, ...] = ("in", "ood1", "ood2", "real")
 PROBE = "mlp"
 
 
+def save_figure(fig: Any, path: Path) -> Path:
+    """Lay out, write (110 dpi) and close a report figure; returns its path."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def encoder_points(table: Sequence[dict[str, Any]], env: str) -> list[dict[str, Any]]:
     """One entry per learned encoder run of ``env``: its label, proxy scores per shift and its
     agents' mean success and return per shift."""
@@ -150,9 +160,5 @@ def scatter(table: Sequence[dict[str, Any]], corr: dict[str, dict[str, Any]], ou
             ax.grid(alpha=0.3)
         fig.suptitle(f"{env.split('/')[-1]}: OOD proxy task vs RL agents, one point per encoder",
                      fontsize=9)
-        fig.tight_layout()
-        name = out / f"proxy_vs_agents_{env.split('/')[-1]}.png"
-        fig.savefig(name, dpi=110)
-        plt.close(fig)
-        paths.append(name)
+        paths.append(save_figure(fig, out / f"proxy_vs_agents_{env.split('/')[-1]}.png"))
     return paths

@@ -20,7 +20,7 @@ from sparseshift.envs.io import atomic_write_text, strict_json, write_json_atomi
 from sparseshift.experiments.study.aggregates import group_aggregates
 from sparseshift.experiments.study.aggregates import markdown as agg_markdown
 from sparseshift.experiments.study.proxy_report import markdown as proxy_markdown
-from sparseshift.experiments.study.proxy_report import proxy_correlations
+from sparseshift.experiments.study.proxy_report import proxy_correlations, save_figure
 from sparseshift.experiments.study.proxy_report import scatter as proxy_scatter
 from sparseshift.experiments.study.runner import RunRef
 
@@ -234,11 +234,7 @@ def learning_curves(table: Sequence[dict[str, Any]], out: Path) -> list[Path]:
         ax.grid(alpha=0.3)
         ax.set_title(f"{env.split('/')[-1]}: learning curves (periodic evaluation)", fontsize=9)
         ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
-        fig.tight_layout()
-        name = out / f"learning_curves_{env.split('/')[-1]}.png"
-        fig.savefig(name, dpi=110)
-        plt.close(fig)
-        paths.append(name)
+        paths.append(save_figure(fig, out / f"learning_curves_{env.split('/')[-1]}.png"))
     return paths
 
 
@@ -301,11 +297,7 @@ def plots(table: Sequence[dict[str, Any]], out: Path) -> list[Path]:
         ax.set_title(env.split("/")[-1], fontsize=9)
         ax.legend(fontsize=7, title="shift", loc="center left", bbox_to_anchor=(1.0, 0.5))
         ax.set_xlabel("encoder")
-        fig.tight_layout()
-        name = out / f"returns_{env.split('/')[-1]}.png"
-        fig.savefig(name, dpi=110)
-        plt.close(fig)
-        paths.append(name)
+        paths.append(save_figure(fig, out / f"returns_{env.split('/')[-1]}.png"))
         learned = [r for r in env_rows if r["kind"] == "learned"]
         keys = [k for k in ("dci_disentanglement", "mig", "mlp_r2_mean")
                 if any(k in r["metrics"] for r in learned)]
@@ -325,11 +317,7 @@ def plots(table: Sequence[dict[str, Any]], out: Path) -> list[Path]:
                 ax.set_ylabel("OOD return", fontsize=8)
                 ax.legend(fontsize=7)
             fig.suptitle(env.split("/")[-1], fontsize=9)
-            fig.tight_layout()
-            name = out / f"metric_vs_ood_{env.split('/')[-1]}.png"
-            fig.savefig(name, dpi=110)
-            plt.close(fig)
-            paths.append(name)
+            paths.append(save_figure(fig, out / f"metric_vs_ood_{env.split('/')[-1]}.png"))
     return paths
 
 

@@ -75,10 +75,7 @@ def atomic_output(path: str | os.PathLike[str], suffix: str = ".tmp") -> Iterato
     (:func:`commit_file`); on any error (disk full included) it is removed, so nothing
     half-written is ever left or read as complete."""
     out = Path(path)
-    if out.is_dir():
-        raise ConfigError(f"{out} is a folder; give a file path")
-    if out.parent.exists() and not out.parent.is_dir():
-        raise ConfigError(f"{out.parent} is a file, not a folder")
+    check_output_file(out)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError):

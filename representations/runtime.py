@@ -36,6 +36,13 @@ def available_devices() -> list[str]:
     return out
 
 
+def no_cuda_reason() -> str:
+    """Why no CUDA device is usable: a CPU build of torch, or a CUDA build that finds no GPU."""
+    cuda = torch.version.cuda
+    return ("this torch is a CPU build" if cuda is None else
+            f"torch {torch.__version__} (CUDA {cuda}) finds no GPU")
+
+
 def resolve_device(spec: str | torch.device = "auto") -> torch.device:
     """``auto`` -> the first CUDA device, else MPS, else the CPU; an explicit device must exist."""
     text = str(spec).strip().lower()
@@ -48,11 +55,8 @@ def resolve_device(spec: str | torch.device = "auto") -> torch.device:
         return torch.device("cpu")
     if text == "cuda" or text.startswith("cuda:"):
         if not torch.cuda.is_available():
-            cuda = torch.version.cuda
-            why = ("this torch is a CPU build" if cuda is None else
-                   f"torch {torch.__version__} (CUDA {cuda}) finds no GPU")
-            raise ConfigError(f"--device {spec}: no CUDA device ({why}); use --device cpu or "
-                              "auto")
+            raise ConfigError(f"--device {spec}: no CUDA device ({no_cuda_reason()}); use "
+                              "--device cpu or auto")
         index = 0 if text == "cuda" else text.split(":", 1)[1]
         if not str(index).isdigit() or int(index) >= torch.cuda.device_count():
             raise ConfigError(f"--device {spec}: valid CUDA devices are cuda:0.."

@@ -62,11 +62,11 @@ def cuda_device(spec: str) -> str:
     ``spec`` is a one-line :class:`ConfigError`."""
     import torch
 
+    from sparseshift.representations.runtime import no_cuda_reason, resolve_device
+
     if not torch.cuda.is_available():
-        why = ("this torch is a CPU build" if torch.version.cuda is None else
-               f"torch {torch.__version__} (CUDA {torch.version.cuda}) finds no GPU")
-        raise ConfigError(f"no CUDA device ({why}); make gpu-check needs a CUDA machine")
-    from sparseshift.representations.runtime import resolve_device
+        raise ConfigError(f"no CUDA device ({no_cuda_reason()}); make gpu-check needs a CUDA "
+                          "machine")
 
     device = resolve_device(spec)
     if device.type != "cuda":

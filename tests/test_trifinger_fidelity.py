@@ -184,3 +184,25 @@ def test_model_dynamics_parameters_are_the_official_ones() -> None:
     dofs = [model.joint(n).dofadr[0] for n in M.JOINT_NAMES]
     np.testing.assert_allclose(model.dof_armature[dofs], 0.0)
     np.testing.assert_allclose(model.dof_damping[dofs], M.SAFETY_KD)
+
+
+def test_masks_png_is_labelled() -> None:
+    """``sparseshift fidelity --out``'s masks.png: rows per configuration, columns per camera, a
+    colour key in the title, and the overlay colours kept (red, green, yellow)."""
+    from types import SimpleNamespace
+
+    from sparseshift.experiments.commands.fidelity import labelled_mask_sheet
+
+    a = np.zeros((2, 3, 32, 32))
+    b = np.zeros((2, 3, 32, 32))
+    a[:, :, :16] = 1.0  # official: top half
+    b[:, :, :, :16] = 1.0  # ours: left half
+    report = SimpleNamespace(arrays={"masks_official": a, "masks_ours": b})
+    raw = F.mask_sheet(report)  # type: ignore[arg-type]
+    assert raw.shape == (64, 96, 3)
+    sheet = labelled_mask_sheet(report)
+    assert sheet.dtype == np.uint8 and sheet.shape[0] > 64 + 20 and sheet.shape[1] > 96 + 60
+    colours = {tuple(int(v) for v in px) for px in sheet.reshape(-1, 3)}
+    assert {(255, 255, 0), (255, 0, 0), (0, 255, 0), (0, 0, 0)} <= colours
+    # text is drawn (dark pixels in the label column left of the tiles)
+    assert (sheet[:, :60] < 128).any()

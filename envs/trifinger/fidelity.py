@@ -682,27 +682,32 @@ def _status(ok: bool | np.bool_) -> str:
     return "pass" if bool(ok) else "FAIL"
 
 
-def mask_sheet(report: FidelityReport, limit: int = 4) -> np.ndarray:
-    """uint8 image: per configuration, three cameras; red = official only, green = ours only,
-    yellow = both."""
+def mask_tiles(report: FidelityReport, limit: int = 4) -> list[list[np.ndarray]]:
+    """uint8 ``HxWx3`` overlays, per configuration (up to ``limit``) one per camera: red =
+    official only, green = ours only, yellow = both."""
     a, b = report.arrays["masks_official"], report.arrays["masks_ours"]
-    rows = []
-    for k in range(min(limit, len(a))):
-        tiles = [np.stack([a[k, c], b[k, c], np.zeros_like(a[k, c])], -1)
-                 for c in range(a.shape[1])]
-        rows.append(np.concatenate(tiles, axis=1))
-    return (np.concatenate(rows, axis=0) * 255).astype(np.uint8)
+    return [[(np.stack([a[k, c], b[k, c], np.zeros_like(a[k, c])], -1) * 255).astype(np.uint8)
+             for c in range(a.shape[1])] for k in range(min(limit, len(a)))]
 
 
-def write_outputs(report: FidelityReport, out: str | os.PathLike[str]) -> list[Path]:
-    """``fidelity.md``, ``fidelity.json``, ``masks.png`` and ``fidelity.npz`` in ``out``."""
+def mask_sheet(report: FidelityReport, limit: int = 4) -> np.ndarray:
+    """The overlays of :func:`mask_tiles` in one unlabelled uint8 image (rows: configurations,
+    columns: cameras); ``sparseshift fidelity`` writes a labelled sheet instead."""
+    return np.concatenate([np.concatenate(row, axis=1) for row in mask_tiles(report, limit)],
+                          axis=0)
+
+
+def write_outputs(report: FidelityReport, out: str | os.PathLike[str],
+                  masks_png: np.ndarray | None = None) -> list[Path]:
+    """``fidelity.md``, ``fidelity.json``, ``masks.png`` (``masks_png``, else
+    :func:`mask_sheet`) and ``fidelity.npz`` in ``out``."""
     from sparseshift.envs.io import atomic_output, atomic_write_text, save_png
 
     d = Path(out)
     md = atomic_write_text(d / "fidelity.md", "# TriFinger fidelity vs trifinger_simulation\n\n"
                            f"{report.versions}\n\n{report.table()}\n")
     js = atomic_write_text(d / "fidelity.json", json.dumps(report.to_json(), indent=2) + "\n")
-    png = save_png(d / "masks.png", mask_sheet(report))
+    png = save_png(d / "masks.png", mask_sheet(report) if masks_png is None else masks_png)
     with atomic_output(d / "fidelity.npz", suffix=".tmp.npz") as tmp:
         arrays: dict[str, Any] = dict(report.arrays)
         np.savez_compressed(tmp, **arrays)

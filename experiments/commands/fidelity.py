@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         with output_lock(out):
             report = run_check(cfg, python, log=log)
-            written = write_outputs(report, out)
+            written = write_outputs(report, out, masks_png=labelled_mask_sheet(report))
     print(f"TriFinger fidelity: ours vs {report.versions}\n")
     print(report.table())
     failed = [r.check for r in report.rows if r.status == "FAIL"]
@@ -72,3 +72,17 @@ def run(args: argparse.Namespace) -> int:
     if written:
         print_written(written)
     return 0 if not failed else 1
+
+
+def labelled_mask_sheet(report: Any) -> Any:
+    """``masks.png``: the robot's mask from each camera (columns) for the first configurations
+    (rows), ours over the official simulator's, with the colour key in the title."""
+    from sparseshift.envs.trifinger.fidelity import mask_tiles
+    from sparseshift.experiments.imaging import contact_sheet
+
+    tiles = mask_tiles(report)
+    rows = [(f"configuration {k}", row) for k, row in enumerate(tiles)]
+    captions = [[f"camera {c}" for c in range(len(row))] for row in tiles]
+    return contact_sheet(rows, scale=1, captions=captions, title=(
+        "TriFinger robot mask, ours vs trifinger_simulation: red = official only, green = ours "
+        "only, yellow = both"))

@@ -210,6 +210,9 @@ class Learner(nn.Module, abc.ABC):
     # run sets
     #: one (``None``: constant).
     default_lr_schedule: ClassVar[LRSchedule | None] = None
+    #: Adam learning rate and batch size of a run that sets none (``TrainConfig.lr``/``batch``).
+    default_lr: ClassVar[float] = 1e-4
+    default_batch: ClassVar[int] = 64
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

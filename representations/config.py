@@ -113,8 +113,10 @@ class TrainConfig(Config):
                                    help="options of the learner's config dataclass")
     steps: int = opt(1000, "total optimisation steps", min=1, max=10**9)
     seed: int = opt(0, "seed of everything random", min=0, max=SEED_MAX)
-    batch: int = opt(64, "batch size (pairs per batch for pair learners)", min=1, max=65536)
-    lr: float = opt(1e-4, "Adam learning rate")
+    batch: int | None = opt(None, "batch size (pairs per batch for pair learners; none: the "
+                            "learner's, 64, slot_attention 32)", min=1, max=65536)
+    lr: float | None = opt(None, "Adam learning rate (none: the learner's, 1e-4, slot_attention "
+                           "4e-4)")
     pairs: Literal["intervention", "temporal"] | None = opt(
         None, "pair learners: intervention pairs (pairs dataset, the default) or temporal pairs "
         "(frames t and t+gap of a video dataset)")
@@ -146,10 +148,29 @@ class TrainConfig(Config):
         from sparseshift.representations.registry import learner_class
 
         learner_class(self.learner)  # unknown names -> ConfigError listing the valid ones
-        check_number("lr", self.lr, 0.0, None, low_open=True)
+        if self.lr is not None:
+            check_number("lr", self.lr, 0.0, None, low_open=True)
         lo, hi = self.gap_range
         if lo < 1 or hi < lo:
             raise ConfigError(f"gap must be >= 1 (or a range lo <= hi), got {self.gap!r}")
+
+    @property
+    def learning_rate(self) -> float:
+        """``lr``, else the learner's ``default_lr``."""
+        if self.lr is not None:
+            return float(self.lr)
+        from sparseshift.representations.registry import learner_class
+
+        return float(learner_class(self.learner).default_lr)
+
+    @property
+    def batch_size(self) -> int:
+        """``batch``, else the learner's ``default_batch``."""
+        if self.batch is not None:
+            return int(self.batch)
+        from sparseshift.representations.registry import learner_class
+
+        return int(learner_class(self.learner).default_batch)
 
     @property
     def schedule(self) -> LRSchedule:

@@ -93,6 +93,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
 }
 ARCH_FIELDS: tuple[str, ...] = tuple(PRESETS["fast"])
+#: Initialisations of the slots: ``gaussian`` (Locatello et al. 2020: ``mu + sigma * eps``) and
+#: ``learned`` (Jia et al. 2023, BO-QSA: one learned query per slot, straight-through gradient).
+SLOT_INITS: tuple[str, ...] = ("gaussian", "learned")
 
 
 def _paper_decoder(image_size: int, broadcast: int) -> dict[str, tuple[int, ...]]:
@@ -125,6 +128,8 @@ class SlotAttentionConfig(LearnerConfig):
     mlp_hidden: int = 128
     eps: float = 1e-8
     eval_seed: int = 0
+    init: str = "learned"
+    implicit: bool = False
     enc_channels: tuple[int, ...] = ()
     enc_kernels: tuple[int, ...] = ()
     enc_strides: tuple[int, ...] = ()
@@ -151,6 +156,8 @@ class SlotAttentionConfig(LearnerConfig):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+        if self.init not in SLOT_INITS:
+            raise ConfigError(f"unknown slot init {self.init!r}; valid: {', '.join(SLOT_INITS)}")
         if not (0 < self.eps < 1):
             raise ConfigError(f"eps must be in (0, 1), got {self.eps}")
         self._check_layers("enc", self.enc_channels, self.enc_kernels, self.enc_strides)
@@ -267,14 +274,24 @@ class SlotAttentionModule(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(slot_size, mlp_hidden), nn.ReLU(),
                                  nn.Linear(mlp_hidden, slot_size))
 
-    def forward(self, inputs: torch.Tensor, slots: torch.Tensor
-                ) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, inputs: torch.Tensor, slots: torch.Tensor, implicit: bool = False,
+                straight_through: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """``implicit``: the last round starts from detached slots (Chang et al. 2022, *Object
+        Representations as Fixed Points*: the first-order implicit gradient).
+        ``straight_through``: the last round starts from ``slots.detach() + init - init.detach()``
+        (Jia et al. 2023, BO-QSA), so the initial slots get the last round's gradient."""
         b, k, d = slots.shape
+        init = slots
         x = self.norm_inputs(inputs)
         keys = self.to_k(x)  # [B, N, D]
         values = self.to_v(x)
         attn = slots.new_zeros(0)
-        for _ in range(self.iters):
+        for i in range(self.iters):
+            if i == self.iters - 1 and i > 0:
+                if straight_through:
+                    slots = slots.detach() + init - init.detach()
+                elif implicit:
+                    slots = slots.detach()
             prev = slots
             q = self.to_q(self.norm_slots(slots)) * self.scale  # [B, K, D]
             logits = torch.bmm(q, keys.transpose(1, 2))  # [B, K, N]
@@ -323,6 +340,8 @@ class SlotAttention(Learner):
     config_cls = SlotAttentionConfig
     batch_kind = "singles"
     default_lr_schedule = DEFAULT_LR_SCHEDULE
+    default_lr = 4e-4  # the reference's
+    default_batch = 32  # CPU-sized (the reference's is 64: --batch 64)
     config: SlotAttentionConfig
 
     def __init__(self, config: LearnerConfig) -> None:
@@ -344,9 +363,15 @@ class SlotAttention(Learner):
                                                   c.iters, c.eps)
         # Learned Gaussian of the initial slots: both trainable, sigma = exp(log_sigma) > 0.
         limit = (6.0 / (1 + c.slot_size)) ** 0.5  # Glorot uniform, as the reference
-        self.slots_mu = nn.Parameter(torch.empty(1, 1, c.slot_size).uniform_(-limit, limit))
-        self.slots_log_sigma = nn.Parameter(torch.empty(1, 1, c.slot_size).uniform_(-limit,
-                                                                                    limit))
+        if c.init == "learned":
+            # BO-QSA (Jia et al. 2023): one learned query per slot (Glorot uniform)
+            q_limit = (6.0 / (c.num_slots + c.slot_size)) ** 0.5
+            self.slots_query = nn.Parameter(
+                torch.empty(1, c.num_slots, c.slot_size).uniform_(-q_limit, q_limit))
+        else:
+            self.slots_mu = nn.Parameter(torch.empty(1, 1, c.slot_size).uniform_(-limit, limit))
+            self.slots_log_sigma = nn.Parameter(
+                torch.empty(1, 1, c.slot_size).uniform_(-limit, limit))
         self.decoder_pos = SoftPositionEmbed(c.slot_size, c.dec_broadcast)
         dec: list[nn.Module] = []
         c_in = c.slot_size
@@ -383,6 +408,11 @@ class SlotAttention(Learner):
         if k < 1:
             raise ConfigError(f"num_slots must be >= 1, got {k}")
         d = self.config.slot_size
+        if self.config.init == "learned":
+            if k > self.config.num_slots:
+                raise ConfigError(f"learned slot queries: at most {self.config.num_slots} slots "
+                                  f"(the number trained), got {k}")
+            return self.slots_query[:, :k].expand(batch, k, d)
         mu, sigma = self.slots_mu, self.slots_sigma
         if generator is not None:
             eps = torch.randn((batch, k, d), generator=generator, dtype=mu.dtype)
@@ -423,7 +453,8 @@ class SlotAttention(Learner):
         """Full pass on uint8 frames (``generator``: training noise; None: deterministic)."""
         inputs = self.features(frames)
         init = self.initial_slots(inputs.shape[0], num_slots, generator)
-        slots, attn = self.slot_attention(inputs, init)
+        slots, attn = self.slot_attention(inputs, init, implicit=self.config.implicit,
+                                          straight_through=self.config.init == "learned")
         if not decode:
             empty = slots.new_zeros(0)
             return SlotOutput(slots, attn, empty, empty, empty)
@@ -438,8 +469,10 @@ class SlotAttention(Learner):
         gen = generator if generator is not None else torch.default_generator
         out = self.forward_slots(x, self.config.num_slots, gen)
         mse = (out.recon - to_float_chw(x)).square().mean()
-        return {"loss": mse, "mse": mse.detach(),
-                "slot_sigma": self.slots_sigma.detach().mean()}
+        terms = {"loss": mse, "mse": mse.detach()}
+        if self.config.init == "gaussian":
+            terms["slot_sigma"] = self.slots_sigma.detach().mean()
+        return terms
 
     def encode(self, frames: torch.Tensor, num_slots: int | None = None) -> torch.Tensor:
         """uint8 frames ``[B, H, W, 3]`` -> slots ``[B, K, slot_size]`` (deterministic)."""

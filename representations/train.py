@@ -110,8 +110,8 @@ def identity(config: TrainConfig, model: LearnerConfig, pairs: str, dataset: Map
         "learner": config.learner,
         "model": model.to_json(),
         "seed": config.seed,
-        "batch": config.batch,
-        "lr": config.lr,
+        "batch": config.batch_size,
+        "lr": config.learning_rate,
         "pairs": pairs,
         "gap": list(config.gap_range),
         "seq_len": config.seq_len,
@@ -214,7 +214,7 @@ def _train(config: TrainConfig, data: Any, out: Path) -> TrainResult:
     learner.to(device)
     if config.channels_last:
         learner.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-    optimizer = torch.optim.Adam(learner.parameters(), lr=config.lr)
+    optimizer = torch.optim.Adam(learner.parameters(), lr=config.learning_rate)
     scaler = torch.amp.GradScaler(device.type, enabled=config.precision == "fp16")
     start = 0
     if (out / RUN_FILE).exists():
@@ -245,7 +245,8 @@ def _train(config: TrainConfig, data: Any, out: Path) -> TrainResult:
         "model": model_cfg.to_json(),
         "identity": ident,
         "train": {
-            "steps": config.steps, "seed": config.seed, "batch": config.batch, "lr": config.lr,
+            "steps": config.steps, "seed": config.seed, "batch": config.batch_size,
+            "lr": config.learning_rate,
             "pairs": pairs if cls.batch_kind == "pairs" else None,
             "gap": list(config.gap_range), "seq_len": config.seq_len,
             "lr_schedule": config.schedule.to_json(),
@@ -255,7 +256,7 @@ def _train(config: TrainConfig, data: Any, out: Path) -> TrainResult:
         "versions": package_versions(),
     })
 
-    spec = BatchSpec(cls.batch_kind, config.batch, pairs, config.gap_range, config.seq_len)
+    spec = BatchSpec(cls.batch_kind, config.batch_size, pairs, config.gap_range, config.seq_len)
     source = BatchSource(ds, spec, config.seed)
     generator = torch.Generator()
     logger = _Logger(out, config.tensorboard, start)
@@ -287,7 +288,7 @@ def _train(config: TrainConfig, data: Any, out: Path) -> TrainResult:
                 scaler.scale(loss).backward()  # a pass-through unless precision is fp16
                 if schedule is not None:  # recomputed from the step: nothing to save or restore
                     for group in optimizer.param_groups:
-                        group["lr"] = config.lr * schedule.factor(step)
+                        group["lr"] = config.learning_rate * schedule.factor(step)
                 scaler.step(optimizer)
                 scaler.update()
                 done = step + 1

@@ -47,7 +47,8 @@ def frames(n: int = 4, size: int = 16, seed: int = 0) -> torch.Tensor:
 
 # ---------------------------------------------------------------- learner
 def test_shapes_and_finite_loss() -> None:
-    m = tiny()
+    """The reference's Gaussian initialisation (``init="gaussian"``): mu and sigma both train."""
+    m = tiny(init="gaussian")
     x = frames()
     terms = m.loss({"x": x}, torch.Generator().manual_seed(0))
     assert terms["loss"].ndim == 0 and torch.isfinite(terms["loss"])
@@ -95,7 +96,7 @@ def test_encode_is_deterministic_and_batch_independent() -> None:
 
 
 def test_training_noise_comes_from_generator() -> None:
-    m = tiny()
+    m = tiny(init="gaussian")
     x = frames()
     a = m.loss({"x": x}, torch.Generator().manual_seed(1))["loss"]
     b = m.loss({"x": x}, torch.Generator().manual_seed(1))["loss"]
@@ -104,14 +105,14 @@ def test_training_noise_comes_from_generator() -> None:
 
 
 def test_slot_sigma_positive() -> None:
-    m = tiny()
+    m = tiny(init="gaussian")
     with torch.no_grad():
         m.slots_log_sigma.fill_(-30.0)
     assert bool((m.slots_sigma > 0).all())
 
 
 def test_num_slots_changes_at_eval() -> None:
-    m = tiny().eval()
+    m = tiny(init="gaussian").eval()
     x = frames()
     assert m.encode(x, num_slots=5).shape == (4, 5, 8)
     assert m.masks(x, num_slots=6).shape == (4, 6, 16, 16)
@@ -121,6 +122,56 @@ def test_num_slots_changes_at_eval() -> None:
     torch.testing.assert_close(m.initial_slots(2, 3), m.initial_slots(2, 5)[:, :3])
     with pytest.raises(ConfigError):
         m.encode(x, num_slots=0)
+
+
+def test_learned_queries_bo_qsa() -> None:
+    """init='learned' (Jia et al. 2023; the default): one query per slot, the same for every
+    image, trained through the straight-through last round; at most the trained number of
+    slots."""
+    assert SlotAttentionConfig().init == "learned"
+    m = tiny()
+    assert not hasattr(m, "slots_mu") and m.slots_query.shape == (1, 3, 8)
+    x = frames()
+    init = m.initial_slots(4)
+    torch.testing.assert_close(init[0], init[3])
+    assert not torch.allclose(init[0, 0], init[0, 1])  # distinct slots without noise
+    a = m.loss({"x": x}, torch.Generator().manual_seed(1))["loss"]
+    b = m.loss({"x": x}, torch.Generator().manual_seed(2))["loss"]
+    assert float(a.detach()) == float(b.detach())  # no sampling noise
+    a.backward()
+    assert m.slots_query.grad is not None and float(m.slots_query.grad.abs().sum()) > 0
+    assert m.encode(x, num_slots=2).shape == (4, 2, 8)
+    with pytest.raises(ConfigError, match="at most 3 slots"):
+        m.encode(x, num_slots=4)
+    with pytest.raises(ConfigError, match="unknown slot init"):
+        SlotAttentionConfig(init="kmeans")
+
+
+def test_straight_through_and_implicit_gradients() -> None:
+    """The last round starts from detached slots: with ``implicit`` the initial slots get no
+    gradient, with ``straight_through`` they get exactly the last round's gradient (as if it had
+    started from them); the forward values are unchanged by either."""
+    torch.manual_seed(0)
+    mod = SlotAttentionModule(8, 8, 16, iters=3, eps=1e-8)
+    inputs = torch.randn(2, 10, 8)
+    init = torch.randn(2, 3, 8, requires_grad=True)
+    plain, _ = mod(inputs, init)
+    imp, _ = mod(inputs, init, implicit=True)
+    st, _ = mod(inputs, init, straight_through=True)
+    torch.testing.assert_close(plain, imp)
+    torch.testing.assert_close(plain, st)
+    assert not imp.requires_grad or torch.autograd.grad(
+        imp.sum(), init, allow_unused=True)[0] is None
+    (g_st,) = torch.autograd.grad(st.sum(), init)
+    # reference: the last round alone, run from the slots of the first two rounds, with respect
+    # to its starting point
+    two = SlotAttentionModule(8, 8, 16, iters=2, eps=1e-8)
+    one = SlotAttentionModule(8, 8, 16, iters=1, eps=1e-8)
+    two.load_state_dict(mod.state_dict())
+    one.load_state_dict(mod.state_dict())
+    start = two(inputs, init)[0].detach().requires_grad_(True)
+    (g_ref,) = torch.autograd.grad(one(inputs, start)[0].sum(), start)
+    torch.testing.assert_close(g_st, g_ref)
 
 
 def test_slot_module_permutation_equivariant_and_attention_normalised() -> None:

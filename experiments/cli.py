@@ -32,6 +32,7 @@ COMMANDS: tuple[str, ...] = (
     "evaluate",
     "study",
     "disentangle",
+    "slot_curve",
     "bench",
     "doctor",
     "fidelity",

@@ -92,8 +92,7 @@ README_RUNS: dict[str, ReadmeRun] = {
     "ada_gvae": ReadmeRun("ada_gvae", GRID, (
         "--learner", "ada_gvae", "--steps", "20000", "--seed", "0"), _METRICS),
     "slot_attention": ReadmeRun("slot_attention", GRID, (
-        "--learner", "slot_attention", "--steps", "20000", "--batch", "32", "--lr", "4e-4",
-        "--model", "num_slots=6"), _METRICS),
+        "--learner", "slot_attention", "--steps", "20000", "--model", "num_slots=6"), _METRICS),
     "nwm": ReadmeRun("nwm", PUSH, (
         "--learner", "nwm", "--seq-len", "8", "--batch", "8", "--lr", "2e-3", "--steps",
         "20000"), (("--waves", ("--waves", "{run}/waves")),
@@ -200,7 +199,7 @@ def _images_per_step(config: Any, data: Path) -> int:
     finally:
         ds.close()
     pairs = resolve_pairs(cls.batch_kind, config.learner, kind, config.pairs)
-    return BatchSpec(cls.batch_kind, config.batch, pairs, config.gap_range,
+    return BatchSpec(cls.batch_kind, config.batch_size, pairs, config.gap_range,
                      config.seq_len).images_per_batch
 
 

@@ -46,9 +46,9 @@ if TYPE_CHECKING:
 
 DESCRIPTION = "training images/s of the training loop vs a model-only loop on pre-loaded tensors"
 
-#: Default batch per learner (others: 64): Slot Attention's decoder runs once per slot, the NWM's
-#: batches are sequences of ``--seq-len`` frames.
-DEFAULT_BATCH: dict[str, int] = {"slot_attention": 32, "nwm": 8}
+#: Batch of the benchmark where it differs from the learner's ``default_batch`` (train-rep's): the
+#: NWM's batches are sequences of ``--seq-len`` frames.
+DEFAULT_BATCH: dict[str, int] = {"nwm": 8}
 GOAL = 0.9
 #: Default measurement size: each ``train()`` call also pays fixed costs (setup, the final image
 #: grid and checkpoint) that a long run amortises, so short calls understate the loop.
@@ -235,7 +235,7 @@ def _bench_one(name: str, ds: Any, args: argparse.Namespace, out: Path, device: 
     temporal = cls.batch_kind == "pairs" and ds.kind == "video"
     pairs_arg: Literal["temporal"] | None = "temporal" if temporal else None
     pairs = resolve_pairs(cls.batch_kind, name, ds.kind, pairs_arg)
-    batch_size = args.batch or DEFAULT_BATCH.get(name, 64)
+    batch_size = args.batch or DEFAULT_BATCH.get(name) or cls.default_batch
     config = TrainConfig(learner=name, batch=batch_size, steps=1, pairs=pairs_arg,
                          seq_len=args.seq_len, progress=False)
     model = resolve_model_config(config, int(ds.image_size))

@@ -158,14 +158,15 @@ SMOKE = StudyConfig(
 
 
 def _all_learners(steps: int, batch: int = 64) -> tuple[LearnerPlan, ...]:
-    """Every registered learner at one seed: the VAEs, Slot Attention (reference lr 4e-4 with a
-    short warm-up instead of 10k steps) and the Neural Wave Machine (sequences of 8 frames)."""
+    """Every registered learner at one seed: the VAEs, Slot Attention (its defaults: lr 4e-4,
+    batch 32, learned slot queries; a warm-up of a tenth of the steps instead of 10k) and the
+    Neural Wave Machine (sequences of 8 frames)."""
     return (
         *vae_plans(steps=steps, seeds=(0,), batch=batch),
         LearnerPlan("ada_mlvae", TrainConfig(learner="ada_mlvae", model={"beta": 1.0},
                                              steps=steps, batch=batch, progress=False)),
         LearnerPlan("slot_attention", TrainConfig(
-            learner="slot_attention", steps=steps, batch=32, lr=4e-4, progress=False,
+            learner="slot_attention", steps=steps, progress=False,
             lr_schedule=f"{max(steps // 10, 1)}:100000:0.5")),  # type: ignore[arg-type]
         LearnerPlan("nwm", TrainConfig(learner="nwm", steps=steps, batch=8, lr=2e-3, seq_len=8,
                                        progress=False)),

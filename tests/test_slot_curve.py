@@ -30,6 +30,9 @@ def test_tiny_curves_report_plot_and_rerun(tmp_path: Path) -> None:
                         minutes=0.0, eval_every=3, eval_n=16, model=TINY)
     path, table = run(p, tmp_path / "t", jobs=1)
     assert path.name == "slot_curve.md" and (tmp_path / "t" / "fg_ari_vs_time.png").stat().st_size
+    for variant in ("default", "gaussian"):
+        fig = tmp_path / "t" / f"slots_ColourGrid-v0_{variant}_s0.png"
+        assert fig.stat().st_size > 1000 and f"]({fig.name})" in path.read_text()
     doc = json.loads((tmp_path / "t" / "slot_curve.json").read_text())
     assert [c["variant"] for c in doc["curves"]] == ["default", "gaussian"]
     for c in doc["curves"]:
@@ -38,7 +41,7 @@ def test_tiny_curves_report_plot_and_rerun(tmp_path: Path) -> None:
         pts = c["points"]
         assert [pt["step"] for pt in pts] == [3] and pts[0]["train_seconds"] > 0
         assert -1.0 <= pts[0]["fg_ari"] <= 1.0 and 1 <= pts[0]["slots_used"] <= 3
-    assert "| ColourGrid-v0 | default |" in table and "not reached (0.9)" in table
+    assert "| ColourGrid-v0 | default | 0 |" in table and "not reached (0.9)" in table
     # the variants differ in the slot initialisation only
     rep = tmp_path / "t" / "artifacts" / "slot_curve"
     inits = sorted(json.loads(f.read_text())["model"]["init"] for f in rep.glob("*/rep/run.json"))

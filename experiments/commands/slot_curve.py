@@ -32,6 +32,8 @@ def add_parser(sub: Any) -> None:
                    help="training minutes per curve (default: the preset's, 30)")
     p.add_argument("--variants", default=None,
                    help="comma-separated variants (default: the preset's, default,gaussian)")
+    p.add_argument("--seeds", default=None,
+                   help="comma-separated training seeds (default: the preset's, 0)")
     p.add_argument("--jobs", type=int, default=None, metavar="N",
                    help="curves trained at a time, each in its own process with one torch "
                         "thread (default: the number of CPUs)")
@@ -43,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
     import os
 
     from sparseshift.envs.config import check_int, check_number
+    from sparseshift.envs.errors import ConfigError
     from sparseshift.experiments.study.slot_curve import get_preset
     from sparseshift.experiments.study.slot_curve import run as run_curves
 
@@ -53,6 +56,12 @@ def run(args: argparse.Namespace) -> int:
         changes["minutes"] = float(args.minutes)
     if args.variants is not None:
         changes["variants"] = tuple(v.strip() for v in args.variants.split(",") if v.strip())
+    if args.seeds is not None:
+        try:
+            changes["seeds"] = tuple(int(x) for x in args.seeds.split(",") if x.strip())
+        except ValueError:
+            raise ConfigError(f"--seeds takes comma-separated integers, got {args.seeds!r}") \
+                from None
     if changes:
         preset = preset.replace(**changes)
     jobs = check_int("--jobs", args.jobs if args.jobs is not None else (os.cpu_count() or 1), 1)

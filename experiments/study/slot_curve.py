@@ -63,7 +63,7 @@ class SlotCurvePreset(Config):
     minutes: float = opt(30.0, "training minutes per curve", min=0.0)
     eval_every: int = opt(250, "training steps between evaluations", min=1)
     eval_n: int = opt(256, "states scored per evaluation", min=1)
-    seed: int = opt(0, "training seed")
+    seeds: tuple[int, ...] = opt((0,), "training seeds (one curve per variant and seed)")
     model: Mapping[str, Any] = opt(factory=dict, help="model options for every variant")
 
     def validate(self) -> None:
@@ -107,6 +107,7 @@ def get_preset(name: str) -> SlotCurvePreset:
 class Curve:
     env_id: str
     variant: str
+    seed: int
     task: Task
 
 
@@ -115,14 +116,16 @@ def build(p: SlotCurvePreset) -> list[Curve]:
     for env_id, policy in zip(p.envs, p.policies, strict=True):
         collect = Task("collect", f"{STAGES}:collect_stage", CollectConfig(
             env_id=env_id, kind="video", n=p.frames, policy=policy), label=env_id)
-        for variant in p.variants:
-            train = TrainConfig(learner="slot_attention", model={**p.model, **VARIANTS[variant]},
-                                seed=p.seed, progress=False, tensorboard=False)
-            cfg = CurveConfig(train=train, minutes=p.minutes, eval_every=p.eval_every,
-                              eval_n=p.eval_n)
-            curves.append(Curve(env_id, variant, Task("slot_curve", CURVE_FN, cfg,
-                                                      deps=(collect,),
-                                                      label=f"{env_id}/{variant}")))
+        for seed in p.seeds:
+            for variant in p.variants:
+                train = TrainConfig(learner="slot_attention",
+                                    model={**p.model, **VARIANTS[variant]}, seed=seed,
+                                    progress=False, tensorboard=False)
+                cfg = CurveConfig(train=train, minutes=p.minutes, eval_every=p.eval_every,
+                                  eval_n=p.eval_n)
+                task = Task("slot_curve", CURVE_FN, cfg, deps=(collect,),
+                            label=f"{env_id}/{variant}/s{seed}")
+                curves.append(Curve(env_id, variant, seed, task))
     return curves
 
 
@@ -222,9 +225,9 @@ def _f(x: float) -> str:
 def report(p: SlotCurvePreset, curves: Sequence[Curve], results: Mapping[str, dict[str, Any]],
            out: Path, seconds: float, jobs: int) -> tuple[Path, str]:
     marks = [m for m in (5.0, 10.0, 20.0, 30.0) if m <= p.minutes] or [p.minutes]
-    head = ("| env | variant | " + " | ".join(f"FG-ARI at {m:g} min" for m in marks)
+    head = ("| env | variant | seed | " + " | ".join(f"FG-ARI at {m:g} min" for m in marks)
             + " | final FG-ARI | steps | minutes to goal |")
-    lines = [head, "|" + "---|" * (5 + len(marks))]
+    lines = [head, "|" + "---|" * (6 + len(marks))]
     data = []
     for c in curves:
         r = results[c.task.key]
@@ -233,18 +236,21 @@ def report(p: SlotCurvePreset, curves: Sequence[Curve], results: Mapping[str, di
         reach = time_to(pts, goal) if goal is not None else None
         last = pts[-1]
         lines.append(
-            f"| {c.env_id.split('/')[-1]} | {c.variant} | "
+            f"| {c.env_id.split('/')[-1]} | {c.variant} | {c.seed} | "
             + " | ".join(_f(at_minutes(pts, m)) for m in marks)
             + f" | {_f(last['fg_ari'])} ({last['train_seconds'] / 60:.1f} min) | {last['step']} | "
             + ("no goal" if goal is None else
                f"{reach:.1f} (goal {goal:g})" if reach is not None else f"not reached ({goal:g})")
             + " |")
-        data.append({"env_id": c.env_id, "variant": c.variant, "batch": r["batch"],
+        data.append({"env_id": c.env_id, "variant": c.variant, "seed": c.seed,
+                     "batch": r["batch"],
                      "lr": r["lr"], "points": pts})
     table = "\n".join(lines)
     figure = plot(data, out / "fg_ari_vs_time.png")
+    figures = slot_figures(curves, out)
     md = [f"# Slot Attention: FG-ARI against training time, preset `{p.name}`", "",
-          f"{p.frames} video frames per env; each curve trains one model (seed {p.seed}, one "
+          f"{p.frames} video frames per env; each curve trains one model (seeds "
+          f"{', '.join(map(str, p.seeds))}, one "
           f"torch thread, {jobs} curve(s) at a time on this machine) and scores FG-ARI on "
           f"{p.eval_n} dataset states every {p.eval_every} steps. Minutes are the training "
           f"loop's own time (set-up, checkpoints and evaluations excluded); {seconds:.0f} s wall "
@@ -252,11 +258,37 @@ def report(p: SlotCurvePreset, curves: Sequence[Curve], results: Mapping[str, di
           "Variants: `default` = `train-rep --learner slot_attention` with its defaults (learned "
           "slot queries, Jia et al. 2023); `gaussian` = the same with the reference's Gaussian "
           "slot initialisation (`--model init=gaussian`).", "", table, "",
-          f"![FG-ARI against training time]({figure.name})", ""]
+          f"![FG-ARI against training time]({figure.name})", "",
+          "## Slots of each final model", "",
+          "Per frame: input, reconstruction, segmentation (argmax of the alpha masks), then each "
+          "slot's mask and its RGB times the mask.", ""]
+    for c, fig_path in zip(curves, figures, strict=True):
+        md += [f"{c.env_id.split('/')[-1]}, {c.variant}, seed {c.seed}:", "",
+               f"![slots]({fig_path.name})", ""]
     path = out / "slot_curve.md"
     atomic_write_text(path, "\n".join(md))
     write_json_atomic(out / "slot_curve.json", {"preset": p.to_json(), "curves": data})
     return path, table
+
+
+def slot_figures(curves: Sequence[Curve], out: Path, n: int = 4) -> list[Path]:
+    """A slot figure of each curve's final model on the same ``n`` frames of its dataset."""
+    from sparseshift.representations.checkpoint import load_learner
+    from sparseshift.representations.data import frames_at, num_frames, open_data
+    from sparseshift.representations.slot_eval import save_slot_figure, slot_learner
+
+    root = out / "artifacts"
+    paths = []
+    for c in curves:
+        (collect,) = c.task.deps
+        ds = open_data(collect.artifact(root).path / "data.h5")
+        idx = np.linspace(0, num_frames(ds) - 1, n).astype(np.int64)
+        frames, _ = frames_at(ds, idx)
+        learner = slot_learner(load_learner(c.task.artifact(root).path / "rep"))
+        path = out / f"slots_{c.env_id.split('/')[-1]}_{c.variant}_s{c.seed}.png"
+        save_slot_figure(learner, frames, path)
+        paths.append(path)
+    return paths
 
 
 def plot(data: Sequence[Mapping[str, Any]], path: Path) -> Path:
@@ -269,6 +301,9 @@ def plot(data: Sequence[Mapping[str, Any]], path: Path) -> Path:
     from sparseshift.experiments.study.proxy_report import save_figure
 
     envs = list(dict.fromkeys(d["env_id"] for d in data))
+    variants = list(dict.fromkeys(d["variant"] for d in data))
+    seeds = list(dict.fromkeys(d["seed"] for d in data))
+    styles = ["-", "--", ":", "-."]
     fig, axes = plt.subplots(1, len(envs), figsize=(5.2 * len(envs), 3.8), squeeze=False)
     for ax, env in zip(axes[0], envs, strict=True):
         for d in data:
@@ -276,7 +311,9 @@ def plot(data: Sequence[Mapping[str, Any]], path: Path) -> Path:
                 continue
             pts = [pt for pt in d["points"] if not math.isnan(pt["fg_ari"])]
             ax.plot([pt["train_seconds"] / 60 for pt in pts], [pt["fg_ari"] for pt in pts],
-                    marker="o", markersize=3, label=f"{d['variant']} (batch {d['batch']}, "
+                    marker="o", markersize=3, color=f"C{variants.index(d['variant'])}",
+                    linestyle=styles[seeds.index(d["seed"]) % len(styles)],
+                    label=f"{d['variant']}, seed {d['seed']} (batch {d['batch']}, "
                     f"lr {d['lr']:g})")
         if env in GOALS:
             ax.axhline(GOALS[env], color="grey", linestyle="--", linewidth=1,

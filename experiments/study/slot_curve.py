@@ -304,7 +304,9 @@ def plot(data: Sequence[Mapping[str, Any]], path: Path) -> Path:
     variants = list(dict.fromkeys(d["variant"] for d in data))
     seeds = list(dict.fromkeys(d["seed"] for d in data))
     styles = ["-", "--", ":", "-."]
-    fig, axes = plt.subplots(1, len(envs), figsize=(5.2 * len(envs), 3.8), squeeze=False)
+    rows = len(variants) * len(seeds) + 1  # legend entries, drawn under each panel
+    fig, axes = plt.subplots(1, len(envs), figsize=(5.6 * len(envs), 4.0 + 0.2 * rows),
+                             squeeze=False)
     for ax, env in zip(axes[0], envs, strict=True):
         for d in data:
             if d["env_id"] != env:
@@ -323,5 +325,5 @@ def plot(data: Sequence[Mapping[str, Any]], path: Path) -> Path:
         ax.set_ylabel("foreground ARI")
         ax.set_ylim(-0.05, 1.0)
         ax.grid(alpha=0.3)
-        ax.legend(loc="lower right", fontsize=8)
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18), fontsize=8, frameon=False)
     return save_figure(fig, path)

@@ -67,7 +67,8 @@ def test_presets_and_bad_input(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(ConfigError, match="variant"):
         PRESETS["colourgrid"].replace(variants=("nope",))
     for argv in (["slot-curve", "--preset", "nope"], ["slot-curve", "--minutes", "-1"],
-                 ["slot-curve", "--variants", "default,nope"]):
+                 ["slot-curve", "--variants", "default,nope"], ["slot-curve", "--device", "foo"],
+                 ["slot-curve", "--seeds", "0,x"]):
         assert main(argv) == 2
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1, err

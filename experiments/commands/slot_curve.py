@@ -37,6 +37,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--jobs", type=int, default=None, metavar="N",
                    help="curves trained at a time, each in its own process with one torch "
                         "thread (default: the number of CPUs)")
+    p.add_argument("--device", default=None,
+                   help="torch device of training and scoring: auto, cpu, cuda, cuda:N or mps "
+                        "(default: train-rep's, auto)")
     p.add_argument("--out", default="out/slot_curve", help="output folder (default %(default)s)")
     p.set_defaults(func=run)
 
@@ -65,7 +68,13 @@ def run(args: argparse.Namespace) -> int:
     if changes:
         preset = preset.replace(**changes)
     jobs = check_int("--jobs", args.jobs if args.jobs is not None else (os.cpu_count() or 1), 1)
-    path, table = run_curves(preset, Path(args.out) / preset.name, jobs=jobs)
+    device = None
+    if args.device is not None:
+        from sparseshift.representations.runtime import resolve_device
+
+        resolve_device(args.device)  # an unknown or missing device: one line, before any work
+        device = str(args.device)
+    path, table = run_curves(preset, Path(args.out) / preset.name, jobs=jobs, device=device)
     print(table)
     print(f"report: {path}")
     return 0

@@ -111,7 +111,10 @@ class Curve:
     task: Task
 
 
-def build(p: SlotCurvePreset) -> list[Curve]:
+def build(p: SlotCurvePreset, device: str | None = None) -> list[Curve]:
+    """The curves' tasks; ``device`` places training and scoring (not hashed: the artifacts do
+    not depend on the machine)."""
+    runtime = {} if device is None else {"device": device}
     curves = []
     for env_id, policy in zip(p.envs, p.policies, strict=True):
         collect = Task("collect", f"{STAGES}:collect_stage", CollectConfig(
@@ -124,7 +127,7 @@ def build(p: SlotCurvePreset) -> list[Curve]:
                 cfg = CurveConfig(train=train, minutes=p.minutes, eval_every=p.eval_every,
                                   eval_n=p.eval_n)
                 task = Task("slot_curve", CURVE_FN, cfg, deps=(collect,),
-                            label=f"{env_id}/{variant}/s{seed}")
+                            label=f"{env_id}/{variant}/s{seed}", runtime=runtime)
                 curves.append(Curve(env_id, variant, seed, task))
     return curves
 
@@ -191,9 +194,10 @@ def curve_stage(config: CurveConfig, inputs: Mapping[str, dict[str, Any]], out: 
             "batch": batch, "lr": cfg.learning_rate}
 
 
-def run(p: SlotCurvePreset, out: Path, jobs: int = 1) -> tuple[Path, str]:
+def run(p: SlotCurvePreset, out: Path, jobs: int = 1, device: str | None = None
+        ) -> tuple[Path, str]:
     """Run (or resume) the experiment into ``out``; returns the report path and its table."""
-    curves = build(p)
+    curves = build(p, device)
     out = output_dir(out, "slot_curve_config.json")
     with output_lock(out):
         root = out / "artifacts"

@@ -19,8 +19,10 @@ def add_parser(sub: Any) -> None:
         description=(
             "Collect a video per env, train Slot Attention with train-rep's defaults (and the "
             "reference's Gaussian slot initialisation for comparison) and score foreground ARI "
-            "against the env's segmentation masks every few hundred steps; writes a table, "
-            "FG-ARI-vs-training-time plot and JSON. Resumable. Presets: " + ", ".join(
+            "against the env's segmentation masks every few hundred steps; writes a table, an "
+            "FG-ARI-vs-training-time plot, a slot figure of each final model and JSON. Minutes "
+            "are the training loop's own time on one torch thread. Resumable. Presets: "
+            + ", ".join(
                 f"{k} ({', '.join(e.split('/')[-1] for e in v.envs)})"
                 for k, v in PRESETS.items())
             + ". Variants: " + ", ".join(VARIANTS) + "."

@@ -154,23 +154,22 @@ class TrainConfig(Config):
         if lo < 1 or hi < lo:
             raise ConfigError(f"gap must be >= 1 (or a range lo <= hi), got {self.gap!r}")
 
+    def _learner_default(self, name: str) -> Any:
+        """A class-level default of the run's learner (``default_lr``, ``default_batch``, ...)."""
+        from sparseshift.representations.registry import learner_class
+
+        return getattr(learner_class(self.learner), name)
+
     @property
     def learning_rate(self) -> float:
         """``lr``, else the learner's ``default_lr``."""
-        if self.lr is not None:
-            return float(self.lr)
-        from sparseshift.representations.registry import learner_class
-
-        return float(learner_class(self.learner).default_lr)
+        return float(self.lr if self.lr is not None else self._learner_default("default_lr"))
 
     @property
     def batch_size(self) -> int:
         """``batch``, else the learner's ``default_batch``."""
-        if self.batch is not None:
-            return int(self.batch)
-        from sparseshift.representations.registry import learner_class
-
-        return int(learner_class(self.learner).default_batch)
+        return int(self.batch if self.batch is not None
+                   else self._learner_default("default_batch"))
 
     @property
     def schedule(self) -> LRSchedule:
@@ -178,9 +177,8 @@ class TrainConfig(Config):
         else constant."""
         if self.lr_schedule is not None:
             return self.lr_schedule
-        from sparseshift.representations.registry import learner_class
-
-        return learner_class(self.learner).default_lr_schedule or LRSchedule()
+        default: LRSchedule | None = self._learner_default("default_lr_schedule")
+        return default or LRSchedule()
 
     @property
     def gap_range(self) -> tuple[int, int]:

@@ -146,16 +146,15 @@ def segmentation_scores(true_seg: np.ndarray, pred: np.ndarray, object_names: Se
     }
 
 
-def evaluate_slots(learner: SlotMaskLearner, env_id: str,
-                   env_kwargs: Mapping[str, Any] | None = None, n: int = 256, seed: int = 0,
-                   factors: np.ndarray | None = None, num_slots: int | None = None,
-                   background_names: Sequence[str] = BACKGROUND_NAMES) -> dict[str, Any]:
-    """FG-ARI of ``learner`` on ``n`` states of env ``env_id`` (made with ``env_kwargs``).
+def ground_truth(env_id: str, env_kwargs: Mapping[str, Any] | None = None, n: int = 256,
+                 seed: int = 0, factors: np.ndarray | None = None, image_size: int | None = None
+                 ) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
+    """Frames, segmentations and object names of ``n`` states of env ``env_id``.
 
     States are ``n`` rows of ``factors`` (drawn without replacement with ``seed``; all rows if
     there are fewer) when given (e.g. a dataset's stored factors), else sampled with the env's
-    ``sample_factors`` from ``numpy.random.default_rng(seed)``. Returns the summary of
-    :func:`segmentation_scores` plus the env id, seed and number of slots.
+    ``sample_factors`` from ``numpy.random.default_rng(seed)``. ``image_size``: the size the
+    frames must have (a :class:`ConfigError` otherwise).
     """
     from sparseshift.envs.registry import make
 
@@ -164,9 +163,9 @@ def evaluate_slots(learner: SlotMaskLearner, env_id: str,
     env = make(env_id, **dict(env_kwargs or {}))
     try:
         base: Any = env.unwrapped  # a FactorEnv
-        if base.image_size != learner.config.image_size:
+        if image_size is not None and base.image_size != image_size:
             raise ConfigError(f"{env_id} renders {base.image_size}x{base.image_size} frames but "
-                              f"the learner takes {learner.config.image_size}")
+                              f"the learner takes {image_size}")
         rng = np.random.default_rng(seed)
         if factors is not None:
             rows = np.asarray(factors)
@@ -176,11 +175,45 @@ def evaluate_slots(learner: SlotMaskLearner, env_id: str,
             env.reset(seed=seed)
             chosen = np.stack([base.sample_factors(rng) for _ in range(n)])
         frames, segs = render_ground_truth(base, chosen)
-        names = tuple(base.object_names)
+        return frames, segs, tuple(base.object_names)
     finally:
         env.close()
+
+
+def dataset_ground_truth(data: Any, n: int = 256, seed: int = 0, image_size: int | None = None
+                         ) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
+    """:func:`ground_truth` of ``n`` states stored in a dataset (path or opened dataset), drawn
+    with ``seed``, rendered by the env (and env kwargs) it was collected with."""
+    from sparseshift.representations.data import frames_at, num_frames, open_data
+
+    ds = open_data(data)
+    total = num_frames(ds)
+    rng = np.random.default_rng(seed)
+    idx = np.sort(rng.choice(total, size=min(n, total), replace=False))
+    _, factors = frames_at(ds, idx)
+    return ground_truth(str(ds.env_id), dict(ds.attrs.get("env_kwargs") or {}), len(idx), seed,
+                        factors=factors, image_size=image_size)
+
+
+def score_slots(learner: SlotMaskLearner, frames: np.ndarray, segs: np.ndarray,
+                names: Sequence[str], num_slots: int | None = None,
+                background_names: Sequence[str] = BACKGROUND_NAMES) -> dict[str, Any]:
+    """:func:`segmentation_scores` of the learner's segmentation of ``frames``."""
     pred = predict_segmentation(learner, frames, num_slots)
-    out = segmentation_scores(segs, pred, names, background_names)
+    return segmentation_scores(segs, pred, names, background_names)
+
+
+def evaluate_slots(learner: SlotMaskLearner, env_id: str,
+                   env_kwargs: Mapping[str, Any] | None = None, n: int = 256, seed: int = 0,
+                   factors: np.ndarray | None = None, num_slots: int | None = None,
+                   background_names: Sequence[str] = BACKGROUND_NAMES) -> dict[str, Any]:
+    """FG-ARI of ``learner`` on ``n`` states of env ``env_id`` (made with ``env_kwargs``; the
+    states as in :func:`ground_truth`). Returns the summary of :func:`segmentation_scores` plus
+    the env id, seed and number of slots.
+    """
+    frames, segs, names = ground_truth(env_id, env_kwargs, n, seed, factors,
+                                       learner.config.image_size)
+    out = score_slots(learner, frames, segs, names, num_slots, background_names)
     out.update({"env_id": env_id, "seed": seed,
                 "num_slots": learner.num_slots if num_slots is None else num_slots,
                 "states": "dataset" if factors is not None else "sampled"})
@@ -191,15 +224,15 @@ def evaluate_slots_on_dataset(learner: SlotMaskLearner, data: Any, n: int = 256,
                               num_slots: int | None = None) -> dict[str, Any]:
     """:func:`evaluate_slots` on the states stored in a dataset (path or opened dataset), with the
     env id and env kwargs the dataset was collected with."""
-    from sparseshift.representations.data import frames_at, num_frames, open_data
+    from sparseshift.representations.data import open_data
 
     ds = open_data(data)
-    total = num_frames(ds)
-    rng = np.random.default_rng(seed)
-    idx = np.sort(rng.choice(total, size=min(n, total), replace=False))
-    _, factors = frames_at(ds, idx)
-    return evaluate_slots(learner, str(ds.env_id), dict(ds.attrs.get("env_kwargs") or {}),
-                          len(idx), seed, factors=factors, num_slots=num_slots)
+    frames, segs, names = dataset_ground_truth(ds, n, seed, learner.config.image_size)
+    out = score_slots(learner, frames, segs, names, num_slots)
+    out.update({"env_id": str(ds.env_id), "seed": seed,
+                "num_slots": learner.num_slots if num_slots is None else num_slots,
+                "states": "dataset"})
+    return out
 
 
 @torch.no_grad()

@@ -8,12 +8,17 @@ right):
 * **Encoder**: conv layers with ReLU; a soft position embedding (a linear map of the 4-channel grid
   ``(x, y, 1 - x, 1 - y)``) is added to the features, which are flattened to ``N`` inputs, then
   LayerNorm and an MLP (Linear, ReLU, Linear) to ``slot_size``.
-* **Slot module** (:class:`SlotAttentionModule`): ``K`` slots drawn from a learned Gaussian
-  ``N(mu, sigma^2)`` (``mu`` and ``log_sigma`` both trainable, ``sigma = exp(log_sigma) > 0``);
-  ``iters`` rounds of: ``q = W_q LN(slots)``, ``k = W_k LN(x)``, ``v = W_v LN(x)`` (no biases, as
-  in the reference); ``attn = softmax over the SLOT axis of k q^T / sqrt(D)``; ``attn + eps``
-  (1e-8) renormalised over the inputs (a weighted mean); the updates go through a GRU cell and a
-  residual MLP on ``LN(slots)``. The module is permutation-equivariant in the slots.
+* **Slot initialisation** (``init``): ``"learned"`` (the default; Jia et al. 2023, *Improving
+  Object-centric Learning with Query Optimization*, BO-QSA): one learned query per slot, and the
+  last round starts from ``slots.detach() + init - init.detach()`` (a straight-through gradient
+  to the queries); ``"gaussian"`` (the reference): ``K`` slots drawn from a learned Gaussian
+  ``N(mu, sigma^2)`` (``mu`` and ``log_sigma`` both trainable, ``sigma = exp(log_sigma) > 0``).
+  ``implicit=True`` detaches the slots before the last round (Chang et al. 2022).
+* **Slot module** (:class:`SlotAttentionModule`): ``iters`` rounds of: ``q = W_q LN(slots)``,
+  ``k = W_k LN(x)``, ``v = W_v LN(x)`` (no biases, as in the reference);
+  ``attn = softmax over the SLOT axis of k q^T / sqrt(D)``; ``attn + eps`` (1e-8) renormalised
+  over the inputs (a weighted mean); the updates go through a GRU cell and a residual MLP on
+  ``LN(slots)``. The module is permutation-equivariant in the slots.
 * **Decoder**: every slot is broadcast to a ``dec_broadcast`` x ``dec_broadcast`` grid, the soft
   position embedding is added, transposed convs (ReLU between them) upsample it, and a last
   transposed conv gives 4 channels: RGB and an alpha logit. Alpha is softmaxed across slots and
@@ -31,7 +36,8 @@ Presets (``preset``; any architecture field left empty takes the preset's value)
   channels at full resolution; decoder from 8x8 with 64-channel 5x5 stride-2 transposed convs up
   to the image size, one stride-1 5x5 and a 3x3 output layer.
 
-Determinism. Training draws the initial slots from the learned Gaussian with the generator passed
+Determinism. With learned queries nothing is sampled. With the Gaussian initialisation, training
+draws the initial slots from the learned Gaussian with the generator passed
 to :meth:`SlotAttention.loss`. :meth:`SlotAttention.encode` must be deterministic, and the mean
 alone cannot be used (identical initial slots stay identical through every iteration, the
 attention is then uniform over slots), so evaluation uses ``mu + sigma * eps`` with a FIXED
@@ -40,8 +46,9 @@ attention is then uniform over slots), so evaluation uses ``mu + sigma * eps`` w
 ``K`` rows of the draw for more slots, so changing the number of slots at test time (the paper's
 property) keeps the first slots' initialisation.
 
-The number of slots may change after training: set :attr:`SlotAttention.num_slots` or pass
-``num_slots=`` to :meth:`~SlotAttention.encode`, :meth:`~SlotAttention.reconstruct` or
+The number of slots may change after training (with learned queries only downwards, to a prefix
+of the trained queries): set :attr:`SlotAttention.num_slots` or pass ``num_slots=`` to
+:meth:`~SlotAttention.encode`, :meth:`~SlotAttention.reconstruct` or
 :meth:`~SlotAttention.forward_slots`.
 """
 
@@ -361,14 +368,14 @@ class SlotAttention(Learner):
                                          nn.Linear(c.slot_size, c.slot_size))
         self.slot_attention = SlotAttentionModule(c.slot_size, c.slot_size, c.mlp_hidden,
                                                   c.iters, c.eps)
-        # Learned Gaussian of the initial slots: both trainable, sigma = exp(log_sigma) > 0.
-        limit = (6.0 / (1 + c.slot_size)) ** 0.5  # Glorot uniform, as the reference
         if c.init == "learned":
             # BO-QSA (Jia et al. 2023): one learned query per slot (Glorot uniform)
             q_limit = (6.0 / (c.num_slots + c.slot_size)) ** 0.5
             self.slots_query = nn.Parameter(
                 torch.empty(1, c.num_slots, c.slot_size).uniform_(-q_limit, q_limit))
         else:
+            # Learned Gaussian of the initial slots: both trainable, sigma = exp(log_sigma) > 0.
+            limit = (6.0 / (1 + c.slot_size)) ** 0.5  # Glorot uniform, as the reference
             self.slots_mu = nn.Parameter(torch.empty(1, 1, c.slot_size).uniform_(-limit, limit))
             self.slots_log_sigma = nn.Parameter(
                 torch.empty(1, 1, c.slot_size).uniform_(-limit, limit))

@@ -137,32 +137,17 @@ def curve_stage(config: CurveConfig, inputs: Mapping[str, dict[str, Any]], out: 
     """Train in chunks and score FG-ARI after each (module docstring); resumable."""
     import json
 
-    from sparseshift.envs.registry import make
     from sparseshift.experiments.study.stages import _device, _file
     from sparseshift.representations.checkpoint import load_learner
-    from sparseshift.representations.data import frames_at, num_frames, open_data
     from sparseshift.representations.slot_eval import (
-        predict_segmentation,
-        render_ground_truth,
-        segmentation_scores,
+        dataset_ground_truth,
+        score_slots,
         slot_learner,
     )
     from sparseshift.representations.train import train
 
     data = _file(inputs, "collect", "data")
-    ds = open_data(data)
-    rng = np.random.default_rng(config.eval_seed)
-    total = num_frames(ds)
-    idx = np.sort(rng.choice(total, size=min(config.eval_n, total), replace=False))
-    _, factors = frames_at(ds, idx)
-    env = make(str(ds.env_id), **dict(ds.attrs.get("env_kwargs") or {}))
-    try:
-        base: Any = env.unwrapped
-        frames, segs = render_ground_truth(base, factors)
-        names = tuple(base.object_names)
-    finally:
-        env.close()
-
+    frames, segs, names = dataset_ground_truth(data, config.eval_n, config.eval_seed)
     points_file = out / "points.json"
     points: list[dict[str, Any]] = (json.loads(points_file.read_text())
                                     if points_file.exists() else [])
@@ -170,26 +155,19 @@ def curve_stage(config: CurveConfig, inputs: Mapping[str, dict[str, Any]], out: 
     cfg = _device(config.train, runtime).replace(threads=1)
     batch = cfg.batch_size
 
-    def score(step: int, seconds: float, mse: float | None) -> None:
-        learner = slot_learner(load_learner(run)) if step > 0 else None
-        if learner is None:
-            fg, used = float("nan"), float("nan")
-        else:
-            s = segmentation_scores(segs, predict_segmentation(learner, frames), names)
-            fg, used = float(s["fg_ari"]), float(s["slots_used"])
-        points.append({"step": step, "train_seconds": round(seconds, 2), "fg_ari": fg,
-                       "slots_used": used, "mse": mse})
-        write_json_atomic(points_file, points)
-
     seconds = float(points[-1]["train_seconds"]) if points else 0.0
     step = int(points[-1]["step"]) if points else 0
-    while seconds < config.minutes * 60.0 or not points or points[-1]["step"] == 0:
+    while seconds < config.minutes * 60.0 or not points:
         res = train(cfg.replace(steps=step + config.eval_every), data, run)
         done = res.step - res.resumed_from
         rate = res.images_per_second / batch  # steps/s from the first to the last step
         seconds += done / rate if rate > 0 else 0.0
         step = res.step
-        score(step, seconds, float(res.losses.get("mse", float("nan"))))
+        s = score_slots(slot_learner(load_learner(run)), frames, segs, names)
+        points.append({"step": step, "train_seconds": round(seconds, 2),
+                       "fg_ari": float(s["fg_ari"]), "slots_used": float(s["slots_used"]),
+                       "mse": float(res.losses.get("mse", float("nan")))})
+        write_json_atomic(points_file, points)
     return {"files": {"rep": "rep", "points": "points.json"}, "points": points,
             "batch": batch, "lr": cfg.learning_rate}
 

@@ -34,8 +34,12 @@ from sparseshift.envs.errors import ConfigError, check_image_size, choice_error
 from sparseshift.envs.registry import entry
 
 ALGOS: tuple[str, ...] = ("ppo", "sac")
-#: Encoder names that are not checkpoint directories.
-BASELINES: tuple[str, ...] = ("pixels", "state", "random")
+#: Encoder names that are baselines, not an encoder of the user's: ``pixels`` (end to end),
+#: ``state`` (the oracle), ``random`` (an untrained encoder) and ``sensors`` (proprioception and
+#: goal only, no image: the floor that a useful image encoder must beat).
+BASELINES: tuple[str, ...] = ("pixels", "state", "random", "sensors")
+#: Baselines without a frozen encoder.
+NO_ENCODER: tuple[str, ...] = ("pixels", "state", "sensors")
 #: The learner (default config) that the ``random`` baseline instantiates untrained.
 RANDOM_LEARNER = "beta_vae"
 
@@ -169,7 +173,7 @@ def _json_mapping(value: Mapping[str, Any], what: str) -> dict[str, Any]:
 #: AgentConfig fields that do not change what an agent learns (not part of its identity): where
 #: and how fast it runs, and what it logs.
 RUNTIME_FIELDS: tuple[str, ...] = ("env_workers", "device", "policy_device", "torch_threads",
-                                   "tensorboard")
+                                   "tensorboard", "encoder_weights")
 
 
 @dataclass(frozen=True)
@@ -183,7 +187,11 @@ class AgentConfig(Config):
     """
 
     env_id: str = opt(help="env id, e.g. sparseshift/TriFingerReach-v0", flag="--env")
-    encoder: str = opt(help="CKPT_DIR | pixels | state | random")
+    encoder: str = opt(help="a run folder, an export-encoder folder, package.module:factory (your "
+                       "own nn.Module), an installed encoder entry point, or a baseline: random, "
+                       "sensors, pixels, state")
+    encoder_weights: str | None = opt(None, "safetensors weights for an encoder named by its "
+                                      "factory", metavar="W.safetensors")
     algo: Literal["ppo", "sac"] = opt("ppo", "ppo, or sac (Box actions only)")
     steps: int = opt(100_000, "env steps to train for", min=1, max=10**10)
     seed: int = opt(0, "seed of everything", min=0, max=SEED_LIMIT - 1)
@@ -217,6 +225,8 @@ class AgentConfig(Config):
             )
         if not self.encoder:
             raise ConfigError("encoder must be a run directory or one of " + ", ".join(BASELINES))
+        if self.encoder_weights is not None and self.encoder in BASELINES:
+            raise ConfigError(f"--encoder-weights does not apply to the {self.encoder} baseline")
         check_image_size(self.image_size)
         object.__setattr__(self, "colours", "+".join(parse_splits(self.colours)))
         object.__setattr__(self, "env_kwargs", _json_mapping(self.env_kwargs, "env_kwargs"))
@@ -233,12 +243,13 @@ class AgentConfig(Config):
 
     @property
     def encoder_kind(self) -> str:
-        """``pixels``, ``state``, ``random`` or ``checkpoint``."""
+        """A baseline name (``pixels``, ``state``, ``random``, ``sensors``) or ``checkpoint`` for
+        any encoder of the user's."""
         return self.encoder if self.encoder in BASELINES else "checkpoint"
 
     @property
     def obs_mode(self) -> str:
-        return "state" if self.encoder == "state" else "pixels_proprio"
+        return {"state": "state", "sensors": "proprio"}.get(self.encoder, "pixels_proprio")
 
     def resolved_hyperparams(self) -> dict[str, Any]:
         """The family/algo defaults with ``hyperparams`` applied (unknown keys, wrong types and

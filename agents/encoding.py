@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
+from sparseshift.agents.standardize import LatentStats
 from sparseshift.envs.errors import ConfigError
 from sparseshift.representations.base import Capability, Learner
 
@@ -88,10 +89,15 @@ def pixel_layout(space: spaces.Space[Any]) -> tuple[tuple[int, ...], int]:
 class FrozenEncoder:
     """A learner in eval mode with frozen weights, mapping env observations to float32 features.
 
-    Features are ``[latents.flatten(), proprio]``; :attr:`observation_space` is their Box.
+    Features are ``[standardised latents.flatten(), proprio]``; :attr:`observation_space` is
+    their Box. ``stats`` (:class:`~sparseshift.agents.standardize.LatentStats`, measured once
+    before training and recorded in ``agent.json``) standardises the latents per dimension, so
+    every encoder reaches the policy through the same view; ``None`` passes them raw (only for
+    measuring the statistics themselves).
     """
 
-    def __init__(self, learner: Learner, env_space: spaces.Space[Any]) -> None:
+    def __init__(self, learner: Learner, env_space: spaces.Space[Any],
+                 stats: LatentStats | None = None) -> None:
         self.learner = learner.eval()
         self.learner.requires_grad_(False)
         self.pixel_shape, self.proprio_dim = pixel_layout(env_space)
@@ -111,6 +117,11 @@ class FrozenEncoder:
                               f"{self.latent_shape}")
         self.latent_size = math.prod(self.latent_shape)
         self.stateful = learner.supports(Capability.STATEFUL)
+        self.stats = stats
+        if stats is not None:
+            if stats.mean.shape != (self.latent_shape[-1],):
+                raise ConfigError(f"latent statistics of size {stats.mean.shape[0]} do not fit "
+                                  f"latents of shape {self.latent_shape}")
         dim = self.latent_size + self.proprio_dim
         self.observation_space = spaces.Box(-np.inf, np.inf, (dim,), dtype=np.float32)
 
@@ -144,16 +155,24 @@ class FrozenEncoder:
             return {k: np.concatenate([a[k], b[k]]) for k in a}
         return np.concatenate([a, b])
 
-    def features(self, obs: Any, state: Any = None) -> tuple[np.ndarray, Any]:
-        """Encode a batch in one forward pass; returns ``(features [B, F] float32, new state)``."""
-        frames, prop = self.split(obs)
+    def latents(self, obs: Any, state: Any = None) -> tuple[np.ndarray, Any]:
+        """Raw latents of a batch in one forward pass: ``([B, latent_size] float32, state)``."""
+        frames, _ = self.split(obs)
         x = torch.from_numpy(np.ascontiguousarray(frames)).to(self.learner.device)
         with torch.inference_mode():
             if self.stateful:
                 z, state = self.learner.encode_step(x, state)
             else:
                 z = self.learner.encode(x)
-        lat = z.reshape(len(frames), -1).float().cpu().numpy()
+        return z.reshape(len(frames), -1).float().cpu().numpy(), state
+
+    def features(self, obs: Any, state: Any = None) -> tuple[np.ndarray, Any]:
+        """Encode a batch in one forward pass; returns ``(features [B, F] float32, new state)``."""
+        _, prop = self.split(obs)
+        lat, state = self.latents(obs, state)
+        if self.stats is not None:
+            n = len(lat)
+            lat = self.stats.apply(lat.reshape(n, -1, self.latent_shape[-1])).reshape(n, -1)
         if prop is None:
             return np.ascontiguousarray(lat, dtype=np.float32), state
         return np.concatenate([lat, prop], axis=1).astype(np.float32, copy=False), state

@@ -17,6 +17,7 @@ from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
 
 from sparseshift.agents.config import AgentConfig
+from sparseshift.agents.standardize import LatentStats
 from sparseshift.agents.wrapper import EncodedVecEnv
 from sparseshift.envs.errors import ConfigError, choice_error
 from sparseshift.envs.registry import entry, make
@@ -73,7 +74,8 @@ def env_factory(config: AgentConfig, shift: str | None = None
     return EnvFactory(config, shift)
 
 
-def make_vec_env(config: AgentConfig, n_envs: int, learner: Learner | None) -> VecEnv:
+def make_vec_env(config: AgentConfig, n_envs: int, learner: Learner | None,
+                 stats: LatentStats | None = None) -> VecEnv:
     """The training envs: ``n_envs`` Monitor-wrapped envs on ``config.colours``, stepped in this
     process (``env_workers`` 1: a DummyVecEnv) or in ``env_workers`` processes
     (:class:`~sparseshift.agents.vecenv.WorkerVecEnv`, identical results), wrapped in
@@ -86,4 +88,4 @@ def make_vec_env(config: AgentConfig, n_envs: int, learner: Learner | None) -> V
         venv: VecEnv = WorkerVecEnv(fns, config.env_workers)
     else:
         venv = DummyVecEnv(fns)
-    return EncodedVecEnv(venv, learner) if learner is not None else venv
+    return EncodedVecEnv(venv, learner, stats) if learner is not None else venv

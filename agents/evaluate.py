@@ -20,11 +20,13 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from torch import nn
 
 from sparseshift.agents.config import (
     EVAL_SEED_BASE,
@@ -33,17 +35,19 @@ from sparseshift.agents.config import (
     check_eval_policy,
     is_deterministic,
 )
-from sparseshift.agents.encoders import load_encoder
+from sparseshift.agents.encoders import ResolvedEncoder, load_encoder
 from sparseshift.agents.encoding import FrozenEncoder
 from sparseshift.agents.envs import make_env, parse_shifts
 from sparseshift.agents.policy_io import load_policy
 from sparseshift.agents.rollout import run_episodes
+from sparseshift.agents.standardize import LatentStats
 from sparseshift.agents.stats import DEFAULT_RESAMPLES, bootstrap_ci
 from sparseshift.agents.train import (
     AGENT_FILE,
     DONE_FILE,
     FORMAT,
     FORMAT_VERSION,
+    READABLE_VERSIONS,
     episode_seeds,
 )
 from sparseshift.agents.video import (
@@ -56,6 +60,8 @@ from sparseshift.agents.video import (
 )
 from sparseshift.envs.errors import ConfigError
 from sparseshift.envs.io import read_json, write_json_atomic
+from sparseshift.representations.base import Learner
+from sparseshift.representations.external import Plugins
 from sparseshift.representations.runtime import resolve_device, torch_run
 
 EVAL_FILE = "eval.json"
@@ -75,7 +81,7 @@ def read_agent(agent_dir: Path) -> dict[str, Any]:
     if data.get("format") != FORMAT:
         raise ConfigError(f"{path} is not a sparseshift agent file")
     version = data.get("format_version")
-    if version != FORMAT_VERSION:
+    if version not in READABLE_VERSIONS:
         raise ConfigError(
             f"{path} has agent format {version!r}; this sparseshift reads format "
             f"{FORMAT_VERSION} (format 1 stored an SB3 zip, which is never unpickled): train the "
@@ -97,15 +103,56 @@ def encoder_spec(agent_dir: Path, agent: dict[str, Any], config: AgentConfig) ->
     """Where the agent's encoder is: its recorded path (relative to the agent folder) or the
     baseline name."""
     path = agent.get("encoder", {}).get("path")
-    if not path:
+    if not path or agent.get("encoder", {}).get("kind") == "factory":
         return config.encoder
     return str((agent_dir / path) if not Path(path).is_absolute() else Path(path))
+
+
+def agent_encoder(agent_dir: Path, agent: dict[str, Any], config: AgentConfig,
+                  plugins: Plugins | None = None,
+                  module: nn.Module | Learner | None = None) -> ResolvedEncoder:
+    """The agent's frozen encoder, checked against the fingerprint it recorded. A factory named
+    in ``agent.json`` is imported only when ``plugins`` allows it; an encoder that was passed
+    from Python must be passed again (``module``)."""
+    desc = agent.get("encoder", {})
+    if not isinstance(desc, dict):
+        raise ConfigError(f"{agent_dir / AGENT_FILE}: encoder must be an object")
+    kind = desc.get("kind")
+    if kind == "module" and module is None:
+        raise ConfigError(f"the agent in {agent_dir} was trained on an encoder passed from Python "
+                          f"({desc.get('label', 'unnamed')!r}): pass the same module as "
+                          "encoder=..., or export it (sparseshift export-encoder) and train "
+                          "on the folder")
+    weights = None
+    if kind == "factory" and desc.get("path"):
+        p = Path(str(desc["path"]))
+        weights = str(p if p.is_absolute() else agent_dir / p)
+    return load_encoder(encoder_spec(agent_dir, agent, config), config.image_size, config.seed,
+                        expect_fingerprint=desc.get("fingerprint"), plugins=plugins,
+                        weights=weights, module=module,
+                        recorded=desc if kind == "factory" else None)
+
+
+def agent_stats(agent_dir: Path, agent: dict[str, Any], encoder: ResolvedEncoder
+                ) -> LatentStats | None:
+    """The latent statistics the agent was trained with (None: an agent of format 2, trained on
+    raw latents, or one without a frozen encoder)."""
+    if encoder.learner is None:
+        return None
+    recorded = (agent.get("observation") or {}).get("standardize")
+    if recorded is None:
+        if agent.get("format_version") == FORMAT_VERSION:
+            raise ConfigError(f"{agent_dir / AGENT_FILE} records no latent statistics")
+        return None
+    shape = tuple(int(d) for d in encoder.learner.latent_shape)
+    return LatentStats.from_json(recorded, shape[-1])
 
 
 def evaluate(agent_dir: str | Path, shifts: str | Sequence[str] = "in", episodes: int = 50,
              seed: int = 0, video: int = 0, resamples: int = DEFAULT_RESAMPLES,
              policy: str | None = None, side_by_side: bool = False,
-             progress: bool = False) -> dict[str, Any]:
+             progress: bool = False, plugins: Plugins | None = None,
+             encoder: nn.Module | Learner | None = None) -> dict[str, Any]:
     """:func:`run_evaluation` with the :class:`EvaluateConfig` built from keyword arguments
     (``shifts`` may be comma-separated)."""
     names = tuple(s.strip() for s in shifts.split(",")) if isinstance(shifts, str) else \
@@ -113,11 +160,14 @@ def evaluate(agent_dir: str | Path, shifts: str | Sequence[str] = "in", episodes
     return run_evaluation(agent_dir, EvaluateConfig(shifts=names, episodes=episodes, seed=seed,
                                                     video=video, resamples=resamples,
                                                     policy=policy),  # type: ignore[arg-type]
-                          side_by_side=side_by_side, progress=progress)
+                          side_by_side=side_by_side, progress=progress, plugins=plugins,
+                          encoder=encoder)
 
 
-def run_evaluation(agent_dir: str | Path, cfg: EvaluateConfig, side_by_side: bool = False,
-                   progress: bool = False) -> dict[str, Any]:
+def run_evaluation(agent_dir: str | os.PathLike[str], cfg: EvaluateConfig,
+                   side_by_side: bool = False, progress: bool = False,
+                   plugins: Plugins | None = None,
+                   encoder: nn.Module | Learner | None = None) -> dict[str, Any]:
     """Evaluate the agent in ``agent_dir`` as ``cfg`` says; returns (and writes) ``eval.json``.
 
     ``cfg.video`` > 0 also writes the first ``video`` episodes of each shift as H.264
@@ -127,8 +177,10 @@ def run_evaluation(agent_dir: str | Path, cfg: EvaluateConfig, side_by_side: boo
     ``side_by_side`` adds ``videos/side_by_side_<k>.mp4`` / ``.gif``: episode ``k`` under every
     shift next to each other. Recording never changes the results. ``cfg.policy`` (auto /
     deterministic / stochastic) defaults to the agent's ``eval_policy``. ``progress`` shows a
-    tqdm bar of the episodes of each shift on stderr.
+    tqdm bar of the episodes of each shift on stderr. ``plugins`` allows the module of a factory
+    the agent recorded; ``encoder`` is the module an agent trained from Python was given.
     """
+    module = encoder
     episodes, seed, video, resamples = cfg.episodes, cfg.seed, cfg.video, cfg.resamples
     out = Path(agent_dir)
     agent = read_agent(out)
@@ -141,10 +193,10 @@ def run_evaluation(agent_dir: str | Path, cfg: EvaluateConfig, side_by_side: boo
     # The policy and the encoder are loaded (and their digests checked) before a cached result
     # is trusted: changed weights must never hide behind an old eval.json.
     desc = agent.get("encoder", {})
-    encoder = load_encoder(encoder_spec(out, agent, config), config.image_size, config.seed,
-                           expect_fingerprint=desc.get("fingerprint"))
-    if encoder.learner is not None:
-        encoder.learner.to(resolve_device(cfg.device or config.device))
+    resolved = agent_encoder(out, agent, config, plugins, module)
+    stats = agent_stats(out, agent, resolved)
+    if resolved.learner is not None:
+        resolved.learner.to(resolve_device(cfg.device or config.device))
     model = load_model(out, agent)
     previous = out / EVAL_FILE
     if previous.is_file() and not video:
@@ -171,8 +223,8 @@ def run_evaluation(agent_dir: str | Path, cfg: EvaluateConfig, side_by_side: boo
                     for _ in range(min(EVAL_ENVS, episodes))]
             try:
                 fps = render_fps(envs[0])
-                enc = (FrozenEncoder(encoder.learner, envs[0].observation_space)
-                       if encoder.learner is not None else None)
+                enc = (FrozenEncoder(resolved.learner, envs[0].observation_space, stats)
+                       if resolved.learner is not None else None)
                 eps = run_episodes(envs, act, ep_seeds, enc, torch_seed=seed)
             finally:
                 for env in envs:

@@ -11,7 +11,9 @@ protocol of Dittadi et al. (ICLR 2021) and Traeuble, Dittadi et al. (ICLR 2022).
 Output directory::
 
     agent.json          resolved config: env id + kwargs, encoder (path relative to this folder,
-                        config, fingerprint), algo, hyperparameters, seed, the policy's
+                        config, fingerprint), the latent statistics the policy's view is
+                        standardised with (:mod:`sparseshift.agents.standardize`), algo,
+                        hyperparameters, seed, the policy's
                         description (spaces, policy kwargs, weights digest: see
                         :mod:`sparseshift.agents.policy_io`), package versions, the run's identity
     policy.safetensors  the final policy weights (what sparseshift loads; never a pickle)
@@ -41,6 +43,7 @@ import numpy as np
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.logger import configure
+from torch import nn
 
 from sparseshift.agents.config import (
     RUNTIME_FIELDS,
@@ -54,15 +57,21 @@ from sparseshift.agents.envs import make_env, make_vec_env
 from sparseshift.agents.extractors import DeepSetsExtractor
 from sparseshift.agents.policy_io import POLICY_FILE, SB3_EXPORT, describe_policy, save_policy
 from sparseshift.agents.rollout import run_episodes
+from sparseshift.agents.standardize import LatentStats, measure_stats
 from sparseshift.agents.stats import bootstrap_ci
 from sparseshift.envs.data.config import check_env_kwargs
 from sparseshift.envs.errors import ConfigError
 from sparseshift.envs.io import output_dir, output_lock, package_versions, write_json_atomic
+from sparseshift.representations.base import Learner
+from sparseshift.representations.external import Plugins
 from sparseshift.representations.runtime import resolve_device, torch_run
 
 FORMAT = "sparseshift-agent"
 #: 2: policy weights in safetensors described in agent.json (1: an SB3 zip, never loaded now).
-FORMAT_VERSION = 2
+#: 3: frozen latents standardised with statistics recorded in ``observation.standardize``
+#: (format 2 agents, trained on raw latents, still load and evaluate as they were trained).
+FORMAT_VERSION = 3
+READABLE_VERSIONS: tuple[int, ...] = (2, 3)
 AGENT_FILE = "agent.json"
 MODEL_FILE = POLICY_FILE
 DONE_FILE = "DONE.json"
@@ -93,8 +102,9 @@ def _jsonable(value: Any) -> Any:
 def identity(config: AgentConfig, encoder: ResolvedEncoder) -> dict[str, Any]:
     """What must match for an existing output directory to be reused."""
     cfg = {k: v for k, v in config.to_json().items() if k not in RUNTIME_FIELDS}
-    if encoder.description.get("kind") == "checkpoint":
-        cfg["encoder"] = "checkpoint"  # the fingerprint says which; the path may move
+    kind = encoder.description.get("kind")
+    if kind in ("checkpoint", "exported", "module"):
+        cfg["encoder"] = kind  # the fingerprint says which; the path may move
     return _jsonable({"config": cfg, "hyperparams": config.resolved_hyperparams(),
                       "encoder_fingerprint": encoder.fingerprint})
 
@@ -229,8 +239,9 @@ class PeriodicEval(BaseCallback):
     :attr:`history`. The same episode seeds are used at every evaluation."""
 
     def __init__(self, config: AgentConfig, encoder: ResolvedEncoder, every: int,
-                 episodes: int) -> None:
+                 episodes: int, stats: LatentStats | None = None) -> None:
         super().__init__()
+        self.stats = stats
         self.config, self.every, self.episodes = config, every, episodes
         self.seeds = episode_seeds(TRAIN_EVAL_SEED_BASE, config.seed, episodes)
         self.encoder = encoder
@@ -251,7 +262,8 @@ class PeriodicEval(BaseCallback):
             self._envs = [make_env(self.config, "in") for _ in range(min(EVAL_ENVS,
                                                                          self.episodes))]
         learner = self.encoder.learner
-        enc = FrozenEncoder(learner, self._envs[0].observation_space) if learner else None
+        enc = (FrozenEncoder(learner, self._envs[0].observation_space, self.stats) if learner
+               else None)
         model = self.model
         det = is_deterministic(self.config.eval_policy, self.config.family)
 
@@ -302,8 +314,16 @@ def _check_existing(out: Path, ident: dict[str, Any]) -> bool:
     return (out / DONE_FILE).is_file()
 
 
-def train_agent(config: AgentConfig, out_dir: str | Path, progress: bool = False) -> Path:
+def train_agent(config: AgentConfig, out_dir: str | os.PathLike[str], progress: bool = False, *,
+                plugins: Plugins | None = None,
+                encoder: nn.Module | Learner | None = None) -> Path:
     """Train ``config`` into ``out_dir`` and return it (see the module docstring).
+
+    ``encoder`` (Python) is your own frozen encoder, any ``torch.nn.Module`` mapping frames to
+    ``[B, D]`` latents (:func:`sparseshift.representations.external.as_encoder`);
+    ``config.encoder`` is then its label. ``plugins`` allows modules that a recorded file names
+    (:class:`~sparseshift.representations.external.Plugins`); a factory the config names is
+    allowed because the user named it.
 
     A finished run of the same config (same encoder fingerprint) in ``out_dir`` is returned as it
     is; an unfinished one is restarted from scratch; another config is a :class:`ConfigError`.
@@ -313,12 +333,15 @@ def train_agent(config: AgentConfig, out_dir: str | Path, progress: bool = False
     """
     out = output_dir(out_dir, AGENT_FILE)
     with output_lock(out):
-        return _train_agent(config, out, progress)
+        return _train_agent(config, out, progress, plugins, encoder)
 
 
-def _train_agent(config: AgentConfig, out: Path, progress: bool = False) -> Path:
+def _train_agent(config: AgentConfig, out: Path, progress: bool = False,
+                 plugins: Plugins | None = None,
+                 module: nn.Module | Learner | None = None) -> Path:
     check_env_kwargs(config.env_id, config.env_kwargs)
-    encoder = load_encoder(config.encoder, config.image_size, config.seed, env_id=config.env_id)
+    encoder = load_encoder(config.encoder, config.image_size, config.seed, env_id=config.env_id,
+                           plugins=plugins, weights=config.encoder_weights, module=module)
     if encoder.learner is not None:
         encoder.learner.to(resolve_device(config.device))
     ident = identity(config, encoder)
@@ -332,8 +355,12 @@ def _train_agent(config: AgentConfig, out: Path, progress: bool = False) -> Path
             p.unlink()
     hp = config.resolved_hyperparams()
     with torch_run(config.torch_threads):
-        env = make_vec_env(config, int(hp["n_envs"]), encoder.learner)
+        stats = (measure_stats(encoder.learner, config, config.seed)
+                 if encoder.learner is not None else None)
+        env = make_vec_env(config, int(hp["n_envs"]), encoder.learner, stats)
         obs_info: dict[str, Any] = {"space": str(env.observation_space)}
+        if stats is not None:
+            obs_info["standardize"] = stats.to_json()
         set_shape = None
         enc_state = getattr(env, "encoder", None)
         if enc_state is not None:
@@ -360,7 +387,8 @@ def _train_agent(config: AgentConfig, out: Path, progress: bool = False) -> Path
                                                max(config.checkpoint_every, n_envs)))
         evaluator = None
         if config.eval_every:
-            evaluator = PeriodicEval(config, encoder, config.eval_every, config.eval_episodes)
+            evaluator = PeriodicEval(config, encoder, config.eval_every, config.eval_episodes,
+                                     stats)
             callbacks.append(evaluator)
         bar = None
         if progress:

@@ -23,16 +23,18 @@ from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvObs, VecEnvStepReturn
 
 from sparseshift.agents.encoding import FrozenEncoder, reset_state, select_state
+from sparseshift.agents.standardize import LatentStats
 from sparseshift.representations.base import Learner
 
 TERMINAL = "terminal_observation"
 
 
 class EncodedVecEnv(VecEnvWrapper):
-    """Replace pixel (or pixels + proprio) observations with frozen-encoder features."""
+    """Replace pixel (or pixels + proprio) observations with frozen-encoder features
+    (latents standardised by ``stats``, :mod:`sparseshift.agents.standardize`)."""
 
-    def __init__(self, venv: VecEnv, learner: Learner) -> None:
-        self.encoder = FrozenEncoder(learner, venv.observation_space)
+    def __init__(self, venv: VecEnv, learner: Learner, stats: LatentStats | None = None) -> None:
+        self.encoder = FrozenEncoder(learner, venv.observation_space, stats)
         super().__init__(venv, observation_space=self.encoder.observation_space)
         self._initial = self.encoder.initial_state(self.num_envs)
         self._state: Any = self._initial

@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Mapping, Sequence
-from typing import Any, Generic, TypeVar
+from fnmatch import fnmatchcase
+from typing import Any, ClassVar, Generic, TypeVar
 
 import gymnasium as gym
 import numpy as np
@@ -34,7 +35,9 @@ from sparseshift.envs.factors import FactorSpec
 ObsT = TypeVar("ObsT")
 ActT = TypeVar("ActT")
 
-OBS_MODES: tuple[str, ...] = ("pixels", "state", "pixels_proprio")
+#: ``proprio``: the proprioceptive vector of ``pixels_proprio`` alone, nothing rendered (the
+#: ``sensors`` baseline of the agents: what a policy knows without any image).
+OBS_MODES: tuple[str, ...] = ("pixels", "state", "pixels_proprio", "proprio")
 
 
 class FactorEnv(gym.Env[ObsT, ActT], abc.ABC, Generic[ObsT, ActT]):
@@ -46,6 +49,20 @@ class FactorEnv(gym.Env[ObsT, ActT], abc.ABC, Generic[ObsT, ActT]):
     obs_mode: str
     image_size: int
     object_names: tuple[str, ...]
+
+    #: The factors the task's reward depends on that the policy must read from the image: with
+    #: the ``pixels_proprio`` observations agents on frozen encoders get, what proprioception does
+    #: not carry (ObjectReach: the cube's x and y; the finger joints are proprioception). Names,
+    #: or ``fnmatch`` patterns (``object*.x``) for envs whose factors depend on their kwargs;
+    #: resolved against a factor spec by :meth:`resolve_task_factors`. Empty: no task, or none
+    #: declared (the OOD proxy task then reports no task score). See :func:`task_factors`.
+    task_factors: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def resolve_task_factors(cls, spec: FactorSpec) -> tuple[str, ...]:
+        """The factors of ``spec`` (a factor spec of this env) that :attr:`task_factors` names,
+        in spec order. Envs whose task depends on their kwargs override this."""
+        return tuple(n for n in spec.names if any(fnmatchcase(n, p) for p in cls.task_factors))
 
     @property
     def factor_names(self) -> tuple[str, ...]:
@@ -133,3 +150,38 @@ class FactorEnv(gym.Env[ObsT, ActT], abc.ABC, Generic[ObsT, ActT]):
     @abc.abstractmethod
     def segmentation(self) -> np.ndarray:
         """int32 HxW map of the current state; values index ``object_names``."""
+
+
+def env_class(env_id: str) -> type[FactorEnv[Any, Any]]:
+    """The env class of a registered sparseshift id (imports its module, makes no env)."""
+    import importlib
+
+    from sparseshift.envs.registry import entry
+
+    module, _, name = entry(env_id).entry_point.partition(":")
+    cls = getattr(importlib.import_module(module), name)
+    if not (isinstance(cls, type) and issubclass(cls, FactorEnv)):
+        raise TypeError(f"{env_id}: {cls!r} is not a FactorEnv")
+    return cls
+
+
+def task_factors(env_id: str, spec: FactorSpec | None = None) -> tuple[str, ...]:
+    """The task factors (:attr:`FactorEnv.task_factors`) of ``env_id``, resolved against
+    ``spec`` (e.g. the factor spec a dataset or proxy frame set recorded). Without ``spec``: the
+    class's ``FACTOR_SPEC`` if it has one (TriFinger), else the spec of the env made with its
+    registry defaults. Empty when the env declares none."""
+    cls = env_class(env_id)
+    if not cls.task_factors:
+        return ()
+    if spec is None:
+        spec = getattr(cls, "FACTOR_SPEC", None)
+    if spec is None:
+        from sparseshift.envs.registry import make
+
+        env = make(env_id)
+        try:
+            spec = env.unwrapped.factor_spec  # type: ignore[attr-defined]
+        finally:
+            env.close()
+    assert spec is not None
+    return cls.resolve_task_factors(spec)

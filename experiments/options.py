@@ -137,3 +137,26 @@ def build_config(cls: type[C], args: argparse.Namespace, extra: Mapping[str, Any
         flags = ", ".join(flag_name(f) for f in missing)
         raise ConfigError(f"missing {flags} (give it as a flag or in --config FILE)")
     return cls.from_json(values)
+
+
+PLUGIN_HELP = ("allow code from MODULE (repeatable): a learner or encoder factory that a run, "
+               "agent or encoder folder names is imported only when you name its module here or "
+               "it is an installed entry point; sparseshift never imports a module because a "
+               "file names it")
+
+
+def add_plugin_flag(parser: argparse.ArgumentParser) -> None:
+    """``--plugin MODULE`` (repeatable): the modules the user trusts (see :func:`plugins_of`)."""
+    parser.add_argument("--plugin", action="append", default=[], metavar="MODULE",
+                        help=PLUGIN_HELP)
+
+
+def plugins_of(args: argparse.Namespace) -> Any:
+    """The :class:`~sparseshift.representations.external.Plugins` of ``--plugin`` flags."""
+    from sparseshift.representations.external import Plugins
+
+    names = list(getattr(args, "plugin", []) or [])
+    for n in names:
+        if not all(p.isidentifier() for p in n.split(".")):
+            raise ConfigError(f"--plugin {n!r} is not a module name (package.module)")
+    return Plugins.of(*names)

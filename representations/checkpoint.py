@@ -22,7 +22,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from safetensors import SafetensorError
@@ -40,6 +40,9 @@ from sparseshift.envs.io import atomic_write_bytes as atomic_write_bytes  # re-e
 from sparseshift.envs.io import package_versions as package_versions  # re-export
 from sparseshift.representations.base import Learner
 from sparseshift.representations.registry import learner_class, make_learner
+
+if TYPE_CHECKING:
+    from sparseshift.representations.external import Plugins
 
 FORMAT = "sparseshift-representation"
 #: 2: checkpoints carry the content digest of their tensors (checked on load); version 1 files
@@ -264,12 +267,14 @@ def encoder_fingerprint(directory: str | os.PathLike[str]) -> str:
 
 
 def load_learner(directory: str | os.PathLike[str], expect_learner: str | None = None,
-                 device: str | torch.device = "cpu") -> Learner:
+                 device: str | torch.device = "cpu", plugins: Plugins | None = None) -> Learner:
     """The trained learner of a run directory, in eval mode, on ``device`` (default the CPU;
     ``auto`` picks an accelerator when there is one).
 
     ``expect_learner`` (optional) must match the run's learner name. A checkpoint from another
-    learner, a newer format or a missing file is a :class:`ConfigError`.
+    learner, a newer format or a missing file is a :class:`ConfigError`. A run whose learner is
+    ``module:Class`` loads only when ``plugins`` allows that module (or it is an installed entry
+    point): the file never decides what code runs.
     """
     d = Path(directory)
     run = read_run(d)
@@ -278,8 +283,9 @@ def load_learner(directory: str | os.PathLike[str], expect_learner: str | None =
         raise ConfigError(f"run {d} is from learner {name!r}, not {expect_learner!r}")
     # The checkpoint records the class's name (for a "module:Class" learner it may differ from
     # the name the run was started with).
-    ckpt = read_checkpoint(d, expect_learner=learner_class(name).name)
-    learner = make_learner(name, run["model"])
+    where = str(d / RUN_FILE)
+    ckpt = read_checkpoint(d, expect_learner=learner_class(name, plugins, where).name)
+    learner = make_learner(name, run["model"], plugins, where)
     try:
         learner.load_state_dict(ckpt.model)
     except RuntimeError as exc:

@@ -6,10 +6,14 @@ the learner is asked for, so importing this module imports no learner and the le
 never import it back (no import cycle). The table is immutable and the module holds no other
 state.
 
-Extension point, without global state: a learner name of the form ``"package.module:ClassName"``
-(for example ``"my_project.learners:MyVAE"``) resolves to that :class:`Learner` subclass. Such a
-name works everywhere a built-in name does (``TrainConfig.learner``, ``train-rep --learner``,
-``run.json``), so a run of an external learner loads again as long as its module is importable.
+Extension points, without global state: a learner name of the form ``"package.module:ClassName"``
+(for example ``"my_project.learners:MyVAE"``) resolves to that :class:`Learner` subclass when the
+user names it (``TrainConfig.learner``, ``train-rep --learner``, a study config they wrote), and
+an installed package can offer learners as entry points of the group ``sparseshift.learners``
+(their names then work like built-in ones). A *file* never chooses code: when a ``run.json``
+names ``module:Class``, :func:`learner_class` imports it only if the user allowed that module
+(``--plugin MODULE``, :class:`~sparseshift.representations.external.Plugins`) or it is an
+installed entry point; otherwise it is a one-line :class:`ConfigError` saying how to allow it.
 """
 
 from __future__ import annotations
@@ -18,10 +22,13 @@ import importlib
 import inspect
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sparseshift.envs.errors import ConfigError, choice_error
 from sparseshift.representations.base import Learner, LearnerConfig
+
+if TYPE_CHECKING:
+    from sparseshift.representations.external import Plugins
 
 #: Built-in learners: registry name -> ``"module:Class"``. Each class declares the same ``name``.
 BUILTIN_LEARNERS: Mapping[str, str] = MappingProxyType({
@@ -46,7 +53,10 @@ def _import_class(spec: str) -> Any:
         raise ConfigError(f"learner {spec!r} is neither a built-in learner ("
                           f"{', '.join(BUILTIN_LEARNERS)}) nor 'package.module:ClassName'")
     try:
-        obj: Any = importlib.import_module(module_name)
+        from sparseshift.representations.external import _cwd_on_path
+
+        with _cwd_on_path():
+            obj: Any = importlib.import_module(module_name)
     except ImportError as exc:
         raise ConfigError(f"learner {spec!r}: cannot import module {module_name!r} "
                           f"({type(exc).__name__}: {exc})") from None
@@ -69,18 +79,33 @@ def _check_learner_class(spec: str, obj: Any) -> type[Learner]:
     return obj
 
 
-def learner_class(name: str) -> type[Learner]:
-    """The learner class called ``name``: a built-in name or ``"package.module:ClassName"``.
+def learner_class(name: str, plugins: Plugins | None = None, where: str = "") -> type[Learner]:
+    """The learner class called ``name``: a built-in name, an installed ``sparseshift.learners``
+    entry point or ``"package.module:ClassName"``.
 
-    Unknown built-in names list the valid ones; a ``module:Class`` name that cannot be imported,
-    does not exist or is not a concrete :class:`Learner` subclass is a one-line
-    :class:`ConfigError`.
+    ``where`` names the file that named the learner ("" when the user named it): a
+    ``module:Class`` named by a file is imported only when ``plugins`` allows its module or it is
+    an installed entry point. Unknown built-in names list the valid ones; a ``module:Class`` name
+    that cannot be imported, does not exist or is not a concrete :class:`Learner` subclass is a
+    one-line :class:`ConfigError`.
     """
+    from sparseshift.representations.external import (
+        LEARNER_GROUP,
+        Plugins,
+        entry_point_spec,
+        refuse,
+    )
+
     if is_class_spec(name):
+        if where and not (plugins or Plugins()).allows(name, LEARNER_GROUP):
+            raise refuse(name, "learner", where)
         return _check_learner_class(name, _import_class(name))
     try:
         spec = BUILTIN_LEARNERS[name]
     except KeyError:
+        installed = entry_point_spec(name, LEARNER_GROUP)
+        if installed is not None:
+            return _check_learner_class(name, _import_class(installed))
         raise choice_error("learner", name, sorted(BUILTIN_LEARNERS)) from None
     cls = _check_learner_class(name, _import_class(spec))
     if cls.name != name:  # the table and the class must agree (checked by the tests too)
@@ -93,9 +118,11 @@ def learner_names() -> tuple[str, ...]:
     return tuple(sorted(BUILTIN_LEARNERS))
 
 
-def make_learner(name: str, config: LearnerConfig | Mapping[str, Any] | None = None) -> Learner:
-    """Instantiate learner ``name`` from its config (or a dict of options, or the defaults)."""
-    cls = learner_class(name)
+def make_learner(name: str, config: LearnerConfig | Mapping[str, Any] | None = None,
+                 plugins: Plugins | None = None, where: str = "") -> Learner:
+    """Instantiate learner ``name`` from its config (or a dict of options, or the defaults);
+    ``plugins`` and ``where`` as in :func:`learner_class`."""
+    cls = learner_class(name, plugins, where)
     if config is None:
         config = cls.config_cls()
     elif not isinstance(config, LearnerConfig):

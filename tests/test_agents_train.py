@@ -126,7 +126,7 @@ def test_checkpoint_encoder_and_changed_weights(tmp_path: Path) -> None:
 
 
 def test_encoder_errors(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="neither a representation run directory"):
+    with pytest.raises(ConfigError, match="neither a representation run folder"):
         train_agent(tiny(str(tmp_path / "missing")), tmp_path / "a")
     enc = make_encoder_dir(tmp_path / "enc32", image_size=32)
     with pytest.raises(ConfigError, match="trained on 32x32 images"):
@@ -165,7 +165,7 @@ def test_cli_bad_input_is_one_line_exit_2(tmp_path: Path, monkeypatch: pytest.Mo
     enc32 = make_encoder_dir(tmp_path / "enc32", image_size=32)
     cases = [
         (train_args(tmp_path / "o", "--encoder", str(tmp_path / "nope")),
-         "neither a representation run directory"),
+         "neither a representation run folder"),
         (train_args(tmp_path / "o", "--encoder", str(enc32)), "trained on 32x32"),
         (train_args(tmp_path / "o", "--encoder", "state", "--algo", "dqn"), "unknown algo"),
         (train_args(tmp_path / "o", "--encoder", "state", "--algo", "sac"), "continuous"),

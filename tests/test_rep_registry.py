@@ -21,6 +21,7 @@ from sparseshift.representations import evaluate as ev_mod
 from sparseshift.representations.base import Batch, Capability, Learner, LearnerConfig
 from sparseshift.representations.checkpoint import load_learner
 from sparseshift.representations.evaluate import EvalConfig, evaluate
+from sparseshift.representations.external import Plugins
 from sparseshift.representations.registry import (
     BUILTIN_LEARNERS,
     learner_class,
@@ -138,7 +139,10 @@ def test_a_module_class_learner_trains_resumes_and_loads(pairs_path: Path,
     res = train(dataclasses.replace(cfg, steps=2), pairs_path, tmp_path / "run")  # resumes
     assert res.resumed_from == 1 and res.step == 2
     assert json.loads((tmp_path / "run" / "run.json").read_text())["learner"] == spec
-    learner = load_learner(tmp_path / "run")
+    # The run.json names the module: loading it refuses until the user allows that module.
+    with pytest.raises(ConfigError, match=r"--plugin test_rep_registry"):
+        load_learner(tmp_path / "run")
+    learner = load_learner(tmp_path / "run", plugins=Plugins.of("test_rep_registry"))
     assert type(learner) is ExternalVAE
 
 

@@ -30,7 +30,7 @@ split_xy=True``: one drifting object with 5 factor groups (x, y, shape, colour, 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from gymnasium import spaces
@@ -89,6 +89,10 @@ class ColourGridEnv(FactorEnv[Any, np.int64]):
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 10}  # noqa: RUF012 (gym.Env API)
+    #: The objects' positions and shapes (the shape says which is the target, the distractors
+    #: block moves): in the image only; the agent's position and the target shape are
+    #: proprioception. Scenes without an agent have no task (:meth:`resolve_task_factors`).
+    task_factors: ClassVar[tuple[str, ...]] = ("object*.x", "object*.y", "object*.shape")
 
     def __init__(
         self,
@@ -154,6 +158,12 @@ class ColourGridEnv(FactorEnv[Any, np.int64]):
         self._vel = np.zeros((self.n_objects, 2), dtype=np.int64)  # drift directions
         self._steps = 0
 
+    @classmethod
+    def resolve_task_factors(cls, spec: FactorSpec) -> tuple[str, ...]:
+        if "agent.x" not in spec.names:
+            return ()  # agent=False: no task
+        return super().resolve_task_factors(spec)
+
     # ------------------------------------------------------------------ spec and spaces
     def _build_spec(self) -> FactorSpec:
         cells = tuple(float(v) for v in range(self.size))
@@ -201,6 +211,8 @@ class ColourGridEnv(FactorEnv[Any, np.int64]):
         if self.obs_mode == "state":
             return spaces.Box(-1.0, 1.0, (self._state_size(),), dtype=np.float32)
         proprio = spaces.Box(0.0, 1.0, (2 + len(OBJECT_SHAPES),), dtype=np.float32)
+        if self.obs_mode == "proprio":
+            return proprio
         return spaces.Dict({"pixels": pixels, "proprio": proprio})
 
     # ------------------------------------------------------------------ factors
@@ -393,14 +405,17 @@ class ColourGridEnv(FactorEnv[Any, np.int64]):
     def _obs(self) -> Any:
         if self.obs_mode == "state":
             return self._state()
-        pixels = self.render_frame()
-        if self.obs_mode == "pixels":
-            return pixels
         agent = (self._factors[self._pos_idx[0]] / max(self.size - 1, 1) if self._n_agent
                  else np.zeros(2))
         target = (np.zeros(len(OBJECT_SHAPES)) if self.target_id is None
                   else np.eye(len(OBJECT_SHAPES))[self.target_id])
-        return {"pixels": pixels, "proprio": np.concatenate([agent, target]).astype(np.float32)}
+        proprio = np.concatenate([agent, target]).astype(np.float32)
+        if self.obs_mode == "proprio":
+            return proprio
+        pixels = self.render_frame()
+        if self.obs_mode == "pixels":
+            return pixels
+        return {"pixels": pixels, "proprio": proprio}
 
     # ------------------------------------------------------------------ gym API
     def reset(

@@ -158,6 +158,8 @@ class MiniGridColourEnv(FactorEnv[Any, np.int64]):
         if self.obs_mode == "state":
             return spaces.Box(0.0, 1.0, (2 * self.width * self.height + 7,), dtype=np.float32)
         proprio = spaces.Box(0.0, 1.0, (7,), dtype=np.float32)
+        if self.obs_mode == "proprio":
+            return proprio
         return spaces.Dict({"pixels": pixels, "proprio": proprio})
 
     # ------------------------------------------------------------------ factors
@@ -288,6 +290,8 @@ class MiniGridColourEnv(FactorEnv[Any, np.int64]):
     def _obs(self) -> Any:
         if self.obs_mode == "state":
             return self._state()
+        if self.obs_mode == "proprio":
+            return self._proprio()
         pixels = self.render_frame()
         if self.obs_mode == "pixels":
             return pixels

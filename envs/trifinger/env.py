@@ -113,7 +113,8 @@ class TriFingerEnv(FactorEnv[Any, np.ndarray]):
       ``pixels_proprio`` (dict: ``pixels`` and ``proprio`` = joint positions + goal features
       unless a task overrides :meth:`_proprio`). Goal features are the task's goal, plus for Reach
       the tip-to-goal offsets; oracle features (state only) are what a task gives the
-      ground-truth agent beyond that (ObjectReach: the tip-to-cube offset).
+      ground-truth agent beyond that (ObjectReach: the tip-to-cube offset). ``proprio``: that
+      proprio vector alone, without rendering (the agents' ``sensors`` baseline).
     * ``action_mode``: ``absolute`` or ``delta`` (see the module docstring); None (the default)
       takes the task's ``DEFAULT_ACTION_MODE`` (Reach ``delta``, Push ``absolute``).
     * ``image_size``: positive multiple of 8 (64 default, 128 supported).
@@ -304,6 +305,8 @@ class TriFingerEnv(FactorEnv[Any, np.ndarray]):
             return pixels
         if self.obs_mode == "state":
             return self._state_space()
+        if self.obs_mode == "proprio":
+            return spaces.Box(self._proprio_low, self._proprio_high, dtype=np.float32)
         return spaces.Dict(
             {
                 "pixels": pixels,
@@ -531,6 +534,8 @@ class TriFingerEnv(FactorEnv[Any, np.ndarray]):
         if self.obs_mode == "state":
             return self._state_obs()
         proprio = self._proprio()
+        if self.obs_mode == "proprio":
+            return np.clip(proprio, self._proprio_low, self._proprio_high).astype(np.float32)
         return {
             "pixels": self.render_frame(),
             "proprio": np.clip(proprio, self._proprio_low, self._proprio_high).astype(np.float32),

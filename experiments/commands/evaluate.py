@@ -16,7 +16,7 @@ NAME = "evaluate"
 
 def add_parser(sub: Any) -> None:
     from sparseshift.agents.config import EvaluateConfig
-    from sparseshift.experiments.options import add_config_flags
+    from sparseshift.experiments.options import add_config_flags, add_plugin_flag
 
     p = sub.add_parser(
         NAME,
@@ -39,6 +39,7 @@ def add_parser(sub: Any) -> None:
                    help="with --video N: also videos/side_by_side_K.mp4 (and .gif), episode K "
                         "under every shift next to each other")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_plugin_flag(p)
     p.set_defaults(func=run)
 
 
@@ -46,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     from sparseshift.agents.config import EvaluateConfig
     from sparseshift.agents.evaluate import EVAL_FILE, format_table, run_evaluation
     from sparseshift.envs.errors import ConfigError
-    from sparseshift.experiments.options import build_config
+    from sparseshift.experiments.options import build_config, plugins_of
     from sparseshift.experiments.written import print_written
 
     cfg = build_config(EvaluateConfig, args)
@@ -55,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     path = Path(args.agent_dir) / EVAL_FILE
     before = path.stat().st_mtime_ns if path.is_file() else None
     result = run_evaluation(args.agent_dir, cfg, side_by_side=args.side_by_side,
-                            progress=not args.quiet)
+                            progress=not args.quiet, plugins=plugins_of(args))
     print(format_table(result))
     if before is not None and path.stat().st_mtime_ns == before:
         print(f"{path} already holds this evaluation (same parameters; the policy and encoder "

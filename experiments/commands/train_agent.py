@@ -17,16 +17,25 @@ NAME = "train-agent"
 
 def add_parser(sub: Any) -> None:
     from sparseshift.agents.config import AgentConfig
-    from sparseshift.experiments.options import add_config_file_flag, add_config_flags
+    from sparseshift.experiments.options import (
+        add_config_file_flag,
+        add_config_flags,
+        add_plugin_flag,
+    )
 
     p = sub.add_parser(
         NAME,
         help="train an RL agent (PPO/SAC) on a frozen encoder, pixels or ground-truth state",
         description=(
-            "Train a Stable-Baselines3 agent. --encoder is a representation run directory (frozen, "
-            "encoded once per env step in a VecEnv wrapper) or a baseline: pixels (end-to-end "
-            "NatureCNN), state (ground-truth state, the oracle), random (the default VAE "
-            "encoder, untrained, initialised from --seed). Every option can also come from "
+            "Train a Stable-Baselines3 agent. --encoder is a frozen encoder, encoded once per "
+            "env step in a VecEnv wrapper and standardised per latent dimension with statistics "
+            "measured once on IN frames (recorded in agent.json): a representation run "
+            "directory, your own torch module as package.module:factory (with --encoder-weights "
+            "W.safetensors; docs/representations.md, 'Your own encoder'), an installed "
+            "sparseshift.encoders entry point or an export-encoder folder. Or a baseline: "
+            "random (the default VAE encoder, untrained, initialised from --seed), sensors "
+            "(proprioception and goal only, no image), pixels (end-to-end NatureCNN), state "
+            "(ground-truth state, the oracle). Every option can also come from "
             "--config FILE (JSON or TOML: the AgentConfig fields, e.g. env_id, encoder, steps, "
             "[hyperparams] n_envs = 4). PPO trains in whole rollouts of n_envs x n_steps env "
             "steps, so --steps is rounded up to a multiple of that (said before training starts). "
@@ -42,6 +51,7 @@ def add_parser(sub: Any) -> None:
                    help="override a default hyperparameter (repeatable), e.g. --hp n_envs=4")
     p.add_argument("--env-kwarg", action="append", default=[], metavar="KEY=VALUE",
                    help="extra env kwarg (repeatable), e.g. --env-kwarg render_preset=fast")
+    add_plugin_flag(p)
     p.set_defaults(func=run)
 
 
@@ -80,9 +90,11 @@ def run(args: argparse.Namespace) -> int:
     )
     from sparseshift.envs.errors import ConfigError
     from sparseshift.envs.io import read_json
+    from sparseshift.experiments.options import plugins_of
     from sparseshift.experiments.written import print_written
 
     config = build(args)
+    plugins = plugins_of(args)
     out_arg = Path(args.out)
     done_before = (out_arg / DONE_FILE).is_file()
     with warnings.catch_warnings():
@@ -90,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
         previous = warnings.showwarning
         warnings.showwarning = _show_warning
         try:
-            out = train_agent(config, args.out, progress=not done_before)
+            out = train_agent(config, args.out, progress=not done_before, plugins=plugins)
         finally:
             warnings.showwarning = previous
     result = read_json(out / DONE_FILE, "training record").get("result")

@@ -3,17 +3,16 @@
 The OOD protocol of Dittadi et al. (ICLR 2021) and Traeuble, Dittadi et al. (ICLR 2022): ``in``
 (the training colours), ``ood1`` (colours the encoder saw in pretraining, the policy did not),
 ``ood2`` (colours neither saw) and ``real`` (IN colours through the TriFinger sim-to-real image
-shift). Results are reported per shift, never pooled, each with a seeded percentile-bootstrap
-interval (:mod:`sparseshift.agents.stats`).
+shift). Results are reported per shift, never pooled: success with the Clopper-Pearson exact
+interval, return with a seeded percentile-bootstrap interval (:mod:`sparseshift.agents.stats`).
 
 Episode seeds are drawn from ``seed`` in a range disjoint from every training seed
-(:data:`sparseshift.agents.config.EVAL_SEED_BASE`) and are the same for every shift, so shifts are
-compared on
-paired episodes. Actions are the policy's mode (``deterministic``) or sampled from a seeded
-generator (``stochastic``); ``auto`` picks per env family
+(:data:`sparseshift.agents.config.EVAL_SEED_BASE`) and are the same for every shift, so each
+shift is compared with IN on paired episodes (``eval.json["paired"]``): the exact McNemar test of
+success and the paired bootstrap of return. Actions are the policy's mode (``deterministic``) or
+sampled from a seeded generator (``stochastic``); ``auto`` picks per env family
 (:data:`sparseshift.agents.config.AUTO_DETERMINISTIC`). ``eval.json`` in the agent directory is
-written
-atomically; an existing one with the same parameters is returned without re-running.
+written atomically; an existing one with the same parameters is returned without re-running.
 """
 
 from __future__ import annotations
@@ -41,7 +40,13 @@ from sparseshift.agents.envs import make_env, parse_shifts
 from sparseshift.agents.policy_io import load_policy
 from sparseshift.agents.rollout import run_episodes
 from sparseshift.agents.standardize import LatentStats
-from sparseshift.agents.stats import DEFAULT_RESAMPLES, bootstrap_ci
+from sparseshift.agents.stats import (
+    DEFAULT_RESAMPLES,
+    bootstrap_ci,
+    mcnemar_exact,
+    paired_bootstrap,
+    success_interval,
+)
 from sparseshift.agents.train import (
     AGENT_FILE,
     DONE_FILE,
@@ -236,18 +241,38 @@ def run_evaluation(agent_dir: str | os.PathLike[str], cfg: EvaluateConfig,
             success = [float(e.success) for e in eps]
             results[shift] = {
                 "return": bootstrap_ci(returns, seed, resamples).to_json(),
-                "success": bootstrap_ci(success, seed, resamples).to_json(),
+                "success": success_interval(success).to_json(),
                 "mean_length": float(np.mean([e.length for e in eps])),
                 "returns": returns,
                 "successes": [bool(s) for s in success],
             }
+    paired = paired_tests(results, seed, resamples)
     extra = _write_videos(out, recorded, fps, side_by_side, results)
     result = {"agent": str(out.resolve()), "env_id": config.env_id, "algo": config.algo,
               "encoder": desc.get("kind", config.encoder_kind), "train_seed": config.seed,
               "train_colours": config.colours,
-              "params": params, "episode_seeds": ep_seeds, "shifts": results, **extra}
+              "params": params, "episode_seeds": ep_seeds, "shifts": results,
+              "paired": paired, **extra}
     write_json_atomic(out / EVAL_FILE, result)
     return result
+
+
+def paired_tests(results: dict[str, Any], seed: int, resamples: int = DEFAULT_RESAMPLES
+                 ) -> dict[str, Any]:
+    """Each shift against ``in`` on the shared episode seeds: the exact McNemar test of success
+    and the paired bootstrap of return (``diff`` is shift minus IN). Empty without ``in``."""
+    base = results.get("in")
+    if base is None:
+        return {}
+    out: dict[str, Any] = {}
+    for shift, r in results.items():
+        if shift == "in":
+            continue
+        out[shift] = {
+            "success": mcnemar_exact(base["successes"], r["successes"]).to_json(),
+            "return": paired_bootstrap(base["returns"], r["returns"], seed, resamples).to_json(),
+        }
+    return out
 
 
 def _episode_bar(shift: str, episodes: int, progress: bool) -> Any:
@@ -302,15 +327,26 @@ def _trained_steps(out: Path) -> int:
         return 0
 
 
+def format_p(p: float) -> str:
+    """A p-value for tables: 3 significant digits, ``<1e-4`` below that."""
+    return "<1e-4" if p < 1e-4 else f"{p:.3g}"
+
+
 def format_table(result: dict[str, Any]) -> str:
     """Plain-text table: one row per shift, mean and 95% CI of return and success."""
-    lines = [f"{'shift':<6} {'return':>9} {'95% CI':>21} {'success':>8} {'95% CI':>15} {'n':>5}"]
+    paired = result.get("paired") or {}
+    lines = [f"{'shift':<6} {'return':>9} {'95% CI':>21} {'success':>8} {'95% CI':>15} {'n':>5}"
+             + ("  vs in: success diff, McNemar p; return diff, paired bootstrap p"
+                if paired else "")]
     for shift, r in result["shifts"].items():
         ret, suc = r["return"], r["success"]
-        lines.append(
-            f"{shift:<6} {ret['mean']:>9.3f} [{ret['ci_low']:>8.3f}, {ret['ci_high']:>8.3f}] "
-            f"{suc['mean']:>8.3f} [{suc['ci_low']:.3f}, {suc['ci_high']:.3f}] {ret['n']:>5}"
-        )
+        line = (f"{shift:<6} {ret['mean']:>9.3f} [{ret['ci_low']:>8.3f}, {ret['ci_high']:>8.3f}] "
+                f"{suc['mean']:>8.3f} [{suc['ci_low']:.3f}, {suc['ci_high']:.3f}] {ret['n']:>5}")
+        if shift in paired:
+            ps, pr = paired[shift]["success"], paired[shift]["return"]
+            line += (f"  {ps['diff']:+.3f}, p={format_p(ps['p_value'])}; "
+                     f"{pr['diff']:+.3f}, p={format_p(pr['p_value'])}")
+        lines.append(line)
     colours = result.get("train_colours", "in")
     if colours != "in":
         lines.append(f"note: this agent trained on the {colours} colours, so 'in' (the IN split) "
@@ -318,5 +354,7 @@ def format_table(result: dict[str, Any]) -> str:
     policy = result.get("params", {}).get("policy")
     if policy:
         how = "the policy's mode" if policy == "deterministic" else "sampled, seeded"
-        lines.append(f"actions: {policy} ({how}); 95% CIs: percentile bootstrap over episodes")
+        lines.append(f"actions: {policy} ({how}); 95% CIs: success Clopper-Pearson exact, return "
+                     "percentile bootstrap, over episodes; shifts share the episode seeds "
+                     "(paired tests)")
     return "\n".join(lines)

@@ -25,6 +25,7 @@ from torch import nn
 
 from sparseshift.envs.errors import ConfigError, choice_error
 from sparseshift.representations.base import Capability, Learner
+from sparseshift.representations.external import Plugins
 
 Pooling = Literal["sum", "mean"]
 POOLINGS: tuple[str, ...] = ("sum", "mean")
@@ -84,9 +85,12 @@ class FrozenEncoderExtractor(BaseFeaturesExtractor):
     image ``Box``. SB3 hands the extractor images as float ``[B, 3, H, W]`` in [0, 1] (it moves
     channels first and divides by 255), which :meth:`Learner.encode` accepts as they are.
 
-    ``encoder``: a representation run directory (:func:`~sparseshift.representations.checkpoint.
-    load_learner`; a path keeps ``policy_kwargs`` small when SB3 saves them) or a
-    :class:`~sparseshift.representations.base.Learner`. Its weights are frozen
+    ``encoder``: a representation run directory or an ``export-encoder`` folder (a path keeps
+    ``policy_kwargs`` small when SB3 saves them; ``plugins`` allows a module such a folder
+    names), a :class:`~sparseshift.representations.base.Learner`, or any ``torch.nn.Module``
+    mapping images to ``[B, D]`` latents (your own encoder: its ``encoder_spec`` attribute, else
+    float ``[B, 3, H, W]`` in [0, 1] at the observation's image size;
+    :func:`~sparseshift.representations.external.as_encoder`). Its weights are frozen
     (``requires_grad_(False)``), SB3's re-initialisation of extractors (orthogonal init) does not
     reach them, it stays in eval mode when SB3 switches the policy to training, and it runs under
     ``torch.no_grad``. Stateful encoders (the Neural Wave Machine) need the
@@ -100,8 +104,13 @@ class FrozenEncoderExtractor(BaseFeaturesExtractor):
     """
 
     def __init__(self, observation_space: spaces.Space[Any],
-                 encoder: str | os.PathLike[str] | Learner, pixels_key: str = "pixels") -> None:
-        learner = _frozen_learner(encoder)
+                 encoder: str | os.PathLike[str] | nn.Module, pixels_key: str = "pixels",
+                 plugins: Plugins | None = None) -> None:
+        image = (observation_space.spaces.get(pixels_key)
+                 if isinstance(observation_space, spaces.Dict) else observation_space)
+        shape = tuple(getattr(image, "shape", None) or (64, 64, 3))
+        size = int(shape[1]) if len(shape) == 3 else 64
+        learner = _frozen_learner(encoder, size, plugins)
         if learner.supports(Capability.STATEFUL):
             raise ConfigError(f"learner {learner.name!r} is stateful: a features extractor sees "
                               "no episode boundaries; train with EncodedVecEnv (train-agent)")
@@ -153,13 +162,14 @@ class FrozenEncoderExtractor(BaseFeaturesExtractor):
         return torch.cat(parts, dim=1) if len(parts) > 1 else z
 
 
-def _frozen_learner(encoder: str | os.PathLike[str] | Learner) -> Learner:
-    if isinstance(encoder, Learner):
-        learner = encoder
-    else:
-        from sparseshift.representations.checkpoint import load_learner
+def _frozen_learner(encoder: str | os.PathLike[str] | nn.Module, image_size: int,
+                    plugins: Plugins | None) -> Learner:
+    from sparseshift.representations.external import as_encoder, open_encoder
 
-        learner = load_learner(encoder)
+    if isinstance(encoder, nn.Module):
+        learner = as_encoder(encoder, image_size)
+    else:
+        learner = open_encoder(encoder, plugins or Plugins(), image_size=image_size)
     learner.eval()
     learner.requires_grad_(False)
     return learner

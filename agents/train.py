@@ -55,12 +55,14 @@ from sparseshift.agents.config import (
 from sparseshift.agents.encoders import ResolvedEncoder, load_encoder
 from sparseshift.agents.envs import make_env, make_vec_env
 from sparseshift.agents.extractors import DeepSetsExtractor
+from sparseshift.agents.heartbeat import HeartbeatCallback, latest_eval
 from sparseshift.agents.policy_io import POLICY_FILE, SB3_EXPORT, describe_policy, save_policy
 from sparseshift.agents.rollout import run_episodes
 from sparseshift.agents.standardize import LatentStats, measure_stats
 from sparseshift.agents.stats import bootstrap_ci
 from sparseshift.envs.data.config import check_env_kwargs
 from sparseshift.envs.errors import ConfigError
+from sparseshift.envs.heartbeat import HEARTBEAT_FILE
 from sparseshift.envs.io import output_dir, output_lock, package_versions, write_json_atomic
 from sparseshift.representations.base import Learner
 from sparseshift.representations.external import Plugins
@@ -390,6 +392,9 @@ def _train_agent(config: AgentConfig, out: Path, progress: bool = False,
             evaluator = PeriodicEval(config, encoder, config.eval_every, config.eval_episodes,
                                      stats)
             callbacks.append(evaluator)
+        heartbeat = HeartbeatCallback(out / HEARTBEAT_FILE, planned_steps(config, hp)[0],
+                                      latest=latest_eval(evaluator))
+        callbacks.append(heartbeat)
         bar = None
         if progress:
             total = planned_steps(config, hp)[0]
@@ -404,6 +409,7 @@ def _train_agent(config: AgentConfig, out: Path, progress: bool = False,
                                           or evaluator.history[-1]["step"] != model.num_timesteps):
                 evaluator.num_timesteps = model.num_timesteps
                 evaluator.evaluate()
+            heartbeat.report()  # with the final evaluation
         finally:
             if bar is not None:
                 bar.close()

@@ -28,6 +28,7 @@ COMMANDS: tuple[str, ...] = (
     "train_rep",
     "eval_rep",
     "export_rep",
+    "export_encoder",
     "train_agent",
     "evaluate",
     "study",

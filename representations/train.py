@@ -43,6 +43,7 @@ import numpy as np
 import torch
 
 from sparseshift.envs.errors import ConfigError
+from sparseshift.envs.heartbeat import HEARTBEAT_FILE, Heartbeat
 from sparseshift.envs.io import output_dir, output_lock
 from sparseshift.representations.base import Learner, LearnerConfig
 from sparseshift.representations.checkpoint import (
@@ -265,6 +266,7 @@ def _train(config: TrainConfig, data: Any, out: Path) -> TrainResult:
     last: dict[str, float] = {}
     last_ckpt: int | None = start if start > 0 else None
     rate = 0.0
+    beat = Heartbeat(out / HEARTBEAT_FILE, config.steps, "step", start=start)
     learner.train()
     try:
         from tqdm import tqdm
@@ -294,6 +296,7 @@ def _train(config: TrainConfig, data: Any, out: Path) -> TrainResult:
                 done = step + 1
                 images += spec.images_per_batch
                 bar.update(1)
+                beat.update(done, f"loss {last['loss']:.4g}" if last else "")
                 if done % config.log_every == 0 or done == config.steps:
                     rate = images / max(time.perf_counter() - t0, 1e-9)
                     last = {k: float(v.detach()) for k, v in terms.items() if v.ndim == 0}
@@ -310,6 +313,7 @@ def _train(config: TrainConfig, data: Any, out: Path) -> TrainResult:
                             f"stopped. {_kept(last_ckpt, out)} Lower --lr or --beta.")
                     save_checkpoint(out, learner, optimizer, done)
                     last_ckpt = done
+            beat.update(config.steps, f"loss {last['loss']:.4g}" if last else "", force=True)
     finally:
         logger.close()
     learner.eval()

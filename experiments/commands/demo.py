@@ -2,13 +2,16 @@
 
 Object reaching from pixels (``sparseshift/TriFingerObjectReach-v0``, the task of Träuble,
 Dittadi et al. 2022): the cube's position reaches the policy only through a frozen image encoder.
-Two PPO agents train on IN colours, one on the Ada-GVAE encoder shipped in
+Three PPO agents train on IN colours: one on the Ada-GVAE encoder shipped in
 ``sparseshift/assets/encoders/`` (trained by the project's own ``train-rep``; the exact commands
-are in its ``MADE_BY.md``), one on a random (untrained) encoder of the same architecture; both are
-evaluated on IN, OOD1, OOD2 and the ``real`` rendering shift. The demo prints the table and says
-whether the learned encoder's IN success is above the random encoder's with non-overlapping 95%
-intervals. It runs on the study task graph (two agents at a time, one torch thread each), so a
-rerun reuses finished work.
+are in its ``MADE_BY.md``), one on a random (untrained) encoder of the same architecture, whose
+latents reach the policy through the same standardised view (:mod:`sparseshift.agents.
+standardize`), and one on the sensors alone (proprioception and goal, no image). All are
+evaluated on IN, OOD1, OOD2 and the ``real`` rendering shift on the same episode seeds. The demo
+prints the table with exact (Clopper-Pearson) intervals, each shift against IN as a paired
+McNemar test, and a verdict: is the learned encoder's IN success above the *stronger* of the two
+floors (exact McNemar test on the shared episodes)? It runs on the study task graph (two agents
+at a time, one torch thread each), so a rerun reuses finished work.
 """
 
 from __future__ import annotations
@@ -25,17 +28,24 @@ ENV_ID = "sparseshift/TriFingerObjectReach-v0"
 #: The shipped encoder (a folder of sparseshift.assets).
 ENCODER = "encoders/objectreach_ada_gvae"
 SHIFTS: tuple[str, ...] = ("in", "ood1", "ood2", "real")
+#: (label, encoder) of the floors the learned encoder is compared with.
+FLOORS: tuple[tuple[str, str], ...] = (("random (untrained encoder)", "random"),
+                                       ("sensors only (no image)", "sensors"))
 
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser(
         NAME,
-        help="main job: object reaching from pixels, a learned frozen encoder vs a random one",
+        help="main job: object reaching from pixels, a learned frozen encoder vs a random "
+             "encoder and the sensors alone",
         description=(
-            "Train PPO on TriFingerObjectReach (IN colours) from the shipped Ada-GVAE encoder and "
-            "from a random encoder of the same architecture, evaluate both on IN, OOD1, OOD2 and "
-            "real, and print the success table with bootstrap 95% CIs (a few minutes on 2 "
-            "cores). The full study is 'sparseshift study --preset quick'."
+            "Train PPO on TriFingerObjectReach (IN colours) from the shipped Ada-GVAE encoder, "
+            "from a random encoder of the same architecture (both standardised the same way) "
+            "and from the sensors alone (no image); evaluate all on IN, OOD1, OOD2 and real, and "
+            "print the success table with exact 95%% intervals, paired shift-vs-IN tests and a "
+            "verdict against the stronger floor (a few minutes on 2 cores). "
+            "'sparseshift scorecard' runs the same protocol on any encoder with several seeds; "
+            "the full study is 'sparseshift study --preset quick'."
         ),
     )
     p.add_argument("--out", default="out/demo", help="output folder (default out/demo)")
@@ -60,6 +70,36 @@ def _pct(v: dict[str, Any]) -> str:
     return f"{100 * v['mean']:3.0f}% [{100 * v['ci_low']:3.0f}, {100 * v['ci_high']:3.0f}]"
 
 
+def _cell(shifts: dict[str, Any], paired: dict[str, Any], s: str) -> str:
+    """Success with its exact interval; under a shift also the McNemar p against IN."""
+    from sparseshift.agents.evaluate import format_p
+
+    text = _pct(shifts[s]["success"])
+    if s in paired:
+        text += f" p={format_p(paired[s]['success']['p_value'])}"
+    return text
+
+
+def verdict(learned: dict[str, Any], floors: dict[str, dict[str, Any]]) -> tuple[str, bool]:
+    """The demo's verdict on IN: the learned agent against the stronger floor (higher IN
+    success), by the exact McNemar test on their shared evaluation episodes (both agents ran the
+    same episode seeds). Returns ``(text, learned is significantly better)``."""
+    from sparseshift.agents.evaluate import format_p
+    from sparseshift.agents.stats import mcnemar_exact
+
+    name, floor = max(floors.items(), key=lambda kv: kv[1]["success"]["mean"])
+    test = mcnemar_exact(floor["successes"], learned["successes"])
+    better = test.diff > 0 and test.p_value < 0.05
+    pct = lambda v: f"{100 * v:.0f}%"  # noqa: E731
+    text = (f"IN success: learned {pct(learned['success']['mean'])} vs the stronger floor, "
+            f"{name}, {pct(floor['success']['mean'])} (difference {100 * test.diff:+.0f} points, "
+            f"95% CI [{100 * test.ci_low:+.0f}, {100 * test.ci_high:+.0f}], exact McNemar "
+            f"p={format_p(test.p_value)} on {test.n} shared episodes): "
+            + ("the learned encoder is better than both floors." if better else
+               "no significant difference from the stronger floor at this budget."))
+    return text, better
+
+
 def run(args: argparse.Namespace) -> int:
     from sparseshift.agents.config import AgentConfig, EvaluateConfig
     from sparseshift.envs.config import check_int, check_seed
@@ -79,13 +119,12 @@ def run(args: argparse.Namespace) -> int:
                  "checkpoint_every": 0}
     evaluation = EvaluateConfig(shifts=SHIFTS, episodes=args.episodes, seed=1000)
     rows: list[tuple[str, Task]] = []
-    for label, spec in (("learned (Ada-GVAE, shipped)", str(encoder)),
-                        ("random (untrained encoder)", "random")):
+    for label, spec in (("learned (Ada-GVAE, shipped)", str(encoder)), *FLOORS):
         agent = Task("agent", f"{stages}:train_agent_stage",
                      AgentConfig.from_json({**agent_cfg, "encoder": spec}), label=label)
         rows.append((label, Task("eval_agent", f"{stages}:eval_agent_stage", evaluation,
                                  deps=(agent,), label=label)))
-    print(f"sparseshift demo: PPO on {ENV_ID} from pixels, {args.steps} steps per agent, "
+    print(f"sparseshift demo: PPO on {ENV_ID}, {args.steps} steps per agent, "
           f"{args.episodes} evaluation episodes per shift, {jobs} at a time -> {out}/",
           flush=True)
 
@@ -93,34 +132,36 @@ def run(args: argparse.Namespace) -> int:
 
     with output_lock(out):
         results = run_local([t for _, t in rows], out / "artifacts", progress, jobs=jobs)
-        table = [f"{'encoder':<30} " + " ".join(f"{s + ' success':>19}" for s in SHIFTS)]
+        head = "encoder"
+        table = [f"{head:<28} " + " ".join(f"{s + ' success':>26}" for s in SHIFTS)]
         md = ["# sparseshift demo: object reaching from pixels", "",
-              f"PPO, {args.steps} steps on IN colours, seed {args.seed}; success over "
-              f"{args.episodes} episodes per shift with a percentile bootstrap 95% CI.", "",
+              f"PPO, {args.steps} steps on IN colours, agent seed {args.seed}; success over "
+              f"{args.episodes} episodes per shift (the same episode seeds for every agent and "
+              "shift) with its exact (Clopper-Pearson) 95% interval; under each shift the exact "
+              "McNemar p of that agent's shift-vs-IN difference.", "",
               "| encoder | " + " | ".join(f"{s} success" for s in SHIFTS) + " |",
               "|---|" + "---|" * len(SHIFTS)]
-        ins = {}
+        ins: dict[str, dict[str, Any]] = {}
         for label, task in rows:
-            shifts = results[task.key]["shifts"]
-            ins[label] = shifts["in"]["success"]
-            table.append(f"{label:<30} " + " ".join(f"{_pct(shifts[s]['success']):>19}"
-                                                     for s in SHIFTS))
-            md.append(f"| {label} | " + " | ".join(_pct(shifts[s]["success"]) for s in SHIFTS)
-                      + " |")
-        learned, rand = ins[rows[0][0]], ins[rows[1][0]]
-        clear = learned["ci_low"] > rand["ci_high"]
-        verdict = (f"IN success: learned {100 * learned['mean']:.0f}% vs random "
-                   f"{100 * rand['mean']:.0f}%; "
-                   + ("the learned encoder's 95% CI lies above the random encoder's." if clear
-                      else "the 95% CIs overlap: no clear difference at this budget."))
-        md += ["", verdict, "",
-               "OOD1: cube colours the encoder saw in pretraining, the agent did not. OOD2: "
-               "colours neither saw. real: IN colours through the sim-to-real rendering shift. "
-               "A single agent seed: the CIs are over evaluation episodes, not over training "
-               "runs; `sparseshift study --preset quick` runs several encoders and reports how "
-               "the OOD proxy task predicts these columns."]
+            res = results[task.key]
+            shifts, paired = res["shifts"], res.get("paired", {})
+            ins[label] = shifts["in"]
+            cells = [_cell(shifts, paired, s) for s in SHIFTS]
+            table.append(f"{label:<28} " + " ".join(f"{c:>26}" for c in cells))
+            md.append(f"| {label} | " + " | ".join(cells) + " |")
+        learned = ins[rows[0][0]]
+        text, _ = verdict(learned, {label: ins[label] for label, _ in FLOORS})
+        md += ["", text, "",
+               "Every frozen encoder, learned or random, reaches the policy standardised per "
+               "latent dimension with statistics measured once on IN frames; the sensors agent "
+               "sees the proprioception and goal the others also get, and no image. OOD1: cube "
+               "colours the encoder saw in pretraining, the agent did not. OOD2: colours neither "
+               "saw. real: IN colours through the sim-to-real rendering shift. One agent seed: "
+               "the intervals are over evaluation episodes, not over training runs; "
+               "`sparseshift scorecard` repeats this with several seeds and "
+               "`sparseshift study --preset quick` with several encoders."]
         atomic_write_text(out / "demo.md", "\n".join(md) + "\n")
     print("\n".join(table))
-    print(verdict)
+    print(text)
     print(f"wrote {out / 'demo.md'}")
-    return 0 if not math.isnan(learned["mean"]) else 1
+    return 0 if not math.isnan(learned["success"]["mean"]) else 1

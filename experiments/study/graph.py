@@ -10,16 +10,19 @@ configs and seeds, so they give the same results.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import sys
+import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from sparseshift.envs.config import Config
+from sparseshift.envs.heartbeat import Report, find_heartbeat
 from sparseshift.experiments.study.artifacts import Artifact, config_key
 
 StageFn = Callable[..., dict[str, Any]]
@@ -113,7 +116,8 @@ def topo_order(targets: Sequence[Task]) -> list[Task]:
 
 
 #: ``progress(event, task)`` with event ``start``, ``cached`` (finished earlier, reused),
-#: ``done`` or ``failed``.
+#: ``done`` or ``failed``. A progress object with a ``watching(root)`` context manager (as
+#: :class:`ProgressPrinter`) is entered by :func:`run_local` around the run.
 ProgressFn = Callable[[str, Task], None]
 
 
@@ -121,56 +125,258 @@ def _no_progress(event: str, task: Task) -> None:
     """The progress callback when none is given."""
 
 
+def _steps(task: Task) -> float | None:
+    """The task's planned step budget (``config.steps``), if its config has one."""
+    steps = getattr(task.config, "steps", None)
+    return float(steps) if isinstance(steps, int | float) and steps > 0 else None
+
+
+def schedule_order(order: Sequence[Task]) -> list[Task]:
+    """The order in which a pool starts ready tasks: tasks that more work waits on first (collect,
+    then training), then those with larger step budgets (long agent runs must not start last);
+    ties keep the sequential (``order``) order."""
+    below: dict[str, set[str]] = {t.key: set() for t in order}
+    for t in reversed(order):
+        for d in t.deps:
+            below[d.key] |= below[t.key] | {t.key}
+    rank = {t.key: i for i, t in enumerate(order)}
+    return sorted(order, key=lambda t: (-len(below[t.key]), -(_steps(t) or 0.0), rank[t.key]))
+
+
+def _clock(seconds: float) -> str:
+    m, s = divmod(round(seconds), 60)
+    return f"{m}m{s:02d}s" if m else f"{s}s"
+
+
+def _rate(rate: float) -> str:
+    return f"{rate:,.0f}" if rate >= 100 else f"{rate:.1f}" if rate >= 1 else f"{rate:.2g}"
+
+
+def _count(value: float) -> str:
+    return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.1f}"
+
+
 class ProgressPrinter:
-    """One line per stage event on stderr: what started, what finished and how long it took,
-    elapsed time and an estimate of what is left (mean duration of finished stages of the same
-    kind, spread over the parallel jobs)."""
+    """Progress of a study on a stream (stderr by default), flushed line by line.
 
-    def __init__(self, tasks: Sequence[Task], jobs: int = 1, stream: Any = None) -> None:
-        self.total = len(topo_order(tasks))
+    One line per stage event (``[3/8] done      agent  learned  2m10s | elapsed 4m02s, left
+    ~3m10s``), and while :meth:`watching` a study folder, every ``interval_s`` seconds one line
+    per running task from its heartbeat (:mod:`sparseshift.envs.heartbeat`, written
+    by the stage into its artifact folder or one folder below)::
+
+        agent      learned: 42,000/100,352 steps, 410 steps/s, eval@40000: success 0.55,
+        stage left ~2m22s | elapsed 1m50s, left ~4m10s
+
+    Every time left is measured, never guessed: a running task's from its heartbeat's rate (or
+    the measured durations of finished tasks of its stage), a queued task's from the durations of
+    finished tasks of its stage, else the projected durations of running ones, scaled by step
+    budgets (``config.steps``) when both have one; queued and running tasks are then laid out
+    over the ``jobs`` parallel slots in the pool's order, dependencies respected. Work with no
+    measurement behind it shows as ``?`` (``left ?``, or ``left ~3m10s + ? (2 eval_agent
+    untimed)``). ``clock`` is the wall clock (:func:`time.time`, as heartbeats use).
+    """
+
+    #: A heartbeat older than this many seconds is said to be (``last report 45s ago``).
+    STALE_S = 30.0
+
+    def __init__(self, tasks: Sequence[Task], jobs: int = 1, stream: Any = None,
+                 interval_s: float = 15.0, clock: Callable[[], float] = time.time) -> None:
+        self.order = topo_order(tasks)
+        self.total = len(self.order)
         self.jobs = max(1, jobs)
+        self.queue = schedule_order(self.order) if self.jobs > 1 else list(self.order)
         self.stream = stream if stream is not None else sys.stderr
-        self.t0 = time.perf_counter()
-        self.started: dict[str, float] = {}
-        self.took: dict[str, list[float]] = {}
-        self.left: dict[str, int] = {}
-        for t in topo_order(tasks):
-            self.left[t.stage] = self.left.get(t.stage, 0) + 1
+        self.interval_s = interval_s
+        self.clock = clock
+        self.t0 = clock()
+        self.root: Path | None = None
+        self.started: dict[str, float] = {}  # running tasks: when they started
+        self.ended: set[str] = set()  # done, failed or reused
+        self.took: dict[str, list[tuple[float, float | None]]] = {}  # stage: (seconds, steps)
+        self.reports: dict[str, Report] = {}  # running tasks' last heartbeats
         self.finished = 0
+        self._lock = threading.RLock()
 
-    @staticmethod
-    def _clock(seconds: float) -> str:
-        m, s = divmod(round(seconds), 60)
-        return f"{m}m{s:02d}s" if m else f"{s}s"
+    # -- measurements ---------------------------------------------------------------------------
 
-    def eta(self) -> str:
-        done = [x for v in self.took.values() for x in v]
-        if not done:
+    def poll(self) -> None:
+        """Read the running tasks' heartbeats (needs :attr:`root`, set by :meth:`watching`)."""
+        if self.root is None:
+            return
+        with self._lock:
+            running = [(t, self.started[t.key]) for t in self.order if t.key in self.started]
+        for t, since in running:
+            rep = find_heartbeat(t.artifact(self.root).path, since)
+            with self._lock:
+                if rep is not None and t.key in self.started:
+                    self.reports[t.key] = rep
+
+    def _projected(self, task: Task, now: float) -> float | None:
+        """A running task's whole duration from its heartbeat's rate; None without one."""
+        rep = self.reports.get(task.key)
+        left = rep.remaining_s(now) if rep is not None else None
+        if left is None:
+            return None
+        return now - self.started[task.key] + left
+
+    def estimate(self, task: Task, now: float) -> float | None:
+        """Measured seconds ``task`` takes in all: the mean duration of finished tasks of its
+        stage, else the projected durations of its running ones, each scaled by the ratio of
+        step budgets when both have one; None when its stage has no measurement."""
+        samples = list(self.took.get(task.stage, []))
+        if not samples:
+            for t in self.order:
+                if t.stage == task.stage and t.key != task.key and t.key in self.started:
+                    whole = self._projected(t, now)
+                    if whole is not None:
+                        samples.append((whole, _steps(t)))
+        if not samples:
+            return None
+        mine = _steps(task)
+        scaled = [s * (mine / steps if mine and steps else 1.0) for s, steps in samples]
+        return sum(scaled) / len(scaled)
+
+    def task_left(self, task: Task, now: float) -> float | None:
+        """Seconds a running task has left: from its heartbeat's rate, else its stage's measured
+        duration less the time it has run; None without a measurement."""
+        rep = self.reports.get(task.key)
+        left = rep.remaining_s(now) if rep is not None else None
+        if left is not None:
+            return left
+        whole = self.estimate(task, now)
+        return None if whole is None else max(0.0, whole - (now - self.started[task.key]))
+
+    def eta(self, now: float | None = None) -> str:
+        """Time left for the whole graph (see the class docstring), or ``?``; reads the
+        heartbeats first."""
+        self.poll()
+        now = self.clock() if now is None else now
+        with self._lock:
+            return self._eta(now)
+
+    def _eta(self, now: float) -> str:
+        unknown: dict[str, int] = {}
+        known = False
+
+        def length(seconds: float | None, task: Task) -> float:
+            nonlocal known
+            if seconds is None:
+                unknown[task.stage] = unknown.get(task.stage, 0) + 1
+                return 0.0
+            known = True
+            return seconds
+
+        ends = {t.key: length(self.task_left(t, now), t) for t in self.order
+                if t.key in self.started}
+        finished = set(self.ended)
+        queue = [t for t in self.queue if t.key not in self.ended and t.key not in self.started]
+        if self.root is not None:  # finished earlier: reused at no cost
+            finished |= {t.key for t in queue if t.artifact(self.root).done}
+            queue = [t for t in queue if t.key not in finished]
+        slots = max(self.jobs, len(ends))
+        clock = 0.0
+        while queue or ends:
+            for t in list(queue):
+                if len(ends) >= slots:
+                    break
+                if all(d.key in finished for d in t.deps):
+                    queue.remove(t)
+                    ends[t.key] = clock + length(self.estimate(t, now), t)
+            if not ends:  # dependencies outside the graph: nothing more can start
+                break
+            key = min(ends, key=lambda k: ends[k])
+            clock = ends.pop(key)
+            finished.add(key)
+        if not unknown:
+            return "~" + _clock(clock)
+        if not known:
             return "?"
-        overall = sum(done) / len(done)
-        work = sum(n * (sum(self.took[st]) / len(self.took[st]) if self.took.get(st) else overall)
-                   for st, n in self.left.items())
-        return "~" + self._clock(work / self.jobs)
+        what = ", ".join(f"{n} {stage}" for stage, n in unknown.items())
+        return f"~{_clock(clock)} + ? ({what} untimed)"
+
+    # -- lines ----------------------------------------------------------------------------------
+
+    def _print(self, line: str) -> None:
+        with self._lock:
+            print(line, file=self.stream, flush=True)
+
+    def _tail(self, now: float) -> str:
+        return f"elapsed {_clock(now - self.t0)}, left {self._eta(now)}"
 
     def __call__(self, event: str, task: Task) -> None:
-        name = f"{task.stage:<10} {task.label:<36}"
-        if event == "start":
-            self.started[task.key] = time.perf_counter()
-            line = f"started   {name}"
-        else:
-            self.finished += 1
-            self.left[task.stage] -= 1
-            if event == "cached":
-                line = f"reused    {name} (finished earlier)"
+        self.poll()
+        with self._lock:
+            now = self.clock()
+            name = f"{task.stage:<10} {task.label:<36}"
+            if event == "start":
+                self.started[task.key] = now
+                line = f"started   {name}"
             else:
-                took = time.perf_counter() - self.started.get(task.key, self.t0)
-                if event == "done":
-                    self.took.setdefault(task.stage, []).append(took)
-                verb = "done     " if event == "done" else "FAILED   "
-                line = f"{verb} {name} {self._clock(took)}"
-        print(f"[{self.finished}/{self.total}] {line} | elapsed "
-              f"{self._clock(time.perf_counter() - self.t0)}, left {self.eta()}",
-              file=self.stream, flush=True)
+                self.finished += 1
+                start = self.started.pop(task.key, None)
+                self.reports.pop(task.key, None)
+                self.ended.add(task.key)
+                if event == "cached":
+                    line = f"reused    {name} (finished earlier)"
+                else:
+                    took = now - (self.t0 if start is None else start)
+                    if event == "done":
+                        self.took.setdefault(task.stage, []).append((took, _steps(task)))
+                    verb = "done     " if event == "done" else "FAILED   "
+                    line = f"{verb} {name} {_clock(took)}"
+            self._print(f"[{self.finished}/{self.total}] {line} | {self._tail(now)}")
+
+    def status_line(self, task: Task, now: float) -> str:
+        """The periodic line of a running task (without the elapsed/left tail)."""
+        rep = self.reports.get(task.key)
+        parts: list[str] = []
+        if rep is None:
+            parts.append(f"running {_clock(now - self.started[task.key])}, no progress report "
+                         "yet")
+        else:
+            total = f"/{_count(rep.total)}" if rep.total is not None else ""
+            parts.append(f"{_count(rep.done)}{total} {rep.unit}s")
+            parts.append(f"{_rate(rep.rate)} {rep.unit}s/s" if rep.rate else
+                         "rate not measured yet")
+            if rep.latest:
+                parts.append(rep.latest)
+            if now - rep.time > self.STALE_S:
+                parts.append(f"last report {_clock(now - rep.time)} ago")
+        left = self.task_left(task, now)
+        parts.append("stage left " + ("?" if left is None else "~" + _clock(left)))
+        return f"  {task.stage:<10} {task.label}: " + ", ".join(parts)
+
+    def tick(self) -> None:
+        """Print one line per running task (its heartbeat, its time left and the graph's)."""
+        self.poll()
+        with self._lock:
+            now = self.clock()
+            running = [t for t in self.order if t.key in self.started]
+            if not running:
+                return
+            tail = self._tail(now)
+            for t in running:
+                self._print(f"{self.status_line(t, now)} | {tail}")
+
+    @contextlib.contextmanager
+    def watching(self, root: Path) -> Iterator[None]:
+        """Within the block, read heartbeats under the study folder ``root`` and print the
+        running tasks' lines every ``interval_s`` seconds from a background thread (stopped and
+        joined on leaving the block, also on an exception)."""
+        self.root = Path(root)
+        stop = threading.Event()
+
+        def loop() -> None:
+            while not stop.wait(self.interval_s):
+                self.tick()
+
+        thread = threading.Thread(target=loop, name="sparseshift-progress", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
 
 
 def _inputs(task: Task, results: Mapping[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -184,26 +390,35 @@ def run_local(targets: Sequence[Task], root: Path, progress: ProgressFn | None =
     ``jobs == 1`` runs every task in this process, in dependency order. ``jobs > 1`` runs up to
     ``jobs`` ready tasks at a time in a pool of ``jobs`` worker processes (``spawn``): the same
     functions, configs and seeds, one torch thread each, so results equal the sequential run.
+    A ``progress`` with a ``watching(root)`` context manager (:class:`ProgressPrinter`) watches
+    the run's heartbeats meanwhile.
     """
     order = topo_order(targets)
-    results: dict[str, dict[str, Any]] = {}
     progress = progress or _no_progress
-    if jobs <= 1:
-        for t in order:
-            if t.artifact(root).done:
-                results[t.key] = t.artifact(root).result()
-                progress("cached", t)
-                continue
-            progress("start", t)
-            try:
-                results[t.key] = execute(t.fn, t.stage, t.key, str(root), t.config,
-                                         _inputs(t, results), t.runtime)
-            except BaseException:
-                progress("failed", t)
-                raise
-            progress("done", t)
-        return results
-    return _run_pool(order, root, progress, jobs)
+    watch = getattr(progress, "watching", None)
+    with watch(root) if callable(watch) else contextlib.nullcontext():
+        if jobs <= 1:
+            return _run_sequential(order, root, progress)
+        return _run_pool(order, root, progress, jobs)
+
+
+def _run_sequential(order: list[Task], root: Path, progress: ProgressFn
+                    ) -> dict[str, dict[str, Any]]:
+    results: dict[str, dict[str, Any]] = {}
+    for t in order:
+        if t.artifact(root).done:
+            results[t.key] = t.artifact(root).result()
+            progress("cached", t)
+            continue
+        progress("start", t)
+        try:
+            results[t.key] = execute(t.fn, t.stage, t.key, str(root), t.config,
+                                     _inputs(t, results), t.runtime)
+        except BaseException:
+            progress("failed", t)
+            raise
+        progress("done", t)
+    return results
 
 
 def _run_pool(order: list[Task], root: Path, progress: ProgressFn, jobs: int
@@ -212,19 +427,7 @@ def _run_pool(order: list[Task], root: Path, progress: ProgressFn, jobs: int
     from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 
     results: dict[str, dict[str, Any]] = {}
-    # Tasks that more work waits on start first (collect, then training), then those with larger
-    # step budgets (long agent runs must not start last); ties keep the sequential order.
-    below: dict[str, set[str]] = {t.key: set() for t in order}
-    for t in reversed(order):
-        for d in t.deps:
-            below[d.key] |= below[t.key] | {t.key}
-    rank = {t.key: i for i, t in enumerate(order)}
-
-    def budget(t: Task) -> float:
-        steps = getattr(t.config, "steps", 0)
-        return float(steps) if isinstance(steps, int | float) else 0.0
-
-    pending = sorted(order, key=lambda t: (-len(below[t.key]), -budget(t), rank[t.key]))
+    pending = schedule_order(order)
     running: dict[Future[dict[str, Any]], Task] = {}
     from sparseshift.envs.data.procs import die_with_parent
 

@@ -73,12 +73,11 @@ def proxy_data_stage(config: ProxyConfig, inputs: Mapping[str, dict[str, Any]], 
                      ) -> dict[str, Any]:
     """Render the OOD proxy task's frames from the dataset's env, once for every encoder."""
     from sparseshift.envs.data import open_dataset
-    from sparseshift.representations.proxy import render_proxy_set
+    from sparseshift.representations.proxy import proxy_set
 
     ds = open_dataset(_file(inputs, "collect", "data"))
-    try:
-        data = render_proxy_set(ds.env_id, dict(ds.attrs["env_kwargs"]), config.n_train,
-                                config.n_test, config.seed)
+    try:  # every setting of the config: counts, seed and splits
+        data = proxy_set(config, ds.env_id, dict(ds.attrs["env_kwargs"]))
     finally:
         ds.close()
     data.save(out / "proxy.npz")
@@ -138,12 +137,12 @@ def train_agent_stage(config: AgentConfig, inputs: Mapping[str, dict[str, Any]],
 
 def eval_agent_stage(config: EvaluateConfig, inputs: Mapping[str, dict[str, Any]], out: Path
                      ) -> dict[str, Any]:
-    """Evaluate an agent per shift with bootstrap CIs (``sparseshift evaluate``)."""
+    """Evaluate an agent per shift (``sparseshift evaluate``): exact success intervals, return
+    bootstrap CIs, per-episode outcomes and the paired shift-vs-IN tests."""
     from sparseshift.agents.evaluate import run_evaluation
 
     res = run_evaluation(_file(inputs, "agent", "agent"), config)
-    shifts = {
-        s: {"return": v["return"], "success": v["success"], "mean_length": v["mean_length"]}
-        for s, v in res["shifts"].items()
-    }
-    return {"shifts": shifts}
+    keep = ("return", "success", "mean_length", "returns", "successes")
+    shifts = {s: {k: v[k] for k in keep} for s, v in res["shifts"].items()}
+    return {"shifts": shifts, "paired": res.get("paired", {}),
+            "episode_seeds": res["episode_seeds"]}

@@ -64,6 +64,7 @@ from sparseshift.agents.video import (
     write_episode,
 )
 from sparseshift.envs.errors import ConfigError
+from sparseshift.envs.heartbeat import Heartbeat
 from sparseshift.envs.io import read_json, write_json_atomic
 from sparseshift.representations.base import Learner
 from sparseshift.representations.external import Plugins
@@ -172,7 +173,8 @@ def evaluate(agent_dir: str | Path, shifts: str | Sequence[str] = "in", episodes
 def run_evaluation(agent_dir: str | os.PathLike[str], cfg: EvaluateConfig,
                    side_by_side: bool = False, progress: bool = False,
                    plugins: Plugins | None = None,
-                   encoder: nn.Module | Learner | None = None) -> dict[str, Any]:
+                   encoder: nn.Module | Learner | None = None,
+                   heartbeat: str | os.PathLike[str] | None = None) -> dict[str, Any]:
     """Evaluate the agent in ``agent_dir`` as ``cfg`` says; returns (and writes) ``eval.json``.
 
     ``cfg.video`` > 0 also writes the first ``video`` episodes of each shift as H.264
@@ -184,6 +186,7 @@ def run_evaluation(agent_dir: str | os.PathLike[str], cfg: EvaluateConfig,
     deterministic / stochastic) defaults to the agent's ``eval_policy``. ``progress`` shows a
     tqdm bar of the episodes of each shift on stderr. ``plugins`` allows the module of a factory
     the agent recorded; ``encoder`` is the module an agent trained from Python was given.
+    ``heartbeat``: a file to report finished episodes to (:mod:`sparseshift.envs.heartbeat`).
     """
     module = encoder
     episodes, seed, video, resamples = cfg.episodes, cfg.seed, cfg.video, cfg.resamples
@@ -221,9 +224,20 @@ def run_evaluation(agent_dir: str | os.PathLike[str], cfg: EvaluateConfig,
     fps = 0
     results: dict[str, Any] = {}
     with torch_run(config.torch_threads):
+        beat = (Heartbeat(Path(heartbeat), len(names) * episodes, "episode")
+                if heartbeat is not None else None)
+        finished = 0
         for shift in names:
             bar = _episode_bar(shift, episodes, progress)
-            tick = None if bar is None else functools.partial(bar.update, 1)
+
+            def tick(bar: Any = bar, shift: str = shift) -> None:
+                nonlocal finished
+                finished += 1
+                if bar is not None:
+                    bar.update(1)
+                if beat is not None:
+                    beat.update(finished, f"evaluating {shift}")
+
             envs = [EpisodeRecorder(make_env(config, shift), record, shift, tick)
                     for _ in range(min(EVAL_ENVS, episodes))]
             try:

@@ -31,6 +31,7 @@ COMMANDS: tuple[str, ...] = (
     "export_encoder",
     "train_agent",
     "evaluate",
+    "scorecard",
     "study",
     "disentangle",
     "slot_curve",

@@ -18,6 +18,7 @@ from sparseshift.agents.config import AgentConfig, EvaluateConfig
 from sparseshift.envs.data.config import CollectConfig
 from sparseshift.experiments.study.presets import LEARNED
 from sparseshift.representations.config import EvalConfig, ProxyConfig, TrainConfig
+from sparseshift.representations.external import Plugins
 
 #: Label suffix of a plan's video collection (for sequence learners), see the runner.
 VIDEO = "/video"
@@ -50,6 +51,14 @@ def collect_stage(config: CollectConfig, inputs: Mapping[str, dict[str, Any]], o
 
     res = collect(config, out / "data.h5", workers=1, progress=False)
     return {"files": {"data": "data.h5"}, "fingerprint": res.fingerprint, "n": config.n}
+
+
+def plugins_of(runtime: Mapping[str, Any] | None) -> Plugins:
+    """The modules the user allowed for this study (``runtime["plugins"]``: the study's
+    ``--plugin`` flags and the modules of encoders its config names; not hashed)."""
+    from sparseshift.representations.external import Plugins
+
+    return Plugins.of(*(runtime or {}).get("plugins", ()))
 
 
 def _device(config: Any, runtime: Mapping[str, Any] | None) -> Any:
@@ -131,17 +140,20 @@ def train_agent_stage(config: AgentConfig, inputs: Mapping[str, dict[str, Any]],
     config = _device(config, runtime)
     if config.encoder == LEARNED:
         config = config.replace(encoder=_file(inputs, "rep", "rep"))
-    train_agent(config.replace(tensorboard=True, torch_threads=1), out / "agent")
+    train_agent(config.replace(tensorboard=True, torch_threads=1), out / "agent",
+                plugins=plugins_of(runtime))
     return {"files": {"agent": "agent"}}
 
 
-def eval_agent_stage(config: EvaluateConfig, inputs: Mapping[str, dict[str, Any]], out: Path
-                     ) -> dict[str, Any]:
+def eval_agent_stage(config: EvaluateConfig, inputs: Mapping[str, dict[str, Any]], out: Path,
+                     runtime: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Evaluate an agent per shift (``sparseshift evaluate``): exact success intervals, return
     bootstrap CIs, per-episode outcomes and the paired shift-vs-IN tests."""
     from sparseshift.agents.evaluate import run_evaluation
+    from sparseshift.envs.heartbeat import HEARTBEAT_FILE
 
-    res = run_evaluation(_file(inputs, "agent", "agent"), config)
+    res = run_evaluation(_file(inputs, "agent", "agent"), config, plugins=plugins_of(runtime),
+                         heartbeat=out / HEARTBEAT_FILE)
     keep = ("return", "success", "mean_length", "returns", "successes")
     shifts = {s: {k: v[k] for k in keep} for s, v in res["shifts"].items()}
     return {"shifts": shifts, "paired": res.get("paired", {}),

@@ -147,16 +147,21 @@ def test_image_size_mismatch_is_config_error() -> None:
         FrozenEncoder(TinyLearner(TinyConfig(image_size=32)), FakeEnv(0, 2).observation_space)
 
 
-def test_bootstrap_ci_brackets_mean_and_is_deterministic() -> None:
+def test_bootstrap_ci_equals_known_values_and_is_deterministic() -> None:
+    """The interval is the percentile bootstrap computed independently here (same generator and
+    draws), at 95% and 99%; a two-point sample has the known interval [0, 1]."""
     x = np.random.default_rng(0).normal(1.0, 2.0, 40)
     a = bootstrap_ci(x, seed=3)
-    assert a.low <= a.mean <= a.high and a.low < a.high
+    means = x[np.random.default_rng(3).integers(0, 40, (2000, 40))].mean(axis=1)
+    for conf, iv in ((0.95, a), (0.99, bootstrap_ci(x, seed=3, confidence=0.99))):
+        want = np.percentile(means, [50 * (1 - conf), 50 * (1 + conf)])
+        assert (iv.low, iv.high) == pytest.approx(tuple(want), abs=1e-12)
     assert a.mean == pytest.approx(float(x.mean()))
     assert a == bootstrap_ci(x, seed=3)
     assert bootstrap_ci(x, seed=4) != a
     assert a.resamples == 2000 and a.confidence == 0.95 and a.n == 40
-    wide = bootstrap_ci(x, seed=3, confidence=0.99)
-    assert wide.low <= a.low and wide.high >= a.high
+    two = bootstrap_ci([0.0, 1.0], seed=0)  # resampled means 0, 1/2, 1 w.p. 1/4, 1/2, 1/4
+    assert (two.low, two.mean, two.high) == (0.0, 0.5, 1.0)
     const = bootstrap_ci([1.0, 1.0, 1.0], seed=0)
     assert const.low == const.mean == const.high == 1.0
     with pytest.raises(ConfigError):

@@ -6,7 +6,9 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
+from sklearn.metrics import adjusted_rand_score
 
 from sparseshift.envs.errors import ConfigError
 from sparseshift.experiments.cli import main
@@ -17,7 +19,14 @@ from sparseshift.experiments.study.slot_curve import (
     run,
     time_to,
 )
+from sparseshift.representations.checkpoint import load_learner
 from sparseshift.representations.config import TrainConfig
+from sparseshift.representations.slot_eval import (
+    BACKGROUND_NAMES,
+    dataset_ground_truth,
+    predict_segmentation,
+    slot_learner,
+)
 
 TINY = {"num_slots": 3, "iters": 2, "slot_size": 8, "mlp_hidden": 16,
         "enc_channels": (4, 4, 4), "enc_kernels": (3, 3, 3), "enc_strides": (2, 2, 2),
@@ -40,12 +49,26 @@ def test_tiny_curves_report_plot_and_rerun(tmp_path: Path) -> None:
         assert (c["batch"], c["lr"]) == (32, 4e-4)
         pts = c["points"]
         assert [pt["step"] for pt in pts] == [3] and pts[0]["train_seconds"] > 0
-        assert -1.0 <= pts[0]["fg_ari"] <= 1.0 and 1 <= pts[0]["slots_used"] <= 3
+        assert 1 <= pts[0]["slots_used"] <= 3
     assert "| ColourGrid-v0 | default | 0 |" in table and "not reached (0.9)" in table
     # the variants differ in the slot initialisation only
     rep = tmp_path / "t" / "artifacts" / "slot_curve"
     inits = sorted(json.loads(f.read_text())["model"]["init"] for f in rep.glob("*/rep/run.json"))
     assert inits == ["gaussian", "learned"]
+    # each reported FG-ARI, recomputed with sklearn from the saved model (trained to the point's
+    # step) on the same dataset states (eval_n=16, eval_seed=2): the foreground pixels' ARI
+    (data,) = (tmp_path / "t" / "artifacts" / "collect").glob("*/data.h5")
+    frames, segs, names = dataset_ground_truth(data, 16, 2)
+    fg = ~np.isin(segs, [i for i, n in enumerate(names) if n in BACKGROUND_NAMES])
+    recomputed = []
+    for run_dir in sorted(rep.glob("*/rep")):
+        pred = predict_segmentation(slot_learner(load_learner(run_dir)), frames)
+        want = np.mean([adjusted_rand_score(t[f], q[f])
+                        for t, q, f in zip(segs, pred, fg, strict=True) if f.any()])
+        (pt,) = json.loads((run_dir.parent / "points.json").read_text())
+        assert pt["fg_ari"] == pytest.approx(want, abs=1e-12)
+        recomputed.append(pt["fg_ari"])
+    assert sorted(recomputed) == sorted(c["points"][0]["fg_ari"] for c in doc["curves"])
     # a finished experiment is not trained again
     _, table2 = run(p, tmp_path / "t", jobs=1)
     assert table2 == table

@@ -304,14 +304,30 @@ def test_segmentation_scores_and_figure(tmp_path: Path) -> None:
 
 
 def test_evaluate_slots_on_env() -> None:
-    from sparseshift.representations.slot_eval import evaluate_slots
+    from sparseshift.representations.slot_eval import (
+        evaluate_slots,
+        ground_truth,
+        predict_segmentation,
+    )
 
     m = tiny(**GRID64).eval()
     out = evaluate_slots(m, "sparseshift/ColourGrid-v0", {}, n=4, seed=0)
     assert out["n"] == 4 and out["foreground"] == ["agent", "object0", "object1", "object2"]
-    assert -1.0 <= out["fg_ari"] <= 1.0
+    # FG-ARI recomputed with sklearn on the foreground pixels of the same states and masks
+    frames, segs, names = ground_truth("sparseshift/ColourGrid-v0", {}, 4, 0)
+    pred = predict_segmentation(m, frames)
+    assert sklearn_fg_ari(segs, pred, names, out["background"]) == pytest.approx(
+        out["fg_ari"], abs=1e-12)
     again = evaluate_slots(m, "sparseshift/ColourGrid-v0", {}, n=4, seed=0)
     assert again["fg_ari"] == out["fg_ari"]
+
+
+def sklearn_fg_ari(segs: np.ndarray, pred: np.ndarray, names: tuple[str, ...] | list[str],
+                   background: list[str]) -> float:
+    """Mean over images with foreground of sklearn's ARI on the non-background pixels."""
+    fg = ~np.isin(segs, [i for i, n in enumerate(names) if n in background])
+    return float(np.mean([adjusted_rand_score(t[f], p[f])
+                          for t, p, f in zip(segs, pred, fg, strict=True) if f.any()]))
 
 
 def test_reference_lr_schedule() -> None:

@@ -7,8 +7,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
+from sparseshift.agents.stats import binomial_ci, bootstrap_ci, mcnemar_exact
 from sparseshift.experiments.cli import main
 from sparseshift.experiments.study.presets import (
     LearnerPlan,
@@ -67,13 +69,39 @@ def test_tiny_study_writes_all_outputs(local: Path) -> None:
     assert {(r["encoder"], r["shift"]) for r in rows} == {
         (e, s) for e in ("ada_gvae", "state") for s in ("in", "ood1", "ood2")
     }
+    report = (local / "report.md").read_text()
     for r in rows:
-        assert r["return_ci"][0] <= r["return"] <= r["return_ci"][1]
-        assert r["episodes"] == 3
+        # the row's numbers are those of the agent's own per-episode results
+        shift = json.loads((local / r["agent_dir"] / "eval.json").read_text())["shifts"][
+            r["shift"]]
+        assert r["episode_returns"] == shift["returns"] and len(r["episode_returns"]) == 3
+        assert r["episode_successes"] == shift["successes"] and r["episodes"] == 3
+        k = sum(r["episode_successes"])
+        assert r["successes"] == k and r["success"] == pytest.approx(k / 3)
+        exact = binomial_ci(k, 3)  # the success interval is the exact binomial one
+        assert r["success_ci"] == [exact.low, exact.high]
+        assert r["success_ci_method"] == "clopper-pearson" and exact.high - exact.low > 0.3
+        boot = bootstrap_ci(r["episode_returns"], seed=1000)  # evaluation seed, 2000 resamples
+        assert r["return"] == boot.mean and r["return_ci"] == [boot.low, boot.high]
+        # one run per cell: the report prints exactly these intervals
+        assert (f"{100 * k / 3:.0f}% [{100 * exact.low:.0f}, {100 * exact.high:.0f}]"
+                in report)
+        assert f"{boot.mean:.2f} [{boot.low:.2f}, {boot.high:.2f}]" in report
     learned = [r for r in rows if r["kind"] == "learned"]
     assert all(0.0 <= r["metrics"]["mig"] <= 1.0 for r in learned)
-    report = (local / "report.md").read_text()
     assert "## Results per shift" in report and "ada_gvae" in report and "OOD2" in report
+    assert "range" not in report.split("## Results per shift")[1].split("##")[0]
+    # the paired shift-vs-IN tests are those of the per-episode lists
+    paired = json.loads((local / "study.json").read_text())["paired_shift_tests"]
+    assert len(paired) == 4  # two agents x (ood1, ood2)
+    for t in paired:
+        base, other = (next(r for r in rows if r["agent_dir"] == t["agent_dir"]
+                            and r["shift"] == s) for s in ("in", t["shift"]))
+        want = mcnemar_exact(base["episode_successes"], other["episode_successes"])
+        assert t["success"] == want.to_json()
+        assert t["return"]["diff"] == pytest.approx(
+            float(np.mean(other["episode_returns"]) - np.mean(base["episode_returns"])))
+    assert "## Each shift against IN, per agent run (paired)" in report
     assert (local / "returns_ColourGrid-v0.png").stat().st_size > 0
     stages = {p.name for p in (local / "artifacts").iterdir() if p.is_dir()}
     assert stages == {"collect", "proxy_data", "rep", "eval_rep", "agent", "eval_agent"}

@@ -17,6 +17,7 @@ from sparseshift.representations.nwm import NWM, NWMConfig
 from sparseshift.representations.waves import (
     analyse_waves,
     coherence,
+    forecast_errors,
     phase_gradients,
     phases,
     wave_stats,
@@ -55,6 +56,48 @@ def test_noise_in_phase_and_standing_oscillations_score_low() -> None:
         assert coherence(phases(y)) < 0.2, name
 
 
+def test_coherence_of_constructed_phase_maps() -> None:
+    """Exact values: a plane wave (every site's gradient the same) scores 1 in any direction;
+    a constant phase (no gradient) and an anti-phase step (phase slips only) score 0; a plane wave
+    for half of the kept time steps (trim 0.1 of 10 drops steps 0 and 9) scores 1/2."""
+    k = 2 * np.pi / S  # one wavelength across the sheet: consistent across the seam too
+    t10 = np.arange(10.0)[:, None, None]
+    assert coherence(wrap(k * _xx + 0.3 * t10)) == pytest.approx(1.0)
+    assert coherence(wrap(k * _xx - k * _yy + 0.3 * t10)) == pytest.approx(1.0)
+    assert coherence(np.zeros((10, S, S))) == 0.0
+    step = np.where(_xx < S // 2, 0.0, np.pi) + 0 * t10
+    assert coherence(step) == 0.0
+    half = np.concatenate([wrap(k * _xx + 0.3 * t10[:5]), np.zeros((5, S, S))])
+    assert coherence(half) == pytest.approx(0.5)
+    assert coherence(half, trim=0.0) == pytest.approx(0.5)
+    assert coherence(np.concatenate([half, np.zeros((10, S, S))]), trim=0.0) == pytest.approx(
+        0.25)
+
+
+class _Rollout:
+    """A stand-in learner whose 'forecast' is a fixed logit for every pixel."""
+
+    def __init__(self, logit: float) -> None:
+        self.logit = logit
+
+    def rollout(self, xb: torch.Tensor, n_free: int) -> Any:
+        n, t = xb.shape[0], xb.shape[1] + n_free
+        h, w = xb.shape[2], xb.shape[3]
+        return type("Out", (), {"logits": torch.full((n, t, 3, h, w), self.logit)})()
+
+
+def test_forecast_errors_of_constructed_predictions() -> None:
+    """Predicting 0.5 everywhere: MSE (0.5 - v)^2 per step for frames of constant value v; the
+    copy-last error is the squared change from the last input frame."""
+    levels = np.array([0, 51, 102, 153, 204, 255], dtype=np.uint8)  # 0, 0.2, ... 1.0
+    x = np.broadcast_to(levels[None, :, None, None, None], (2, 6, 4, 4, 3)).copy()
+    errs = forecast_errors(_Rollout(0.0), x, n_input=2, horizon=4)
+    v = levels / 255.0
+    assert errs["recon"] == pytest.approx(list((0.5 - v[:2]) ** 2))
+    assert errs["forecast"] == pytest.approx(list((0.5 - v[2:]) ** 2))
+    assert errs["copy_last"] == pytest.approx(list((v[2:] - v[1]) ** 2))
+
+
 def test_phase_gradients_wrap_around_the_circular_boundary() -> None:
     k = 2 * np.pi / S  # one wavelength across the sheet: consistent across the seam too
     ph = wrap(k * _xx + 0.0 * _t)[:1]
@@ -84,9 +127,16 @@ def test_analyse_waves_reports_coherence_forecasts_and_images(tmp_path: Path) ->
     assert res["horizon"] == 6 > res["train_horizon"] == 2 and res["n_sequences"] == 3
     assert len(res["forecast_mse"]) == len(res["copy_last_mse"]) == 6
     assert len(res["baseline"]["forecast_mse"]) == 6 and len(res["recon_mse"]) == 3
-    assert all(0 <= v <= 1 for v in res["forecast_mse"] + res["baseline"]["forecast_mse"])
-    for key in ("driven", "driven_shuffled", "free", "free_shuffled"):
-        assert 0.0 <= res["coherence"][key] <= 1.0
+    # copy-last MSE recomputed here: frames in [0, 1], step h against input frame n_input - 1
+    xf = x.astype(np.float64) / 255.0
+    want = [float(np.mean((xf[:, 3 + h] - xf[:, 2]) ** 2)) for h in range(6)]
+    assert res["copy_last_mse"] == pytest.approx(want, rel=1e-5)
+    assert res["baseline"]["copy_last_mse"] == pytest.approx(want, rel=1e-5)
+    assert res["forecast_mse_mean"] == pytest.approx(np.mean(res["forecast_mse"]))
+    assert res["coherence"] == {"driven": res["driven"]["coherence"],
+                                "driven_shuffled": res["driven"]["coherence_shuffled"],
+                                "free": res["free"]["coherence"],
+                                "free_shuffled": res["free"]["coherence_shuffled"]}
     png = np.asarray(Image.open(res["phase_png"]))
     assert png.ndim == 3 and png.shape[0] > 4 * 64
     gif = Image.open(res["animation"])

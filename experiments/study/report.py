@@ -1,9 +1,13 @@
 """Study outputs: ``results.jsonl`` (one row per agent x shift), ``report.md`` and PNG plots.
 
 The report follows the OOD protocol of Dittadi et al. (2021) and Träuble, Dittadi et al. (2022):
-a table per shift with bootstrap 95% CIs, OOD1 (colours the encoder saw, the agent did not) next to
-OOD2 (colours nothing saw), never pooled, and Spearman rank correlations between each
-representation metric and OOD return across the learned encoders.
+a table per shift with 95% CIs, OOD1 (colours the encoder saw, the agent did not) next to OOD2
+(colours nothing saw), never pooled, paired tests of each shift against IN per agent run, and
+Spearman rank correlations between each representation metric and OOD return across the learned
+encoders. Brackets are always confidence intervals (:mod:`sparseshift.agents.stats`): for one
+agent run the exact (Clopper-Pearson) binomial interval of its success rate and the bootstrap
+interval of its mean return over evaluation episodes; for three or more runs Student's t interval
+of the mean over runs. The spread of a few runs is printed as ``(range a-b, n runs)``.
 """
 
 from __future__ import annotations
@@ -11,11 +15,20 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from sparseshift.agents.stats import (
+    binomial_ci,
+    format_interval,
+    format_range,
+    mcnemar_exact,
+    paired_bootstrap,
+    t_interval,
+)
 from sparseshift.envs.io import atomic_write_text, strict_json, write_json_atomic
 from sparseshift.experiments.study.aggregates import group_aggregates
 from sparseshift.experiments.study.aggregates import markdown as agg_markdown
@@ -89,8 +102,34 @@ def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
     return out
 
 
-def rows(runs: Sequence[RunRef], results: Mapping[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per (agent, shift): encoder, its metrics, agent seed, shift, return, success."""
+def _episode_lists(v: Mapping[str, Any], saved: Mapping[str, Any] | None, n: int | None,
+                   successes: int | None) -> tuple[list[float], list[bool]] | tuple[None, None]:
+    """Per-episode returns and successes of one shift: from the stage result if it has them,
+    else from the agent's ``eval.json`` when that file's summary is this evaluation's (same
+    episodes, mean return and number of successes); ``(None, None)`` otherwise."""
+    src = v if "returns" in v and "successes" in v else saved
+    if src is None or n is None or successes is None:
+        return None, None
+    rets, succ = src.get("returns"), src.get("successes")
+    if not isinstance(rets, list) or not isinstance(succ, list) or len(rets) != n or len(
+            succ) != n or sum(bool(x) for x in succ) != successes:
+        return None, None
+    if not math.isclose(float(np.mean(rets)), float(v["return"]["mean"]), rel_tol=1e-9,
+                        abs_tol=1e-12):
+        return None, None
+    return [float(x) for x in rets], [bool(x) for x in succ]
+
+
+def rows(runs: Sequence[RunRef], results: Mapping[str, dict[str, Any]],
+         out_dir: Path | None = None) -> list[dict[str, Any]]:
+    """One row per (agent, shift): encoder, its metrics, agent seed, shift, return, success.
+
+    ``success_ci`` is the exact (Clopper-Pearson) 95% interval of the run's success count over
+    its episodes, ``return_ci`` the evaluation's bootstrap interval of the mean return.
+    ``episode_returns``/``episode_successes`` are the per-episode lists (same episode seeds under
+    every shift), read from the agent's ``eval.json`` under ``out_dir`` when the stage result
+    lacks them; None when neither has them.
+    """
     out = []
     for r in runs:
         metrics: dict[str, float] = {}
@@ -101,16 +140,32 @@ def rows(runs: Sequence[RunRef], results: Mapping[str, dict[str, Any]]) -> list[
         agent_dir = f"artifacts/{results[agent_task.key]['artifact']}/agent"
         rep_dir = (f"artifacts/{results[r.eval_rep_task.key]['artifact']}"
                    if r.eval_rep_task is not None else None)
+        saved: dict[str, Any] = {}
+        if out_dir is not None and (out_dir / agent_dir / "eval.json").is_file():
+            try:
+                saved = json.loads((out_dir / agent_dir / "eval.json").read_text()).get(
+                    "shifts", {})
+            except (json.JSONDecodeError, AttributeError):
+                saved = {}
         for shift, v in ev.items():
+            n = v["success"].get("n", v["return"].get("n"))
+            k = None if n is None else round(float(v["success"]["mean"]) * int(n))
+            success_ci = [v["success"]["ci_low"], v["success"]["ci_high"]]
+            if k is not None and n is not None:
+                exact = binomial_ci(k, int(n))
+                success_ci = [exact.low, exact.high]
+            ep_ret, ep_succ = _episode_lists(v, saved.get(shift), n, k)
             out.append({
                 "env_id": r.env_id, "encoder": r.encoder, "kind": r.kind, "agent_dir": agent_dir,
                 "eval_rep_dir": rep_dir,
                 "encoder_seed": r.encoder_seed, "agent_seed": r.agent_seed, "shift": shift,
                 "return": v["return"]["mean"], "return_ci": [v["return"]["ci_low"],
                                                              v["return"]["ci_high"]],
-                "success": v["success"]["mean"], "success_ci": [v["success"]["ci_low"],
-                                                                v["success"]["ci_high"]],
+                "return_ci_method": v["return"].get("method", "percentile-bootstrap"),
+                "success": v["success"]["mean"], "successes": k, "success_ci": success_ci,
+                "success_ci_method": "percentile-bootstrap" if k is None else "clopper-pearson",
                 "episodes": v["return"].get("n"), "metrics": metrics,
+                "episode_returns": ep_ret, "episode_successes": ep_succ,
             })
     return out
 
@@ -124,18 +179,50 @@ def spearman(x: Sequence[float], y: Sequence[float]) -> float:
     return float(spearmanr(x, y).statistic)
 
 
-def _fmt(mean: float, ci: Sequence[float], pct: bool) -> str:
-    if pct:
-        return f"{100 * mean:.0f}% [{100 * ci[0]:.0f}, {100 * ci[1]:.0f}]"
-    return f"{mean:.2f} [{ci[0]:.2f}, {ci[1]:.2f}]"
+@dataclass(frozen=True)
+class RunSummary:
+    """A table cell: the mean of ``runs`` run scores, its 95% interval ``ci`` (None for two runs)
+    made by ``ci_method``, and the ``spread`` (min, max) of the run scores when there are
+    several."""
+
+    mean: float
+    runs: int
+    ci: tuple[float, float] | None
+    ci_method: str
+    spread: tuple[float, float] | None
+
+    def format(self, percent: bool) -> str:
+        """``74% [61, 84]`` (one run), ``74% (range 72-75, 2 runs)``, ``74% [70, 78] (range
+        72-75, 3 runs)``: brackets are confidence intervals, never ranges."""
+        parts = [f"{100 * self.mean:.0f}%" if percent else f"{self.mean:.2f}"]
+        if self.ci is not None:
+            parts.append(format_interval(*self.ci, percent=percent))
+        if self.spread is not None:
+            parts.append(f"({format_range(self.spread, percent=percent)}, {self.runs} runs)")
+        return " ".join(parts)
 
 
-def _mean_ci(rs: list[dict[str, Any]], key: str) -> tuple[float, list[float]]:
-    """Mean over agent seeds; the CI of a single seed, or the range of seed means for several."""
+def across_runs(rs: Sequence[dict[str, Any]], key: str) -> RunSummary:
+    """Summary of ``key`` ("success" or "return") over the runs ``rs`` of one table cell.
+
+    One run: its own interval over evaluation episodes (``{key}_ci``). Several: the mean of the
+    run means and their range; with three or more also Student's t 95% interval of that mean
+    over runs (clipped to [0, 1] for success).
+    """
     if len(rs) == 1:
-        return rs[0][key], rs[0][f"{key}_ci"]
-    vals = [r[key] for r in rs]
-    return float(np.mean(vals)), [float(min(vals)), float(max(vals))]
+        r = rs[0]
+        lo, hi = r[f"{key}_ci"]
+        return RunSummary(float(r[key]), 1, (float(lo), float(hi)),
+                          str(r.get(f"{key}_ci_method", "")), None)
+    vals = [float(r[key]) for r in rs]
+    ci: tuple[float, float] | None = None
+    method = ""
+    if len(vals) >= 3:
+        iv = t_interval(vals)
+        ci, method = (iv.low, iv.high), iv.method
+        if key == "success":
+            ci = (max(0.0, iv.low), min(1.0, iv.high))
+    return RunSummary(float(np.mean(vals)), len(vals), ci, method, (min(vals), max(vals)))
 
 
 def headline(table: Sequence[dict[str, Any]]) -> str:
@@ -152,15 +239,53 @@ def headline(table: Sequence[dict[str, Any]]) -> str:
             cells_s, cells_r = [], []
             for s in shifts:
                 rs = [r for r in env_rows if r["encoder"] == enc and r["shift"] == s]
-                m, ci = _mean_ci(rs, "success")
-                cells_s.append(_fmt(m, ci, True))
-                m, ci = _mean_ci(rs, "return")
-                cells_r.append(_fmt(m, ci, False))
+                cells_s.append(across_runs(rs, "success").format(percent=True))
+                cells_r.append(across_runs(rs, "return").format(percent=False))
             dirs = sorted({r["agent_dir"] for r in env_rows if r["encoder"] == enc})
             links = " ".join(f"[s{i}]({d})" for i, d in enumerate(dirs)) if dirs else ""
             lines.append(f"| {enc} {links} | " + " | ".join(cells_s + cells_r) + " |")
         lines.append("")
     return "\n".join(lines)
+
+
+def _p(p: float) -> str:
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def paired_shift_tests(table: Sequence[dict[str, Any]], resamples: int = 2000, seed: int = 0
+                       ) -> tuple[str, list[dict[str, Any]]]:
+    """Per agent run, each shift against IN on the same evaluation episode seeds: the exact
+    McNemar test of success (with Newcombe's paired score interval of the change) and a paired
+    bootstrap of the mean return change. Rows without per-episode lists are skipped. Returns the
+    markdown table ("" when no run has them) and the tests as JSON."""
+    lines = ["| env | encoder | agent seed | shift | success IN -> shift | change (pp) [95% CI] | "
+             "IN only / shift only | McNemar p | return change [95% CI] | bootstrap p |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    data: list[dict[str, Any]] = []
+    for agent in dict.fromkeys(r["agent_dir"] for r in table):
+        runs = [r for r in table if r["agent_dir"] == agent]
+        base = next((r for r in runs if r["shift"] == "in"), None)
+        if base is None or base.get("episode_successes") is None:
+            continue
+        for r in runs:
+            if r is base or r.get("episode_successes") is None or len(
+                    r["episode_successes"]) != len(base["episode_successes"]):
+                continue
+            mc = mcnemar_exact(base["episode_successes"], r["episode_successes"])
+            pb = paired_bootstrap(base["episode_returns"], r["episode_returns"], seed, resamples)
+            name = f"{r['encoder']}" + (f" (s{r['encoder_seed']})" if r["kind"] == "learned"
+                                        else "")
+            data.append({"env_id": r["env_id"], "encoder": r["encoder"],
+                         "encoder_seed": r["encoder_seed"], "agent_seed": r["agent_seed"],
+                         "agent_dir": agent, "shift": r["shift"], "success": mc.to_json(),
+                         "return": pb.to_json()})
+            lines.append(
+                f"| {r['env_id']} | {name} | {r['agent_seed']} | {r['shift']} | "
+                f"{100 * base['success']:.0f}% -> {100 * r['success']:.0f}% | "
+                f"{100 * mc.diff:+.0f} {format_interval(mc.ci_low, mc.ci_high, percent=True)} | "
+                f"{mc.a_only} / {mc.b_only} | {_p(mc.p_value)} | "
+                f"{pb.diff:+.2f} {format_interval(pb.ci_low, pb.ci_high)} | {_p(pb.p_value)} |")
+    return ("\n".join(lines) if data else ""), data
 
 
 def ood_gaps(table: Sequence[dict[str, Any]]) -> str:
@@ -285,15 +410,16 @@ def plots(table: Sequence[dict[str, Any]], out: Path) -> list[Path]:
         for i, s in enumerate(shifts):
             ms, lo, hi = [], [], []
             for e in encs:
-                m, ci = _mean_ci([r for r in env_rows if r["encoder"] == e and r["shift"] == s],
-                                 "return")
-                ms.append(m)
-                lo.append(m - ci[0])
-                hi.append(ci[1] - m)
+                c = across_runs([r for r in env_rows if r["encoder"] == e and r["shift"] == s],
+                                "return")
+                bar = c.ci if c.ci is not None else c.spread or (c.mean, c.mean)
+                ms.append(c.mean)
+                lo.append(c.mean - bar[0])
+                hi.append(bar[1] - c.mean)
             ax.bar(np.arange(len(encs)) + i * width, ms, width, yerr=[lo, hi], label=s,
                    capsize=2)
         ax.set_xticks(np.arange(len(encs)) + 0.4 - width / 2, encs, rotation=20, fontsize=8)
-        ax.set_ylabel("return (95% CI)")
+        ax.set_ylabel("return (bars: 95% CI; 2 runs: range)", fontsize=8)
         ax.set_title(env.split("/")[-1], fontsize=9)
         ax.legend(fontsize=7, title="shift", loc="center left", bbox_to_anchor=(1.0, 0.5))
         ax.set_xlabel("encoder")
@@ -325,7 +451,7 @@ def write_report(preset_name: str, runs: Sequence[RunRef], results: Mapping[str,
                  out: Path, seconds: float, extra: Mapping[str, Any] | None = None
                  ) -> tuple[Path, str]:
     """Write results.jsonl, report.md and plots; return the report path and headline table."""
-    table = rows(runs, results)
+    table = rows(runs, results, out)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "results.jsonl", "".join(
         json.dumps(strict_json(r), sort_keys=True, allow_nan=False) + "\n" for r in table))
@@ -336,20 +462,35 @@ def write_report(preset_name: str, runs: Sequence[RunRef], results: Mapping[str,
     proxy_corr = proxy_correlations(table)
     proxy_pngs = proxy_scatter(table, proxy_corr, out)
     aggs = group_aggregates(table)
+    paired_md, paired = paired_shift_tests(table)
     compute = sum(float(v.get("seconds", 0.0)) for v in results.values())
     n_agents = len({r.eval_task.key for r in runs})
     md = [f"# sparseshift study: preset `{preset_name}`", "",
           f"{n_agents} agents, {len(table)} result rows; {compute:.0f} s of stage time in all, "
-          f"{seconds:.0f} s wall time for this invocation (finished stages are reused). Success "
-          "and return: mean with bootstrap 95% CI over evaluation episodes (one agent seed) or "
-          "the range of seed means (several). Encoder names link to their agents' folders "
-          "(s0, s1, ...: agent runs). Resolved configuration: "
-          "[study_config.json](study_config.json); every row: [results.jsonl](results.jsonl).",
+          f"{seconds:.0f} s wall time for this invocation (finished stages are reused). "
+          "Brackets are 95% confidence intervals. One agent run per cell: success with the exact "
+          "(Clopper-Pearson) binomial interval over its evaluation episodes, return with the "
+          "percentile bootstrap interval of the mean over episodes. Several runs (encoder and "
+          "agent seeds): the mean of the run means, their range and number as "
+          "\"(range a-b, n runs)\", and with three or more runs Student's t interval of that "
+          "mean over runs (success clipped to 0-100%); two runs get no interval. Encoder names "
+          "link to their agents' folders (s0, s1, ...: agent runs). Resolved configuration: "
+          "[study_config.json](study_config.json); every row, with its per-episode results: "
+          "[results.jsonl](results.jsonl).",
           "", "## Results per shift", "", head,
+          "## Each shift against IN, per agent run (paired)", "",
+          "The same agent on the same evaluation episode seeds under IN and under the shift. "
+          "Success: exact McNemar test (two-sided binomial test of the discordant episodes: IN "
+          "only = succeeded under IN only), with Newcombe's paired score 95% interval of the "
+          "change in percentage points. Return: paired percentile bootstrap over episodes "
+          "(2,000 resamples, seed 0) of the mean change, with its two-sided bootstrap p-value "
+          "(never below 2/2001). p-values are per comparison, not corrected for the number of "
+          "comparisons.", "",
+          paired_md or "No per-episode results (eval.json) to pair.", "",
           "## Aggregates over runs (Agarwal et al. 2021)", "",
           "Interquartile mean of success over runs (encoder and agent seeds; envs as tasks) with "
           "a stratified bootstrap 95% CI over runs, and the optimality gap (mean shortfall below "
-          "100% success). A single run's interval is that run's score.", "",
+          "100% success). A group with one run per env has no interval over runs.", "",
           agg_markdown(aggs), ""]
     if curves:
         md += ["## Learning curves", "", *[f"![{p.stem}]({p.name})" for p in curves], ""]
@@ -383,5 +524,6 @@ def write_report(preset_name: str, runs: Sequence[RunRef], results: Mapping[str,
                                            "correlations": corr,
                                            "proxy_correlations": proxy_corr,
                                            "aggregates": aggs,
+                                           "paired_shift_tests": paired,
                                            **dict(extra or {})})
     return report, head

@@ -342,8 +342,8 @@ def _trained_steps(out: Path) -> int:
 
 
 def format_p(p: float) -> str:
-    """A p-value for tables: 3 significant digits, ``<1e-4`` below that."""
-    return "<1e-4" if p < 1e-4 else f"{p:.3g}"
+    """A p-value for tables: ``p=0.0123`` (3 significant digits), ``p<1e-4`` below that."""
+    return "p<1e-4" if p < 1e-4 else f"p={p:.3g}"
 
 
 def format_table(result: dict[str, Any]) -> str:
@@ -358,8 +358,8 @@ def format_table(result: dict[str, Any]) -> str:
                 f"{suc['mean']:>8.3f} [{suc['ci_low']:.3f}, {suc['ci_high']:.3f}] {ret['n']:>5}")
         if shift in paired:
             ps, pr = paired[shift]["success"], paired[shift]["return"]
-            line += (f"  {ps['diff']:+.3f}, p={format_p(ps['p_value'])}; "
-                     f"{pr['diff']:+.3f}, p={format_p(pr['p_value'])}")
+            line += (f"  {ps['diff']:+.3f}, {format_p(ps['p_value'])}; "
+                     f"{pr['diff']:+.3f}, {format_p(pr['p_value'])}")
         lines.append(line)
     colours = result.get("train_colours", "in")
     if colours != "in":

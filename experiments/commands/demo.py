@@ -34,6 +34,8 @@ FLOORS: tuple[tuple[str, str], ...] = (("random (untrained encoder)", "random"),
 
 
 def add_parser(sub: Any) -> None:
+    from sparseshift.experiments.options import add_plugin_flag
+
     p = sub.add_parser(
         NAME,
         help="main job: object reaching from pixels, a learned frozen encoder vs a random "
@@ -56,6 +58,13 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--seed", type=int, default=0, help="agent seed (default 0)")
     p.add_argument("--jobs", type=int, default=None, metavar="N",
                    help="agents trained at a time (default: the number of CPUs, at most 2)")
+    p.add_argument("--encoder", default=None, metavar="SPEC",
+                   help="the encoder to compare with the floors (default: the shipped Ada-GVAE): "
+                        "a run or export-encoder folder, package.module:factory or an "
+                        "installed encoder entry point")
+    p.add_argument("--encoder-weights", default=None, metavar="W.safetensors",
+                   help="safetensors weights for --encoder MODULE:FACTORY")
+    add_plugin_flag(p)
     p.set_defaults(func=run)
 
 
@@ -76,7 +85,7 @@ def _cell(shifts: dict[str, Any], paired: dict[str, Any], s: str) -> str:
 
     text = _pct(shifts[s]["success"])
     if s in paired:
-        text += f" p={format_p(paired[s]['success']['p_value'])}"
+        text += f" {format_p(paired[s]['success']['p_value'])}"
     return text
 
 
@@ -94,7 +103,7 @@ def verdict(learned: dict[str, Any], floors: dict[str, dict[str, Any]]) -> tuple
     text = (f"IN success: learned {pct(learned['success']['mean'])} vs the stronger floor, "
             f"{name}, {pct(floor['success']['mean'])} (difference {100 * test.diff:+.0f} points, "
             f"95% CI [{100 * test.ci_low:+.0f}, {100 * test.ci_high:+.0f}], exact McNemar "
-            f"p={format_p(test.p_value)} on {test.n} shared episodes): "
+            f"{format_p(test.p_value)} on {test.n} shared episodes): "
             + ("the learned encoder is better than both floors." if better else
                "no significant difference from the stronger floor at this budget."))
     return text, better
@@ -103,6 +112,7 @@ def verdict(learned: dict[str, Any], floors: dict[str, dict[str, Any]]) -> tuple
 def run(args: argparse.Namespace) -> int:
     from sparseshift.agents.config import AgentConfig, EvaluateConfig
     from sparseshift.envs.config import check_int, check_seed
+    from sparseshift.envs.errors import ConfigError
     from sparseshift.envs.io import atomic_write_text, output_dir, output_lock
     from sparseshift.experiments.study.graph import ProgressPrinter, Task, run_local
 
@@ -111,7 +121,27 @@ def run(args: argparse.Namespace) -> int:
     check_seed("--seed", args.seed)
     jobs = check_int("--jobs", args.jobs if args.jobs is not None else
                      min(2, os.cpu_count() or 1), 1, 64)
-    encoder = shipped_encoder()
+    from sparseshift.agents.encoders import load_encoder
+    from sparseshift.experiments.options import plugins_of
+    from sparseshift.experiments.study.scorecard import EncoderRef
+
+    plugins = plugins_of(args)
+    spec = args.encoder if args.encoder is not None else str(shipped_encoder())
+    if args.encoder is not None and ":" in spec and not Path(spec).exists():
+        plugins = plugins.with_spec(spec)
+    if args.encoder is None and args.encoder_weights is not None:
+        raise ConfigError("--encoder-weights needs --encoder MODULE:FACTORY")
+    # resolved before any work: a bad encoder is one line now, not after minutes of training
+    resolved = load_encoder(spec, 64, args.seed, plugins=plugins, weights=args.encoder_weights)
+    if resolved.learner is None or spec in ("random",):
+        raise ConfigError(f"--encoder {spec!r} is a baseline; the demo compares an encoder with "
+                          "the baselines")
+    runtime = {"plugins": tuple(sorted(plugins.modules))}
+    name = ("learned (Ada-GVAE, shipped)" if args.encoder is None
+            else f"encoder ({Path(spec).name or spec})")
+    ref = Task("encoder", "sparseshift.experiments.study.scorecard:encoder_ref_stage",
+               EncoderRef(spec, args.encoder_weights, str(resolved.fingerprint)), label=name,
+               runtime=runtime)
     out = output_dir(args.out, "demo.md")
     stages = "sparseshift.experiments.study.stages"
     agent_cfg = {"env_id": ENV_ID, "steps": args.steps, "seed": args.seed,
@@ -119,11 +149,15 @@ def run(args: argparse.Namespace) -> int:
                  "checkpoint_every": 0}
     evaluation = EvaluateConfig(shifts=SHIFTS, episodes=args.episodes, seed=1000)
     rows: list[tuple[str, Task]] = []
-    for label, spec in (("learned (Ada-GVAE, shipped)", str(encoder)), *FLOORS):
+    for label, enc in ((name, spec), *FLOORS):
+        mine = enc == spec
+        weights = args.encoder_weights if mine else None
         agent = Task("agent", f"{stages}:train_agent_stage",
-                     AgentConfig.from_json({**agent_cfg, "encoder": spec}), label=label)
+                     AgentConfig.from_json({**agent_cfg, "encoder": enc,
+                                            "encoder_weights": weights}),
+                     deps=(ref,) if mine else (), label=label, runtime=runtime)
         rows.append((label, Task("eval_agent", f"{stages}:eval_agent_stage", evaluation,
-                                 deps=(agent,), label=label)))
+                                 deps=(agent,), label=label, runtime=runtime)))
     print(f"sparseshift demo: PPO on {ENV_ID}, {args.steps} steps per agent, "
           f"{args.episodes} evaluation episodes per shift, {jobs} at a time -> {out}/",
           flush=True)

@@ -117,6 +117,29 @@ def probe_stage(config: ProbeConfig, inputs: Mapping[str, dict[str, Any]], out: 
             "task_factors": scores["task_factors"], "fingerprint": enc.fingerprint}
 
 
+@dataclass(frozen=True)
+class EncoderRef(Config):
+    """A user's encoder by content: a task that depends on one of these has the encoder's
+    fingerprint in its key, so changed weights at the same path never reuse old artifacts."""
+
+    config_name: ClassVar[str] = "encoder reference"
+
+    encoder: str = opt(help="encoder spec")
+    encoder_weights: str | None = opt(None, "weights")
+    fingerprint: str = opt(help="its fingerprint when the study was built")
+
+
+def encoder_ref_stage(config: EncoderRef, inputs: Mapping[str, dict[str, Any]], out: Path,
+                      runtime: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Check that the encoder still has the fingerprint the task graph was built with."""
+    from sparseshift.agents.encoders import load_encoder
+    from sparseshift.experiments.study.stages import plugins_of
+
+    enc = load_encoder(config.encoder, 64, 0, expect_fingerprint=config.fingerprint,
+                       plugins=plugins_of(runtime), weights=config.encoder_weights)
+    return {"fingerprint": enc.fingerprint}
+
+
 def _proxy_frames_stage(config: Any, inputs: Mapping[str, dict[str, Any]], out: Path
                         ) -> dict[str, Any]:
     from sparseshift.representations.proxy import proxy_set
@@ -288,7 +311,7 @@ def markdown(cfg: ScorecardConfig, summary: dict[str, Any], header: dict[str, An
             cell = (f"{_pct(e['iqm'])} [{_pct(e['iqm_ci'][0])}, {_pct(e['iqm_ci'][1])}] "
                     f"(range {_pct(e['min'])}-{_pct(e['max'])})")
             if "vs_in" in e:
-                cell += f"; vs IN p={format_p(e['vs_in']['p_value'])}"
+                cell += f"; vs IN {format_p(e['vs_in']['p_value'])}"
             cells.append(cell)
         lines.append(f"| {label} ({r['kind']}) | {r['seeds']} | " + " | ".join(cells) + " |")
     lines += ["", "## The encoder against the floors", "",
@@ -298,7 +321,7 @@ def markdown(cfg: ScorecardConfig, summary: dict[str, Any], header: dict[str, An
               "| floor | " + " | ".join(SHIFTS) + " |", "|---|" + "---|" * len(SHIFTS)]
     for floor, per in summary["verdicts"].items():
         cells = [f"{100 * t['diff']:+.0f} pts [{100 * t['ci_low']:+.0f}, "
-                 f"{100 * t['ci_high']:+.0f}], p={format_p(t['p_value'])}"
+                 f"{100 * t['ci_high']:+.0f}], {format_p(t['p_value'])}"
                  for t in (per[s] for s in SHIFTS)]
         lines.append(f"| {floor} | " + " | ".join(cells) + " |")
     lines += ["", "Verdict: " + verdict_text(name, summary), "", "## Probes", "",
@@ -332,7 +355,7 @@ def verdict_text(name: str, summary: dict[str, Any]) -> str:
         t = summary["verdicts"][stronger][s]
         word = ("above" if t["diff"] > 0 else "below") if t["p_value"] < 0.05 else \
             "not distinguishable from"
-        parts.append(f"{s}: {word} (p={format_p(t['p_value'])})")
+        parts.append(f"{s}: {word} ({format_p(t['p_value'])})")
     return (f"the stronger floor on IN is {stronger}; {name} is " + "; ".join(parts)
             + ". p < 0.05 by the exact McNemar test on pooled episodes; the runs' spread is in "
               "the success table.")

@@ -89,7 +89,8 @@ def _cell(shifts: dict[str, Any], paired: dict[str, Any], s: str) -> str:
     return text
 
 
-def verdict(learned: dict[str, Any], floors: dict[str, dict[str, Any]]) -> tuple[str, bool]:
+def verdict(learned: dict[str, Any], floors: dict[str, dict[str, Any]],
+            name_of_learned: str = "learned") -> tuple[str, bool]:
     """The demo's verdict on IN: the learned agent against the stronger floor (higher IN
     success), by the exact McNemar test on their shared evaluation episodes (both agents ran the
     same episode seeds). Returns ``(text, learned is significantly better)``."""
@@ -100,11 +101,12 @@ def verdict(learned: dict[str, Any], floors: dict[str, dict[str, Any]]) -> tuple
     test = mcnemar_exact(floor["successes"], learned["successes"])
     better = test.diff > 0 and test.p_value < 0.05
     pct = lambda v: f"{100 * v:.0f}%"  # noqa: E731
-    text = (f"IN success: learned {pct(learned['success']['mean'])} vs the stronger floor, "
+    text = (f"IN success: {name_of_learned} {pct(learned['success']['mean'])} vs the stronger "
+            "floor, "
             f"{name}, {pct(floor['success']['mean'])} (difference {100 * test.diff:+.0f} points, "
             f"95% CI [{100 * test.ci_low:+.0f}, {100 * test.ci_high:+.0f}], exact McNemar "
             f"{format_p(test.p_value)} on {test.n} shared episodes): "
-            + ("the learned encoder is better than both floors." if better else
+            + (f"{name_of_learned} is better than both floors." if better else
                "no significant difference from the stronger floor at this budget."))
     return text, better
 
@@ -140,7 +142,7 @@ def run(args: argparse.Namespace) -> int:
     name = ("learned (Ada-GVAE, shipped)" if args.encoder is None
             else f"encoder ({Path(spec).name or spec})")
     ref = Task("encoder", "sparseshift.experiments.study.scorecard:encoder_ref_stage",
-               EncoderRef(spec, args.encoder_weights, str(resolved.fingerprint)), label=name,
+               EncoderRef(spec, args.encoder_weights, fingerprint=str(resolved.fingerprint)), label=name,
                runtime=runtime)
     out = output_dir(args.out, "demo.md")
     stages = "sparseshift.experiments.study.stages"
@@ -184,7 +186,8 @@ def run(args: argparse.Namespace) -> int:
             table.append(f"{label:<28} " + " ".join(f"{c:>26}" for c in cells))
             md.append(f"| {label} | " + " | ".join(cells) + " |")
         learned = ins[rows[0][0]]
-        text, _ = verdict(learned, {label: ins[label] for label, _ in FLOORS})
+        text, _ = verdict(learned, {label: ins[label] for label, _ in FLOORS},
+                          "learned" if args.encoder is None else name)
         md += ["", text, "",
                "Every frozen encoder, learned or random, reaches the policy standardised per "
                "latent dimension with statistics measured once on IN frames; the sensors agent "

@@ -35,6 +35,10 @@ def add_parser(sub: Any) -> None:
     add_config_flags(p, ScorecardConfig)
     p.add_argument("--out", default=None,
                    help="output folder (default out/scorecard/LABEL)")
+    p.add_argument("--cache", default=None, metavar="DIR",
+                   help="artifact folder, shared by scorecards of several encoders so that the "
+                        "floors and references train once (default: out/scorecard/artifacts "
+                        "without --out, else OUT/artifacts)")
     p.add_argument("--jobs", type=int, default=None, metavar="N",
                    help="agents trained at a time (default: the number of CPUs, at most 2)")
     p.add_argument("--device", default=None,
@@ -58,9 +62,11 @@ def run(args: argparse.Namespace) -> int:
     device = None if args.device is None else str(resolve_device(args.device))
     plugins = sorted(plugins_of(args).modules)
     out = Path(args.out) if args.out else Path("out/scorecard") / cfg.name
+    cache = Path(args.cache) if args.cache else (
+        None if args.out else Path("out/scorecard/artifacts"))
     print(f"sparseshift scorecard: {cfg.name} on object reaching, {cfg.seeds} agent seeds, "
           f"{cfg.steps:,} steps each, {jobs} at a time -> {out}/", flush=True)
-    data = run_scorecard(cfg, out, plugins, jobs=jobs, device=device)
+    data = run_scorecard(cfg, out, plugins, jobs=jobs, device=device, cache=cache)
     text = (out / "scorecard.md").read_text()
     table = text.split("## Success per shift", 1)[1].split("## Probes", 1)[0]
     print(table.strip())

@@ -126,7 +126,7 @@ class EncoderRef(Config):
 
     encoder: str = opt(help="encoder spec")
     encoder_weights: str | None = opt(None, "weights")
-    fingerprint: str = opt(help="its fingerprint when the study was built")
+    fingerprint: str = opt("", "its fingerprint when the task graph was built")
 
 
 def encoder_ref_stage(config: EncoderRef, inputs: Mapping[str, dict[str, Any]], out: Path,
@@ -405,10 +405,12 @@ def figure(cfg: ScorecardConfig, summary: dict[str, Any], path: Path) -> Path:
 
 
 def run_scorecard(cfg: ScorecardConfig, out_dir: str | Path, plugins: Sequence[str] = (),
-                  jobs: int = 1, device: str | None = None,
-                  stream: Any = None) -> dict[str, Any]:
+                  jobs: int = 1, device: str | None = None, stream: Any = None,
+                  cache: str | Path | None = None) -> dict[str, Any]:
     """Run the protocol into ``out_dir`` (resumable) and write ``scorecard.md``,
-    ``scorecard.json`` and ``scorecard.png``; returns the JSON."""
+    ``scorecard.json`` and ``scorecard.png``; returns the JSON. ``cache`` is the artifact folder
+    (default ``out_dir/artifacts``): scorecards of several encoders that share one reuse the
+    floors and references, which the fixed protocol makes identical."""
     import sys
     import time
 
@@ -438,7 +440,8 @@ def run_scorecard(cfg: ScorecardConfig, out_dir: str | Path, plugins: Sequence[s
     t0 = time.perf_counter()
     stream = stream if stream is not None else sys.stdout
     with output_lock(out):
-        results = run_local(targets, out / "artifacts",
+        root = Path(cache) if cache is not None else out / "artifacts"
+        results = run_local(targets, root,
                             ProgressPrinter(targets, jobs=jobs, stream=stream), jobs=jobs)
         summary = summarise(cfg, tasks, results)
         header = {"format": FORMAT, "format_version": FORMAT_VERSION,

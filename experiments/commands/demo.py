@@ -142,8 +142,8 @@ def run(args: argparse.Namespace) -> int:
     name = ("learned (Ada-GVAE, shipped)" if args.encoder is None
             else f"encoder ({Path(spec).name or spec})")
     ref = Task("encoder", "sparseshift.experiments.study.scorecard:encoder_ref_stage",
-               EncoderRef(spec, args.encoder_weights, fingerprint=str(resolved.fingerprint)), label=name,
-               runtime=runtime)
+               EncoderRef(spec, args.encoder_weights, fingerprint=str(resolved.fingerprint)),
+               label=name, runtime=runtime)
     out = output_dir(args.out, "demo.md")
     stages = "sparseshift.experiments.study.stages"
     agent_cfg = {"env_id": ENV_ID, "steps": args.steps, "seed": args.seed,

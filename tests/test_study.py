@@ -161,15 +161,18 @@ def test_sequence_learners_train_on_a_video_dataset() -> None:
 
 
 def test_quick_is_object_reaching_and_full_covers_every_learner() -> None:
-    """quick: TriFingerObjectReach with at least six encoder runs, the three baselines and every
-    shift (issue #13); full: every registered learner somewhere."""
-    from sparseshift.experiments.study.presets import FULL, QUICK
+    """quick: TriFingerObjectReach with at least six encoder runs, 3 agent seeds per encoder,
+    the floors random and sensors and the references state and pixels, and every shift (issues
+    #13, #20); smoke has the sensors floor too; full: every registered learner somewhere."""
+    from sparseshift.experiments.study.presets import FULL, QUICK, SMOKE
     from sparseshift.representations.registry import learner_names
 
     (plan,) = QUICK.envs
     assert plan.env_id == "sparseshift/TriFingerObjectReach-v0"
     assert sum(len(lp.seeds) for lp in plan.learners) >= 6
-    assert set(plan.baselines) == {"state", "random", "pixels"}
+    assert plan.baselines == ("state", "random", "sensors", "pixels")
+    assert len(plan.agent_seeds) >= 3
+    assert set(SMOKE.envs[0].baselines) == {"state", "random", "sensors"}
     assert plan.evaluation.shifts == ("in", "ood1", "ood2", "real")
     assert plan.data.k == 1 and QUICK.metrics.proxy
     used = {lp.train.learner for p in FULL.envs for lp in p.learners}

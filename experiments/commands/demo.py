@@ -125,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
                      min(2, os.cpu_count() or 1), 1, 64)
     from sparseshift.agents.encoders import load_encoder
     from sparseshift.experiments.options import plugins_of
-    from sparseshift.experiments.study.scorecard import EncoderRef
+    from sparseshift.experiments.study.runner import EncoderRef
 
     plugins = plugins_of(args)
     spec = args.encoder if args.encoder is not None else str(shipped_encoder())
@@ -141,8 +141,11 @@ def run(args: argparse.Namespace) -> int:
     runtime = {"plugins": tuple(sorted(plugins.modules))}
     name = ("learned (Ada-GVAE, shipped)" if args.encoder is None
             else f"encoder ({Path(spec).name or spec})")
-    ref = Task("encoder", "sparseshift.experiments.study.scorecard:encoder_ref_stage",
-               EncoderRef(spec, args.encoder_weights, fingerprint=str(resolved.fingerprint)),
+    ref = Task("encoder", "sparseshift.experiments.study.runner:encoder_stage",
+               EncoderRef(encoder=str(Path(spec).resolve()) if Path(spec).exists() else spec,
+                          fingerprint=str(resolved.fingerprint),
+                          encoder_weights=(str(Path(args.encoder_weights).resolve())
+                                           if args.encoder_weights else None)),
                label=name, runtime=runtime)
     out = output_dir(args.out, "demo.md")
     stages = "sparseshift.experiments.study.stages"

@@ -11,6 +11,7 @@ NAME = "study"
 
 
 def add_parser(sub: Any) -> None:
+    from sparseshift.experiments.options import add_plugin_flag
     from sparseshift.experiments.study.presets import PRESETS
 
     p = sub.add_parser(
@@ -27,9 +28,10 @@ def add_parser(sub: Any) -> None:
                    help=f"one of {', '.join(PRESETS)} (default smoke unless --config is given)")
     p.add_argument("--config", dest="config_file", default=None, metavar="FILE",
                    help="a custom study: a JSON or TOML file holding a StudyConfig (name, "
-                        "description, metrics, and [[envs]] plans with data, learners, agent and "
-                        "evaluation tables; see docs/study.md); the resolved config is saved as "
-                        "OUT/NAME/study_config.json")
+                        "description, metrics, and [[envs]] plans with data, learners, your own "
+                        "encoders ([[envs.encoders]]: label, encoder = package.module:factory, "
+                        "encoder_weights), agent and evaluation tables; see docs/study.md); the "
+                        "resolved config is saved as OUT/NAME/study_config.json")
     p.add_argument("--out", default="out/study", help="output folder (default out/study)")
     p.add_argument("--ray", nargs="?", const=True, default=False, metavar="ADDRESS",
                    help="run independent stages as Ray tasks: a local Ray, or the cluster ADDRESS")
@@ -37,6 +39,7 @@ def add_parser(sub: Any) -> None:
                    help="device of the torch stages (representation training and evaluation, "
                         "the agents' frozen encoders): auto, cpu, cuda, cuda:N or mps; collection "
                         "and rendering stay on the CPU (default: each config's own, auto)")
+    add_plugin_flag(p)
     p.add_argument("--jobs", type=int, default=None, metavar="N",
                    help="without --ray: run up to N independent stages at a time, each in its own "
                         "process with one torch thread (default: the number of CPUs); results "
@@ -56,6 +59,7 @@ def _sentence(text: str) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from sparseshift.envs.errors import ConfigError
+    from sparseshift.experiments.options import plugins_of
     from sparseshift.experiments.study.presets import StudyConfig, get_preset
     from sparseshift.experiments.study.report import write_report
     from sparseshift.experiments.study.runner import run_study
@@ -67,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
         preset = StudyConfig.load(args.config_file)
     else:
         preset = get_preset(args.preset or "smoke")
+    plugins = sorted(plugins_of(args).modules)
     jobs = args.jobs if args.jobs is not None else (os.cpu_count() or 1)
     if jobs < 1:
         raise ConfigError(f"--jobs must be >= 1, got {jobs}")
@@ -75,7 +80,8 @@ def run(args: argparse.Namespace) -> int:
         from sparseshift.representations.runtime import resolve_device
 
         resolve_device(args.device)  # an unavailable device is a one-line error here
-    runs, results, seconds = run_study(preset, out, args.ray, jobs=jobs, device=args.device)
+    runs, results, seconds = run_study(preset, out, args.ray, jobs=jobs, device=args.device,
+                                       plugins=plugins)
     report, head = write_report(preset.name, runs, results, out, seconds,
                                 {"ray": args.ray if isinstance(args.ray, str) else bool(args.ray),
                                 "jobs": 0 if args.ray else jobs})

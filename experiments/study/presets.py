@@ -3,8 +3,10 @@
 A study follows the shape of Träuble, Dittadi et al. (ICLR 2022): per env, collect a weakly
 supervised dataset on the IN+OOD1 colours, train several representation learners (and seeds) on
 it, train agents on the frozen encoders with IN colours only (several agent seeds each), plus the
-``state`` (oracle), ``pixels`` (end-to-end CNN) and ``random`` (untrained frozen encoder)
-baselines, and evaluate every agent on IN, OOD1, OOD2 and, for TriFinger, the ``real`` shift.
+``state`` (oracle), ``pixels`` (end-to-end CNN), ``random`` (untrained frozen encoder, init seed =
+agent seed) and ``sensors`` (proprioception alone) baselines, and evaluate every agent on IN,
+OOD1, OOD2 and, for TriFinger, the ``real`` shift. A plan's ``encoders`` add the user's own frozen
+encoders (:class:`EncoderPlan`), judged exactly like the learned ones.
 
 A study is a :class:`StudyConfig`: every stage's config is the config object of that stage
 (:class:`~sparseshift.envs.data.config.CollectConfig`,
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from sparseshift.agents.config import BASELINES, AgentConfig, EvaluateConfig
@@ -48,6 +51,49 @@ class LearnerPlan(Config):
 
 
 @dataclass(frozen=True)
+class EncoderPlan(Config):
+    """A frozen encoder of the user's, judged like a learned one: agents for every agent seed
+    and, when the study computes the OOD proxy task, its probes (docs/your_encoder.md names what
+    ``encoder`` may be). A ``package.module:factory`` written here counts as named by the user:
+    its module is imported (and allowed to the agents and their evaluation)."""
+
+    label: str = opt(help="name of this encoder in tables and artifact labels")
+    encoder: str = opt(help="package.module:factory, an installed sparseshift.encoders entry "
+                       "point, an export-encoder folder or a representation run folder")
+    encoder_weights: str | None = opt(None, "safetensors weights for a package.module:factory "
+                                      "or entry-point encoder", metavar="W.safetensors")
+
+    def validate(self) -> None:
+        from sparseshift.representations.external import (
+            ENCODER_GROUP,
+            entry_point_spec,
+            is_code_spec,
+        )
+
+        if not self.label.strip():
+            raise ConfigError("an encoder plan needs a label")
+        if not self.encoder.strip():
+            raise ConfigError(f"encoder plan {self.label!r}: encoder is empty")
+        if self.encoder in (*BASELINES, LEARNED):
+            raise ConfigError(f"encoder plan {self.label!r}: {self.encoder!r} is a baseline; "
+                              "list it under baselines")
+        if self.encoder_weights is None:
+            return
+        if not self.encoder_weights.strip():
+            raise ConfigError(f"encoder plan {self.label!r}: encoder_weights is empty")
+        if is_code_spec(self.encoder):
+            return
+        if Path(self.encoder).expanduser().is_dir():
+            raise ConfigError(f"encoder plan {self.label!r}: encoder_weights is for an encoder "
+                              f"named by its factory; the folder {self.encoder} has its own "
+                              "weights")
+        if entry_point_spec(self.encoder, ENCODER_GROUP) is None:
+            raise ConfigError(f"encoder plan {self.label!r}: encoder_weights needs encoder as "
+                              f"package.module:factory or an installed {ENCODER_GROUP} entry "
+                              f"point, got {self.encoder!r}")
+
+
+@dataclass(frozen=True)
 class EnvPlan(Config):
     """Everything a study does on one env."""
 
@@ -55,6 +101,8 @@ class EnvPlan(Config):
     data: CollectConfig = opt(help="the weakly supervised dataset (sparseshift collect)")
     agent: AgentConfig = opt(help="agent template (encoder 'learned' and the seed are filled in)")
     learners: tuple[LearnerPlan, ...] = opt((), "representation learners")
+    encoders: tuple[EncoderPlan, ...] = opt((), "your own frozen encoders, judged like the "
+                                            "learned ones")
     agent_seeds: tuple[int, ...] = opt((0,), "agent seeds per encoder")
     baselines: tuple[str, ...] = opt(("state", "random", "pixels"), "baseline encoders")
     evaluation: EvaluateConfig = opt(factory=lambda: EvaluateConfig(episodes=20),
@@ -84,6 +132,9 @@ class EnvPlan(Config):
         if self.agent.encoder != LEARNED:
             raise ConfigError(f"plan {self.env_id}: the agent template's encoder must be "
                               f"{LEARNED!r} (each learner's run is filled in)")
+        if self.agent.encoder_weights is not None:
+            raise ConfigError(f"plan {self.env_id}: the agent template takes no "
+                              "encoder_weights (give them in an encoders entry)")
         for base in self.baselines:
             check_choice("baseline", base, BASELINES)
         if not self.agent_seeds:
@@ -93,9 +144,14 @@ class EnvPlan(Config):
                 raise ConfigError(f"plan {self.env_id}: the agents' image size "
                                   f"{self.agent.image_size} differs from the data's "
                                   f"{cfg.image_size}")
-        labels = [lp.label for lp in self.learners]
+        labels = [lp.label for lp in self.learners] + [ep.label for ep in self.encoders]
         if len(set(labels)) != len(labels):
-            raise ConfigError(f"plan {self.env_id}: learner labels must be unique, got {labels}")
+            raise ConfigError(f"plan {self.env_id}: learner and encoder labels must be unique, "
+                              f"got {labels}")
+        taken = sorted(set(labels) & {*BASELINES, LEARNED})
+        if taken:
+            raise ConfigError(f"plan {self.env_id}: label {taken[0]!r} is a baseline's name; "
+                              "give the encoder another label")
 
 
 @dataclass(frozen=True)
@@ -142,14 +198,15 @@ def env_plan(env_id: str, data: Mapping[str, Any], agent: Mapping[str, Any],
 
 SMOKE = StudyConfig(
     name="smoke",
-    description="ColourGrid only, tiny budgets: checks that every stage runs (~1 min on 2 cores).",
+    description="ColourGrid only, tiny budgets, the state, random and sensors baselines: checks "
+                "that every stage runs (~1 min on 2 cores).",
     envs=(
         env_plan(
             "sparseshift/ColourGrid-v0",
             data={"kind": "pairs", "n": 2000},
             learners=vae_plans(steps=150, seeds=(0,), batch=32),
             agent={"steps": 2048},
-            baselines=("state", "random"),
+            baselines=("state", "random", "sensors"),
             evaluation={"episodes": 10, "seed": 1000},
         ),
     ),
@@ -198,9 +255,10 @@ QUICK = StudyConfig(
     description=(
         "TriFingerObjectReach from pixels (Träuble et al. 2022's object reaching): six frozen "
         "encoders (Ada-GVAE x2, Ada-ML-VAE, beta-VAE beta 0.1 x2 and beta 1) trained on "
-        "single-factor intervention pairs, plus the state, random and pixels baselines; agents "
-        "on IN colours, evaluated on IN, OOD1, OOD2 and real; the OOD proxy task against the "
-        "agents."
+        "single-factor intervention pairs, 3 agent seeds each, against the floors random (each "
+        "init probed) and sensors and the references state and pixels (3 agent seeds each); "
+        "agents on IN colours, evaluated on IN, OOD1, OOD2 and real; the OOD proxy task against "
+        "the agents."
     ),
     envs=(
         env_plan(
@@ -210,7 +268,8 @@ QUICK = StudyConfig(
             data={"kind": "pairs", "n": 10_000, "k": 1},
             learners=_object_reach_learners(),
             agent={"steps": 100_000},
-            baselines=("state", "random", "pixels"),
+            agent_seeds=(0, 1, 2),
+            baselines=("state", "random", "sensors", "pixels"),
             evaluation={"shifts": ("in", "ood1", "ood2", "real"), "episodes": 40, "seed": 1000,
                         "video": 1},
         ),

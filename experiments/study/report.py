@@ -57,6 +57,13 @@ TABLE_KEYS: tuple[tuple[str, str], ...] = (
 )
 
 
+def run_name(r: Mapping[str, Any], sep: str = "/") -> str:
+    """An encoder run's name: ``label/s<seed>`` for a learner's run, the label alone for your
+    encoders and the baselines (no encoder seed)."""
+    seed = r.get("encoder_seed")
+    return str(r["encoder"]) if seed is None else f"{r['encoder']}{sep}s{seed}"
+
+
 def representation_table(table: Sequence[dict[str, Any]]) -> str:
     """Per env, one row per learned encoder: the metrics of :data:`TABLE_KEYS` it has."""
     parts = []
@@ -64,7 +71,10 @@ def representation_table(table: Sequence[dict[str, Any]]) -> str:
         enc: dict[str, dict[str, float]] = {}
         for r in table:
             if r["env_id"] == env and r["kind"] == "learned":
-                enc.setdefault(f"{r['encoder']} (s{r['encoder_seed']})", r["metrics"])
+                name = run_name(r, " (") + (")" if r["encoder_seed"] is not None else "")
+                if r.get("encoder_spec"):
+                    name += " (yours)"
+                enc.setdefault(name, r["metrics"])
         if not enc:
             continue
         cols = [(k, n) for k, n in TABLE_KEYS if any(k in m for m in enc.values())]
@@ -124,6 +134,10 @@ def rows(runs: Sequence[RunRef], results: Mapping[str, dict[str, Any]],
          out_dir: Path | None = None) -> list[dict[str, Any]]:
     """One row per (agent, shift): encoder, its metrics, agent seed, shift, return, success.
 
+    ``metrics`` are the encoder's eval-rep metrics (a learner's run) or its proxy-task probes
+    (your encoder; a random baseline's initialisation for this agent seed); ``encoder_spec`` and
+    ``encoder_fingerprint`` name your encoder (None otherwise).
+
     ``success_ci`` is the exact (Clopper-Pearson) 95% interval of the run's success count over
     its episodes, ``return_ci`` the evaluation's bootstrap interval of the mean return.
     ``episode_returns``/``episode_successes`` are the per-episode lists (same episode seeds under
@@ -135,11 +149,15 @@ def rows(runs: Sequence[RunRef], results: Mapping[str, dict[str, Any]],
         metrics: dict[str, float] = {}
         if r.eval_rep_task is not None:
             metrics = encoder_metrics(results[r.eval_rep_task.key].get("metrics", {}))
+        elif r.probe_task is not None:  # your encoder, or this random initialisation: probes
+            metrics = encoder_metrics({"summary": results[r.probe_task.key].get("summary", {})})
         ev = results[r.eval_task.key]["shifts"]
         agent_task = r.eval_task.deps[0]
         agent_dir = f"artifacts/{results[agent_task.key]['artifact']}/agent"
         rep_dir = (f"artifacts/{results[r.eval_rep_task.key]['artifact']}"
                    if r.eval_rep_task is not None else None)
+        probe_dir = (f"artifacts/{results[r.probe_task.key]['artifact']}"
+                     if r.probe_task is not None else None)
         saved: dict[str, Any] = {}
         if out_dir is not None and (out_dir / agent_dir / "eval.json").is_file():
             try:
@@ -157,7 +175,8 @@ def rows(runs: Sequence[RunRef], results: Mapping[str, dict[str, Any]],
             ep_ret, ep_succ = _episode_lists(v, saved.get(shift), n, k)
             out.append({
                 "env_id": r.env_id, "encoder": r.encoder, "kind": r.kind, "agent_dir": agent_dir,
-                "eval_rep_dir": rep_dir,
+                "eval_rep_dir": rep_dir, "probe_dir": probe_dir,
+                "encoder_spec": r.encoder_spec, "encoder_fingerprint": r.fingerprint,
                 "encoder_seed": r.encoder_seed, "agent_seed": r.agent_seed, "shift": shift,
                 "return": v["return"]["mean"], "return_ci": [v["return"]["ci_low"],
                                                              v["return"]["ci_high"]],
@@ -273,8 +292,8 @@ def paired_shift_tests(table: Sequence[dict[str, Any]], resamples: int = 2000, s
                 continue
             mc = mcnemar_exact(base["episode_successes"], r["episode_successes"])
             pb = paired_bootstrap(base["episode_returns"], r["episode_returns"], seed, resamples)
-            name = f"{r['encoder']}" + (f" (s{r['encoder_seed']})" if r["kind"] == "learned"
-                                        else "")
+            name = f"{r['encoder']}" + (f" (s{r['encoder_seed']})"
+                                        if r["encoder_seed"] is not None else "")
             data.append({"env_id": r["env_id"], "encoder": r["encoder"],
                          "encoder_seed": r["encoder_seed"], "agent_seed": r["agent_seed"],
                          "agent_dir": agent, "shift": r["shift"], "success": mc.to_json(),
@@ -371,8 +390,7 @@ def pictures(table: Sequence[dict[str, Any]], out: Path) -> list[str]:
         env_rows = [r for r in table if r["env_id"] == env]
         reps = dict.fromkeys(r["eval_rep_dir"] for r in env_rows if r["eval_rep_dir"])
         for d in reps:
-            name = next(f"{r['encoder']}/s{r['encoder_seed']}" for r in env_rows
-                        if r["eval_rep_dir"] == d)
+            name = next(run_name(r) for r in env_rows if r["eval_rep_dir"] == d)
             if (out / d / "traversal.png").is_file():
                 md.append(f"**{name}** latent traversal ([metrics]({d}/metrics.json)):\n\n"
                           f"![traversal of {name}]({d}/traversal.png)\n")
@@ -436,7 +454,7 @@ def plots(table: Sequence[dict[str, Any]], out: Path) -> list[Path]:
                                marker=marker, label=s)
                     if s == "ood2":  # name each encoder run once (next to its OOD2 point)
                         for r in rs:
-                            ax.annotate(f"{r['encoder']}/s{r.get('encoder_seed', 0)}",
+                            ax.annotate(run_name(r),
                                         (r["metrics"][key], r["return"]), fontsize=5,
                                         xytext=(3, 3), textcoords="offset points")
                 ax.set_xlabel(key, fontsize=8)
@@ -445,6 +463,82 @@ def plots(table: Sequence[dict[str, Any]], out: Path) -> list[Path]:
             fig.suptitle(env.split("/")[-1], fontsize=9)
             paths.append(save_figure(fig, out / f"metric_vs_ood_{env.split('/')[-1]}.png"))
     return paths
+
+
+def task_r2(proxy: Mapping[str, Any]) -> dict[str, float | None]:
+    """MLP-probe R² (accuracy for a discrete factor) of each task factor on IN frames, from a
+    proxy-task result (a probe stage's result, or the ``proxy`` of an eval-rep report)."""
+    factors = proxy.get("factors") or {}
+    out: dict[str, float | None] = {}
+    for name in proxy.get("task_factors") or []:
+        f = factors.get(name)
+        v = None if not isinstance(f, Mapping) else (f.get("mlp") or {}).get("in")
+        out[str(name)] = None if v is None else float(v)
+    return out
+
+
+def floors(runs: Sequence[RunRef], results: Mapping[str, dict[str, Any]]
+           ) -> tuple[str, list[dict[str, Any]]]:
+    """Per env, each random initialisation (init seed = agent seed) as probed by the proxy task,
+    next to every learned encoder run and your encoders: MLP-probe R² of the task factors on IN,
+    the task score ``proxy_mlp_in_task``, the all-factor ``proxy_mlp_in`` and the IN success of
+    the agents on that encoder. Returns the markdown ("" when no random initialisation was
+    probed) and the entries as JSON."""
+    entries: dict[tuple[str, str, Any], dict[str, Any]] = {}
+    for r in runs:
+        proxy: Mapping[str, Any] | None = None
+        key: tuple[str, str, int | None]
+        seed: int | None
+        if r.kind == "baseline":
+            if r.encoder != "random" or r.probe_task is None:
+                continue
+            key, what, seed = (r.env_id, "random", r.agent_seed), "random init", r.agent_seed
+            proxy = results[r.probe_task.key]
+        else:
+            key, seed = (r.env_id, r.encoder, r.encoder_seed), r.encoder_seed
+            what = "your encoder" if r.encoder_spec else "learned"
+            if r.eval_rep_task is not None:
+                proxy = (results[r.eval_rep_task.key].get("metrics") or {}).get("proxy")
+            elif r.probe_task is not None:
+                proxy = results[r.probe_task.key]
+        if proxy is None:
+            continue
+        e = entries.setdefault(key, {
+            "env_id": r.env_id, "encoder": r.encoder, "kind": what, "seed": seed,
+            "task_r2_in": task_r2(proxy),
+            "proxy_mlp_in_task": (proxy.get("summary") or {}).get("proxy_mlp_in_task"),
+            "proxy_mlp_in": (proxy.get("summary") or {}).get("proxy_mlp_in"),
+            "in_success": []})
+        shifts = results[r.eval_task.key]["shifts"]
+        if "in" in shifts:
+            e["in_success"].append(float(shifts["in"]["success"]["mean"]))
+    data = list(entries.values())
+    envs = list(dict.fromkeys(e["env_id"] for e in data if e["kind"] == "random init"))
+    if not envs:
+        return "", data
+
+    def num(v: float | None) -> str:
+        return "n/a" if v is None else f"{v:.2f}"
+
+    parts = []
+    for env in envs:
+        lines = [f"### {env}", "",
+                 "| encoder | init / encoder seed | task factors: MLP R² on IN | task score IN "
+                 "| all-factor IN | agents' IN success |", "|---|---|---|---|---|---|"]
+        for e in data:
+            if e["env_id"] != env:
+                continue
+            r2 = ", ".join(f"{k} {num(v)}" for k, v in e["task_r2_in"].items()) or \
+                "n/a (no task factors)"
+            succ = e["in_success"]
+            cell = "" if not succ else f"{100 * float(np.mean(succ)):.0f}%" + (
+                f" (mean of {len(succ)} agents)" if len(succ) > 1 else "")
+            seed_text = "" if e["seed"] is None else str(e["seed"])
+            name = e["encoder"] + ("" if e["kind"] == "learned" else f" ({e['kind']})")
+            lines.append(f"| {name} | {seed_text} | {r2} | {num(e['proxy_mlp_in_task'])} | "
+                         f"{num(e['proxy_mlp_in'])} | {cell} |")
+        parts.append("\n".join(lines) + "\n")
+    return "\n".join(parts), data
 
 
 def write_report(preset_name: str, runs: Sequence[RunRef], results: Mapping[str, dict[str, Any]],
@@ -463,6 +557,9 @@ def write_report(preset_name: str, runs: Sequence[RunRef], results: Mapping[str,
     proxy_pngs = proxy_scatter(table, proxy_corr, out)
     aggs = group_aggregates(table)
     paired_md, paired = paired_shift_tests(table)
+    floors_md, floors_data = floors(runs, results)
+    yours = list(dict.fromkeys((r.encoder, r.encoder_spec, r.fingerprint) for r in runs
+                               if r.encoder_spec is not None))
     compute = sum(float(v.get("seconds", 0.0)) for v in results.values())
     n_agents = len({r.eval_task.key for r in runs})
     md = [f"# sparseshift study: preset `{preset_name}`", "",
@@ -477,7 +574,11 @@ def write_report(preset_name: str, runs: Sequence[RunRef], results: Mapping[str,
           "link to their agents' folders (s0, s1, ...: agent runs). Resolved configuration: "
           "[study_config.json](study_config.json); every row, with its per-episode results: "
           "[results.jsonl](results.jsonl).",
-          "", "## Results per shift", "", head,
+          "", *(["Your encoders (judged like the learned ones: in the proxy correlations and "
+                 "the 'all learned' aggregates): " + "; ".join(
+                     f"`{label}` = `{spec}` (fingerprint `{str(fp)[:12]}`)"
+                     for label, spec, fp in yours) + ".", ""] if yours else []),
+          "## Results per shift", "", head,
           "## Each shift against IN, per agent run (paired)", "",
           "The same agent on the same evaluation episode seeds under IN and under the shift. "
           "Success: exact McNemar test (two-sided binomial test of the discordant episodes: IN "
@@ -500,6 +601,14 @@ def write_report(preset_name: str, runs: Sequence[RunRef], results: Mapping[str,
            "coherence of the free-running sheet vs a site-shuffled control and forecast MSE vs "
            "repeating the last frame, on its video).", "", representation_table(table), "",
            *pictures(table, out),
+           *(["## Floors: each random initialisation, probed", "",
+              "The random baseline is an untrained encoder initialised from the agent seed, so "
+              "each of its agents has its own floor. Each initialisation is probed like the "
+              "learned encoders (the OOD proxy task's MLP probes, fitted and scored on IN "
+              "frames): R² (accuracy for a discrete factor) of each task factor, the task score "
+              "(mean over the task factors, negative R² as 0) and the all-factor score, next to "
+              "the IN success of the agents on that encoder (for a random initialisation: its "
+              "one agent).", "", floors_md, ""] if floors_md else []),
            "## OOD1 vs OOD2 (return relative to IN)", "",
            "OOD1: colours the encoder saw in pretraining but the agent never did. OOD2: colours "
            "nothing trained on.", "", ood_gaps(table), "",
@@ -525,5 +634,6 @@ def write_report(preset_name: str, runs: Sequence[RunRef], results: Mapping[str,
                                            "proxy_correlations": proxy_corr,
                                            "aggregates": aggs,
                                            "paired_shift_tests": paired,
+                                           "floors": floors_data,
                                            **dict(extra or {})})
     return report, head

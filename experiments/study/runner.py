@@ -4,7 +4,16 @@ Task graph per env (see :mod:`sparseshift.experiments.study.presets`)::
 
     collect ─┬─ rep(learner, seed) ─┬─ eval_rep
              │                      └─ agent(seed) ── eval_agent
-             └─ (baselines: agent(state | pixels | random, seed) ── eval_agent)
+             ├─ proxy_data ─┬─ probe(your encoder)        (when the study computes the proxy)
+             │              └─ probe(random, init seed = agent seed)
+             ├─ (your encoders: encoder(fingerprint) ── agent(seed) ── eval_agent)
+             └─ (baselines: agent(state | pixels | random | sensors, seed) ── eval_agent)
+
+Your own encoders (:class:`~sparseshift.experiments.study.presets.EncoderPlan`) are resolved
+once, when the graph is built: a bad spec, a module that does not import or weights that do not
+fit is a one-line :class:`~sparseshift.envs.errors.ConfigError` before any stage runs. Their agents
+depend on an ``encoder`` task whose config holds the encoder's fingerprint (factory, spec and the
+content digest of its weights), so changed weights give new artifact keys, never a stale reuse.
 
 Artifacts live in ``OUT/artifacts/<stage>/<key>``; rerunning skips finished stages and an
 interrupted study resumes where it stopped.
@@ -14,18 +23,23 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
+from sparseshift.envs.config import Config, opt
 from sparseshift.envs.errors import ConfigError
 from sparseshift.envs.io import output_dir, output_lock, package_versions, write_json_atomic
 from sparseshift.experiments.study.graph import ProgressPrinter, Task, run_local, run_ray
 from sparseshift.experiments.study.presets import LEARNED, EnvPlan, StudyConfig
+from sparseshift.experiments.study.scorecard import ProbeConfig
 from sparseshift.experiments.study.stages import VIDEO
 from sparseshift.representations.config import ProxyConfig
 
 STAGES = "sparseshift.experiments.study.stages"
+HERE = "sparseshift.experiments.study.runner"
+SCORECARD = "sparseshift.experiments.study.scorecard"
 
 
 @dataclass(frozen=True)
@@ -33,13 +47,90 @@ class RunRef:
     """How one evaluated agent came about: the rows of the results table hang off this."""
 
     env_id: str
-    encoder: str  # learner label or baseline name
-    kind: str  # "learned" or "baseline"
-    encoder_seed: int | None
+    encoder: str  # learner or encoder plan label, or baseline name
+    kind: str  # "learned" (a learner's run or your own encoder) or "baseline"
+    encoder_seed: int | None  # a learner's seed; None for your encoders and the baselines
     agent_seed: int
     eval_task: Task
     eval_rep_task: Task | None
     rep_task: Task | None
+    #: Proxy-task probes of this run's frozen encoder: your encoder's, or the random baseline's
+    #: initialisation for this agent seed (None without the proxy, or for other runs).
+    probe_task: Task | None = None
+    #: Your encoder's spec and fingerprint (None for learners and baselines).
+    encoder_spec: str | None = None
+    fingerprint: str | None = None
+
+
+@dataclass(frozen=True)
+class EncoderRef(Config):
+    """Your encoder as the study resolved it: the config of its ``encoder`` task, whose key (and
+    so the keys of its agents) follows the fingerprint."""
+
+    config_name: ClassVar[str] = "encoder"
+
+    encoder: str = opt(help="encoder spec (a folder by its absolute path)")
+    fingerprint: str = opt(help="fingerprint of the encoder when the study was built")
+    encoder_weights: str | None = opt(None, "absolute path of its safetensors weights")
+    image_size: int = opt(64, "image size of the env", min=8, max=512)
+
+
+def encoder_stage(config: EncoderRef, inputs: Mapping[str, dict[str, Any]], out: Path,
+                  runtime: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Check that your encoder is still the one the study was built with (its agents hang off
+    this task, so their keys follow its fingerprint)."""
+    from sparseshift.agents.encoders import load_encoder
+    from sparseshift.experiments.study.stages import plugins_of
+
+    enc = load_encoder(config.encoder, config.image_size, 0, plugins=plugins_of(runtime),
+                       weights=config.encoder_weights)
+    if enc.fingerprint != config.fingerprint:
+        raise ConfigError(f"encoder {config.encoder!r} changed while the study ran (fingerprint "
+                          f"{str(enc.fingerprint)[:12]} != {config.fingerprint[:12]}); rerun "
+                          "the study")
+    return {"fingerprint": enc.fingerprint, "description": enc.description}
+
+
+def config_modules(study: StudyConfig) -> set[str]:
+    """The modules of the ``package.module:factory`` encoders the study config names (named by
+    the user, so allowed)."""
+    from sparseshift.representations.external import is_code_spec
+
+    return {ep.encoder.partition(":")[0] for plan in study.envs for ep in plan.encoders
+            if is_code_spec(ep.encoder)}
+
+
+def resolve_encoders(study: StudyConfig, plugins: Iterable[str]
+                     ) -> dict[tuple[int, str], EncoderRef]:
+    """Every encoder plan of the study resolved once, by (plan index, label): a bad spec, a
+    module that does not import or weights that do not fit is a one-line ConfigError now."""
+    from sparseshift.agents.encoders import load_encoder
+    from sparseshift.representations.external import Plugins
+
+    allowed = Plugins.of(*plugins)
+    seen: dict[tuple[str, str | None, int], EncoderRef] = {}
+    out: dict[tuple[int, str], EncoderRef] = {}
+    for i, plan in enumerate(study.envs):
+        size = plan.agent.image_size
+        for ep in plan.encoders:
+            # files by absolute path: every stage process finds them whatever its folder
+            weights = (None if ep.encoder_weights is None
+                       else str(Path(ep.encoder_weights).expanduser().resolve()))
+            folder = Path(ep.encoder).expanduser()
+            spec = str(folder.resolve()) if folder.is_dir() else ep.encoder
+            memo = (spec, weights, size)
+            if memo not in seen:
+                where = f"study {study.name}, {plan.env_id}, encoder {ep.label!r}"
+                try:
+                    enc = load_encoder(spec, size, 0, plugins=allowed, weights=weights)
+                except ConfigError as exc:
+                    raise ConfigError(f"{where}: {exc}") from None
+                if enc.learner is None or enc.fingerprint is None:
+                    raise ConfigError(f"{where}: {ep.encoder!r} is no frozen encoder")
+                seen[memo] = EncoderRef(encoder=spec, fingerprint=enc.fingerprint,
+                                        encoder_weights=weights, image_size=size)
+            out[(i, ep.label)] = seen[memo]
+    return out
 
 
 def _needs_video(learner: str) -> bool:
@@ -49,13 +140,21 @@ def _needs_video(learner: str) -> bool:
     return learner_class(learner).batch_kind == "sequences"
 
 
-def build(study: StudyConfig, device: str | None = None) -> list[RunRef]:
+def build(study: StudyConfig, device: str | None = None, plugins: Iterable[str] = ()
+          ) -> list[RunRef]:
     """The study's runs, each with the tasks it needs (shared tasks are deduplicated by key).
     ``device`` places the torch stages (representation training and evaluation, agents' frozen
-    encoders) on that device; collection and proxy rendering stay on the CPU."""
-    runtime = {} if device is None else {"device": device}
+    encoders) on that device; collection and proxy rendering stay on the CPU. ``plugins`` are the
+    modules the user allowed (``--plugin``); the modules of ``package.module:factory`` encoders
+    in the study config are allowed too, and every stage that loads an encoder gets them all
+    (``runtime["plugins"]``). Your encoders are resolved here, once (:func:`resolve_encoders`)."""
+    modules = tuple(sorted({*plugins, *config_modules(study)}))
+    refs = resolve_encoders(study, modules)
+    runtime: dict[str, Any] = {"plugins": modules}
+    if device is not None:
+        runtime["device"] = device
     runs: list[RunRef] = []
-    for plan in study.envs:
+    for index, plan in enumerate(study.envs):
         collect = Task("collect", f"{STAGES}:collect_stage", plan.data, label=plan.env_id)
         proxy = None
         if study.metrics.proxy:
@@ -68,15 +167,20 @@ def build(study: StudyConfig, device: str | None = None) -> list[RunRef]:
 
         def agent_eval(encoder: str, kind: str, enc_seed: int | None, deps: tuple[Task, ...],
                        eval_rep: Task | None, rep: Task | None, label: str,
-                       plan: EnvPlan = plan) -> None:
+                       plan: EnvPlan = plan, weights: str | None = None,
+                       probes: Mapping[int, Task] | None = None,
+                       ref: EncoderRef | None = None) -> None:
             for agent_seed in plan.agent_seeds:
                 agent = Task("agent", f"{STAGES}:train_agent_stage",
-                             plan.agent.replace(encoder=encoder, seed=agent_seed), deps=deps,
-                             label=f"{label}/s{agent_seed}", runtime=runtime)
+                             plan.agent.replace(encoder=encoder, seed=agent_seed,
+                                                encoder_weights=weights),
+                             deps=deps, label=f"{label}/s{agent_seed}", runtime=runtime)
                 ev = Task("eval_agent", f"{STAGES}:eval_agent_stage", plan.evaluation,
-                          deps=(agent,), label=agent.label)
+                          deps=(agent,), label=agent.label, runtime=runtime)
                 runs.append(RunRef(plan.env_id, label, kind, enc_seed, agent_seed, ev, eval_rep,
-                                   rep))
+                                   rep, (probes or {}).get(agent_seed),
+                                   None if ref is None else ref.encoder,
+                                   None if ref is None else ref.fingerprint))
 
         for lp in plan.learners:
             for seed in lp.seeds:
@@ -95,8 +199,28 @@ def build(study: StudyConfig, device: str | None = None) -> list[RunRef]:
                             deps=deps if proxy is None else (*deps, proxy), label=rep.label,
                             runtime=runtime)
                 agent_eval(LEARNED, "learned", seed, (rep,), erep, rep, lp.label)
+        for ep in plan.encoders:
+            ref = refs[(index, ep.label)]
+            # the agents hang off the encoder task, whose config holds the fingerprint: changed
+            # weights give new keys, never a stale artifact
+            enc = Task("encoder", f"{HERE}:encoder_stage", ref, label=ep.label, runtime=runtime)
+            probes: dict[int, Task] = {}
+            if proxy is not None:
+                probe = Task("probe", f"{SCORECARD}:probe_stage",
+                             ProbeConfig(ref.encoder, ref.encoder_weights, 0, ref.fingerprint),
+                             deps=(proxy,), label=ep.label, runtime=runtime)
+                probes = dict.fromkeys(plan.agent_seeds, probe)
+            agent_eval(ref.encoder, "learned", None, (enc,), None, None, ep.label,
+                       weights=ref.encoder_weights, probes=probes, ref=ref)
         for base in plan.baselines:
-            agent_eval(base, "baseline", None, (), None, None, base)
+            probes = {}
+            if base == "random" and proxy is not None:
+                # each random initialisation is probed: init seed = agent seed, as train-agent
+                probes = {s: Task("probe", f"{SCORECARD}:probe_stage",
+                                  ProbeConfig("random", None, s, ""), deps=(proxy,),
+                                  label=f"random/s{s}", runtime=runtime)
+                          for s in plan.agent_seeds}
+            agent_eval(base, "baseline", None, (), None, None, base, probes=probes)
     return runs
 
 
@@ -104,8 +228,7 @@ def targets(runs: list[RunRef]) -> list[Task]:
     out: list[Task] = []
     for r in runs:
         out.append(r.eval_task)
-        if r.eval_rep_task is not None:
-            out.append(r.eval_rep_task)
+        out += [t for t in (r.eval_rep_task, r.probe_task) if t is not None]
     return out
 
 
@@ -136,11 +259,12 @@ def check_artifact_format(root: Path) -> None:
 
 
 def run_study(preset: StudyConfig, out: Path, ray: str | bool = False, jobs: int = 1,
-              device: str | None = None
+              device: str | None = None, plugins: Iterable[str] = ()
               ) -> tuple[list[RunRef], dict[str, dict[str, Any]], float]:
     """Run (or resume) a study; returns its runs, the results by task key and the wall time.
-    ``device`` places the torch stages (see :func:`build`); None leaves each config's own."""
-    runs = build(preset, device)
+    ``device`` places the torch stages (see :func:`build`); None leaves each config's own.
+    ``plugins``: modules the user allowed (``--plugin``), see :func:`build`."""
+    runs = build(preset, device, plugins)
     out = output_dir(out, "study_config.json")
     with output_lock(out):
         return _run(preset, runs, out, ray, jobs)

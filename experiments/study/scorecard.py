@@ -117,29 +117,6 @@ def probe_stage(config: ProbeConfig, inputs: Mapping[str, dict[str, Any]], out: 
             "task_factors": scores["task_factors"], "fingerprint": enc.fingerprint}
 
 
-@dataclass(frozen=True)
-class EncoderRef(Config):
-    """A user's encoder by content: a task that depends on one of these has the encoder's
-    fingerprint in its key, so changed weights at the same path never reuse old artifacts."""
-
-    config_name: ClassVar[str] = "encoder reference"
-
-    encoder: str = opt(help="encoder spec")
-    encoder_weights: str | None = opt(None, "weights")
-    fingerprint: str = opt("", "its fingerprint when the task graph was built")
-
-
-def encoder_ref_stage(config: EncoderRef, inputs: Mapping[str, dict[str, Any]], out: Path,
-                      runtime: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Check that the encoder still has the fingerprint the task graph was built with."""
-    from sparseshift.agents.encoders import load_encoder
-    from sparseshift.experiments.study.stages import plugins_of
-
-    enc = load_encoder(config.encoder, 64, 0, expect_fingerprint=config.fingerprint,
-                       plugins=plugins_of(runtime), weights=config.encoder_weights)
-    return {"fingerprint": enc.fingerprint}
-
-
 def _proxy_frames_stage(config: Any, inputs: Mapping[str, dict[str, Any]], out: Path
                         ) -> dict[str, Any]:
     from sparseshift.representations.proxy import proxy_set

@@ -213,14 +213,24 @@ class EvalConfig(Config):
     proxy: bool = opt(True, "skip the OOD proxy task (per-group probes trained on IN colours, "
                       "scored on IN, OOD1, OOD2 and real frames rendered by the env)",
                       flag="--no-proxy", invert=True)
-    proxy_train: int = opt(2000, "proxy task: IN-colour frames the probes are fitted on", min=10,
-                           max=1_000_000)
-    proxy_test: int = opt(500, "proxy task: frames scored per split", min=10, max=1_000_000)
+    proxy_train: int = opt(2000, "proxy task: IN-colour frames the probes are fitted on (at "
+                           "most num_train)", min=10, max=1_000_000)
+    proxy_test: int = opt(500, "proxy task: frames scored per split (at most num_test)", min=10,
+                          max=1_000_000)
+    proxy_splits: tuple[str, ...] | None = opt(
+        None, "proxy task: comma-separated splits scored, from in, ood1, ood2, real (none: every "
+        "split the env has; splits it lacks are left out)")
     device: str = opt("auto", "torch device that encodes the frames: auto, cpu, cuda, cuda:N or "
                       "mps (the metrics themselves run on the CPU)")
     max_code_dims: int | None = opt(
         None, "skip the per-dimension metrics (MIG, DCI, SAP, modularity, FactorVAE) for codes "
         "wider than this (none: never); DCI's boosted trees grow with the dimension", min=1)
+
+    def validate(self) -> None:
+        if self.proxy_splits is not None:
+            from sparseshift.representations.proxy import check_splits
+
+            check_splits(self.proxy_splits)
 
 
 @dataclass(frozen=True)
@@ -231,7 +241,17 @@ class ProxyConfig(Config):
     n_train: int = opt(2000, "IN-colour frames the probes are fitted on", min=10)
     n_test: int = opt(500, "frames scored per split", min=10)
     seed: int = opt(0, "seed of the sampled states", min=0, max=SEED_MAX)
+    splits: tuple[str, ...] | None = opt(None, "splits rendered (none: every split the env has)")
+
+    def validate(self) -> None:
+        if self.splits is not None:
+            from sparseshift.representations.proxy import check_splits
+
+            check_splits(self.splits)
 
     @classmethod
     def of(cls, cfg: EvalConfig) -> ProxyConfig:
-        return cls(cfg.proxy_train, cfg.proxy_test, cfg.seed)
+        """The proxy frames of an eval config: ``proxy_train`` / ``proxy_test`` capped at
+        ``num_train`` / ``num_test`` (at least 10), its seed and ``proxy_splits``."""
+        return cls(min(cfg.proxy_train, max(cfg.num_train, 10)),
+                   min(cfg.proxy_test, max(cfg.num_test, 10)), cfg.seed, cfg.proxy_splits)

@@ -42,7 +42,7 @@ from sparseshift.envs.errors import ConfigError
 from sparseshift.representations import metrics as M
 from sparseshift.representations.base import Capability, Learner, frames_to_tensor
 from sparseshift.representations.checkpoint import load_learner, read_run, write_json
-from sparseshift.representations.config import EvalConfig
+from sparseshift.representations.config import EvalConfig, ProxyConfig
 from sparseshift.representations.data import (
     STREAM_EVAL,
     dataset_info,
@@ -286,12 +286,11 @@ def _proxy_reason(ev: EvalState) -> str:
 
 def _proxy(ev: EvalState) -> None:
     """The OOD proxy task of Träuble et al. 2022 (:mod:`sparseshift.representations.proxy`)."""
-    from sparseshift.representations.proxy import proxy_scores, render_proxy_set
+    from sparseshift.representations.proxy import proxy_scores, proxy_set
 
-    data = ev.proxy_data
-    if data is None:
-        data = render_proxy_set(ev.ds.env_id, dict(ev.ds.attrs["env_kwargs"]),
-                                ev.cfg.proxy_train, ev.cfg.proxy_test, ev.cfg.seed)
+    # Given frames are cut to the config's counts and splits (ProxyConfig.of), else rendered.
+    data = proxy_set(ProxyConfig.of(ev.cfg), ev.ds.env_id, ev.ds.attrs.get("env_kwargs"),
+                     ev.proxy_data)
     if data.frames["train"].shape[1:] != ev.frames_tr.shape[1:]:
         raise ConfigError(f"proxy frames are {data.frames['train'].shape[1:3]}, the dataset's "
                           f"{ev.frames_tr.shape[1:3]}")

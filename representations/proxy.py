@@ -14,26 +14,39 @@ episode. :func:`render_proxy_set` makes the frames once (they do not depend on t
 :class:`ProxySet` saves them as a plain ``.npz`` (loaded with ``allow_pickle=False``).
 
 Scores: R^2 for continuous and colour factors (averaged over the group's factors), accuracy for
-discrete ones. The proxy's headline number per split, ``proxy_<probe>_<split>``, is the mean over
-the non-colour groups, with a negative R^2 (worse than predicting the mean: it is unbounded
-below, e.g. when a shift throws the codes far out of the probe's range) counted as 0: the colour
-of an OOD cube is outside the probe's training range by construction, and what an agent needs
-under a colour shift is everything else (the cube's pose, the finger's joints). The per-group
-scores keep their raw values.
+discrete ones (one classifier per factor, averaged over the group's factors). The proxy's
+headline number per split, ``proxy_<probe>_<split>``, is the mean over the non-colour groups,
+with a negative R^2 (worse than predicting the mean: it is unbounded below, e.g. when a shift
+throws the codes far out of the probe's range) counted as 0: the colour of an OOD cube is outside
+the probe's training range by construction, and what an agent needs under a colour shift is
+everything else (the cube's pose, the finger's joints). The per-group and per-factor scores keep
+their raw values. The probes run with one BLAS thread: on these small problems more threads only
+contend (measured: 3 s instead of 30-100 s for ColourGrid on 2 busy cores).
+
+The *task score* ``proxy_<probe>_<split>_task`` is the same mean (negative R^2 counted as 0) over
+the env's task factors only (:attr:`sparseshift.envs.base.FactorEnv.task_factors`: what the
+reward depends on that the agent must read from the image, e.g. ObjectReach's cube x and y), each
+scored by its group's probe. The all-factor score also averages factors an agent gets as
+proprioception (the finger joints) and ones no encoder reads (cube yaw), so it barely ranks
+encoders by what the task needs. Envs that declare no task factors get no task score.
 """
 
 from __future__ import annotations
 
 import io
 import warnings
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from sparseshift.envs.errors import ConfigError
+from sparseshift.envs.errors import ConfigError, choice_error
 from sparseshift.envs.factors import FactorSpec
+
+if TYPE_CHECKING:
+    from sparseshift.representations.config import ProxyConfig
 
 SPLITS: tuple[str, ...] = ("in", "ood1", "ood2", "real")
 PROBES: tuple[str, ...] = ("linear", "mlp")
@@ -78,6 +91,24 @@ class ProxySet:
         except (OSError, KeyError, ValueError) as exc:
             raise ConfigError(f"{path} is not a proxy frame set ({exc})") from None
 
+    def select(self, n_train: int, n_test: int, splits: Sequence[str]) -> ProxySet:
+        """The first ``n_train`` training and ``n_test`` test frames of ``splits`` (frames are
+        independent draws, so a prefix is a smaller sample); a set with fewer is a
+        :class:`ConfigError`."""
+        missing = [s for s in splits if s not in self.frames]
+        if missing:
+            raise ConfigError(f"the proxy frame set has no {', '.join(missing)} frames (it has "
+                              f"{', '.join(self.splits)}); render it again")
+        for name in ("train", *splits):
+            want = n_train if name == "train" else n_test
+            if len(self.frames[name]) < want:
+                raise ConfigError(f"the proxy frame set has {len(self.frames[name])} {name} "
+                                  f"frames, {want} asked; render it again")
+        keep = {name: n_train if name == "train" else n_test for name in ("train", *splits)}
+        return ProxySet(self.env_id, self.factor_spec,
+                        {k: self.frames[k][:n] for k, n in keep.items()},
+                        {k: self.factors[k][:n] for k, n in keep.items()})
+
 
 def _dumps(value: Any) -> str:
     import json
@@ -92,12 +123,51 @@ def proxy_splits(env_id: str) -> tuple[str, ...]:
     return SPLITS if entry(env_id).family == "trifinger" else SPLITS[:3]
 
 
+def check_splits(splits: Sequence[str]) -> tuple[str, ...]:
+    """``splits`` validated (known, no repeats, at least one)."""
+    out = tuple(splits)
+    for s in out:
+        if s not in SPLITS:
+            raise choice_error("proxy split", s, SPLITS)
+    if not out or len(set(out)) != len(out):
+        raise ConfigError(f"proxy splits must be distinct and at least one, got {list(out)}")
+    return out
+
+
+def env_splits(env_id: str, splits: Sequence[str] | None = None) -> tuple[str, ...]:
+    """The ``splits`` (None: all) that ``env_id`` supports, in :data:`SPLITS` order; the others
+    (``real`` for a grid env) are left out. None left is a :class:`ConfigError`."""
+    have = proxy_splits(env_id)
+    if splits is None:
+        return have
+    wanted = check_splits(splits)
+    out = tuple(s for s in have if s in wanted)
+    if not out:
+        raise ConfigError(f"{env_id} has none of the proxy splits {list(wanted)} (it has "
+                          f"{', '.join(have)})")
+    return out
+
+
+def proxy_set(config: ProxyConfig, env_id: str, env_kwargs: Mapping[str, Any] | None,
+              given: ProxySet | None = None) -> ProxySet:
+    """The frames ``config`` asks for (its counts, seed and splits): ``given`` cut to them
+    (:meth:`ProxySet.select`), else rendered from ``env_kwargs``."""
+    if given is not None:
+        return given.select(config.n_train, config.n_test,
+                            env_splits(given.env_id, config.splits))
+    if env_kwargs is None:
+        raise ConfigError("no env_kwargs to render the proxy frames with")
+    return render_proxy_set(env_id, dict(env_kwargs), config.n_train, config.n_test,
+                            config.seed, config.splits)
+
+
 def render_proxy_set(env_id: str, env_kwargs: dict[str, Any], n_train: int, n_test: int,
-                     seed: int, splits: tuple[str, ...] | None = None) -> ProxySet:
-    """Render ``n_train`` IN frames and ``n_test`` frames per split (see the module docstring)."""
+                     seed: int, splits: Sequence[str] | None = None) -> ProxySet:
+    """Render ``n_train`` IN frames and ``n_test`` frames per split (see the module docstring;
+    ``splits``: those of :func:`env_splits`)."""
     from sparseshift.envs.registry import make
 
-    chosen = splits or proxy_splits(env_id)
+    chosen = env_splits(env_id, splits)
     frames: dict[str, np.ndarray] = {}
     factors: dict[str, np.ndarray] = {}
     spec: FactorSpec | None = None
@@ -144,11 +214,13 @@ def _fit_group(x: np.ndarray, y: np.ndarray, kind: str, seed: int) -> dict[str, 
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        if kind == "discrete":
-            labels = y[:, 0]
-            return {"linear": LogisticRegression(max_iter=500).fit(x, labels),
-                    "mlp": MLPClassifier(hidden_layer_sizes=(64, 64), max_iter=300,
-                                         early_stopping=True, random_state=seed).fit(x, labels)}
+        if kind == "discrete":  # one classifier per factor of the group (x and y of a cell)
+            varied = [len(np.unique(c)) > 1 for c in y.T]  # None: constant, nothing to fit
+            return {"linear": [LogisticRegression(max_iter=500).fit(x, c) if v else None
+                               for c, v in zip(y.T, varied, strict=True)],
+                    "mlp": [MLPClassifier(hidden_layer_sizes=(64, 64), max_iter=300,
+                                          early_stopping=True, random_state=seed).fit(x, c)
+                            if v else None for c, v in zip(y.T, varied, strict=True)]}
         mean, std = y.mean(0), y.std(0) + 1e-8
         yn = (y - mean) / std
         if yn.shape[1] == 1:
@@ -160,41 +232,71 @@ def _fit_group(x: np.ndarray, y: np.ndarray, kind: str, seed: int) -> dict[str, 
 
 
 def _score(models: dict[str, Any], x: np.ndarray, y: np.ndarray, kind: str, probe: str
-           ) -> float | None:
+           ) -> list[float | None]:
+    """Per factor of the group: accuracy (discrete; None where it was constant in training) or
+    R^2 (None where the factor is constant in ``y``)."""
     if kind == "discrete":
-        return float(np.mean(models[probe].predict(x) == y[:, 0]))
+        return [None if m is None else float(np.mean(m.predict(x) == c))
+                for m, c in zip(models[probe], y.T, strict=True)]
     pred = models[probe].predict(x).reshape(len(x), -1) * models["std"] + models["mean"]
     sst = ((y - y.mean(0)) ** 2).sum(0)
-    keep = sst > 1e-12
-    if not keep.any():
-        return None
-    r2 = 1.0 - ((y - pred) ** 2).sum(0)[keep] / sst[keep]
-    return float(np.mean(r2))
+    sse = ((y - pred) ** 2).sum(0)
+    return [float(1.0 - e / t) if t > 1e-12 else None for e, t in zip(sse, sst, strict=True)]
 
 
-def proxy_scores(encode: Any, data: ProxySet, seed: int = 0) -> dict[str, Any]:
-    """Fit the per-group probes on the IN training codes and score every split.
+def _mean(values: Sequence[float | None]) -> float | None:
+    kept = [v for v in values if v is not None]
+    return float(np.mean(kept)) if kept else None
 
-    ``encode`` maps uint8 frames ``[N, H, W, 3]`` to codes ``[N, D]``. Returns per group its kind
-    and, per probe and split, the score; ``summary`` holds ``proxy_<probe>_<split>`` (mean over
-    non-colour groups).
-    """
-    codes = {k: np.asarray(encode(v), dtype=np.float64) for k, v in data.frames.items()}
-    mu, sd = codes["train"].mean(0), codes["train"].std(0) + 1e-8
-    x = {k: (c - mu) / sd for k, c in codes.items()}
-    spec = data.factor_spec
-    groups: dict[str, Any] = {}
+
+def _fit_all(spec: FactorSpec, x: dict[str, np.ndarray], data: ProxySet, seed: int,
+             groups: dict[str, Any], factors: dict[str, Any]) -> None:
+    """Fit and score every group's probes; fills ``groups`` and ``factors``."""
     for g in spec.groups:
         idx = spec.group_indices(g)
         y_tr = data.factors["train"][:, list(idx)].astype(np.float64)
         if np.all(y_tr.std(0) < 1e-9):
             continue  # constant in the training frames: nothing to predict
         kind = _group_kind(spec, idx)
+        metric = "accuracy" if kind == "discrete" else "r2"
         models = _fit_group(x["train"], y_tr, kind, seed)
-        groups[g] = {"kind": kind, "metric": "accuracy" if kind == "discrete" else "r2",
-                     **{p: {s: _score(models, x[s], data.factors[s][:, list(idx)]
-                                      .astype(np.float64), kind, p) for s in data.splits}
-                        for p in PROBES}}
+        per = {p: {s: _score(models, x[s], data.factors[s][:, list(idx)].astype(np.float64),
+                             kind, p) for s in data.splits} for p in PROBES}
+        groups[g] = {"kind": kind, "metric": metric,
+                     **{p: {s: _mean(v) for s, v in per[p].items()} for p in PROBES}}
+        for j, i in enumerate(idx):
+            factors[spec.names[i]] = {"group": g, "kind": kind, "metric": metric,
+                                      **{p: {s: v[j] for s, v in per[p].items()}
+                                         for p in PROBES}}
+
+
+def proxy_scores(encode: Any, data: ProxySet, seed: int = 0,
+                 task: Sequence[str] | None = None) -> dict[str, Any]:
+    """Fit the per-group probes on the IN training codes and score every split.
+
+    ``encode`` maps uint8 frames ``[N, H, W, 3]`` to codes ``[N, D]``. Returns per group and per
+    factor its kind and, per probe and split, the score; ``summary`` holds
+    ``proxy_<probe>_<split>`` (mean over non-colour groups) and, where the env declares task
+    factors, ``proxy_<probe>_<split>_task`` (mean over them). ``task``: the task factors (None:
+    :func:`sparseshift.envs.base.task_factors` of the set's env and factor spec).
+    """
+    if task is None:
+        from sparseshift.envs.base import task_factors
+
+        task = task_factors(data.env_id, data.factor_spec)
+    unknown = [n for n in task if n not in data.factor_spec.names]
+    if unknown:
+        raise ConfigError(f"task factors {unknown} are not factors of {data.env_id}")
+    from threadpoolctl import threadpool_limits  # scikit-learn's own dependency
+
+    codes = {k: np.asarray(encode(v), dtype=np.float64) for k, v in data.frames.items()}
+    mu, sd = codes["train"].mean(0), codes["train"].std(0) + 1e-8
+    x = {k: (c - mu) / sd for k, c in codes.items()}
+    spec = data.factor_spec
+    groups: dict[str, Any] = {}
+    factors: dict[str, Any] = {}
+    with threadpool_limits(1):  # small fits: more BLAS threads only contend (module doc)
+        _fit_all(spec, x, data, seed, groups, factors)
     summary: dict[str, float] = {}
     for p in PROBES:
         for s in data.splits:
@@ -202,9 +304,15 @@ def proxy_scores(encode: Any, data: ProxySet, seed: int = 0) -> dict[str, Any]:
                     if v["kind"] != "colour" and v[p][s] is not None]
             if vals:
                 summary[f"proxy_{p}_{s}"] = float(np.mean(vals))
-    return {"groups": groups, "summary": summary, "splits": list(data.splits),
+            tvals = [max(0.0, factors[n][p][s]) for n in task
+                     if n in factors and factors[n][p][s] is not None]
+            if tvals:
+                summary[f"proxy_{p}_{s}_task"] = float(np.mean(tvals))
+    return {"groups": groups, "factors": factors, "task_factors": list(task),
+            "summary": summary, "splits": list(data.splits),
             "n_train": len(data.frames["train"]),
             "n_test": {s: len(data.frames[s]) for s in data.splits},
             "note": "probes trained on IN-colour frames per factor group; R^2 (continuous, "
-                    "colour) or accuracy (discrete); summary: mean over non-colour groups of "
-                    "max(0, score)"}
+                    "colour) or accuracy (discrete), per group and per factor; summary: mean "
+                    "over non-colour groups of max(0, score), and (_task) over the env's task "
+                    "factors (what the reward needs from the image) of max(0, score)"}

@@ -124,6 +124,9 @@ class TriFingerPushEnv(TriFingerEnv):
 
     DEFAULT_MAX_EPISODE_STEPS: ClassVar[int] = 150
     GOAL_DIM: ClassVar[int] = 2
+    #: The cube's position reaches the policy only through the image (the goal and the joints are
+    #: proprioception). Reach declares none: it is solvable from proprioception.
+    task_factors: ClassVar[tuple[str, ...]] = ("cube.x", "cube.y")
 
     def _goal_bounds(self) -> tuple[np.ndarray, np.ndarray]:
         return -np.full(2, PUSH_GOAL_RADIUS), np.full(2, PUSH_GOAL_RADIUS)

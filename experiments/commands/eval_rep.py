@@ -226,12 +226,14 @@ def _proxy_data(args: argparse.Namespace, cfg: Any) -> Any:
     if path.exists():
         return path
     from sparseshift.envs.data import open_dataset
-    from sparseshift.representations.proxy import render_proxy_set
+    from sparseshift.representations.config import ProxyConfig
+    from sparseshift.representations.proxy import proxy_set
 
     ds = open_dataset(args.data)
-    data = render_proxy_set(ds.env_id, dict(ds.attrs["env_kwargs"]), cfg.proxy_train,
-                            cfg.proxy_test, cfg.seed)
-    ds.close()
+    try:  # --proxy-train/--proxy-test (capped at --num-train/--num-test), --seed, --proxy-splits
+        data = proxy_set(ProxyConfig.of(cfg), ds.env_id, dict(ds.attrs["env_kwargs"]))
+    finally:
+        ds.close()
     data.save(path)
     return data
 

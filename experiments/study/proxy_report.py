@@ -2,10 +2,12 @@
 
 For every learned encoder of a study (one point per encoder run; agent seeds averaged), the
 proxy's score under a shift (:mod:`sparseshift.representations.proxy`: MLP probes trained on IN
-colours, mean R^2/accuracy over the non-colour factor groups) is set against its agents' success
-and return under the same shift. The report gives Spearman's rank correlation with a percentile
-bootstrap 95% interval over encoders (encoders resampled with replacement; resamples where the
-ranks are undefined are dropped and counted), and a scatter plot with every point named.
+colours, mean R^2/accuracy over the env's task factors where it declares them, else over the
+non-colour factor groups; the all-factor score is shown beside it) is set against its agents'
+success and return under the same shift. The report gives Spearman's rank correlation with a
+percentile bootstrap 95% interval over encoders (encoders resampled with replacement; resamples
+where the ranks are undefined are dropped and counted), and a scatter plot with every point
+named.
 """
 
 from __future__ import annotations
@@ -34,30 +36,46 @@ def save_figure(fig: Any, path: Path) -> Path:
 
 def encoder_points(table: Sequence[dict[str, Any]], env: str) -> list[dict[str, Any]]:
     """One entry per learned encoder run of ``env``: its label, proxy scores per shift and its
-    agents' mean success and return per shift."""
+    agents' mean success and return per shift.
+
+    ``proxy`` is the task score (``proxy_mlp_<shift>_task``, over the env's task factors) when
+    every encoder of the env has one wherever it has the all-factor score, else the all-factor
+    score; ``proxy_all`` is always the all-factor score and ``proxy_kind`` says which ``proxy``
+    is (``"task"`` or ``"all"``, the same for every point of an env)."""
     points: dict[tuple[str, Any], dict[str, Any]] = {}
     for r in table:
         if r["env_id"] != env or r["kind"] != "learned":
             continue
         key = (r["encoder"], r["encoder_seed"])
-        p = points.setdefault(key, {"name": f"{r['encoder']}/s{r['encoder_seed']}",
-                                    "proxy": {}, "success": {}, "return": {}})
-        proxy = r["metrics"].get(f"proxy_{PROBE}_{r['shift']}")
-        if proxy is not None:
-            p["proxy"][r["shift"]] = float(proxy)
+        name = (r["encoder"] if r["encoder_seed"] is None
+                else f"{r['encoder']}/s{r['encoder_seed']}")
+        p = points.setdefault(key, {"name": name,
+                                    "proxy_all": {}, "proxy_task": {}, "success": {},
+                                    "return": {}})
+        for kind, suffix in (("proxy_all", ""), ("proxy_task", "_task")):
+            proxy = r["metrics"].get(f"proxy_{PROBE}_{r['shift']}{suffix}")
+            if proxy is not None:
+                p[kind][r["shift"]] = float(proxy)
         p["success"].setdefault(r["shift"], []).append(float(r["success"]))
         p["return"].setdefault(r["shift"], []).append(float(r["return"]))
+    task = any(p["proxy_task"] for p in points.values()) and all(
+        set(p["proxy_all"]) <= set(p["proxy_task"]) for p in points.values())
     out = []
     for p in points.values():
         for k in ("success", "return"):
             p[k] = {s: float(np.mean(v)) for s, v in p[k].items()}
+        task_scores = p.pop("proxy_task")
+        p["proxy"] = task_scores if task else dict(p["proxy_all"])
+        p["proxy_kind"] = "task" if task else "all"
         out.append(p)
     return out
 
 
 def spearman_ci(x: Sequence[float], y: Sequence[float], resamples: int = 2000, seed: int = 0
                 ) -> dict[str, Any]:
-    """Spearman's rho with a percentile bootstrap 95% CI over the paired points."""
+    """Spearman's rho with a percentile bootstrap 95% CI over the paired points (fewer than 3
+    points, or constant x or y: rho is NaN). Resamples whose ranks are undefined (constant x or
+    y) are dropped from the interval and counted in ``degenerate_resamples`` of ``resamples``."""
     from scipy.stats import spearmanr
 
     xa, ya = np.asarray(x, float), np.asarray(y, float)
@@ -78,7 +96,7 @@ def spearman_ci(x: Sequence[float], y: Sequence[float], resamples: int = 2000, s
     lo, hi = (float(np.percentile(valid, 2.5)), float(np.percentile(valid, 97.5))) \
         if len(valid) else (math.nan, math.nan)
     return {"rho": point, "ci_low": lo, "ci_high": hi, "n": n,
-            "degenerate_resamples": len(boots) - len(valid)}
+            "degenerate_resamples": len(boots) - len(valid), "resamples": len(boots)}
 
 
 def proxy_correlations(table: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -102,7 +120,9 @@ def _cell(c: dict[str, Any]) -> str:
     if math.isnan(c["rho"]):
         return "n/a"
     ci = "" if math.isnan(c["ci_low"]) else f" [{c['ci_low']:+.2f}, {c['ci_high']:+.2f}]"
-    return f"{c['rho']:+.2f}{ci}"
+    dropped = c.get("degenerate_resamples", 0) / max(1, c.get("resamples", 0))
+    note = f" ({100 * dropped:.0f}% of resamples undefined)" if dropped >= 0.05 else ""
+    return f"{c['rho']:+.2f}{ci}{note}"
 
 
 def markdown(table: Sequence[dict[str, Any]], corr: dict[str, dict[str, Any]]) -> str:
@@ -111,17 +131,26 @@ def markdown(table: Sequence[dict[str, Any]], corr: dict[str, dict[str, Any]]) -
     for env, per in corr.items():
         pts = encoder_points(table, env)
         shifts = [s for s in SHIFTS if s in per]
+        # The task score (over the env's task factors) leads where there is one; the all-factor
+        # score follows as a secondary column.
+        task = bool(pts) and pts[0]["proxy_kind"] == "task"
+        name = "task proxy" if task else "proxy"
+        cols = [("proxy", name)] + ([("proxy_all", "all-factor proxy")] if task else [])
         lines = [f"### {env}", "",
-                 "| encoder | " + " | ".join(f"proxy {s}" for s in shifts) + " | "
+                 *([f"task proxy: MLP score over {env.split('/')[-1]}'s task factors (what the "
+                    "reward needs from the image); the correlations use it. all-factor proxy: "
+                    "over every non-colour factor group.", ""] if task else []),
+                 "| encoder | " + " | ".join(f"{label} {s}" for _, label in cols
+                                            for s in shifts) + " | "
                  + " | ".join(f"success {s}" for s in shifts) + " |",
-                 "|---|" + "---|" * (2 * len(shifts))]
+                 "|---|" + "---|" * ((len(cols) + 1) * len(shifts))]
         for p in pts:
-            cells = [f"{p['proxy'][s]:.2f}" if s in p["proxy"] else "" for s in shifts]
+            cells = [f"{p[k][s]:.2f}" if s in p[k] else "" for k, _ in cols for s in shifts]
             cells += [f"{100 * p['success'][s]:.0f}%" if s in p["success"] else ""
                       for s in shifts]
             lines.append(f"| {p['name']} | " + " | ".join(cells) + " |")
-        lines += ["", "| shift | rho(proxy, success) [95% CI] | rho(proxy, return) [95% CI] | "
-                  "encoders |", "|---|---|---|---|"]
+        lines += ["", f"| shift | rho({name}, success) [95% CI] | rho({name}, return) [95% CI] "
+                  "| encoders |", "|---|---|---|---|"]
         for s in shifts:
             c = per[s]
             lines.append(f"| {s} | {_cell(c['success'])} | {_cell(c['return'])} | "
@@ -154,8 +183,9 @@ def scatter(table: Sequence[dict[str, Any]], corr: dict[str, dict[str, Any]], ou
                             fontsize=7)
             c = per[s]["success"]
             ax.set_title(f"{s}: rho {_cell(c)}", fontsize=8)
-            ax.set_xlabel(f"proxy score under {s} (MLP, mean over non-colour factors)",
-                          fontsize=7)
+            over = "task factors" if have and have[0]["proxy_kind"] == "task" \
+                else "non-colour factors"
+            ax.set_xlabel(f"proxy score under {s} (MLP, mean over {over})", fontsize=7)
             ax.set_ylabel(f"agent success under {s} (%)", fontsize=7)
             ax.grid(alpha=0.3)
         fig.suptitle(f"{env.split('/')[-1]}: OOD proxy task vs RL agents, one point per encoder",

@@ -41,7 +41,7 @@ import torch
 from sparseshift.envs.errors import ConfigError
 from sparseshift.representations import metrics as M
 from sparseshift.representations.base import Capability, Learner, frames_to_tensor
-from sparseshift.representations.checkpoint import load_learner, read_run, write_json
+from sparseshift.representations.checkpoint import RUN_FILE, read_run, write_json
 from sparseshift.representations.config import EvalConfig, ProxyConfig
 from sparseshift.representations.data import (
     STREAM_EVAL,
@@ -51,6 +51,7 @@ from sparseshift.representations.data import (
     num_frames,
     open_data,
 )
+from sparseshift.representations.external import Plugins
 from sparseshift.representations.probes import fit_probes
 from sparseshift.representations.viz import TRAVERSAL_NEEDS
 
@@ -163,6 +164,10 @@ class EvalState:
     reconstruction: dict[str, float] | None = None
     slots: dict[str, Any] | None = None
     proxy_data: Any = None
+    #: What was evaluated (a path or spec, or ``<ClassName>`` for a module) and whether it is a
+    #: path (recorded relative to the metrics file).
+    source: Any = ""
+    source_is_path: bool = False
     proxy: dict[str, Any] | None = None
     seconds: dict[str, float] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
@@ -349,13 +354,36 @@ STEPS: tuple[EvalStep, ...] = (
 )
 
 
-def _prepare(run_dir: str | os.PathLike[str], data: Any, cfg: EvalConfig,
-             progress: Callable[[str], None] | None = None) -> EvalState:
-    """Load the run, draw the train/test frames, encode them and discretise their factors
+def _prepare(run_dir: str | os.PathLike[str] | torch.nn.Module, data: Any, cfg: EvalConfig,
+             progress: Callable[[str], None] | None = None, plugins: Plugins | None = None,
+             weights: str | os.PathLike[str] | None = None) -> EvalState:
+    """Load the encoder, draw the train/test frames, encode them and discretise their factors
     (``progress`` hears ``"encode"`` once the inputs are checked)."""
-    learner = load_learner(run_dir, device=cfg.device)
-    run = read_run(Path(run_dir))
-    ds = open_data(data)
+    from torch import nn
+
+    from sparseshift.representations.external import as_encoder, open_encoder
+    from sparseshift.representations.runtime import resolve_device
+
+    source: Any
+    folder = None if isinstance(run_dir, nn.Module) else Path(run_dir)
+    if folder is not None and folder.is_dir():
+        # a folder carries its own image size: load (and check) it before the data
+        learner = open_encoder(folder, plugins or Plugins(), weights, 64, cfg.device)
+        ds_probe = open_data(data)
+    else:
+        ds_probe = open_data(data)
+        size = int(ds_probe.image_size)
+        if isinstance(run_dir, nn.Module):
+            learner = as_encoder(run_dir, size).to(resolve_device(cfg.device))
+        else:
+            learner = open_encoder(run_dir, plugins or Plugins(), weights, size, cfg.device)
+    if folder is None:
+        run: dict[str, Any] = {}
+        source, is_path = f"<{type(run_dir).__name__}>", False
+    else:
+        run = read_run(folder) if (folder / RUN_FILE).is_file() else {}
+        source, is_path = os.fspath(folder), folder.exists()
+    ds = ds_probe
     if int(ds.image_size) != learner.config.image_size:
         raise ConfigError(
             f"the dataset's images are {ds.image_size}x{ds.image_size} but the model was trained "
@@ -379,6 +407,7 @@ def _prepare(run_dir: str | os.PathLike[str], data: Any, cfg: EvalConfig,
         raise ConfigError("every factor is constant in this dataset; nothing to evaluate")
     ev = EvalState(learner, ds, cfg, run, rng, tr, te, frames_tr, frames_te, f_tr, f_te,
                    codes_tr, codes_te, targets, torch_threads)
+    ev.source, ev.source_is_path = source, is_path
     ev.seconds["encode"] = time.perf_counter() - t0
     return ev
 
@@ -434,14 +463,24 @@ def _report(ev: EvalState, run_dir: str | os.PathLike[str]) -> dict[str, Any]:
     return report
 
 
-def evaluate(run_dir: str | os.PathLike[str], data: Any, config: EvalConfig | None = None,
+def evaluate(run_dir: str | os.PathLike[str] | torch.nn.Module, data: Any,
+             config: EvalConfig | None = None,
              out: str | os.PathLike[str] | None = None,
              export_codes: str | os.PathLike[str] | None = None,
              traversal_png: str | os.PathLike[str] | None = None,
              proxy_data: Any = None,
-             progress: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Evaluate the run in ``run_dir`` on ``data`` (path or dataset); optionally write the metrics
-    JSON to ``out``, the codes and factors to ``export_codes`` (npz) and a traversal PNG.
+             progress: Callable[[str], None] | None = None,
+             plugins: Plugins | None = None,
+             weights: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+    """Evaluate an encoder on ``data`` (path or dataset); optionally write the metrics JSON to
+    ``out``, the codes and factors to ``export_codes`` (npz) and a traversal PNG.
+
+    ``run_dir`` is any encoder :func:`~sparseshift.representations.external.open_encoder`
+    accepts (a run folder, an export-encoder folder, ``package.module:factory`` with optional
+    safetensors ``weights``, an installed encoder entry point) or a
+    :class:`~sparseshift.representations.base.Learner` / ``nn.Module`` itself; ``plugins``
+    allows a module that a folder names. Your own encoder gets the steps that need only codes
+    (metrics, probes, the proxy task); the others are listed under ``skipped`` with the reason.
 
     Runs the :data:`STEPS` the learner's capabilities and the config allow; the report's
     ``skipped`` maps every other step to the reason. ``proxy_data`` (a
@@ -449,7 +488,7 @@ def evaluate(run_dir: str | os.PathLike[str], data: Any, config: EvalConfig | No
     its frames; without it they are rendered from the dataset's env. ``progress`` is told the
     name of each stage as it starts (``"encode"``, then the :data:`STEPS` that run).
     """
-    ev = _prepare(run_dir, data, config or EvalConfig(), progress)
+    ev = _prepare(run_dir, data, config or EvalConfig(), progress, plugins, weights)
     if proxy_data is not None:
         from sparseshift.representations.proxy import ProxySet
 
@@ -459,8 +498,9 @@ def evaluate(run_dir: str | os.PathLike[str], data: Any, config: EvalConfig | No
     ev.traversal_png = None if traversal_png is None else Path(traversal_png)
     _run_steps(ev, progress=progress)
     # Recorded relative to the metrics file when there is one, so the two can move together.
-    where = run_dir if ev.out is None else os.path.relpath(Path(run_dir).resolve(),
-                                                           ev.out.resolve().parent)
+    where: Any = ev.source
+    if ev.out is not None and ev.source_is_path:
+        where = os.path.relpath(Path(ev.source).resolve(), ev.out.resolve().parent)
     report = _report(ev, where)
     if ev.out is not None:
         write_json(ev.out, report)

@@ -23,7 +23,7 @@ def _votes(text: str) -> tuple[int, int]:
 
 
 def add_parser(sub: Any) -> None:
-    from sparseshift.experiments.options import add_config_flags
+    from sparseshift.experiments.options import add_config_flags, add_plugin_flag
     from sparseshift.representations.config import EvalConfig
 
     p = sub.add_parser(
@@ -41,7 +41,13 @@ def add_parser(sub: Any) -> None:
             "analysis on sequences of the (video) dataset."
         ),
     )
-    p.add_argument("run_dir", metavar="DIR", help="run directory from 'sparseshift train-rep'")
+    p.add_argument("run_dir", metavar="ENCODER",
+                   help="run directory from 'sparseshift train-rep', an export-encoder folder, "
+                        "or your own encoder as package.module:factory (with --encoder-weights) "
+                        "or an installed encoder entry point: your encoder gets the steps that "
+                        "need only codes (metrics, probes, proxy task)")
+    p.add_argument("--encoder-weights", default=None, metavar="W.safetensors",
+                   help="safetensors weights for an ENCODER given as package.module:factory")
     p.add_argument("--data", required=True, help="dataset (HDF5) to evaluate on")
     p.add_argument("--out", default=None,
                    help="metrics JSON to write (required unless --waves is given)")
@@ -73,6 +79,7 @@ def add_parser(sub: Any) -> None:
                    help="free-running frames for the free coherence (default 64)")
     w.add_argument("--waves-sequences", type=int, default=32, metavar="N",
                    help="sequences drawn from the dataset (default 32)")
+    add_plugin_flag(p)
     p.set_defaults(func=run)
 
 
@@ -163,18 +170,19 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load_nwm(run_dir: str, flag: str) -> Any:
+def _load_nwm(run_dir: str, flag: str, plugins: Any = None) -> Any:
     """The learner of ``run_dir`` if it declares the waves capability (the NWM does)."""
     from sparseshift.envs.errors import ConfigError
     from sparseshift.representations.base import Capability
-    from sparseshift.representations.checkpoint import load_learner, read_run
+    from sparseshift.representations.checkpoint import RUN_FILE, load_learner, read_run
     from sparseshift.representations.registry import learner_class
 
     learner = str(read_run(Path(run_dir)).get("learner", ""))
-    if not learner_class(learner).supports(Capability.WAVES):
+    if not learner_class(learner, plugins, str(Path(run_dir) / RUN_FILE)).supports(
+            Capability.WAVES):
         raise ConfigError(f"{flag} needs a Neural Wave Machine run (learner 'nwm'); {run_dir} is "
                           f"a {learner!r} run, without the waves capability")
-    return load_learner(run_dir, expect_learner=learner)
+    return load_learner(run_dir, expect_learner=learner, plugins=plugins)
 
 
 def _load_waves_models(args: argparse.Namespace) -> tuple[Any, Any]:
@@ -183,8 +191,10 @@ def _load_waves_models(args: argparse.Namespace) -> tuple[Any, Any]:
     for flag in ("waves_input", "waves_sequences"):
         if getattr(args, flag) < 1:
             raise ConfigError(f"--{flag.replace('_', '-')} must be >= 1, got {getattr(args, flag)}")
-    learner = _load_nwm(args.run_dir, "--waves")
-    baseline = (_load_nwm(args.waves_baseline, "--waves-baseline")
+    from sparseshift.experiments.options import plugins_of
+
+    learner = _load_nwm(args.run_dir, "--waves", plugins_of(args))
+    baseline = (_load_nwm(args.waves_baseline, "--waves-baseline", plugins_of(args))
                 if args.waves_baseline is not None else None)
     from sparseshift.envs.data import open_dataset
 
@@ -246,7 +256,10 @@ def _metrics(args: argparse.Namespace, cfg: Any, progress: Any, lines: list[str]
     out = Path(args.out)
     traversal = Path(args.traversal) if args.traversal else out.with_suffix(".traversal.png")
     proxy = _proxy_data(args, cfg)
+    from sparseshift.experiments.options import plugins_of
+
     report = evaluate(args.run_dir, args.data, cfg, out=out, export_codes=args.export_codes,
+                      plugins=plugins_of(args), weights=args.encoder_weights,
                       traversal_png=traversal, proxy_data=proxy, progress=progress)
     summary = ", ".join(f"{k} {v:.3f}" for k, v in report["summary"].items() if v is not None)
     lines.append(f"{out}: {report['learner']} on {report['dataset']['env_id']} "

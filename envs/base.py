@@ -9,9 +9,13 @@ use only this interface, so they work for every env.
 
 Contract, shared by all envs:
 
+* Constructor kwargs are validated before anything is built (:func:`checked_init`): a bad value,
+  an unknown kwarg or a bad ``gymnasium.make(id, max_episode_steps=...)`` is one
+  :class:`~sparseshift.envs.errors.ConfigError` line naming the kwarg, whether the env is made
+  by ``gymnasium.make``, :func:`sparseshift.envs.registry.make` or its class.
 * ``reset(options={"factors": {...}})`` sets the given factors exactly (by factor or group
   name, or a full vector); the others are sampled as usual. Values are validated
-  (:class:`ConfigError`).
+  (:class:`ConfigError` naming the factor: numbers only, finite, within the factor's range).
 * ``info["factors"]`` is the float32 factor vector at reset and after every step.
 * ``render_frame()`` returns the observation camera's uint8 HxWx3 frame of the current state (with
   the env's shift applied), ``segmentation()`` an int32 HxW map whose values index
@@ -21,19 +25,89 @@ Contract, shared by all envs:
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping, Sequence
+import functools
+import inspect
+import sys
+from collections.abc import Callable, Mapping, Sequence
 from fnmatch import fnmatchcase
-from typing import Any, ClassVar, Generic, TypeVar
+from types import FrameType
+from typing import Any, ClassVar, Concatenate, Generic, ParamSpec, TypeVar
 
 import gymnasium as gym
 import numpy as np
 
 from sparseshift.envs.colours import ColourScheme, load_scheme, parse_splits
-from sparseshift.envs.errors import choice_error
+from sparseshift.envs.config import SEED_MAX
+from sparseshift.envs.errors import (
+    ConfigError,
+    check_choice_arg,
+    check_episode_steps,
+    check_int_arg,
+    choice_error,
+    naming,
+    safe_repr,
+)
 from sparseshift.envs.factors import FactorSpec
 
 ObsT = TypeVar("ObsT")
 ActT = TypeVar("ActT")
+P = ParamSpec("P")
+SelfT = TypeVar("SelfT")
+
+#: The code of ``gymnasium.make``: an env constructed from that frame also checks the
+#: ``max_episode_steps`` gymnasium took for its TimeLimit (see :func:`checked_init`).
+_GYM_MAKE_CODE = getattr(getattr(gym.envs.registration, "make", None), "__code__", None)
+
+
+def _check_gym_make_steps(frame: FrameType | None) -> None:
+    """If ``frame`` is ``gymnasium.make``'s, check the ``max_episode_steps`` it was given.
+
+    gymnasium consumes that argument itself (it never reaches the env) and wraps the env in a
+    TimeLimit *after* building it; ``-1`` even means "no limit". Reading it here makes
+    ``gymnasium.make(id, max_episode_steps=n)`` refuse exactly what the env's own
+    ``max_episode_steps`` kwarg and :func:`sparseshift.envs.registry.make` refuse, before
+    anything is built.
+    """
+    if frame is None or _GYM_MAKE_CODE is None or frame.f_code is not _GYM_MAKE_CODE:
+        return
+    steps = frame.f_locals.get("max_episode_steps")
+    if steps is not None:
+        check_episode_steps(steps)
+
+
+def checked_init(
+    init: Callable[Concatenate[SelfT, P], None],
+) -> Callable[Concatenate[SelfT, P], None]:
+    """Decorate an env's ``__init__``: unknown kwargs (and too many positional arguments) are a
+    :class:`ConfigError` listing the valid kwargs instead of a TypeError, and an env made by
+    ``gymnasium.make`` also checks gymnasium's ``max_episode_steps`` -- all before ``__init__``
+    runs. ``__init__`` itself checks every value before it builds anything. The signature is
+    kept (``inspect.signature`` of the class still lists the kwargs)."""
+    sig = inspect.signature(init)
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    names = frozenset(p.name for p in list(sig.parameters.values())[1:] if p.kind in kinds)
+    open_kwargs = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in sig.parameters.values())
+
+    @functools.wraps(init)
+    def wrapper(self: SelfT, /, *args: P.args, **kwargs: P.kwargs) -> None:
+        cls = type(self).__name__
+        unknown = sorted(set(kwargs) - names)
+        if unknown and not open_kwargs:
+            raise ConfigError(f"unknown {cls} argument(s) "
+                              f"{', '.join(safe_repr(k) for k in unknown)}; valid: "
+                              f"{', '.join(sorted(names))}")
+        try:
+            sig.bind(self, *args, **kwargs)
+        except TypeError as exc:
+            raise ConfigError(f"{cls}: {exc}") from None
+        frame = sys._getframe(1)
+        try:
+            _check_gym_make_steps(frame)
+        finally:
+            del frame
+        init(self, *args, **kwargs)
+
+    return wrapper
 
 #: ``proprio``: the proprioceptive vector of ``pixels_proprio`` alone, nothing rendered (the
 #: ``sensors`` baseline of the agents: what a policy knows without any image).
@@ -86,25 +160,36 @@ class FactorEnv(gym.Env[ObsT, ActT], abc.ABC, Generic[ObsT, ActT]):
         scheme_objects: Sequence[str],
     ) -> None:
         """Validate and set what every env takes alike: observation and render modes, colour
-        splits and the seeded colour scheme (which must colour ``scheme_objects``)."""
-        if obs_mode not in OBS_MODES:
-            raise choice_error("obs_mode", obs_mode, OBS_MODES)
-        if render_mode not in (None, "rgb_array"):
-            raise choice_error("render_mode", render_mode, ("None", "rgb_array"))
-        self.obs_mode = obs_mode
-        self.render_mode = render_mode
-        self.colours = parse_splits(colours)
-        self.colour_scheme = load_scheme(colour_scheme, colour_seed)
-        self.colour_scheme.require(scheme_objects)
+        splits and the seeded colour scheme (which must colour ``scheme_objects``). Errors are
+        one :class:`ConfigError` line naming the kwarg."""
+        self.obs_mode = check_choice_arg("obs_mode", obs_mode, OBS_MODES)
+        self.render_mode = check_choice_arg("render_mode", render_mode, (None, "rgb_array"))
+        with naming("colours"):
+            self.colours = parse_splits(colours)
+        with naming("colour_seed"):
+            seed = check_int_arg("colour seed", colour_seed, 0, SEED_MAX)
+        with naming("colour_scheme"):
+            self.colour_scheme = load_scheme(colour_scheme, seed)
+            self.colour_scheme.require(scheme_objects)
 
     @staticmethod
     def reset_factors(options: Mapping[str, Any] | None) -> Any:
-        """The ``"factors"`` entry of ``reset`` options (None if absent); other keys are refused."""
-        opts = dict(options or {})
-        unknown = sorted(set(opts) - {"factors"})
+        """The ``"factors"`` entry of ``reset`` options (None if absent): a mapping of factor or
+        group names to values, or a full factor vector (list, tuple or array; its values are
+        checked by the factor spec). Other keys and other types are a :class:`ConfigError`."""
+        if options is None:
+            return None
+        if not isinstance(options, Mapping):
+            raise ConfigError("reset options must be a dict such as {'factors': {...}}, got "
+                              f"{safe_repr(options)}")
+        unknown = sorted((k for k in options if k != "factors"), key=safe_repr)
         if unknown:
             raise choice_error("reset option", unknown[0], ("factors",))
-        return opts.get("factors")
+        factors = options.get("factors")
+        if factors is None or isinstance(factors, Mapping | list | tuple | np.ndarray):
+            return factors
+        raise ConfigError("reset factors must be a dict of factor or group names to values, or "
+                          f"a full factor vector, got {safe_repr(factors)}")
 
     @property
     def colour_objects(self) -> dict[str, str]:

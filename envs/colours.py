@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from sparseshift.envs.config import check_seed
-from sparseshift.envs.errors import ConfigError, choice_error
+from sparseshift.envs.config import SEED_MAX
+from sparseshift.envs.errors import ConfigError, check_int_arg, choice_error, safe_repr
 
 SPLITS: tuple[str, ...] = ("in", "ood1", "ood2")
 #: Minimum L-infinity distance between colours of different splits of a discrete palette.
@@ -31,18 +31,21 @@ MIN_SEPARATION = 0.05
 
 
 def parse_splits(spec: str | Sequence[str]) -> tuple[str, ...]:
-    """Parse ``"in"``, ``"in+ood1"``, ``"all"`` or a sequence of split names."""
+    """Parse ``"in"``, ``"in+ood1"``, ``"all"`` or a list or tuple of split names."""
     if isinstance(spec, str):
         parts = SPLITS if spec == "all" else tuple(p.strip() for p in spec.split("+"))
-    else:
+    elif isinstance(spec, list | tuple):
         parts = tuple(spec)
+    else:
+        raise ConfigError(f"colour splits must be text such as 'in+ood1' or a list of split "
+                          f"names, got {safe_repr(spec)}; valid: {', '.join(SPLITS)}, all")
     if not parts:
         raise ConfigError(f"empty colour split; valid: {', '.join(SPLITS)}, joined by '+', or all")
     for p in parts:
-        if p not in SPLITS:
+        if not isinstance(p, str) or p not in SPLITS:
             raise choice_error("colour split", p, (*SPLITS, "all"))
     if len(set(parts)) != len(parts):
-        raise ConfigError(f"colour split {spec!r} names a split twice")
+        raise ConfigError(f"colour split {safe_repr(spec)} names a split twice")
     return tuple(s for s in SPLITS if s in parts)
 
 
@@ -203,13 +206,17 @@ def _permute(cs: ColourSet, rng: np.random.Generator) -> ColourSet:
     return ColourSet(cs.object, palettes=dict(zip(SPLITS, parts, strict=True)))
 
 
-@lru_cache(maxsize=64)
 def load_scheme(name: str, seed: int = 0) -> ColourScheme:
-    """Load colour scheme ``name`` (see :func:`available_schemes`), split assignment ``seed``."""
+    """Load colour scheme ``name`` (see :func:`available_schemes`), split assignment ``seed``
+    (an integer in ``[0, SEED_MAX]``); anything else is a :class:`ConfigError` (cached)."""
     valid = available_schemes()
-    if name not in valid:
+    if not isinstance(name, str) or name not in valid:
         raise choice_error("colour scheme", name, valid)
-    seed = check_seed("colour seed", seed)
+    return _load_scheme(name, check_int_arg("colour seed", seed, 0, SEED_MAX))
+
+
+@lru_cache(maxsize=64)
+def _load_scheme(name: str, seed: int) -> ColourScheme:
     path = resources.files("sparseshift.assets") / "colours" / f"{name}.json"
     raw = json.loads(path.read_text())
     objects = {obj: _parse_set(name, obj, spec) for obj, spec in raw["objects"].items()}

@@ -19,10 +19,54 @@ from typing import Any, Literal
 
 import numpy as np
 
-from sparseshift.envs.errors import ConfigError
+from sparseshift.envs.errors import ConfigError, is_number, safe_repr
 
 FactorKind = Literal["continuous", "discrete", "colour"]
 KINDS: tuple[str, ...] = ("continuous", "discrete", "colour")
+
+
+def _to_float(name: str, value: object) -> float:
+    """A factor value as float: a real number within the float range; anything else is a
+    :class:`ConfigError` naming the factor."""
+    if not is_number(value):
+        raise ConfigError(f"factor {name!r} must be a number, got {safe_repr(value)}")
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except OverflowError:
+        raise ConfigError(f"factor {name!r} must be a finite number, got "
+                          f"{safe_repr(value)}") from None
+
+
+def _numbers(what: str, value: object, n: int) -> np.ndarray:
+    """``value`` (a number, or a list, tuple or array of ``n`` numbers) as float64 ``[n]``
+    without converting text or other objects; ConfigError naming ``what`` otherwise."""
+    if isinstance(value, np.ndarray):
+        if value.ndim > 1:
+            raise ConfigError(f"factor {what!r} takes {n} value(s), got an array of shape "
+                              f"{value.shape}")
+        if value.dtype.kind in "iuf":
+            value = value.astype(np.float64).reshape(-1)
+        else:
+            value = value.reshape(-1).tolist()
+    if isinstance(value, np.ndarray):
+        arr = value
+    elif is_number(value):
+        arr = np.array([_to_float(what, value)])
+    elif isinstance(value, list | tuple):
+        if len(value) != n:
+            arr = None
+        else:
+            if not all(is_number(v) for v in value):
+                bad = next(v for v in value if not is_number(v))
+                raise ConfigError(f"factor {what!r} takes numbers, got {safe_repr(bad)} in "
+                                  f"{safe_repr(value)}")
+            arr = np.array([_to_float(what, v) for v in value], dtype=np.float64)
+    else:
+        want = "must be a number" if n == 1 else f"takes {n} numbers"
+        raise ConfigError(f"factor {what!r} {want}, got {safe_repr(value)}")
+    if arr is None or arr.shape != (n,):
+        raise ConfigError(f"factor {what!r} takes {n} value(s), got {safe_repr(value)}")
+    return arr
 
 
 @dataclass(frozen=True)
@@ -53,19 +97,22 @@ class Factor:
             object.__setattr__(self, "group", self.name)
 
     def check(self, value: float) -> float:
-        """Return ``value`` as float if it is allowed, else raise :class:`ConfigError`."""
-        v = float(value)
+        """Return ``value`` as float if it is allowed, else raise :class:`ConfigError` (a
+        number: not a bool, text or anything else)."""
+        v = _to_float(self.name, value)
         if not np.isfinite(v):
-            raise ConfigError(f"factor {self.name!r} must be finite, got {value!r}")
+            raise ConfigError(f"factor {self.name!r} must be finite, got {safe_repr(value)}")
         if self.kind == "discrete":
             if not np.any(np.isclose(v, self.values, atol=1e-6)):
                 raise ConfigError(
-                    f"factor {self.name!r} must be one of {list(self.values)}, got {value!r}"
+                    f"factor {self.name!r} must be one of {list(self.values)}, "
+                    f"got {safe_repr(value)}"
                 )
         elif not (self.low - 1e-6 <= v <= self.high + 1e-6):
             what = "colour channel" if self.kind == "colour" else "factor"
             raise ConfigError(
-                f"{what} {self.name!r} must lie in [{self.low:g}, {self.high:g}], got {value!r}"
+                f"{what} {self.name!r} must lie in [{self.low:g}, {self.high:g}], "
+                f"got {safe_repr(value)}"
             )
         return v
 
@@ -149,7 +196,7 @@ class FactorSpec:
             return self._index[name]
         except KeyError:
             raise ConfigError(
-                f"unknown factor {name!r}; valid: {', '.join(self.names)}"
+                f"unknown factor {safe_repr(name)}; valid: {', '.join(self.names)}"
             ) from None
 
     def group_indices(self, group: str) -> tuple[int, ...]:
@@ -159,7 +206,7 @@ class FactorSpec:
         if group in self._index:
             return (self._index[group],)
         raise ConfigError(
-            f"unknown factor or group {group!r}; valid: {', '.join(self.groups)}"
+            f"unknown factor or group {safe_repr(group)}; valid: {', '.join(self.groups)}"
         )
 
     def group_mask(self, groups: Sequence[str]) -> np.ndarray:
@@ -175,9 +222,23 @@ class FactorSpec:
         Vectorised (this runs on every ``set_factors``); only on failure does it fall back to the
         per-factor check, which raises the error naming the first bad factor.
         """
-        arr = np.asarray(vec, dtype=np.float64)
-        if arr.shape != (len(self),):
-            raise ConfigError(f"factor vector must have shape ({len(self)},), got {arr.shape}")
+        n = len(self)
+        if isinstance(vec, np.ndarray) and (vec.ndim != 1 or vec.dtype.kind in "iuf"):
+            arr = vec.astype(np.float64, copy=False) if vec.dtype.kind in "iuf" else vec
+        elif isinstance(vec, list | tuple | np.ndarray) and len(vec) == n:
+            for name, v in zip(self.names, vec, strict=True):
+                if not is_number(v):
+                    raise ConfigError(f"factor {name!r} must be a number, got {safe_repr(v)} "
+                                      "in the factor vector")
+            arr = np.array([_to_float(name, v) for name, v in zip(self.names, vec, strict=True)])
+        elif isinstance(vec, list | tuple | np.ndarray):
+            raise ConfigError(f"a factor vector must hold {n} numbers (one per factor, in "
+                              f"spec order), got {len(vec)}: {safe_repr(vec)}")
+        else:
+            raise ConfigError(f"factors must be a dict of factor or group names to values, or a "
+                              f"vector of {n} numbers, got {safe_repr(vec)}")
+        if arr.shape != (n,):
+            raise ConfigError(f"factor vector must have shape ({n},), got {arr.shape}")
         low, high, disc, values = self._bounds
         ok = np.isfinite(arr) & (arr >= low) & (arr <= high)
         if disc.any():
@@ -199,15 +260,11 @@ class FactorSpec:
         out = np.array(base, dtype=np.float64, copy=True)
         set_mask = np.zeros(len(self), dtype=bool)
         if not isinstance(values, Mapping):
-            full = self.check_vector(np.asarray(values))
+            full = self.check_vector(values)  # type: ignore[arg-type]
             return full.astype(np.float64), np.ones(len(self), dtype=bool)
         for key, val in values.items():
             idx = self.group_indices(str(key))
-            arr = np.atleast_1d(np.asarray(val, dtype=np.float64))
-            if arr.shape != (len(idx),):
-                raise ConfigError(
-                    f"factor {key!r} takes {len(idx)} value(s), got {np.asarray(val).tolist()!r}"
-                )
+            arr = _numbers(str(key), val, len(idx))
             for i, v in zip(idx, arr, strict=True):
                 out[i] = self.factors[i].check(float(v))
                 set_mask[i] = True

@@ -8,6 +8,14 @@ their documented defaults are registered as gymnasium's ``TimeLimit``, so
 ``gymnasium.make(id, max_episode_steps=n)`` gives exactly ``n``. MiniGrid tasks keep MiniGrid's
 own ``max_steps`` (MiniGrid's reward depends on it); :func:`make` routes ``max_episode_steps`` to
 it, while plain ``gymnasium.make`` would add a ``TimeLimit`` on top (the shorter limit wins).
+
+Bad arguments: :func:`make` and ``gymnasium.make`` accept and refuse the same kwargs, with the same
+one-line :class:`~sparseshift.envs.errors.ConfigError` naming the kwarg, raised before anything is
+built (the env classes check them, see :func:`sparseshift.envs.base.checked_init`); that includes
+``max_episode_steps``, which must be an integer in [1, ``MAX_EPISODE_STEPS``] either way
+(gymnasium's ``-1``, "no TimeLimit", is refused). One exception: a ``render_mode`` that is not a
+string is a ConfigError here, but plain ``gymnasium.make`` fails on it itself (it calls
+``render_mode.endswith``) before the env class is reached.
 """
 
 from __future__ import annotations
@@ -18,8 +26,7 @@ from typing import Any
 
 import gymnasium as gym
 
-from sparseshift.envs.config import check_int
-from sparseshift.envs.errors import choice_error
+from sparseshift.envs.errors import check_episode_steps, choice_error
 
 
 @dataclass(frozen=True)
@@ -118,13 +125,17 @@ def register_envs() -> None:
 def make(env_id: str, **kwargs: Any) -> gym.Env[Any, Any]:
     """``gymnasium.make`` for sparseshift ids, with a clear error for unknown ids.
 
-    ``max_episode_steps`` sets the episode length of every env, MiniGrid's included.
+    ``max_episode_steps`` sets the episode length of every env, MiniGrid's included. Bad kwargs
+    are a :class:`~sparseshift.envs.errors.ConfigError` naming the kwarg (module docstring).
     """
     e = entry(env_id)
     register_envs()
+    render_mode = kwargs.get("render_mode")
+    if render_mode is not None and not isinstance(render_mode, str):
+        raise choice_error("render_mode", render_mode, ("None", "rgb_array"))
     steps = kwargs.pop("max_episode_steps", None)
     if steps is not None:
-        steps = check_int("max_episode_steps", steps, 1)
+        steps = check_episode_steps(steps)
     if steps is not None and e.max_episode_steps is None:
         routed = {**e.kwargs, "max_episode_steps": steps}
         spec = dataclasses.replace(gym.spec(env_id), kwargs=routed)

@@ -35,9 +35,17 @@ from typing import Any, ClassVar
 import numpy as np
 from gymnasium import spaces
 
-from sparseshift.envs.base import FactorEnv
-from sparseshift.envs.config import check_int
-from sparseshift.envs.errors import ConfigError, choice_error
+from sparseshift.envs.base import FactorEnv, checked_init
+from sparseshift.envs.errors import (
+    ConfigError,
+    check_choice_arg,
+    check_episode_steps,
+    check_flag_arg,
+    check_image_size,
+    check_int_arg,
+    check_number_arg,
+    naming,
+)
 from sparseshift.envs.factors import Factor, FactorSpec, colour_factors
 from sparseshift.envs.grid.render import SHAPE_ID, TileRenderer, check_distinct, to_uint8
 
@@ -72,12 +80,6 @@ def _quantise(vec: np.ndarray) -> np.ndarray:
     return np.asarray(vec, dtype=np.float32).astype(np.float64)
 
 
-def _check_flag(name: str, value: object) -> bool:
-    if not isinstance(value, bool | np.bool_):
-        raise ConfigError(f"{name} must be True or False, got {value!r}")
-    return bool(value)
-
-
 class ColourGridEnv(FactorEnv[Any, np.int64]):
     """Reach the object with ``target_shape`` in an open grid; see the module docstring.
 
@@ -94,6 +96,7 @@ class ColourGridEnv(FactorEnv[Any, np.int64]):
     #: proprioception. Scenes without an agent have no task (:meth:`resolve_task_factors`).
     task_factors: ClassVar[tuple[str, ...]] = ("object*.x", "object*.y", "object*.shape")
 
+    @checked_init
     def __init__(
         self,
         size: int = 8,
@@ -112,16 +115,16 @@ class ColourGridEnv(FactorEnv[Any, np.int64]):
         drift: bool = False,
         split_xy: bool = False,
     ) -> None:
-        self.has_agent = _check_flag("agent", agent)
-        self.drift = _check_flag("drift", drift)
-        self.split_xy = _check_flag("split_xy", split_xy)
+        # Every kwarg is checked before anything is built (renderer, spaces).
+        self.has_agent = check_flag_arg("agent", agent)
+        self.drift = check_flag_arg("drift", drift)
+        self.split_xy = check_flag_arg("split_xy", split_xy)
         self._n_agent = int(self.has_agent)  # entity rows before the objects (agent first)
-        self.size = check_int("size", size, 2, 32)
-        self.n_objects = check_int(
+        self.size = check_int_arg("size", size, 2, 32)
+        self.n_objects = check_int_arg(
             "n_objects", n_objects, 1, self.size * self.size - self._n_agent
         )
-        if target_shape is not None and target_shape not in OBJECT_SHAPES:
-            raise choice_error("target_shape", target_shape, (*OBJECT_SHAPES, "None"))
+        check_choice_arg("target_shape", target_shape, (*OBJECT_SHAPES, None))
         if target_shape is not None and not self.has_agent:
             raise ConfigError("target_shape needs the agent (nothing could reach the target); "
                               "pass target_shape=None with agent=False")
@@ -132,18 +135,12 @@ class ColourGridEnv(FactorEnv[Any, np.int64]):
         self.configure(obs_mode, render_mode, colours, colour_scheme, colour_seed, scheme_objects)
         # None: no limit of its own; gymnasium.make adds TimeLimit(DEFAULT_MAX_EPISODE_STEPS).
         self.max_episode_steps = (
-            None if max_episode_steps is None
-            else check_int("max_episode_steps", max_episode_steps, 1)
+            None if max_episode_steps is None else check_episode_steps(max_episode_steps)
         )
-        for name, val in (
-            ("step_penalty", step_penalty),
-            ("distractor_penalty", distractor_penalty),
-        ):
-            if isinstance(val, bool) or not isinstance(val, int | float) or not np.isfinite(val):
-                raise ConfigError(f"{name} must be a finite number, got {val!r}")
-        self.step_penalty = float(step_penalty)
-        self.distractor_penalty = float(distractor_penalty)
-        self.renderer = TileRenderer(self.size, self.size, image_size)
+        self.step_penalty = check_number_arg("step_penalty", step_penalty)
+        self.distractor_penalty = check_number_arg("distractor_penalty", distractor_penalty)
+        with naming("image_size"):
+            self.renderer = TileRenderer(self.size, self.size, check_image_size(image_size))
         check_distinct(self.renderer.masks, (*OBJECT_SHAPES, AGENT_SHAPE))
         self.image_size = self.renderer.image_size
         objects = tuple(f"object{i}" for i in range(self.n_objects))

@@ -22,9 +22,14 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from sparseshift.envs.base import FactorEnv
-from sparseshift.envs.config import check_int
-from sparseshift.envs.errors import ConfigError, choice_error
+from sparseshift.envs.base import FactorEnv, checked_init
+from sparseshift.envs.errors import (
+    ConfigError,
+    check_choice_arg,
+    check_episode_steps,
+    check_image_size,
+    naming,
+)
 from sparseshift.envs.factors import Factor, FactorSpec, colour_factors
 from sparseshift.envs.grid.colourgrid import check_action
 from sparseshift.envs.grid.minigrid_scan import (
@@ -75,6 +80,7 @@ class MiniGridColourEnv(FactorEnv[Any, np.int64]):
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 10}  # noqa: RUF012 (gym.Env API)
 
+    @checked_init
     def __init__(
         self,
         minigrid_id: str = "MiniGrid-DoorKey-8x8-v0",
@@ -86,21 +92,24 @@ class MiniGridColourEnv(FactorEnv[Any, np.int64]):
         max_episode_steps: int | None = None,
         render_mode: str | None = None,
     ) -> None:
-        if minigrid_id not in SUPPORTED:
-            raise choice_error("MiniGrid id", minigrid_id, SUPPORTED)
+        # Every kwarg is checked before anything is built (MiniGrid env, renderer, spaces).
+        check_choice_arg("minigrid_id", minigrid_id, SUPPORTED)
         self.configure(obs_mode, render_mode, colours, colour_scheme, colour_seed,
                        tuple(sorted(set(SCHEME_SET.values()))))
-        import minigrid  # noqa: F401  (registers the MiniGrid ids)
-
         kwargs: dict[str, Any] = {}
         if max_episode_steps is not None:
-            kwargs["max_steps"] = check_int("max_episode_steps", max_episode_steps, 1)
+            kwargs["max_steps"] = check_episode_steps(max_episode_steps)
+        with naming("image_size"):
+            image_size = check_image_size(image_size)
+        import minigrid  # noqa: F401  (registers the MiniGrid ids)
+
         self.minigrid_id = minigrid_id
         self.minigrid_env = gym.make(minigrid_id, **kwargs)
         self._mg = cast(Any, self.minigrid_env.unwrapped)
         self.max_episode_steps = int(self._mg.max_steps)
         self.width, self.height = int(self._mg.width), int(self._mg.height)
-        self.renderer = TileRenderer(self.width, self.height, image_size)
+        with naming("image_size"):
+            self.renderer = TileRenderer(self.width, self.height, image_size)
         self.image_size = self.renderer.image_size
         self.object_names = ("background", "agent", *TYPES)
         types = SUPPORTED[minigrid_id]

@@ -30,12 +30,20 @@ import mujoco
 import numpy as np
 from gymnasium import spaces
 
-from sparseshift.envs.base import FactorEnv
-from sparseshift.envs.errors import ConfigError, check_image_size, choice_error
+from sparseshift.envs.base import FactorEnv, checked_init
+from sparseshift.envs.errors import (
+    ConfigError,
+    check_choice_arg,
+    check_episode_steps,
+    check_flag_arg,
+    check_image_size,
+    check_number_arg,
+    naming,
+)
 from sparseshift.envs.factors import Factor, FactorSpec, colour_factors
 from sparseshift.envs.trifinger import model as M
 from sparseshift.envs.trifinger.render import FrameRenderer, configure_model, get_preset
-from sparseshift.envs.trifinger.shift import RealShift, check_shift
+from sparseshift.envs.trifinger.shift import SHIFTS, RealShift, check_shift
 
 #: Cube centre factor range (m). The TriFinger dataset of Dittadi et al. 2021 uses +-0.11, which
 #: puts a cube corner 6.7 mm into the real TriFingerPro's boundary wall (0.194 m at the bottom);
@@ -61,6 +69,10 @@ ACTION_MODES: tuple[str, ...] = ("absolute", "delta")
 #: Largest target increment per step (rad) in ``delta`` mode: 2.5 rad/s at 25 Hz, a quarter of the
 #: robot's velocity limit.
 DELTA_SCALE = 0.1
+#: Largest ``shift_strength``: at 10 the lights tilt by up to 300 degrees and the sensor noise has
+#: a standard deviation of 50 grey levels, far past any imitation of a real camera; larger values
+#: only make the blur kernel (and the time per frame) grow without bound.
+MAX_SHIFT_STRENGTH = 10.0
 
 
 def build_factor_spec(
@@ -104,8 +116,9 @@ FACTOR_SPEC = build_factor_spec()
 class TriFingerEnv(FactorEnv[Any, np.ndarray]):
     """TriFingerPro with a cube. Subclasses define the goal, reward and success.
 
-    Keyword arguments (all validated, :class:`~sparseshift.envs.errors.ConfigError` naming the
-    valid choices):
+    Keyword arguments (all validated before anything is built: one
+    :class:`~sparseshift.envs.errors.ConfigError` line naming the kwarg and the valid choices;
+    unknown kwargs list the valid ones):
 
     * ``obs_mode``: ``pixels`` (uint8 HxWx3), ``state`` (float32 vector: actuated joint positions,
       their velocities, the fingertip positions of the fingers with actuated joints, cube position
@@ -117,7 +130,8 @@ class TriFingerEnv(FactorEnv[Any, np.ndarray]):
       proprio vector alone, without rendering (the agents' ``sensors`` baseline).
     * ``action_mode``: ``absolute`` or ``delta`` (see the module docstring); None (the default)
       takes the task's ``DEFAULT_ACTION_MODE`` (Reach ``delta``, Push ``absolute``).
-    * ``image_size``: positive multiple of 8 (64 default, 128 supported).
+    * ``image_size``: positive multiple of 8 up to
+      :data:`~sparseshift.envs.errors.MAX_IMAGE_SIZE` = 512 (64 default, 128 supported).
     * ``camera``: ``camera60`` (default), ``camera180``, ``camera300`` (the TriFinger platform
       cameras) or ``overview`` (an oblique view from further away).
     * ``render_preset``: ``fast`` (default; no shadows or multisampling) or ``pretty``.
@@ -125,8 +139,9 @@ class TriFingerEnv(FactorEnv[Any, np.ndarray]):
     * ``colour_scheme`` / ``colour_seed``: the scheme (``trifinger8`` or ``trifinger-cw``) and its
       split-assignment seed.
     * ``shift``: None or ``real`` (:mod:`sparseshift.envs.trifinger.shift`), scaled by
-    ``shift_strength``.
-    * ``max_episode_steps``: episode length (truncation) when constructed directly; None (the
+    ``shift_strength`` in [0, :data:`MAX_SHIFT_STRENGTH`].
+    * ``max_episode_steps``: episode length (truncation, at most
+      :data:`~sparseshift.envs.errors.MAX_EPISODE_STEPS`) when constructed directly; None (the
       default) means no limit of its own: ``gymnasium.make`` adds its ``TimeLimit`` with the task's
       ``DEFAULT_MAX_EPISODE_STEPS`` (override with ``gymnasium.make(id, max_episode_steps=n)``).
     * ``render_mode``: None or ``rgb_array`` (``render()`` returns the observation camera frame).
@@ -150,6 +165,7 @@ class TriFingerEnv(FactorEnv[Any, np.ndarray]):
     FACTOR_SPEC: ClassVar[FactorSpec] = FACTOR_SPEC
     object_names = M.OBJECT_NAMES
 
+    @checked_init
     def __init__(
         self,
         obs_mode: str = "pixels",
@@ -166,27 +182,22 @@ class TriFingerEnv(FactorEnv[Any, np.ndarray]):
         goal_markers: bool = False,
         action_mode: str | None = None,
     ) -> None:
+        # Every kwarg is checked before anything is built (the model, buffers and spaces).
         self.configure(obs_mode, render_mode, colours, colour_scheme, colour_seed,
                        [obj for _, obj in self.COLOUR_GROUPS])
+        action_mode = check_choice_arg("action_mode", action_mode, (None, *ACTION_MODES))
         self.action_mode = self.DEFAULT_ACTION_MODE if action_mode is None else action_mode
-        if self.action_mode not in ACTION_MODES:
-            raise choice_error("action_mode", self.action_mode, ACTION_MODES)
-        if camera not in M.CAMERAS:
-            raise choice_error("camera", camera, M.CAMERAS)
-        if max_episode_steps is not None and (
-            isinstance(max_episode_steps, bool)
-            or not isinstance(max_episode_steps, int)
-            or max_episode_steps <= 0
-        ):
-            raise ConfigError(
-                f"max_episode_steps must be a positive integer, got {max_episode_steps!r}"
-            )
-        self.image_size = check_image_size(image_size)
-        self.camera = camera
-        self.render_preset = get_preset(render_preset)
-        self.shift, self.shift_strength = check_shift(shift, shift_strength)
-        self.max_episode_steps = max_episode_steps
-        self.goal_markers = bool(goal_markers)
+        self.camera = check_choice_arg("camera", camera, M.CAMERAS)
+        self.max_episode_steps = (None if max_episode_steps is None
+                                  else check_episode_steps(max_episode_steps))
+        with naming("image_size"):
+            self.image_size = check_image_size(image_size)
+        with naming("render_preset"):
+            self.render_preset = get_preset(render_preset)
+        check_choice_arg("shift", shift, (*SHIFTS, "none"))
+        strength = check_number_arg("shift_strength", shift_strength, 0.0, MAX_SHIFT_STRENGTH)
+        self.shift, self.shift_strength = check_shift(shift, strength)
+        self.goal_markers = check_flag_arg("goal_markers", goal_markers)
         spec = self.factor_spec = self.FACTOR_SPEC
         self._act = np.array(self.ACTUATED_JOINTS, dtype=np.intp)
         nj = self._nj = len(self._act)
@@ -491,12 +502,12 @@ class TriFingerEnv(FactorEnv[Any, np.ndarray]):
         super().reset(seed=seed)
         rng = self.np_random
         given = self.reset_factors(options)
-        mujoco.mj_resetData(self.model, self.data)
         if given is None:
-            vec = self._sample_start(rng, self._nominal, np.ones(len(self.factor_spec), dtype=bool))
-        else:
+            vec, set_mask = self._nominal, np.zeros(len(self.factor_spec), dtype=bool)
+        else:  # checked before the simulation is touched: a refused reset changes nothing
             vec, set_mask = self.factor_spec.update(self._nominal, given)
-            vec = self._sample_start(rng, vec, ~set_mask)
+        mujoco.mj_resetData(self.model, self.data)
+        vec = self._sample_start(rng, vec, ~set_mask)
         self.goal = self._sample_goal(rng, vec)
         self._place_goal_markers()
         if self._real is not None:

@@ -184,20 +184,92 @@ def save_checkpoint(directory: Path, learner: Learner, optimizer: torch.optim.Op
     return path
 
 
+#: An export's ``run.json`` is its run's with this key added (the step the weights are from).
+EXPORTED_FROM = "exported_from_step"
+
+
+def _export_refusal(run_dir: Path, run: Mapping[str, Any], out: Path) -> str | None:
+    """Why export-rep may not write ``out``, or None. It writes only a new or empty folder (its
+    lock's own files aside) or one holding an earlier export of the same run (which it redoes,
+    leaving other files there alone) or what a killed export left (the weights-only checkpoint
+    alone: it is written first); never a training run, another run's export or anything else."""
+    from sparseshift.envs.io import JOURNAL_FILE, LOCK_FILE, MARKERS
+
+    if not out.exists():
+        return None
+    if not out.is_dir():
+        return f"--out {out} is a file; give a folder"
+    if out.resolve() == run_dir.resolve():
+        return f"--out {out} is the run itself; export-rep writes a new folder"
+    names = sorted(p.name for p in out.iterdir() if p.name not in (LOCK_FILE, JOURNAL_FILE))
+    if not names:
+        return None
+    rule = "export-rep writes only a new or empty folder, or one it exported this run to"
+    try:
+        theirs = read_run(out) if RUN_FILE in names else None
+        ckpt = read_checkpoint(out) if CHECKPOINT_FILE in names else None
+    except ConfigError:
+        theirs = ckpt = None
+    if (theirs is not None and EXPORTED_FROM not in theirs) or (
+            ckpt is not None and not ckpt.weights_only):
+        return f"--out {out} is a training run; {rule}"
+    if theirs is not None and ckpt is not None:
+        if _without_step(theirs) == _without_step(run):
+            return None  # an earlier export of this run: redone
+        return f"--out {out} holds the export of another run; {rule}"
+    if ckpt is not None and names == [CHECKPOINT_FILE]:
+        return None  # a killed export (the checkpoint is written first): redone
+    kinds = [f"{MARKERS[n]} ({n})" for n in names if n in MARKERS]
+    held = kinds[0] if kinds else ", ".join(names[:3]) + (" ..." if len(names) > 3 else "")
+    return f"--out {out} is not empty ({held}) and was not written by export-rep; {rule}"
+
+
+def _without_step(run: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in run.items() if k != EXPORTED_FROM}
+
+
 def export_weights(run_dir: Path, out_dir: Path) -> Path:
     """Copy a run as a frozen encoder: ``run.json`` and a checkpoint without the optimizer state
     (a third of the size; marked ``weights_only``, so it loads as an encoder and cannot be
-    resumed)."""
+    resumed).
+
+    ``out_dir`` must be new or empty, or hold an earlier export of the same run (which is
+    redone); a training run (the run itself included) or any other folder is refused
+    (:class:`ConfigError`), untouched. The checkpoint is written first and ``run.json`` last,
+    so ``run.json`` is never left without its checkpoint; if writing fails, a folder created
+    here is removed again."""
+    from sparseshift.envs.io import JOURNAL_FILE, LOCK_FILE, remove_own_file
+
     run = read_run(run_dir)
     ckpt = read_checkpoint(run_dir)
+    why = _export_refusal(run_dir, run, out_dir)
+    if why:
+        raise ConfigError(why)
+    created = not out_dir.exists()
     out = output_dir(out_dir, RUN_FILE)
-    with output_lock(out):
-        write_json(out / RUN_FILE, {**run, "exported_from_step": ckpt.step})
-        model = {f"model.{k}": v for k, v in ckpt.model.items()}
-        write_tensors(out / CHECKPOINT_FILE, model, {
-            "format": FORMAT, "format_version": str(FORMAT_VERSION), "learner": ckpt.learner,
-            "step": str(ckpt.step), "optim": json.dumps({"state": {}, "param_groups": []}),
-            "weights_only": "true"})
+    written: list[Path] = []
+    try:
+        with output_lock(out):
+            why = _export_refusal(run_dir, run, out)  # as it is now that it is locked
+            if why:
+                raise ConfigError(why)
+            model = {f"model.{k}": v for k, v in ckpt.model.items()}
+            written.append(out / CHECKPOINT_FILE)
+            write_tensors(out / CHECKPOINT_FILE, model, {
+                "format": FORMAT, "format_version": str(FORMAT_VERSION), "learner": ckpt.learner,
+                "step": str(ckpt.step), "optim": json.dumps({"state": {}, "param_groups": []}),
+                "weights_only": "true"})
+            written.append(out / RUN_FILE)
+            write_json(out / RUN_FILE, {**run, EXPORTED_FROM: ckpt.step})
+    except BaseException:
+        if created:  # nothing behind: what this export wrote, then the folder it made
+            for path in (*written, out / JOURNAL_FILE, out / LOCK_FILE):
+                remove_own_file(path)
+            try:
+                out.rmdir()
+            except OSError:
+                pass
+        raise
     return out
 
 

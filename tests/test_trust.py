@@ -479,15 +479,21 @@ def test_corrupt_study_marker_is_one_line(tmp_path: Path) -> None:
 
 def test_stale_temp_files_are_cleaned_and_a_second_writer_refused(world: dict[str, Path],
                                                                   tmp_path: Path) -> None:
-    from sparseshift.envs.io import LOCK_FILE
+    from sparseshift.envs.io import LOCK_FILE, Journal, temp_name
 
     out = tmp_path / "run"
     out.mkdir()
-    stale = out / ".checkpoint.safetensors.x1y2.tmp"
+    # a killed writer's temp file, recorded in its journal: removed by the next run; a user's
+    # file of a similar name is not ours and stays
+    stale = temp_name(out / "checkpoint.safetensors")
+    Journal(out).record_temp(stale)
     stale.write_bytes(b"half")
+    users = out / ".checkpoint.safetensors.x1y2.tmp"
+    users.write_bytes(b"mine")
     cfg = TrainConfig(learner="ada_gvae", steps=2, batch=8, progress=False, tensorboard=False)
     train(cfg, world["data"], out)
     assert not stale.exists()
+    assert users.read_bytes() == b"mine"
     fd = os.open(out / LOCK_FILE, os.O_RDWR)
     fcntl.flock(fd, fcntl.LOCK_EX)
     try:

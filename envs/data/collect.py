@@ -6,6 +6,11 @@ the resolved configuration; a run killed at any moment (even ``kill -9``) resume
 that exist, and a different configuration at the same output is refused. When every part exists
 they are assembled into ``OUT`` (temp file + rename) and only then is ``OUT.parts/`` removed.
 
+A collection removes only files it made, named exactly: the parts, manifest and buffers of its
+run, and the temporary files of the processes it recorded in its lock's journal (a killed run's
+are removed by the next run). ``OUT.parts`` may not be a symbolic link, and files of anyone else
+in it (or next to ``OUT``) are left alone.
+
 This module orchestrates a run. The collecting process makes parts with
 :class:`~sparseshift.envs.data.parts.PartMaker`, helped by the processes of
 :mod:`sparseshift.envs.data.workers` and optionally by the writer process of
@@ -17,9 +22,8 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -28,7 +32,7 @@ from typing import Any
 import h5py
 
 from sparseshift.envs.data.config import CollectConfig, Resolved, resolve
-from sparseshift.envs.data.layout import dumps
+from sparseshift.envs.data.layout import FRAME_ARRAYS, dumps
 from sparseshift.envs.data.parts import InOrder, PartMaker
 from sparseshift.envs.data.policies import policy_device
 from sparseshift.envs.data.store import (
@@ -36,13 +40,20 @@ from sparseshift.envs.data.store import (
     assemble,
     part_ok,
     part_path,
-    remove_tree,
     write_json,
 )
 from sparseshift.envs.data.workers import Helpers
-from sparseshift.envs.data.writer import SLOTS, Writer
+from sparseshift.envs.data.writer import SLOTS, Writer, slot_path
 from sparseshift.envs.errors import ConfigError
-from sparseshift.envs.io import output_lock
+from sparseshift.envs.io import (
+    JOURNAL_FILE,
+    LOCK_FILE,
+    Journal,
+    check_writable,
+    disk_full,
+    output_lock,
+    remove_own_file,
+)
 
 __all__ = [
     "SLOTS",
@@ -74,6 +85,84 @@ class CollectResult:
 def parts_dir(out: Path) -> Path:
     """The folder holding the finished parts (and manifest) of an unfinished ``out``."""
     return out.with_name(out.name + ".parts")
+
+
+def check_staging(out: Path) -> Path:
+    """The staging folder of ``out`` (:func:`parts_dir`), refused (one-line ConfigError) when it
+    is a symbolic link or a file: collect writes and removes files there."""
+    directory = parts_dir(out)
+    if directory.is_symlink():
+        raise ConfigError(f"{directory} is a symbolic link; collect stages its parts in a folder "
+                          "of its own there: remove the link or choose another --out")
+    if directory.exists() and not directory.is_dir():
+        raise ConfigError(f"{directory} is a file, not a staging folder of collect: remove it "
+                          "or choose another --out")
+    return directory
+
+
+def pid_temp(path: Path, pid: int) -> Path:
+    """The temporary name process ``pid`` writes ``path`` under
+    (:func:`sparseshift.envs.data.store.tmp_name` in that process)."""
+    return path.with_name(f".{path.name}.tmp{pid}")
+
+
+def _recorded_pids(journal: Journal) -> set[int]:
+    return {e["pid"] for e in journal.entries()
+            if type(e.get("pid")) is int and 0 < e["pid"] < 1 << 22}
+
+
+def _remove_pid_temps(directory: Path, out: Path, run: Resolved, pids: Iterable[int]) -> None:
+    """Remove the temporary files the processes ``pids`` (recorded in the lock's journal) may
+    have left: their temp names of this run's parts and of ``out``, exactly."""
+    for pid in pids:
+        remove_own_file(pid_temp(out, pid))
+        for i in range(run.n_parts):
+            remove_own_file(pid_temp(part_path(directory, i), pid))
+
+
+def _remove_staging(directory: Path, run: Resolved) -> None:
+    """Remove the files a collection of ``run`` keeps in its staging folder (exact names,
+    regular files only; unlinking in parallel threads: each unlink of a freshly synced file
+    waits ~4 ms on the filesystem journal, and concurrent ones share that wait), then the
+    folder if nothing else is left in it."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    names = [part_path(directory, i) for i in range(run.n_parts)]
+    names += [slot_path(directory, k, n) for k in range(SLOTS) for n in run.arrays
+              if n in FRAME_ARRAYS]
+    names += [directory / "manifest.json", directory / JOURNAL_FILE, directory / LOCK_FILE]
+    with ThreadPoolExecutor(min(16, len(names))) as pool:
+        for _ in pool.map(remove_own_file, names):
+            pass
+    try:
+        directory.rmdir()
+    except OSError:
+        pass  # someone else's files are in it: theirs to remove
+
+
+def _finish_staging(directory: Path, out: Path, run: Resolved) -> None:
+    """Remove the staging folder a finished collection left (killed after the rename)."""
+    if not directory.is_dir():
+        return
+    try:
+        with output_lock(directory) as journal:
+            _remove_pid_temps(directory, out, run, _recorded_pids(journal))
+    except ConfigError:
+        return  # another collection of ``out`` holds it
+    _remove_staging(directory, run)
+
+
+def _make_folder(folder: Path) -> None:
+    """Create ``folder`` (and its parents) and check that it can be written (one-line
+    ConfigError, before any work)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise ConfigError(f"cannot create {folder}: a file is in the way") from None
+    except OSError as exc:
+        what = "the disk is full" if disk_full(exc) else exc.strerror or str(exc)
+        raise ConfigError(f"cannot create {folder} ({what}); use another --out") from None
+    check_writable(folder)
 
 
 def _differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
@@ -119,7 +208,7 @@ def _use_writer(writer: str, run: Resolved, todo: list[int], workers: int) -> bo
 
 
 def _produce(run: Resolved, directory: Path, out: Path, todo: list[int], workers: int,
-             advance: Callable[[int], None], writer: str) -> str:
+             advance: Callable[[int], None], writer: str, journal: Journal) -> str:
     """Build the parts ``todo`` and assemble ``out``; return its fingerprint.
 
     This process works too, helped by ``workers - 1`` processes (so work starts at once while
@@ -128,10 +217,16 @@ def _produce(run: Resolved, directory: Path, out: Path, todo: list[int], workers
     builds the final file; otherwise this process writes its parts and builds the final file.
     Either way finished parts are added to the final file (in order) while others are still
     being made, so little is left to do at the end.
+
+    The process id of every process started is recorded in ``journal`` as soon as it starts
+    (it imports for a second or more before it writes anything), so that the temporary files
+    it may leave are known exactly.
     """
     cfg = run.config
     count = min(workers, len(todo)) - 1
     sink = Writer(run, directory, out) if _use_writer(writer, run, todo, workers) else None
+    if sink is not None and sink.proc.pid is not None:
+        journal.record({"pid": sink.proc.pid})
     order: InOrder | None = None
     finished: Callable[[int], None]
     if sink is not None:
@@ -145,6 +240,9 @@ def _produce(run: Resolved, directory: Path, out: Path, todo: list[int], workers
             finished(i)
         if count > 0:
             helpers = Helpers(run, directory, todo, count, advance, finished)
+            for proc in helpers.procs:
+                if proc.pid is not None:
+                    journal.record({"pid": proc.pid})
 
         def progress(k: int) -> None:
             advance(k)
@@ -230,38 +328,53 @@ def collect(
         raise ConfigError(f"writer must be one of {', '.join(WRITERS)}, got {writer!r}")
     run = replace(resolve(cfg), device=torch_device)
     manifest = json.loads(dumps(run.to_json()))
-    directory = parts_dir(out)
+    directory = check_staging(out)
     if out.exists():
         existing, digest = existing_config(out)
         _check_same(manifest, existing, str(out))
-        shutil.rmtree(directory, ignore_errors=True)  # left over if killed after the rename
+        _finish_staging(directory, out, run)  # left over if killed after the rename
         return CollectResult(out, "complete", cfg.n, digest)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    directory.mkdir(exist_ok=True)
-    with output_lock(directory):
-        mpath = directory / "manifest.json"
-        if mpath.exists():
-            _check_same(manifest, json.loads(mpath.read_text()), str(directory))
-        else:
-            write_json(mpath, manifest)
-        def rows(i: int) -> int:
-            return run.part_range(i)[1] - run.part_range(i)[0]
-
-        todo = [i for i in range(run.n_parts)
-                if not part_ok(part_path(directory, i), run.arrays, rows(i))]
-        done_rows = cfg.n - sum(rows(i) for i in todo)
-        from tqdm import tqdm
-
-        for stale in out.parent.glob(f".{out.name}.tmp*"):  # a killed assembly's temp file
-            stale.unlink()
-        parts = [part_path(directory, i) for i in range(run.n_parts)]
-        with tqdm(total=cfg.n, initial=done_rows, unit=" frames" if cfg.kind == "video" else
-                  " pairs", desc=f"collect {out.name}", file=sys.stderr, disable=not progress,
-                  smoothing=0.1) as bar:
-            if todo:
-                digest = _produce(run, directory, out, todo, workers, bar.update, writer)
-            else:
-                digest = assemble(out, parts, cfg.kind, cfg.n, cfg.part_rows, _attrs(run),
-                                  run.arrays)
-    remove_tree(directory)
+    _make_folder(out.parent)
+    try:
+        directory.mkdir(exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create {directory} ({exc.strerror or exc}); use another "
+                          "--out") from None
+    with output_lock(directory) as journal:
+        # The temporary files a killed run's processes left: exactly their names, nothing else.
+        _remove_pid_temps(directory, out, run, _recorded_pids(journal))
+        journal.record({"pid": os.getpid()})
+        try:
+            digest = _collect(run, manifest, directory, out, workers, progress, writer, journal)
+        finally:  # what a failed process left (they have all ended by now)
+            _remove_pid_temps(directory, out, run, _recorded_pids(journal))
+    _remove_staging(directory, run)
     return CollectResult(out, "written", cfg.n, digest)
+
+
+def _collect(run: Resolved, manifest: dict[str, Any], directory: Path, out: Path, workers: int,
+             progress: bool, writer: str, journal: Journal) -> str:
+    """Make the missing parts of ``run`` in ``directory`` and assemble ``out`` (the lock on
+    ``directory`` is held); return the fingerprint."""
+    cfg = run.config
+    mpath = directory / "manifest.json"
+    if mpath.exists():
+        _check_same(manifest, json.loads(mpath.read_text()), str(directory))
+    else:
+        write_json(mpath, manifest)
+
+    def rows(i: int) -> int:
+        return run.part_range(i)[1] - run.part_range(i)[0]
+
+    todo = [i for i in range(run.n_parts)
+            if not part_ok(part_path(directory, i), run.arrays, rows(i))]
+    done_rows = cfg.n - sum(rows(i) for i in todo)
+    from tqdm import tqdm
+
+    parts = [part_path(directory, i) for i in range(run.n_parts)]
+    with tqdm(total=cfg.n, initial=done_rows, unit=" frames" if cfg.kind == "video" else
+              " pairs", desc=f"collect {out.name}", file=sys.stderr, disable=not progress,
+              smoothing=0.1) as bar:
+        if todo:
+            return _produce(run, directory, out, todo, workers, bar.update, writer, journal)
+        return assemble(out, parts, cfg.kind, cfg.n, cfg.part_rows, _attrs(run), run.arrays)

@@ -11,7 +11,19 @@ import numpy as np
 from sparseshift.envs.data.config import Resolved, make_env
 from sparseshift.envs.data.generate import Progress, pairs_part, video_part
 from sparseshift.envs.data.policies import policy_factory
-from sparseshift.envs.data.store import Assembler, part_path, write_part
+from sparseshift.envs.data.store import Assembler, part_path, tmp_name, write_part
+
+
+def write_part_or_nothing(path: Path, arrays: dict[str, np.ndarray], part_rows: int) -> None:
+    """:func:`~sparseshift.envs.data.store.write_part`, leaving nothing behind when it fails
+    (a full disk included): its temporary file (this process's, named exactly) is removed."""
+    try:
+        write_part(path, arrays, part_rows)
+    except BaseException:
+        tmp = tmp_name(path)
+        if not tmp.is_symlink():
+            tmp.unlink(missing_ok=True)
+        raise
 
 
 class PartMaker:
@@ -41,9 +53,9 @@ class PartMaker:
         return pairs_part(self.run, self.env, index, progress, buffers)
 
     def write(self, directory: Path, index: int, progress: Progress) -> None:
-        """Generate part ``index`` and write it atomically."""
+        """Generate part ``index`` and write it atomically (nothing is left if that fails)."""
         arrays = self.make(index, progress)
-        write_part(part_path(directory, index), arrays, self.run.config.part_rows)
+        write_part_or_nothing(part_path(directory, index), arrays, self.run.config.part_rows)
 
     def close(self) -> None:
         """Close the env."""

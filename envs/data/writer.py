@@ -24,14 +24,19 @@ from sparseshift.envs.data.messages import (
     WriterCommand,
     WriterReport,
 )
-from sparseshift.envs.data.parts import InOrder
+from sparseshift.envs.data.parts import InOrder, write_part_or_nothing
 from sparseshift.envs.data.procs import exit_if_orphaned, exit_reported, spawn_context
-from sparseshift.envs.data.store import Assembler, part_path, write_part
+from sparseshift.envs.data.store import Assembler, part_path
 from sparseshift.envs.errors import ConfigError
 
 #: Part buffers shared with the writer process: the collecting process renders a part into a
 #: free one while the writer compresses and writes the earlier ones.
 SLOTS = 3
+
+
+def slot_path(directory: Path, slot: int, name: str) -> Path:
+    """The file backing array ``name`` of part buffer ``slot`` in the parts folder."""
+    return directory / f"slot{slot}-{name}.buf"
 
 
 def writer_main(manifest: dict[str, Any], directory: str, out: str,
@@ -58,7 +63,7 @@ def writer_main(manifest: dict[str, Any], directory: str, out: str,
                     start, stop = run.part_range(msg.index)
                     arrays = {name: bufs[msg.slot][name][: stop - start] if name in FRAME_ARRAYS
                               else msg.arrays[name] for name in run.arrays}
-                    write_part(part_path(Path(directory), msg.index), arrays, rows)
+                    write_part_or_nothing(part_path(Path(directory), msg.index), arrays, rows)
                     free.put(SlotFree(msg.slot))
                     order.done(msg.index)
                 elif isinstance(msg, PartWritten):
@@ -80,7 +85,11 @@ def shared_buffer(path: Path, shape: tuple[int, ...]) -> np.ndarray:
     """A uint8 array backed by ``path``, its blocks allocated on disk first: a full disk is a
     one-line ConfigError here, not a SIGBUS when a page of the mapping is first written."""
     nbytes = int(np.prod(shape))
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:  # never through a link planted in the parts folder
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    except OSError as exc:
+        raise ConfigError(f"cannot create {path} ({exc.strerror}); use another "
+                          "--out") from None
     try:
         os.posix_fallocate(fd, 0, nbytes)
     except OSError as exc:
@@ -109,7 +118,7 @@ class Writer:
         cfg = run.config
         s = int(cfg.image_size)
         names = [n for n in run.arrays if n in FRAME_ARRAYS]
-        paths = [{n: str(directory / f"slot{k}-{n}.buf") for n in names} for k in range(SLOTS)]
+        paths = [{n: str(slot_path(directory, k, n)) for n in names} for k in range(SLOTS)]
         shape = (cfg.part_rows, s, s, 3)
         self.slots: list[dict[str, np.ndarray]] = [
             {n: shared_buffer(Path(p), shape) for n, p in slot.items()} for slot in paths]

@@ -17,7 +17,8 @@ def add_parser(sub: Any) -> None:
             "Copy run.json and the weights of a train-rep run to --out, without the Adam state "
             "(about a third of the checkpoint). The export loads wherever a run directory does "
             "(train-agent --encoder, eval-rep) and keeps the same fingerprint; it cannot be "
-            "resumed."
+            "resumed. --out must be a new or empty folder, or one this run was exported to "
+            "before (the export is redone); a training run or any other folder is refused."
         ),
     )
     p.add_argument("run_dir", metavar="RUN", help="run directory from 'sparseshift train-rep'")
@@ -31,6 +32,7 @@ def run(args: argparse.Namespace) -> int:
     from sparseshift.experiments.written import print_written
     from sparseshift.representations.checkpoint import (
         CHECKPOINT_FILE,
+        RUN_FILE,
         encoder_fingerprint,
         export_weights,
     )
@@ -39,5 +41,5 @@ def run(args: argparse.Namespace) -> int:
     size = (path / CHECKPOINT_FILE).stat().st_size / 1e6
     print(f"exported {args.run_dir} to {path} ({size:.1f} MB, fingerprint "
           f"{encoder_fingerprint(path)[:16]})")
-    print_written(sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith(".")))
+    print_written([path / RUN_FILE, path / CHECKPOINT_FILE])
     return 0

@@ -432,7 +432,8 @@ def open_encoder(spec: str | os.PathLike[str], plugins: Plugins = Plugins(),
     else:
         installed = ", ".join(ep.name for ep in entry_points(ENCODER_GROUP))
         raise ConfigError(
-            f"encoder {text!r} is not a run folder (no {RUN_FILE}), an exported encoder folder "
+            f"encoder {text!r} is not a representation run directory (no {RUN_FILE}), an exported "
+            f"encoder folder "
             f"(no {ENCODER_FILE}), package.module:factory or an installed encoder entry point"
             + (f" ({installed})" if installed else ""))
     learner.to(resolve_device(device))

@@ -17,13 +17,13 @@ from typing import Any
 import pytest
 
 from sparseshift.envs.config import Config
-from sparseshift.experiments.study.graph import ProgressPrinter, Task, run_local
 from sparseshift.envs.heartbeat import (
     HEARTBEAT_FILE,
     Heartbeat,
     find_heartbeat,
     read_heartbeat,
 )
+from sparseshift.experiments.study.graph import ProgressPrinter, Task, run_local
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pytest
@@ -81,7 +81,8 @@ def test_module_encoder_converts_frames_to_the_declared_input() -> None:
 
 def test_imagenet_range_and_declared_latent_size_checked() -> None:
     class Mean(nn.Module):
-        encoder_spec = {"value_range": "imagenet", "latent_dim": 3, "image_size": 8}
+        encoder_spec: ClassVar[dict[str, Any]] = {"value_range": "imagenet", "latent_dim": 3,
+                                                  "image_size": 8}
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             return x.mean(dim=(2, 3))
@@ -92,7 +93,7 @@ def test_imagenet_range_and_declared_latent_size_checked() -> None:
     assert torch.allclose(enc.encode(white)[0], want, atol=1e-5)
 
     class Wrong(nn.Module):
-        encoder_spec = {"latent_dim": 4, "image_size": 8}
+        encoder_spec: ClassVar[dict[str, Any]] = {"latent_dim": 4, "image_size": 8}
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             return x.mean(dim=(2, 3))

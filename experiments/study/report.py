@@ -312,11 +312,15 @@ def ood_gaps(table: Sequence[dict[str, Any]]) -> str:
     lines = ["| env | encoder | in return | ood1 - in | ood2 - in |", "|---|---|---|---|---|"]
     for env in dict.fromkeys(r["env_id"] for r in table):
         for enc in dict.fromkeys(r["encoder"] for r in table if r["env_id"] == env):
-            by = {s: float(np.mean([r["return"] for r in table if r["env_id"] == env
-                                    and r["encoder"] == enc and r["shift"] == s]))
-                  for s in ("in", "ood1", "ood2")}
-            lines.append(f"| {env} | {enc} | {by['in']:.2f} | {by['ood1'] - by['in']:+.2f} | "
-                         f"{by['ood2'] - by['in']:+.2f} |")
+            vals = {s: [r["return"] for r in table if r["env_id"] == env
+                        and r["encoder"] == enc and r["shift"] == s]
+                    for s in ("in", "ood1", "ood2")}
+            if not vals["in"]:
+                continue
+            base = float(np.mean(vals["in"]))
+            gaps = [f"{float(np.mean(vals[s])) - base:+.2f}" if vals[s] else "n/a"
+                    for s in ("ood1", "ood2")]
+            lines.append(f"| {env} | {enc} | {base:.2f} | {gaps[0]} | {gaps[1]} |")
     return "\n".join(lines)
 
 

@@ -46,6 +46,7 @@ from stable_baselines3.common.logger import configure
 from torch import nn
 
 from sparseshift.agents.config import (
+    BASELINES,
     RUNTIME_FIELDS,
     SEED_RANGE,
     TRAIN_EVAL_SEED_BASE,
@@ -63,7 +64,13 @@ from sparseshift.agents.stats import bootstrap_ci
 from sparseshift.envs.data.config import check_env_kwargs
 from sparseshift.envs.errors import ConfigError
 from sparseshift.envs.heartbeat import HEARTBEAT_FILE
-from sparseshift.envs.io import output_dir, output_lock, package_versions, write_json_atomic
+from sparseshift.envs.io import (
+    output_dir,
+    output_lock,
+    package_versions,
+    read_json,
+    write_json_atomic,
+)
 from sparseshift.representations.base import Learner
 from sparseshift.representations.external import Plugins
 from sparseshift.representations.runtime import resolve_device, torch_run
@@ -87,6 +94,15 @@ def episode_seeds(base: int, seed: int, n: int) -> list[int]:
     """``n`` distinct episode seeds in ``[base, base + SEED_RANGE)`` drawn from ``seed``."""
     rng = np.random.default_rng(seed)
     return [base + int(v) for v in rng.choice(SEED_RANGE, size=n, replace=False)]
+
+
+def encoder_label(config: AgentConfig) -> str:
+    """A short name of the agent's encoder for progress bars: the baseline's name, else the last
+    part of its folder or ``module:factory`` spec."""
+    if config.encoder in BASELINES:
+        return config.encoder
+    text = config.encoder.rstrip("/")
+    return text.rsplit("/", 1)[-1] or text
 
 
 def portable(desc: dict[str, Any], out: Path) -> dict[str, Any]:
@@ -299,21 +315,33 @@ def _check_existing(out: Path, ident: dict[str, Any]) -> bool:
     path = out / AGENT_FILE
     if not path.is_file():
         return False
-    try:
-        previous = json.loads(path.read_text()).get("identity")
-    except (json.JSONDecodeError, AttributeError):
-        raise ConfigError(f"{path} is not a readable agent file") from None
+    previous = read_json(path, "agent file").get("identity")  # through the gate: one line
     if previous != ident:
-        prev_cfg = (previous or {}).get("config", {})
+        prev = previous if isinstance(previous, dict) else {}
+        prev_cfg = prev.get("config") if isinstance(prev.get("config"), dict) else {}
         diff = sorted(k for k in ident["config"] if prev_cfg.get(k) != ident["config"][k])
         for k in ("hyperparams", "encoder_fingerprint"):
-            if (previous or {}).get(k) != ident[k] and k not in diff:
+            if prev.get(k) != ident[k] and k not in diff:
                 diff.append(k)
         raise ConfigError(
             f"{out} holds an agent with a different config (differs in: "
             f"{', '.join(diff) or 'format'}); use a new --out directory or the same config"
         )
-    return (out / DONE_FILE).is_file()
+    if not (out / DONE_FILE).is_file():
+        return False
+    try:  # what the command reports from it, checked here: one line, never a traceback
+        read_json(out / DONE_FILE, "training record", schema=DONE_SCHEMA)
+    except ConfigError as exc:
+        raise ConfigError(f"{exc}; train into a new --out") from None
+    return True
+
+
+_MEAN = {"mean": float}
+#: What ``DONE.json`` of a finished agent holds (what train-agent reports from it).
+DONE_SCHEMA: dict[str, Any] = {"result": {
+    "steps": int, "seconds": float, "steps_per_second": float,
+    "final_eval?": (None, {"step": int, "return": _MEAN, "success": _MEAN}),
+}}
 
 
 def train_agent(config: AgentConfig, out_dir: str | os.PathLike[str], progress: bool = False, *,
@@ -400,7 +428,8 @@ def _train_agent(config: AgentConfig, out: Path, progress: bool = False,
             total = planned_steps(config, hp)[0]
             header = (f"training {config.algo} on {config.env_id} with encoder {config.encoder}:"
                       f" {steps_note(config, hp)}")
-            bar = ProgressBar(total, evaluator, f"{config.algo} {config.encoder_kind}", header)
+            bar = ProgressBar(total, evaluator, f"{config.algo} on {encoder_label(config)}",
+                              header)
             callbacks.append(bar)
         t0 = time.perf_counter()
         try:

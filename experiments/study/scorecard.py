@@ -277,16 +277,22 @@ def markdown(cfg: ScorecardConfig, summary: dict[str, Any], header: dict[str, An
              "", "## Success per shift", "",
              "IQM over agent seeds with its stratified-bootstrap 95% interval over runs, "
              "(range: min-max over seeds); under a shift, the exact McNemar p of shift vs IN on "
-             "the episode pairs pooled over seeds. scorecard.json also holds each row's pooled "
-             "Clopper-Pearson interval over all episodes.", "",
+             "the episode pairs pooled over seeds. A row with one run gives that run's exact "
+             "(Clopper-Pearson) interval over its episodes instead; scorecard.json holds every "
+             "row's pooled episode interval.", "",
              "| encoder | seeds | " + " | ".join(SHIFTS) + " |",
              "|---|---|" + "---|" * len(SHIFTS)]
     for label, r in agents.items():
         cells = []
         for s in SHIFTS:
             e = r["shifts"][s]
-            cell = (f"{_pct(e['iqm'])} [{_pct(e['iqm_ci'][0])}, {_pct(e['iqm_ci'][1])}] "
-                    f"(range {_pct(e['min'])}-{_pct(e['max'])})")
+            if r["seeds"] > 1:
+                cell = (f"{_pct(e['iqm'])} [{_pct(e['iqm_ci'][0])}, {_pct(e['iqm_ci'][1])}] "
+                        f"(range {_pct(e['min'])}-{_pct(e['max'])})")
+            else:  # one run: no interval over runs; its exact interval over episodes
+                pooled = e["pooled"]
+                cell = (f"{_pct(pooled['mean'])} (1 run; episodes [{_pct(pooled['ci_low'])}, "
+                        f"{_pct(pooled['ci_high'])}])")
             if "vs_in" in e:
                 cell += f"; vs IN {format_p(e['vs_in']['p_value'])}"
             cells.append(cell)
@@ -316,7 +322,10 @@ def markdown(cfg: ScorecardConfig, summary: dict[str, Any], header: dict[str, An
                     for s in SHIFTS]
             allf = _num((p["summary"].get("proxy_mlp_in") or [None] * (i + 1))[i])
             lines.append(f"| {label} | {i} | {cube} | " + " | ".join(task) + f" | {allf} |")
-    lines += ["", f"Versions: {header['versions']}. Wall time: {header['seconds']:.0f} s.",
+    lines += ["", f"Versions: {header['versions']}.",
+              f"Wall time of this invocation: {header['seconds']:.0f} s (work finished by an "
+              f"earlier invocation or another scorecard sharing the cache is reused); the stages "
+              f"took {header.get('stage_seconds', 0.0):.0f} s in all, one core each.",
               "Figure: scorecard.png. Data: scorecard.json."]
     return "\n".join(lines) + "\n"
 
@@ -369,9 +378,8 @@ def figure(cfg: ScorecardConfig, summary: dict[str, Any], path: Path) -> Path:
             ax.scatter([xs[j]] * len(runs), [100 * v for v in runs], s=12, color=c, zorder=3)
     ax.set_xticks(np.arange(len(SHIFTS)))
     ax.set_xticklabels([f"{s}" for s in SHIFTS])
-    ax.set_xlabel("evaluation shift (IN: training colours; OOD1: colours new to the policy; OOD2: "
-                  "new to policy and encoder; "
-                  "real: rendering shift)")
+    ax.set_xlabel("evaluation shift\n(in: training colours; ood1: cube colours new to the policy; "
+                  "ood2: new to policy and encoder; real: rendering shift)", fontsize=9)
     ax.set_ylabel("success rate (%)")
     ax.set_ylim(0, 105)
     ax.set_title(f"scorecard: {cfg.name} on object reaching (IQM over agent seeds, 95% "
@@ -425,7 +433,9 @@ def run_scorecard(cfg: ScorecardConfig, out_dir: str | Path, plugins: Sequence[s
                   "encoder": {"spec": cfg.encoder, "label": cfg.name,
                               "fingerprint": fingerprint, "description": enc.description},
                   "protocol": cfg.protocol(), "versions": package_versions(),
-                  "seconds": round(time.perf_counter() - t0, 1), "fingerprint": fingerprint}
+                  "seconds": round(time.perf_counter() - t0, 1), "fingerprint": fingerprint,
+                  "stage_seconds": round(sum(float(results[t.key].get("seconds", 0.0))
+                                             for t in targets), 1)}
         data = {**header, **summary}
         write_json_atomic(out / "scorecard.json", data)
         atomic_write_text(out / "scorecard.md", markdown(cfg, summary, header))

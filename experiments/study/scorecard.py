@@ -407,7 +407,7 @@ def run_scorecard(cfg: ScorecardConfig, out_dir: str | Path, plugins: Sequence[s
         package_versions,
         write_json_atomic,
     )
-    from sparseshift.experiments.study.graph import ProgressPrinter, run_local
+    from sparseshift.experiments.study.graph import ProgressPrinter, run_local, topo_order
     from sparseshift.representations.external import Plugins
 
     allowed = Plugins.of(*plugins)
@@ -435,7 +435,7 @@ def run_scorecard(cfg: ScorecardConfig, out_dir: str | Path, plugins: Sequence[s
                   "protocol": cfg.protocol(), "versions": package_versions(),
                   "seconds": round(time.perf_counter() - t0, 1), "fingerprint": fingerprint,
                   "stage_seconds": round(sum(float(results[t.key].get("seconds", 0.0))
-                                             for t in targets), 1)}
+                                             for t in topo_order(targets)), 1)}
         data = {**header, **summary}
         write_json_atomic(out / "scorecard.json", data)
         atomic_write_text(out / "scorecard.md", markdown(cfg, summary, header))

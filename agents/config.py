@@ -14,7 +14,9 @@ Seed ranges (evaluation seeds are disjoint from training seeds): training env ``
 
 from __future__ import annotations
 
+import itertools
 import json
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -30,7 +32,7 @@ from sparseshift.envs.config import (
     parse_assignments,
     parse_text,
 )
-from sparseshift.envs.errors import ConfigError, check_image_size, choice_error
+from sparseshift.envs.errors import ConfigError, check_image_size, choice_error, safe_repr
 from sparseshift.envs.registry import entry
 
 ALGOS: tuple[str, ...] = ("ppo", "sac")
@@ -121,6 +123,34 @@ _FLOAT_BOUNDS: Mapping[str, tuple[float, float, bool]] = MappingProxyType({
 })
 
 
+#: Most hidden layers of a policy or value MLP (``net_arch``), each at most
+#: :data:`NET_ARCH_MAX_WIDTH` units, and most weights between them all together (2**26: 256 MiB
+#: of float32 per network, e.g. two layers of 8192). The whole policy, with its input and output
+#: layers, is checked against the spaces it is built for (:data:`~sparseshift.agents.policy_io.
+#: MAX_POLICY_PARAMETERS`) before it is built.
+NET_ARCH_MAX_LAYERS = 16
+NET_ARCH_MAX_WIDTH = 65536
+NET_ARCH_MAX_PARAMS = 2**26
+
+
+def check_net_arch(name: str, value: Any) -> tuple[int, ...]:
+    """Layer widths: a non-empty list of at most :data:`NET_ARCH_MAX_LAYERS` integers in
+    ``[1, NET_ARCH_MAX_WIDTH]`` whose hidden-to-hidden weights number at most
+    :data:`NET_ARCH_MAX_PARAMS` (checked before anything is allocated)."""
+    if isinstance(value, str) or not isinstance(value, Sequence) or not value:
+        raise ConfigError(f"{name} must be a list of layer widths, got {safe_repr(value)}")
+    if len(value) > NET_ARCH_MAX_LAYERS:
+        raise ConfigError(f"{name} must have at most {NET_ARCH_MAX_LAYERS} layers, got "
+                          f"{len(value)}")
+    widths = tuple(check_int(name, v, 1, NET_ARCH_MAX_WIDTH) for v in value)
+    total = sum(a * b for a, b in itertools.pairwise(widths))
+    if total > NET_ARCH_MAX_PARAMS:
+        raise ConfigError(f"{name} {list(widths)} has {total:,} weights between its layers "
+                          f"(about {total * 4 / 2**30:.1f} GiB per network); at most "
+                          f"{NET_ARCH_MAX_PARAMS:,}")
+    return widths
+
+
 def check_hyperparam(key: str, value: Any) -> Any:
     """``value`` checked against the type and bounds of hyperparameter ``key``."""
     name = f"hyperparameter {key}"
@@ -134,9 +164,7 @@ def check_hyperparam(key: str, value: Any) -> Any:
             return value
         return check_number(name, value, 0.0, 100.0)
     if key == "net_arch":
-        if isinstance(value, str) or not isinstance(value, Sequence) or not value:
-            raise ConfigError(f"{name} must be a list of layer widths, got {value!r}")
-        return tuple(check_int(name, v, 1, 65536) for v in value)
+        return check_net_arch(name, value)
     if key == "deepsets_pooling":
         return check_choice(name, value, ("mean", "sum", "max"))
     return value
@@ -164,10 +192,25 @@ def parse_env_kwargs(items: Sequence[str], flag: str = "--env-kwarg") -> dict[st
 def _json_mapping(value: Mapping[str, Any], what: str) -> dict[str, Any]:
     for k, v in value.items():
         try:
-            json.dumps(v)
-        except TypeError:
-            raise ConfigError(f"{what}[{k!r}] is not JSON-serialisable: {v!r}") from None
+            json.dumps(v, allow_nan=False)
+        except (TypeError, ValueError, RecursionError):
+            raise ConfigError(f"{what}[{safe_repr(k)}] is not a finite JSON value: "
+                              f"{safe_repr(v)}") from None
     return dict(sorted(value.items()))
+
+
+def check_path_text(name: str, value: str | None) -> None:
+    """Refuse text that no file system takes as a path (a NUL byte, a name over 255 bytes, over
+    4096 bytes in all), so that looking it up is a one-line error, not an OSError."""
+    if value is None:
+        return
+    try:
+        raw = os.fsencode(value)
+    except UnicodeEncodeError:
+        raw = b"\0"
+    if b"\0" in raw or len(raw) > 4096 or any(len(part) > 255 for part in raw.split(b"/")):
+        raise ConfigError(f"{name} {safe_repr(value)} is not a path or name any file system "
+                          "takes (a NUL byte, or a name over 255 bytes)")
 
 
 #: AgentConfig fields that do not change what an agent learns (not part of its identity): where
@@ -225,6 +268,8 @@ class AgentConfig(Config):
             )
         if not self.encoder:
             raise ConfigError("encoder must be a run directory or one of " + ", ".join(BASELINES))
+        for name in ("encoder", "encoder_weights"):
+            check_path_text(name, getattr(self, name))
         if self.encoder_weights is not None and self.encoder in BASELINES:
             raise ConfigError(f"--encoder-weights does not apply to the {self.encoder} baseline")
         check_image_size(self.image_size)

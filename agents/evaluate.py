@@ -18,7 +18,6 @@ written atomically; an existing one with the same parameters is returned without
 from __future__ import annotations
 
 import functools
-import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -37,7 +36,7 @@ from sparseshift.agents.config import (
 from sparseshift.agents.encoders import ResolvedEncoder, load_encoder
 from sparseshift.agents.encoding import FrozenEncoder
 from sparseshift.agents.envs import make_env, parse_shifts
-from sparseshift.agents.policy_io import load_policy
+from sparseshift.agents.policy_io import check_policy_description, load_policy
 from sparseshift.agents.rollout import run_episodes
 from sparseshift.agents.standardize import LatentStats
 from sparseshift.agents.stats import (
@@ -63,9 +62,9 @@ from sparseshift.agents.video import (
     side_by_side_frames,
     write_episode,
 )
-from sparseshift.envs.errors import ConfigError
+from sparseshift.envs.errors import ConfigError, safe_repr
 from sparseshift.envs.heartbeat import Heartbeat
-from sparseshift.envs.io import read_json, write_json_atomic
+from sparseshift.envs.io import MapOf, check_schema, read_json, write_json_atomic
 from sparseshift.representations.base import Learner
 from sparseshift.representations.external import Plugins
 from sparseshift.representations.runtime import resolve_device, torch_run
@@ -77,9 +76,35 @@ VIDEO_DIR = "videos"
 VIDEO_LOG_DIR = "logs/evaluate"
 
 
+#: What the readers of ``agent.json`` use, with its types (the ``config`` is checked by
+#: :class:`AgentConfig`, the ``policy`` by :func:`check_policy_description`).
+AGENT_SCHEMA: dict[str, Any] = {
+    "config": dict, "policy": dict,
+    "encoder?": {"kind?": str, "path?": (str, None), "fingerprint?": (str, None),
+                 "label?": str, "factory?": str},
+    "observation?": {"standardize?": (dict, None)},
+    "identity?": dict,
+}
+_CI = {"mean": float, "ci_low": float, "ci_high": float}
+_TEST = {"diff": float, "p_value": float}
+#: What a cached ``eval.json`` must hold to be returned as it is (anything else is recomputed).
+EVAL_SCHEMA: dict[str, Any] = {
+    "params": dict, "train_colours?": str,
+    "shifts": MapOf({"return": {**_CI, "n": int}, "success": _CI, "returns?": [float],
+                     "successes?": [bool], "mean_length?": float, "videos?": [str],
+                     "thumbnails?": [str]}),
+    "paired?": MapOf({"success": _TEST, "return": _TEST}),
+    "side_by_side?": {"videos?": [str], "thumbnails?": [str]},
+    "tensorboard?": (str, None), "video_fps?": int,
+}
+
+
 def read_agent(agent_dir: Path) -> dict[str, Any]:
-    """The ``agent.json`` of a finished agent directory (one-line ConfigError otherwise: not an
-    agent, unfinished, unreadable, of another format version, or missing its config)."""
+    """The ``agent.json`` of a finished agent directory, read through the gate of
+    :mod:`sparseshift.envs.io` and checked field by field (:data:`AGENT_SCHEMA`, the config,
+    the policy description with its sizes): one-line ConfigError otherwise (not an agent,
+    unfinished, unreadable, of another format version, missing its config, or a field of the
+    wrong type, naming the file and the field)."""
     path = agent_dir / AGENT_FILE
     if not path.is_file():
         raise ConfigError(f"{agent_dir} is not an agent directory (no {AGENT_FILE})")
@@ -96,6 +121,12 @@ def read_agent(agent_dir: Path) -> dict[str, Any]:
         raise ConfigError(f"the agent in {agent_dir} has not finished training")
     if not isinstance(data.get("config"), dict):
         raise ConfigError(f"{path} has no agent config")
+    check_schema(data, AGENT_SCHEMA, str(path))
+    try:
+        AgentConfig.from_json(data["config"])
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: config: {exc}") from None
+    check_policy_description(data["policy"], str(path))
     return data
 
 
@@ -108,8 +139,10 @@ def load_model(agent_dir: Path, agent: dict[str, Any]) -> Any:
 def encoder_spec(agent_dir: Path, agent: dict[str, Any], config: AgentConfig) -> str:
     """Where the agent's encoder is: its recorded path (relative to the agent folder) or the
     baseline name."""
-    path = agent.get("encoder", {}).get("path")
-    if not path or agent.get("encoder", {}).get("kind") == "factory":
+    desc = agent.get("encoder") or {}
+    check_schema(desc, AGENT_SCHEMA["encoder?"], str(agent_dir / AGENT_FILE), "encoder")
+    path = desc.get("path")
+    if not path or desc.get("kind") == "factory":
         return config.encoder
     return str((agent_dir / path) if not Path(path).is_absolute() else Path(path))
 
@@ -123,6 +156,7 @@ def agent_encoder(agent_dir: Path, agent: dict[str, Any], config: AgentConfig,
     desc = agent.get("encoder", {})
     if not isinstance(desc, dict):
         raise ConfigError(f"{agent_dir / AGENT_FILE}: encoder must be an object")
+    check_schema(desc, AGENT_SCHEMA["encoder?"], str(agent_dir / AGENT_FILE), "encoder")
     kind = desc.get("kind")
     if kind == "module" and module is None:
         raise ConfigError(f"the agent in {agent_dir} was trained on an encoder passed from Python "
@@ -145,7 +179,10 @@ def agent_stats(agent_dir: Path, agent: dict[str, Any], encoder: ResolvedEncoder
     raw latents, or one without a frozen encoder)."""
     if encoder.learner is None:
         return None
-    recorded = (agent.get("observation") or {}).get("standardize")
+    observation = agent.get("observation") or {}
+    check_schema(observation, AGENT_SCHEMA["observation?"], str(agent_dir / AGENT_FILE),
+                 "observation")
+    recorded = observation.get("standardize")
     if recorded is None:
         if agent.get("format_version") == FORMAT_VERSION:
             raise ConfigError(f"{agent_dir / AGENT_FILE} records no latent statistics")
@@ -208,12 +245,9 @@ def run_evaluation(agent_dir: str | os.PathLike[str], cfg: EvaluateConfig,
     model = load_model(out, agent)
     previous = out / EVAL_FILE
     if previous.is_file() and not video:
-        try:
-            old: dict[str, Any] = json.loads(previous.read_text())
-            if old.get("params") == params:
-                return old
-        except json.JSONDecodeError:
-            pass
+        old = cached_evaluation(previous, params)
+        if old is not None:
+            return old
     ep_seeds = episode_seeds(EVAL_SEED_BASE, seed, episodes)
 
     def act(obs: Any) -> np.ndarray:
@@ -244,6 +278,8 @@ def run_evaluation(agent_dir: str | os.PathLike[str], cfg: EvaluateConfig,
                 fps = render_fps(envs[0])
                 enc = (FrozenEncoder(resolved.learner, envs[0].observation_space, stats)
                        if resolved.learner is not None else None)
+                check_policy_fits(out, model, enc.observation_space if enc is not None
+                                  else envs[0].observation_space, envs[0].action_space)
                 eps = run_episodes(envs, act, ep_seeds, enc, torch_seed=seed)
             finally:
                 for env in envs:
@@ -269,6 +305,46 @@ def run_evaluation(agent_dir: str | os.PathLike[str], cfg: EvaluateConfig,
               "paired": paired, **extra}
     write_json_atomic(out / EVAL_FILE, result)
     return result
+
+
+def _layout(space: Any) -> Any:
+    """What a policy needs of a space to act on it: kinds and sizes, not bounds."""
+    import gymnasium as gym
+
+    if isinstance(space, gym.spaces.Dict):
+        return {k: _layout(v) for k, v in space.spaces.items()}
+    if isinstance(space, gym.spaces.Discrete):
+        return ("Discrete", int(space.n))
+    if isinstance(space, gym.spaces.MultiDiscrete):
+        return ("MultiDiscrete", tuple(int(n) for n in space.nvec))
+    return (type(space).__name__, tuple(space.shape or ()))
+
+
+def check_policy_fits(agent_dir: Path, model: Any, observation_space: Any,
+                      action_space: Any) -> None:
+    """Refuse (one line) a policy whose spaces do not fit the env its ``agent.json`` config
+    makes (a config edited after training), before any episode runs."""
+    for what, theirs, ours in (("observation", model.observation_space, observation_space),
+                               ("action", model.action_space, action_space)):
+        if _layout(theirs) != _layout(ours):
+            raise ConfigError(f"{agent_dir / AGENT_FILE}: the policy's {what} space "
+                              f"{safe_repr(str(theirs))} does not fit the env its config makes "
+                              f"({safe_repr(str(ours))}); was the config edited after training?")
+
+
+def cached_evaluation(path: Path, params: dict[str, Any]) -> dict[str, Any] | None:
+    """The evaluation in ``path`` if it was run with ``params`` and is well formed (read through
+    the gate, :data:`EVAL_SCHEMA`, one result per shift asked); None otherwise: a damaged,
+    foreign or oversized cache is recomputed (and replaced), never trusted or a traceback."""
+    try:
+        old = read_json(path, "evaluation", schema=EVAL_SCHEMA)
+    except ConfigError:
+        return None
+    if old.get("params") != params or set(old["shifts"]) != set(params["shifts"]):
+        return None
+    if any(s not in old["shifts"] for s in old.get("paired", {})):
+        return None
+    return old
 
 
 def paired_tests(results: dict[str, Any], seed: int, resamples: int = DEFAULT_RESAMPLES

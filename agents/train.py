@@ -317,8 +317,9 @@ def _check_existing(out: Path, ident: dict[str, Any]) -> bool:
         return False
     previous = read_json(path, "agent file").get("identity")  # through the gate: one line
     if previous != ident:
-        prev = previous if isinstance(previous, dict) else {}
-        prev_cfg = prev.get("config") if isinstance(prev.get("config"), dict) else {}
+        prev: dict[str, Any] = previous if isinstance(previous, dict) else {}
+        cfg = prev.get("config")
+        prev_cfg: dict[str, Any] = cfg if isinstance(cfg, dict) else {}
         diff = sorted(k for k in ident["config"] if prev_cfg.get(k) != ident["config"][k])
         for k in ("hyperparams", "encoder_fingerprint"):
             if prev.get(k) != ident[k] and k not in diff:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import sys
 import types
 import typing
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -32,12 +31,7 @@ from typing import Any, ClassVar, Literal, TypeVar
 
 import numpy as np
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10
-    import tomli as tomllib
-
-from sparseshift.envs.errors import ConfigError, choice_error
+from sparseshift.envs.errors import ConfigError, choice_error, safe_repr
 
 C = TypeVar("C", bound="Config")
 
@@ -93,7 +87,7 @@ def check_int(name: str, value: object, low: int | None = None, high: int | None
     if not _is_int(value) or (low is not None and value < low) or (  # type: ignore[operator]
             high is not None and value > high):  # type: ignore[operator]
         raise ConfigError(f"{name} must be {_bounds_text('an integer', low, high)}, "
-                          f"got {value!r}")
+                          f"got {safe_repr(value)}")
     return int(value)  # type: ignore[call-overload]
 
 
@@ -101,7 +95,7 @@ def check_number(name: str, value: object, low: float | None = None, high: float
                  *, low_open: bool = False, high_open: bool = False) -> float:
     """``value`` as a finite float within the bounds (``*_open``: the bound itself excluded)."""
     ok = isinstance(value, int | float | np.integer | np.floating) and not isinstance(
-        value, bool | np.bool_) and math.isfinite(float(value))
+        value, bool | np.bool_) and _finite(value)
     if ok:
         v = float(value)  # type: ignore[arg-type]
         ok = not ((low is not None and (v < low or (low_open and v == low)))
@@ -116,8 +110,16 @@ def check_number(name: str, value: object, low: float | None = None, high: float
             want = f"a number {'<' if high_open else '<='} {_num(high)}"
         else:
             want = "a finite number"
-        raise ConfigError(f"{name} must be {want}, got {value!r}")
+        raise ConfigError(f"{name} must be {want}, got {safe_repr(value)}")
     return float(value)  # type: ignore[arg-type]
+
+
+def _finite(value: Any) -> bool:
+    """Whether a number is finite as a float (an int beyond the float range is not)."""
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:
+        return False
 
 
 def check_choice(name: str, value: object, choices: Iterable[object]) -> Any:
@@ -217,6 +219,8 @@ def coerce(tp: Any, value: Any) -> Any:
     if tp is float:
         if isinstance(value, int | float | np.integer | np.floating) and not isinstance(
                 value, bool | np.bool_):
+            if not _finite(value):
+                raise _Mismatch("a finite number")
             return float(value)
         raise _Mismatch("a number")
     if tp is str:
@@ -406,7 +410,7 @@ class Config:
                 choices = literal_choices(hints[f.name])
                 if choices is not None:
                     raise choice_error(f.name.replace("_", " "), value, choices) from None
-                raise ConfigError(f"{f.name} must be {exc}, got {value!r}") from None
+                raise ConfigError(f"{f.name} must be {exc}, got {safe_repr(value)}") from None
             low, high = f.metadata.get("min"), f.metadata.get("max")
             if (low is not None or high is not None) and value is not None and not isinstance(
                     value, bool):
@@ -416,7 +420,7 @@ class Config:
                 elif isinstance(value, float):
                     check_number(f.name, value, low, high)
             elif isinstance(value, float) and not math.isfinite(value):
-                raise ConfigError(f"{f.name} must be a finite number, got {value!r}")
+                raise ConfigError(f"{f.name} must be a finite number, got {safe_repr(value)}")
             object.__setattr__(self, f.name, value)
         self.validate()
 
@@ -443,7 +447,7 @@ class Config:
             raise ConfigError(f"a {cls.name_for_messages()} must be a JSON object, got "
                               f"{type(data).__name__}")
         names = cls.field_names()
-        unknown = sorted(set(data) - set(names))
+        unknown = sorted(str(k) for k in set(data) - set(names))
         if unknown:
             raise ConfigError(f"unknown {cls.name_for_messages()} option(s) {unknown}; valid: "
                               f"{', '.join(sorted(names))}")
@@ -461,28 +465,53 @@ class Config:
 
     @classmethod
     def load(cls: type[C], path: str | Path, overrides: Mapping[str, Any] | None = None) -> C:
-        """The config in a JSON or TOML file (by suffix), with ``overrides`` applied on top."""
-        return cls.from_json({**read_config_file(path), **dict(overrides or {})})
+        """The config in a JSON or TOML file (by suffix, through the reading gate of
+        :func:`read_config_file`), with ``overrides`` applied on top; an invalid value is one
+        line naming the file and the field."""
+        values = {**read_config_file(path, cls), **dict(overrides or {})}
+        try:
+            return cls.from_json(values)
+        except ConfigError as exc:
+            raise ConfigError(f"config file {path}: {exc}") from None
 
 
-def read_config_file(path: str | Path) -> dict[str, Any]:
-    """A JSON (``.json``) or TOML (``.toml``) file's top-level object; one-line errors."""
+def read_config_file(path: str | Path, cls: type[Config] | None = None) -> dict[str, Any]:
+    """A JSON (``.json``) or TOML (``.toml``) file's top-level object, read through the gate of
+    :mod:`sparseshift.envs.io` (at most 1 MiB, UTF-8, nesting, integer length, no NaN or
+    infinity); one-line errors naming the file. With ``cls``, each option must be a field of
+    ``cls`` and have its type (checked field by field, before anything is built: a list where
+    an object is expected, text for a number), so callers may use the values as they are."""
+    from sparseshift.envs.io import read_document
+
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"no config file at {p}")
-    text = p.read_bytes()
-    try:
-        if p.suffix.lower() == ".toml":
-            data: Any = tomllib.loads(text.decode("utf-8"))
-        elif p.suffix.lower() == ".json":
-            data = json.loads(text)
-        else:
-            raise ConfigError(f"config file {p} must end in .json or .toml")
-    except (UnicodeDecodeError, tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"cannot parse config file {p}: {exc}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"config file {p} must hold an object of options")
+    data = read_document(p, "config file")
+    if cls is not None:
+        check_fields(cls, data, f"config file {p}")
     return data
+
+
+def check_fields(cls: type[Config], data: Mapping[str, Any], where: str) -> None:
+    """Each key of ``data`` is a field of ``cls`` and its value has the field's type (nested
+    configs are built to check them; checks across fields are left to ``cls`` itself); one
+    line naming ``where`` and the field."""
+    hints = _hints(cls)
+    names = cls.field_names()
+    unknown = sorted(str(k) for k in data if k not in names)
+    if unknown:
+        raise ConfigError(f"{where}: unknown {cls.name_for_messages()} option(s) {unknown}; "
+                          f"valid: {', '.join(sorted(names))}")
+    for key, value in data.items():
+        try:
+            coerce(hints[key], value)
+        except _Mismatch as exc:
+            choices = literal_choices(hints[key])
+            if choices is not None:
+                raise ConfigError(f"{where}: {choice_error(key, value, choices)}") from None
+            raise ConfigError(f"{where}: {key} must be {exc}, got {safe_repr(value)}") from None
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: {key}: {exc}") from None
 
 
 def _hints(cls: type) -> dict[str, Any]:

@@ -127,7 +127,7 @@ def build_config(cls: type[C], args: argparse.Namespace, extra: Mapping[str, Any
     values: dict[str, Any] = dict(file_values or {})
     path = getattr(args, "config_file", None)
     if path is not None and file_values is None:
-        values = read_config_file(Path(path))
+        values = read_config_file(Path(path), cls)
     values.update(given(args, cls))
     values.update(extra or {})
     missing = [f for f in dataclasses.fields(cls)

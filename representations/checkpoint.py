@@ -6,7 +6,13 @@ A run directory holds
   dataset's fingerprint and description, package versions;
 * ``checkpoint.safetensors``: tensors ``model.<param>`` and ``optim.<index>.<key>`` (the Adam state
   of parameter ``index``), with metadata ``format_version``, ``learner``, ``step`` and ``optim``
-  (the optimizer's non-tensor state as JSON).
+  (the optimizer's non-tensor state as JSON), ``weights_only`` for exports, and two digests:
+  ``digest`` over the tensors and ``metadata_digest`` over every other metadata entry and the
+  tensor digest (:func:`metadata_digest`). Both are checked before anything is built from the
+  file, so a checkpoint whose step, optimizer state, learner name or any other entry was changed
+  after it was written is refused. Checkpoint format 3 has both; format 2 files (written before
+  metadata digests) are still read, trusting their tensor digest only; format 1 (no digest at
+  all) is read as it was.
 
 Both are written to a temporary file in the same folder and moved into place with
 :func:`os.replace`, so a crash never leaves a half-written checkpoint. Loading uses
@@ -19,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,11 +35,14 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from sparseshift.envs.errors import ConfigError
+from sparseshift.envs.errors import ConfigError, safe_repr
 from sparseshift.envs.io import (
+    MapOf,
     atomic_output,
+    check_schema,
     output_dir,
     output_lock,
+    parse_json,
     read_json,
     write_json_atomic,
 )
@@ -45,9 +55,13 @@ if TYPE_CHECKING:
     from sparseshift.representations.external import Plugins
 
 FORMAT = "sparseshift-representation"
-#: 2: checkpoints carry the content digest of their tensors (checked on load); version 1 files
-#: (without one) still load.
+#: Format of ``run.json`` (2: runs whose checkpoints carry content digests).
 FORMAT_VERSION = 2
+#: Format of ``checkpoint.safetensors``: 3 covers all its metadata by ``metadata_digest``; 2
+#: covers the tensors only (still read); 1 has no digest (still read).
+CHECKPOINT_FORMAT_VERSION = 3
+#: Metadata entries of a safetensors file written here that are not its own subject.
+DIGEST_KEYS = ("digest", "metadata_digest")
 RUN_FILE = "run.json"
 CHECKPOINT_FILE = "checkpoint.safetensors"
 
@@ -75,6 +89,16 @@ def tensor_digest(tensors: Mapping[str, torch.Tensor]) -> str:
     return h.hexdigest()
 
 
+def metadata_digest(tensor_digest_hex: str, metadata: Mapping[str, str]) -> str:
+    """SHA-256 over the canonical JSON of a file's metadata (all entries but
+    :data:`DIGEST_KEYS`) and its tensor digest: what ``metadata_digest`` records, so that no
+    metadata entry can change unnoticed."""
+    body = {k: v for k, v in metadata.items() if k not in DIGEST_KEYS}
+    payload = json.dumps({"metadata": body, "tensors": tensor_digest_hex}, sort_keys=True,
+                         separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
 def non_finite(tensors: Mapping[str, torch.Tensor]) -> list[str]:
     """Names of floating-point tensors holding NaN or inf."""
     return sorted(k for k, v in tensors.items()
@@ -83,32 +107,59 @@ def non_finite(tensors: Mapping[str, torch.Tensor]) -> list[str]:
 
 def write_tensors(path: Path, tensors: Mapping[str, torch.Tensor],
                   metadata: Mapping[str, str]) -> str:
-    """Write ``tensors`` to ``path`` (safetensors, atomically) with ``metadata`` and their
-    ``digest``; returns the digest. Temporary files are removed on any failure (disk full
-    included), so nothing half-written is left."""
+    """Write ``tensors`` to ``path`` (safetensors, atomically) with ``metadata``, their
+    ``digest`` and the ``metadata_digest`` covering every metadata entry; returns the tensor
+    digest. Temporary files are removed on any failure (disk full included), so nothing
+    half-written is left."""
     digest = tensor_digest(tensors)
+    meta = {k: v for k, v in metadata.items() if k not in DIGEST_KEYS}
     with atomic_output(path) as tmp:
         save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp),
-                  metadata={**dict(metadata), "digest": digest})
+                  metadata={**meta, "digest": digest,
+                            "metadata_digest": metadata_digest(digest, meta)})
     return digest
 
 
 def read_tensors(path: Path, expect_digest: str | None = None,
-                 require_digest: bool = True) -> dict[str, torch.Tensor]:
+                 require_digest: bool = True, require_metadata_digest: bool = False
+                 ) -> dict[str, torch.Tensor]:
     """Tensors of a safetensors file whose content matches its recorded digest (and
-    ``expect_digest`` if given); :class:`CorruptFileError` otherwise. ``require_digest=False``
-    accepts files written before digests existed."""
+    ``expect_digest`` if given) and whose metadata matches its ``metadata_digest`` (when it
+    records one; ``require_metadata_digest``: it must); :class:`CorruptFileError` otherwise.
+    ``require_digest=False`` accepts files written before digests existed."""
+    return read_tensors_and_metadata(path, expect_digest, require_digest,
+                                     require_metadata_digest)[0]
+
+
+def read_tensors_and_metadata(path: Path, expect_digest: str | None = None,
+                              require_digest: bool = True,
+                              require_metadata_digest: bool = False
+                              ) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """:func:`read_tensors` and the file's metadata (verified by the same digests)."""
     tensors, meta = _load(path)
+    return _verified(path, tensors, meta, expect_digest, require_digest,
+                     require_metadata_digest), meta
+
+
+def _verified(path: Path, tensors: dict[str, torch.Tensor], meta: Mapping[str, str],
+              expect_digest: Any = None, require_digest: bool = True,
+              require_metadata_digest: bool = False) -> dict[str, torch.Tensor]:
     digest = tensor_digest(tensors)
     recorded = meta.get("digest")
     if recorded is None and require_digest:
         raise CorruptFileError(f"{path} records no content digest")
     if recorded is not None and recorded != digest:
         raise CorruptFileError(f"{path} is damaged: its tensors do not match the digest it "
-                               f"records ({digest[:12]} != {recorded[:12]})")
+                               f"records ({digest[:12]} != {str(recorded)[:12]})")
+    recorded_meta = meta.get("metadata_digest")
+    if recorded_meta is None and require_metadata_digest:
+        raise CorruptFileError(f"{path} records no metadata digest")
+    if recorded_meta is not None and recorded_meta != metadata_digest(digest, meta):
+        raise CorruptFileError(f"{path} is damaged: its metadata changed after it was written "
+                               "(it does not match the metadata digest it records)")
     if expect_digest is not None and digest != expect_digest:
         raise CorruptFileError(f"{path} changed since it was recorded (digest {digest[:12]} != "
-                               f"{expect_digest[:12]})")
+                               f"{str(expect_digest)[:12]})")
     return tensors
 
 
@@ -142,14 +193,30 @@ def flatten_optimizer(state: Mapping[str, Any]) -> tuple[dict[str, torch.Tensor]
     return tensors, {"state": per_param, "param_groups": state["param_groups"]}
 
 
-def unflatten_optimizer(tensors: Mapping[str, torch.Tensor], meta: Mapping[str, Any]
-                        ) -> dict[str, Any]:
-    """Inverse of :func:`flatten_optimizer`."""
-    state: dict[int, dict[str, Any]] = {int(i): dict(p) for i, p in meta["state"].items()}
+#: The optimizer metadata of a checkpoint (``optim``, JSON): per-parameter plain state keyed by
+#: parameter index, and the parameter groups.
+OPTIM_SCHEMA = {"state": MapOf(dict), "param_groups": [{"params": [int]}]}
+_OPTIM_NAME = re.compile(r"optim\.(\d{1,9})\.(.+)")
+_INDEX = re.compile(r"\d{1,9}")
+
+
+def unflatten_optimizer(tensors: Mapping[str, torch.Tensor], meta: Mapping[str, Any],
+                        where: str = "checkpoint") -> dict[str, Any]:
+    """Inverse of :func:`flatten_optimizer` (``meta`` checked against :data:`OPTIM_SCHEMA`,
+    parameter indices and tensor names checked: one-line ConfigErrors naming ``where``)."""
+    check_schema(meta, OPTIM_SCHEMA, f"{where} (metadata optim)")
+    state: dict[int, dict[str, Any]] = {}
+    for i, p in meta["state"].items():
+        if not _INDEX.fullmatch(i):
+            raise ConfigError(f"{where}: optimizer state of parameter {safe_repr(i)}; parameters "
+                              "are numbered 0, 1, ...")
+        state[int(i)] = dict(p)
     for name, value in tensors.items():
         if name.startswith("optim."):
-            _, idx, key = name.split(".", 2)
-            state.setdefault(int(idx), {})[key] = value
+            m = _OPTIM_NAME.fullmatch(name)
+            if m is None:
+                raise ConfigError(f"{where}: tensor {safe_repr(name)} is not optim.INDEX.KEY")
+            state.setdefault(int(m.group(1)), {})[m.group(2)] = value
     return {"state": state, "param_groups": meta["param_groups"]}
 
 
@@ -174,7 +241,7 @@ def save_checkpoint(directory: Path, learner: Learner, optimizer: torch.optim.Op
     optim_tensors, optim_meta = flatten_optimizer(optimizer.state_dict())
     meta = {
         "format": FORMAT,
-        "format_version": str(FORMAT_VERSION),
+        "format_version": str(CHECKPOINT_FORMAT_VERSION),
         "learner": learner.name,
         "step": str(step),
         "optim": json.dumps(optim_meta),
@@ -256,7 +323,8 @@ def export_weights(run_dir: Path, out_dir: Path) -> Path:
             model = {f"model.{k}": v for k, v in ckpt.model.items()}
             written.append(out / CHECKPOINT_FILE)
             write_tensors(out / CHECKPOINT_FILE, model, {
-                "format": FORMAT, "format_version": str(FORMAT_VERSION), "learner": ckpt.learner,
+                "format": FORMAT, "format_version": str(CHECKPOINT_FORMAT_VERSION),
+                "learner": ckpt.learner,
                 "step": str(ckpt.step), "optim": json.dumps({"state": {}, "param_groups": []}),
                 "weights_only": "true"})
             written.append(out / RUN_FILE)
@@ -273,41 +341,72 @@ def export_weights(run_dir: Path, out_dir: Path) -> Path:
     return out
 
 
-def check_format(what: str, version: Any) -> None:
-    try:
-        v = int(version)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{what} has no valid format version ({version!r})") from None
-    if v > FORMAT_VERSION:
+def check_format(what: str, version: Any, current: int = FORMAT_VERSION) -> int:
+    """The format version ``version`` (an integer, or its digits) of ``what``; one line when
+    it is not one or is newer than ``current``."""
+    if isinstance(version, bool) or not isinstance(version, int | str) or (
+            isinstance(version, str) and not _INDEX.fullmatch(version.strip())):
+        raise ConfigError(f"{what} has no valid format version ({safe_repr(version)})")
+    v = int(version)
+    if v > current:
         raise ConfigError(
-            f"{what} has format version {v}, newer than this sparseshift reads ({FORMAT_VERSION}); "
+            f"{what} has format version {v}, newer than this sparseshift reads ({current}); "
             "upgrade sparseshift"
         )
+    return v
+
+
+#: Largest step a checkpoint may record.
+MAX_STEP = 10**15
 
 
 def read_checkpoint(directory: Path, expect_learner: str | None = None) -> Checkpoint:
-    """Read and validate ``checkpoint.safetensors`` (ConfigError for foreign or newer files)."""
+    """Read and validate ``checkpoint.safetensors``: ConfigError for foreign or newer files,
+    and (:class:`CorruptFileError`) for one whose tensors or metadata do not match their
+    digests (format 3: every metadata entry is covered; format 2: the tensors only; see the
+    module docstring). Everything is checked before the checkpoint is returned; nothing is
+    built from it here."""
     path = directory / CHECKPOINT_FILE
     if not path.is_file():
         raise ConfigError(f"no checkpoint in {directory} (expected {CHECKPOINT_FILE})")
     tensors, meta = _load(path)
-    if meta.get("format") == FORMAT:
-        # Version 1 checkpoints predate content digests; later ones must carry theirs.
-        legacy = str(meta.get("format_version")) == "1"
-        tensors = read_tensors(path, require_digest=not legacy)
     if meta.get("format") != FORMAT:
         raise ConfigError(f"{path} is not a sparseshift representation checkpoint")
-    check_format(str(path), meta.get("format_version"))
+    version = check_format(str(path), meta.get("format_version"), CHECKPOINT_FORMAT_VERSION)
     learner = meta.get("learner", "")
     if expect_learner is not None and learner != expect_learner:
         raise ConfigError(
-            f"checkpoint {path} is from learner {learner!r}, not {expect_learner!r}"
+            f"checkpoint {path} is from learner {safe_repr(learner)}, not {expect_learner!r}"
         )
+    # Version 1 checkpoints predate content digests, version 2 metadata digests.
+    tensors = _verified(path, tensors, meta, require_digest=version >= 2,
+                        require_metadata_digest=version >= 3)
+    step_text = meta.get("step", "0")
+    if not _STEP.fullmatch(step_text) or int(step_text) > MAX_STEP:
+        raise ConfigError(f"{path}: metadata step must be a whole number of steps, got "
+                          f"{safe_repr(step_text)}")
+    weights_only = meta.get("weights_only", "false")
+    if weights_only not in ("true", "false"):
+        raise ConfigError(f"{path}: metadata weights_only must be true or false, got "
+                          f"{safe_repr(weights_only)}")
+    for name in tensors:
+        if not name.startswith(("model.", "optim.")):
+            raise ConfigError(f"{path}: tensor {safe_repr(name)} is neither model.* nor optim.*")
     model = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
-    optim = unflatten_optimizer(tensors, json.loads(meta.get("optim", '{"state": {}, '
-                                                             '"param_groups": []}')))
-    return Checkpoint(int(meta.get("step", 0)), learner, model, optim,
-                      meta.get("weights_only") == "true")
+    optim_meta = parse_json(meta.get("optim", '{"state": {}, "param_groups": []}'),
+                            f"{path} (metadata optim)", "checkpoint metadata")
+    optim = unflatten_optimizer(tensors, optim_meta, str(path))
+    return Checkpoint(int(step_text), learner, model, optim, weights_only == "true")
+
+
+_STEP = re.compile(r"\d{1,16}")
+
+#: What the readers of ``run.json`` use (other entries are kept as they are).
+RUN_SCHEMA = {
+    "format": str, "format_version": (int, str), "learner": str, "model": dict,
+    "identity?": dict, "train?": dict, "config?": dict, "versions?": dict,
+    "dataset?": {"env_id?": (str, None), "fingerprint?": (str, None)},
+}
 
 
 def read_run(directory: Path) -> dict[str, Any]:
@@ -322,6 +421,9 @@ def read_run(directory: Path) -> dict[str, Any]:
     check_format(str(path), run.get("format_version"))
     if not isinstance(run.get("learner"), str) or not isinstance(run.get("model"), dict):
         raise ConfigError(f"{path} lacks the learner name or its model config")
+    check_schema(run, RUN_SCHEMA, str(path))
+    if EXPORTED_FROM in run:
+        check_schema(run[EXPORTED_FROM], int, str(path), EXPORTED_FROM)
     return run
 
 

@@ -363,9 +363,12 @@ def export_encoder(encoder: Learner, out_dir: str | os.PathLike[str]) -> Path:
 
 
 def read_encoder_file(folder: Path) -> dict[str, Any]:
-    """The checked ``encoder.json`` of an exported encoder folder."""
-    from sparseshift.envs.io import read_json
+    """The checked ``encoder.json`` of an exported encoder folder: read through the gate of
+    :mod:`sparseshift.envs.io`, its fields typed (the spec by :class:`EncoderSpec`), and its
+    weights file inside the folder (not a symbolic link out of it); one line otherwise."""
+    from sparseshift.envs.io import DIGEST, check_schema, inside, read_json
 
+    where = str(folder / ENCODER_FILE)
     data = read_json(folder / ENCODER_FILE, "encoder file")
     if data.get("format") != FORMAT:
         raise ConfigError(f"{folder / ENCODER_FILE} is not a sparseshift encoder file")
@@ -377,6 +380,12 @@ def read_encoder_file(folder: Path) -> dict[str, Any]:
         raise ConfigError(f"{folder / ENCODER_FILE} lacks its spec or weights digest")
     if data.get("weights") != WEIGHTS_FILE:
         raise ConfigError(f"{folder / ENCODER_FILE}: weights must be {WEIGHTS_FILE!r}")
+    check_schema(data, {"spec": dict, "weights_digest": DIGEST, "fingerprint?": str}, where)
+    inside(folder, data["weights"], where, "weights")
+    try:
+        EncoderSpec.from_json(data["spec"])
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: spec: {exc}") from None
     return data
 
 

@@ -62,7 +62,7 @@ def build(args: argparse.Namespace) -> Any:
     from sparseshift.envs.config import read_config_file
     from sparseshift.experiments.options import build_config
 
-    file_values = read_config_file(args.config_file) if args.config_file else {}
+    file_values = read_config_file(args.config_file, AgentConfig) if args.config_file else {}
     extra = {
         "hyperparams": {**dict(file_values.get("hyperparams") or {}),
                         **parse_hyperparams(args.hp)},

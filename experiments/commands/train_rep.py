@@ -80,7 +80,7 @@ def build(args: argparse.Namespace) -> Any:
     from sparseshift.representations.config import TrainConfig, parse_config_options
     from sparseshift.representations.registry import learner_class
 
-    file_values = read_config_file(args.config_file) if args.config_file else {}
+    file_values = read_config_file(args.config_file, TrainConfig) if args.config_file else {}
     learner = given(args, TrainConfig).get(
         "learner", file_values.get("learner", default_of(TrainConfig, "learner")))
     cls = learner_class(learner)

@@ -18,9 +18,25 @@ from pathlib import Path
 from typing import Any
 
 from sparseshift.envs.errors import ConfigError
-from sparseshift.envs.io import read_json, write_json_atomic
+from sparseshift.envs.io import MapOf, check_schema, inside, read_json, write_json_atomic
 
 DONE = "DONE.json"
+
+
+#: What every stage result holds: its artifact (``stage/key``) and the files it made, relative
+#: to that folder; a stage's own entries are its own.
+RESULT_SCHEMA: dict[str, Any] = {"artifact": str, "files?": MapOf(str), "seconds?": float}
+
+
+def check_result(root: Path, result: Any, where: str) -> dict[str, Path]:
+    """Check a stage result (:data:`RESULT_SCHEMA`): its ``artifact`` is a folder of ``root``
+    and each of its ``files`` a path inside that folder (no absolute paths, ``..`` or symbolic
+    links out of it). Returns the files as paths. One-line :class:`ConfigError` naming
+    ``where`` and the field."""
+    check_schema(result, RESULT_SCHEMA, where, "result")
+    base = inside(root, result["artifact"], where, "result.artifact")
+    return {name: inside(base, rel, where, f"result.files.{name}")
+            for name, rel in result.get("files", {}).items()}
 
 
 def canonical_json(obj: Any) -> str:
@@ -52,13 +68,22 @@ class Artifact:
         return (self.path / DONE).is_file()
 
     def result(self) -> dict[str, Any]:
-        """The result recorded in the marker of a finished stage (a damaged marker is a
-        one-line error naming the folder to remove)."""
+        """The result recorded in the marker of a finished stage, read through the gate of
+        :mod:`sparseshift.envs.io` and checked (:func:`check_result`: its own artifact, files
+        inside it); a damaged marker is a one-line error naming the folder to remove."""
         data = read_json(self.path / DONE, "stage marker")
         result = data.get("result")
         if not isinstance(result, dict) or "artifact" not in result:
             raise ConfigError(f"{self.path / DONE} is damaged; remove {self.path} to redo "
                               "that stage")
+        try:
+            check_result(self.root, result, str(self.path / DONE))
+        except ConfigError as exc:
+            raise ConfigError(f"{exc}; remove {self.path} to redo that stage") from None
+        if result["artifact"] != f"{self.stage}/{self.key}":
+            raise ConfigError(f"{self.path / DONE} is the marker of {result['artifact']!r}, not "
+                              f"of {self.stage}/{self.key}; remove {self.path} to redo that "
+                              "stage")
         return dict(result)
 
     def prepare(self, config: Mapping[str, Any]) -> Path:

@@ -23,7 +23,7 @@ from typing import Any
 
 from sparseshift.envs.config import Config
 from sparseshift.envs.heartbeat import Report, find_heartbeat
-from sparseshift.experiments.study.artifacts import Artifact, config_key
+from sparseshift.experiments.study.artifacts import Artifact, check_result, config_key
 
 StageFn = Callable[..., dict[str, Any]]
 
@@ -81,12 +81,15 @@ def execute(task_fn: str, stage: str, key: str, root: str, config: Config,
 
 def resolve_inputs(root: Path, inputs: Mapping[str, dict[str, Any]]
                    ) -> dict[str, dict[str, Any]]:
-    """Inputs with their ``files`` as absolute paths under ``root``."""
+    """Inputs with their ``files`` as absolute paths under ``root``; a result whose artifact or
+    files lead out of its folder, or are not text, is a one-line ConfigError
+    (:func:`~sparseshift.experiments.study.artifacts.check_result`)."""
     out = {}
     for name, result in inputs.items():
-        base = root / str(result.get("artifact", ""))
-        files = {k: str(base / v) for k, v in dict(result.get("files", {})).items()}
-        out[name] = {**result, "files": files}
+        where = f"the result of {name.rstrip(':')} ({root}/{result.get('artifact', '?')})" \
+            if isinstance(result, dict) else f"the result of {name.rstrip(':')}"
+        paths = check_result(root, result, where)
+        out[name] = {**result, "files": {k: str(p) for k, p in paths.items()}}
     return out
 
 

@@ -123,8 +123,13 @@ def identity(config: AgentConfig, encoder: ResolvedEncoder) -> dict[str, Any]:
     kind = encoder.description.get("kind")
     if kind in ("checkpoint", "exported", "module"):
         cfg["encoder"] = kind  # the fingerprint says which; the path may move
-    return _jsonable({"config": cfg, "hyperparams": config.resolved_hyperparams(),
-                      "encoder_fingerprint": encoder.fingerprint})
+    ident: dict[str, Any] = {"config": cfg, "hyperparams": config.resolved_hyperparams(),
+                             "encoder_fingerprint": encoder.fingerprint}
+    if encoder.learner is not None:
+        # the policy's view of the latents (format 3: standardised); an agent of format 2,
+        # trained on raw latents, is another agent
+        ident["view"] = "standardised"
+    return _jsonable(ident)
 
 
 def policy_setup(config: AgentConfig, hp: dict[str, Any], set_shape: tuple[int, int] | None

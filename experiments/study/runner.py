@@ -21,7 +21,6 @@ interrupted study resumes where it stopped.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -29,8 +28,14 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from sparseshift.envs.config import Config, opt
-from sparseshift.envs.errors import ConfigError
-from sparseshift.envs.io import output_dir, output_lock, package_versions, write_json_atomic
+from sparseshift.envs.errors import ConfigError, safe_repr
+from sparseshift.envs.io import (
+    output_dir,
+    output_lock,
+    package_versions,
+    read_json,
+    write_json_atomic,
+)
 from sparseshift.experiments.study.graph import ProgressPrinter, Task, run_local, run_ray
 from sparseshift.experiments.study.presets import LEARNED, EnvPlan, StudyConfig
 from sparseshift.experiments.study.scorecard import ProbeConfig
@@ -233,8 +238,9 @@ def targets(runs: list[RunRef]) -> list[Task]:
 
 
 #: Version of the artifact layout (2: config objects hashed by their full JSON, results naming
-#: files relative to their artifact folder). Earlier layouts cannot be reused.
-ARTIFACT_FORMAT = 2
+#: files relative to their artifact folder; 3: agents see standardised latents, so agents of
+#: layout 2, trained on raw latents, must not be mixed in). Earlier layouts cannot be reused.
+ARTIFACT_FORMAT = 3
 FORMAT_FILE = "FORMAT.json"
 
 
@@ -243,11 +249,11 @@ def check_artifact_format(root: Path) -> None:
     stamp = root / FORMAT_FILE
     if stamp.is_file():
         try:
-            version = json.loads(stamp.read_text()).get("format_version")
-        except (json.JSONDecodeError, AttributeError):
-            raise ConfigError(f"{stamp} is not valid JSON; use a new --out") from None
+            version = read_json(stamp, "artifact format stamp").get("format_version")
+        except ConfigError as exc:
+            raise ConfigError(f"{exc}; use a new --out") from None
         if version != ARTIFACT_FORMAT:
-            raise ConfigError(f"{root} holds study artifacts of format {version}; this "
+            raise ConfigError(f"{root} holds study artifacts of format {safe_repr(version)}; this "
                               f"sparseshift reads format {ARTIFACT_FORMAT}: use a new --out")
         return
     if root.is_dir() and any(root.iterdir()):

@@ -103,8 +103,9 @@ def verdict(learned: dict[str, Any], floors: dict[str, dict[str, Any]],
     pct = lambda v: f"{100 * v:.0f}%"  # noqa: E731
     text = (f"IN success: {name_of_learned} {pct(learned['success']['mean'])} vs the stronger "
             "floor, "
-            f"{name}, {pct(floor['success']['mean'])} (difference {100 * test.diff:+.0f} points, "
-            f"95% CI [{100 * test.ci_low:+.0f}, {100 * test.ci_high:+.0f}], exact McNemar "
+            f"{name}, {pct(floor['success']['mean'])} (difference {round(100 * test.diff):+d} "
+            f"points, 95% CI [{round(100 * test.ci_low):+d}, {round(100 * test.ci_high):+d}], "
+            "exact McNemar "
             f"{format_p(test.p_value)} on {test.n} shared episodes): "
             + (f"{name_of_learned} is better than both floors." if better else
                "no significant difference from the stronger floor at this budget."))

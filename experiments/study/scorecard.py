@@ -259,6 +259,11 @@ def _pct(v: float) -> str:
     return f"{100 * v:.0f}%"
 
 
+def _pts(v: float) -> str:
+    """A difference of proportions in signed percentage points (never "-0")."""
+    return f"{round(100 * v):+d}"
+
+
 def _num(v: float | None) -> str:
     return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.2f}"
 
@@ -303,8 +308,8 @@ def markdown(cfg: ScorecardConfig, summary: dict[str, Any], header: dict[str, An
               "McNemar p. The interval over runs is in the table above.", "",
               "| floor | " + " | ".join(SHIFTS) + " |", "|---|" + "---|" * len(SHIFTS)]
     for floor, per in summary["verdicts"].items():
-        cells = [f"{100 * t['diff']:+.0f} pts [{100 * t['ci_low']:+.0f}, "
-                 f"{100 * t['ci_high']:+.0f}], {format_p(t['p_value'])}"
+        cells = [f"{_pts(t['diff'])} pts [{_pts(t['ci_low'])}, {_pts(t['ci_high'])}], "
+                 f"{format_p(t['p_value'])}"
                  for t in (per[s] for s in SHIFTS)]
         lines.append(f"| {floor} | " + " | ".join(cells) + " |")
     lines += ["", "Verdict: " + verdict_text(name, summary), "", "## Probes", "",

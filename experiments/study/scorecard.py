@@ -370,12 +370,16 @@ def figure(cfg: ScorecardConfig, summary: dict[str, Any], path: Path) -> Path:
     for i, label in enumerate(labels):
         r = agents[label]
         xs = np.arange(len(SHIFTS)) + (i - (len(labels) - 1) / 2) * width
+        one = r["seeds"] == 1  # one run: its exact interval over episodes
         mid = [100 * r["shifts"][s]["iqm"] for s in SHIFTS]
-        lo = [100 * r["shifts"][s]["iqm_ci"][0] for s in SHIFTS]
-        hi = [100 * r["shifts"][s]["iqm_ci"][1] for s in SHIFTS]
+        lo = [100 * (r["shifts"][s]["pooled"]["ci_low"] if one else r["shifts"][s]["iqm_ci"][0])
+              for s in SHIFTS]
+        hi = [100 * (r["shifts"][s]["pooled"]["ci_high"] if one else r["shifts"][s]["iqm_ci"][1])
+              for s in SHIFTS]
         c = colours(i % 10)
         ax.bar(xs, mid, width * 0.9, color=c, alpha=0.35,
-               label=f"{label} ({r['kind']}, {r['seeds']} seed{'s' if r['seeds'] > 1 else ''})")
+               label=f"{label} ({r['kind']}, " + ("1 seed, interval over episodes)" if one
+                                                  else f"{r['seeds']} seeds)"))
         ax.errorbar(xs, mid, yerr=[np.subtract(mid, lo), np.subtract(hi, mid)], fmt="none",
                     ecolor=c, capsize=3)
         for j, s in enumerate(SHIFTS):
@@ -387,8 +391,8 @@ def figure(cfg: ScorecardConfig, summary: dict[str, Any], path: Path) -> Path:
                   "ood2: new to policy and encoder; real: rendering shift)", fontsize=9)
     ax.set_ylabel("success rate (%)")
     ax.set_ylim(0, 105)
-    ax.set_title(f"scorecard: {cfg.name} on object reaching (IQM over agent seeds, 95% "
-                 "stratified-bootstrap interval; dots: seeds)", fontsize=9)
+    ax.set_title(f"scorecard: {cfg.name} on object reaching\n(IQM over agent seeds with its "
+                 "95% stratified-bootstrap interval over runs; dots: seeds)", fontsize=9)
     ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=3, frameon=False)
     save_figure(fig, path)
     return path

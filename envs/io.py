@@ -149,16 +149,20 @@ def check_writable(folder: str | os.PathLike[str]) -> None:
     try:
         fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     except OSError as exc:
-        if disk_full(exc):
-            raise ConfigError(f"cannot write to {d}: the disk is full; free space or use "
-                              "another --out") from None
-        raise ConfigError(f"cannot write to {d} ({exc.strerror or exc}); use another --out "
-                          "or fix its permissions") from None
+        raise _unwritable(exc, f"cannot write to {d}", "or fix its permissions") from None
     try:
         _reserve(fd, d)
     finally:
         os.close(fd)
         probe.unlink(missing_ok=True)
+
+
+def _unwritable(exc: OSError, what: str, hint: str = "") -> ConfigError:
+    """The one-line error of a folder that cannot be written (full disk or another cause)."""
+    if disk_full(exc):
+        return ConfigError(f"{what}: the disk is full; free space or use another --out")
+    return ConfigError(f"{what} ({exc.strerror or exc}); use another --out"
+                       + (f" {hint}" if hint else ""))
 
 
 def _reserve(fd: int, d: Path) -> None:
@@ -198,11 +202,7 @@ def output_dir(path: str | os.PathLike[str], marker: str) -> Path:
     except (FileExistsError, NotADirectoryError):
         raise ConfigError(f"cannot create {out}: a file is in the way") from None
     except OSError as exc:
-        if disk_full(exc):
-            raise ConfigError(f"cannot create {out}: the disk is full; free space or use "
-                              "another --out") from None
-        raise ConfigError(f"cannot create {out} ({exc.strerror or exc}); use another "
-                          "--out") from None
+        raise _unwritable(exc, f"cannot create {out}") from None
     check_writable(out)
     return out
 

@@ -19,18 +19,97 @@ from sparseshift.envs.config import (
     opt,
     parse_typed_assignments,
 )
-from sparseshift.envs.errors import ConfigError, check_image_size
+from sparseshift.envs.errors import ConfigError, check_image_size, safe_repr
+
+#: Most parameters a learner may have: 2**28 (268M) is 1 GiB of float32 weights, and training
+#: holds about four times that (gradients and Adam's two moments). Every built-in learner's
+#: config estimates its parameter count from its fields (exactly) and refuses more, before any
+#: layer is built (:meth:`LearnerConfig.check_params`).
+MAX_PARAMS = 2**28
+#: Upper bound of every config field that sizes a layer's width (units, channels); each
+#: learner's config declares its bounds (:meth:`LearnerConfig.check_fields`).
+MAX_WIDTH = 65536
+#: Most channels of one conv layer.
+MAX_CHANNELS = 2048
+#: Most layers a config may list (conv stacks).
+MAX_LAYERS = 16
+
+#: Parameters of a learner by part: ``{part: (count, the config fields that size it)}``.
+ParamParts = dict[str, tuple[int, tuple[str, ...]]]
+
+
+def linear_params(n_in: int, n_out: int, bias: bool = True) -> int:
+    """Parameters of ``nn.Linear(n_in, n_out)``."""
+    return n_in * n_out + (n_out if bias else 0)
+
+
+def conv_params(c_in: int, c_out: int, kernel: int, bias: bool = True) -> int:
+    """Parameters of a square ``nn.Conv2d`` or ``nn.ConvTranspose2d``."""
+    return c_in * c_out * kernel * kernel + (c_out if bias else 0)
+
+
+def gru_cell_params(n_in: int, hidden: int) -> int:
+    """Parameters of ``nn.GRUCell(n_in, hidden)``."""
+    return 3 * hidden * (n_in + hidden) + 6 * hidden
 
 
 @dataclass(frozen=True)
 class LearnerConfig(Config):
-    """Fields every learner config has; learners subclass this with their own hyperparameters."""
+    """Fields every learner config has; learners subclass this with their own hyperparameters.
+
+    Size bounds: a subclass declares ``size_bounds`` (field -> inclusive ``(low, high)``; tuple
+    fields are bounded item by item and to :data:`MAX_LAYERS` items), checked by
+    :meth:`check_fields` before anything is derived from the fields, and estimates its learner's
+    parameters in :meth:`param_parts`, checked against :data:`MAX_PARAMS` by
+    :meth:`check_params` (the built-in configs call both from ``__post_init__``;
+    :func:`~sparseshift.representations.registry.make_learner` calls :meth:`check_params` again
+    before it builds any learner).
+    """
+
+    size_bounds: ClassVar[Mapping[str, tuple[int, int]]] = {}
 
     image_size: int = opt(64, "image size the model expects (a positive multiple of 8)")
 
     def __post_init__(self) -> None:
         super().__post_init__()
         check_image_size(self.image_size)
+
+    def check_fields(self) -> None:
+        """A one-line :class:`ConfigError` naming the first field of :attr:`size_bounds` that is
+        not an integer (or tuple of integers) within its bounds."""
+        for name, (low, high) in self.size_bounds.items():
+            value = getattr(self, name)
+            items = value if isinstance(value, tuple) else (value,)
+            ok = len(items) <= MAX_LAYERS and all(
+                isinstance(v, int) and not isinstance(v, bool) and low <= v <= high
+                for v in items)
+            if not ok:
+                what = (f"at most {MAX_LAYERS} integers in [{low}, {high}]"
+                        if isinstance(value, tuple) else f"an integer in [{low}, {high}]")
+                raise ConfigError(f"{name} must be {what}, got {safe_repr(value)}")
+
+    def param_parts(self) -> ParamParts:
+        """The learner's parameters by part (see :data:`ParamParts`); empty when unknown (a
+        config that does not say)."""
+        return {}
+
+    def param_count(self) -> int:
+        """The learner's parameter count estimated from the config (0 when unknown)."""
+        return sum(count for count, _ in self.param_parts().values())
+
+    def check_params(self, budget: int = MAX_PARAMS) -> None:
+        """A one-line :class:`ConfigError` when the learner would have more than ``budget``
+        parameters, naming the fields that size its largest part."""
+        parts = self.param_parts()
+        total = sum(count for count, _ in parts.values())
+        if total <= budget:
+            return
+        part, (count, fields) = max(parts.items(), key=lambda kv: kv[1][0])
+        values = ", ".join(f"{f}={safe_repr(getattr(self, f))}" for f in fields)
+        raise ConfigError(
+            f"this {self.name_for_messages()} would build a model of {total:,} parameters, more "
+            f"than the {budget:,} (2**{budget.bit_length() - 1}) allowed; its largest part, "
+            f"{part} ({count:,}), is sized by {values}: lower {fields[0]}")
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sparseshift.envs.errors import ConfigError
+from sparseshift.representations.config import conv_params, linear_params
 
 ReconLoss = Literal["bernoulli", "gaussian"]
 RECON_LOSSES: tuple[str, ...] = ("bernoulli", "gaussian")
@@ -74,6 +75,27 @@ def check_arch(image_size: int, channels: tuple[int, ...], kernels: tuple[int, .
         )
     if any(c <= 0 for c in channels) or any(k not in (2, 4) for k in kernels):
         raise ConfigError(f"channels must be positive and kernels 2 or 4, got {channels} {kernels}")
+
+
+def encoder_params(channels: tuple[int, ...], kernels: tuple[int, ...], hidden: int,
+                   out_dim: int) -> tuple[int, int]:
+    """(conv, fully connected) parameters of :class:`ConvEncoder`, without building it."""
+    convs, c_in = 0, 3
+    for c, k in zip(channels, kernels, strict=True):
+        convs += conv_params(c_in, c, k)
+        c_in = c
+    return convs, linear_params(c_in * 16, hidden) + linear_params(hidden, out_dim)
+
+
+def decoder_params(channels: tuple[int, ...], hidden: int, latent_dim: int) -> tuple[int, int]:
+    """(fully connected, transposed conv) parameters of :class:`ConvDecoder`."""
+    rev = tuple(reversed(channels))
+    fc = linear_params(latent_dim, hidden) + linear_params(hidden, rev[0] * 16)
+    deconvs, c_in = 0, rev[0]
+    for c in (*rev[1:], 3):
+        deconvs += conv_params(c_in, c, 4)
+        c_in = c
+    return fc, deconvs
 
 
 class ConvEncoder(nn.Module):

@@ -46,14 +46,15 @@ As a frozen encoder the learner is stateful: :meth:`NWM.initial_state` is the sh
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sparseshift.envs.errors import ConfigError
+from sparseshift.envs.errors import ConfigError, safe_repr
 from sparseshift.representations.base import (
     Batch,
     Capability,
@@ -61,13 +62,30 @@ from sparseshift.representations.base import (
     LearnerConfig,
     to_float_chw,
 )
+from sparseshift.representations.config import (
+    MAX_CHANNELS,
+    MAX_WIDTH,
+    ParamParts,
+    conv_params,
+    gru_cell_params,
+)
 from sparseshift.representations.nets import (
     RECON_LOSSES,
     ConvDecoder,
     ConvEncoder,
+    decoder_params,
+    encoder_params,
     reconstruction_loss,
     resolve_arch,
 )
+
+#: Largest sheet side, sheet channels, sub-steps per frame and forecast horizon a config may
+#: ask for (the sheet has ``sheet_channels * sheet**2`` oscillators; sub-steps and forecast
+#: steps multiply the time of every step).
+MAX_SHEET = 256
+MAX_SHEET_CHANNELS = 64
+MAX_SUBSTEPS = 64
+MAX_FORECAST_STEPS = 1000
 
 CELLS: tuple[str, ...] = ("wave", "gru")
 FORECAST_MODES: tuple[str, ...] = ("free", "feedback")
@@ -107,16 +125,19 @@ class NWMConfig(LearnerConfig):
     hidden: int = 256
     recon: str = "bernoulli"
 
+    size_bounds: ClassVar[Mapping[str, tuple[int, int]]] = {
+        "sheet_channels": (1, MAX_SHEET_CHANNELS), "substeps": (1, MAX_SUBSTEPS),
+        "hidden": (1, MAX_WIDTH), "forecast_steps": (0, MAX_FORECAST_STEPS),
+        "channels": (1, MAX_CHANNELS), "kernels": (2, 4),
+    }
+
     def __post_init__(self) -> None:
         super().__post_init__()
+        if not isinstance(self.sheet, int) or not 3 <= self.sheet <= MAX_SHEET:
+            raise ConfigError(f"sheet must be an integer in [3, {MAX_SHEET}] (3x3 circular "
+                              f"coupling), got {safe_repr(self.sheet)}")
+        self.check_fields()
         resolve_arch(self)
-        for name in ("sheet", "sheet_channels", "substeps", "hidden"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.sheet < 3:
-            raise ConfigError(f"sheet must be >= 3 for 3x3 circular coupling, got {self.sheet}")
-        if self.forecast_steps < 0:
-            raise ConfigError(f"forecast_steps must be >= 0, got {self.forecast_steps}")
         if not 0.0 < self.dt_init < 1.0:
             raise ConfigError(f"dt_init must be in (0, 1), got {self.dt_init}")
         if not 0.0 < self.gamma_init < math.inf:
@@ -132,6 +153,22 @@ class NWMConfig(LearnerConfig):
             if getattr(self, name) not in valid:
                 raise ConfigError(f"unknown {name} {getattr(self, name)!r}; valid: "
                                   f"{', '.join(valid)}")
+        self.check_params()
+
+    def param_parts(self) -> ParamParts:
+        """The parameters of :class:`NWM` built from this config, by part: encoder to and
+        decoder from the ``units`` oscillators, and the sheet (or the GRU)."""
+        n, c = self.units, self.sheet_channels
+        enc_conv, enc_fc = encoder_params(self.channels, self.kernels, self.hidden, n)
+        dec_fc, dec_conv = decoder_params(self.channels, self.hidden, n)
+        sheet = (gru_cell_params(n, n) if self.cell == "gru"
+                 else conv_params(c, c, 3) + conv_params(c, c, 3, bias=False) + 3 * c)
+        sized = ("sheet", "sheet_channels", "hidden")
+        return {"encoder convs": (enc_conv, ("channels", "kernels")),
+                "encoder fully connected layers": (enc_fc, sized),
+                "decoder fully connected layers": (dec_fc, sized),
+                "decoder transposed convs": (dec_conv, ("channels",)),
+                "sheet" if self.cell == "wave" else "GRU": (sheet, ("sheet", "sheet_channels"))}
 
     @property
     def units(self) -> int:

@@ -18,7 +18,6 @@ installed entry point; otherwise it is a one-line :class:`ConfigError` saying ho
 
 from __future__ import annotations
 
-import importlib
 import inspect
 from collections.abc import Mapping
 from types import MappingProxyType
@@ -47,25 +46,12 @@ def is_class_spec(name: str) -> bool:
 
 def _import_class(spec: str) -> Any:
     """The object ``"module:Qual.Name"`` names; a one-line :class:`ConfigError` if it is absent."""
-    module_name, _, qualname = spec.partition(":")
-    parts = qualname.split(".")
-    if not module_name or not all(parts) or ":" in qualname:
+    from sparseshift.representations.external import import_object, is_code_spec
+
+    if not is_code_spec(spec):
         raise ConfigError(f"learner {spec!r} is neither a built-in learner ("
                           f"{', '.join(BUILTIN_LEARNERS)}) nor 'package.module:ClassName'")
-    try:
-        from sparseshift.representations.external import _cwd_on_path
-
-        with _cwd_on_path():
-            obj: Any = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ConfigError(f"learner {spec!r}: cannot import module {module_name!r} "
-                          f"({type(exc).__name__}: {exc})") from None
-    for i, part in enumerate(parts):
-        if not hasattr(obj, part):
-            where = ".".join([module_name, *parts[:i]])
-            raise ConfigError(f"learner {spec!r}: {where!r} has no attribute {part!r}")
-        obj = getattr(obj, part)
-    return obj
+    return import_object(spec, "learner")
 
 
 def _check_learner_class(spec: str, obj: Any) -> type[Learner]:
@@ -121,10 +107,15 @@ def learner_names() -> tuple[str, ...]:
 def make_learner(name: str, config: LearnerConfig | Mapping[str, Any] | None = None,
                  plugins: Plugins | None = None, where: str = "") -> Learner:
     """Instantiate learner ``name`` from its config (or a dict of options, or the defaults);
-    ``plugins`` and ``where`` as in :func:`learner_class`."""
+    ``plugins`` and ``where`` as in :func:`learner_class`. Every learner is built here: its
+    config's parameter estimate is checked against
+    :data:`~sparseshift.representations.config.MAX_PARAMS` first (a one-line
+    :class:`ConfigError` naming the fields that size it; learners whose config gives no
+    estimate are built as they are)."""
     cls = learner_class(name, plugins, where)
     if config is None:
         config = cls.config_cls()
     elif not isinstance(config, LearnerConfig):
         config = cls.config_cls.from_json(config)
+    config.check_params()
     return cls(config)

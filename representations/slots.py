@@ -55,14 +55,16 @@ of the trained queries): set :attr:`SlotAttention.num_slots` or pass ``num_slots
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sparseshift.envs.errors import ConfigError
+from sparseshift.envs.config import SEED_MAX
+from sparseshift.envs.errors import MAX_IMAGE_SIZE, ConfigError
 from sparseshift.representations.base import (
     Batch,
     Capability,
@@ -72,6 +74,20 @@ from sparseshift.representations.base import (
     frames_to_tensor,
     to_float_chw,
 )
+from sparseshift.representations.config import (
+    MAX_CHANNELS,
+    MAX_WIDTH,
+    ParamParts,
+    conv_params,
+    gru_cell_params,
+    linear_params,
+)
+
+#: Most slots, slot attention rounds, slot size and conv kernel size a config may ask for.
+MAX_SLOTS = 256
+MAX_ITERS = 100
+MAX_SLOT_SIZE = 4096
+MAX_KERNEL = 32
 
 #: Architecture presets; the values of the architecture fields per preset (see module docstring).
 PRESETS: dict[str, dict[str, Any]] = {
@@ -147,8 +163,18 @@ class SlotAttentionConfig(LearnerConfig):
     dec_out_kernel: int = 0
     dec_out_stride: int = 0
 
+    size_bounds: ClassVar[Mapping[str, tuple[int, int]]] = {
+        "num_slots": (1, MAX_SLOTS), "iters": (1, MAX_ITERS), "slot_size": (1, MAX_SLOT_SIZE),
+        "mlp_hidden": (1, MAX_WIDTH), "eval_seed": (0, SEED_MAX),
+        "enc_channels": (1, MAX_CHANNELS), "enc_kernels": (1, MAX_KERNEL),
+        "enc_strides": (1, 2), "dec_broadcast": (0, MAX_IMAGE_SIZE),
+        "dec_channels": (1, MAX_CHANNELS), "dec_kernels": (1, MAX_KERNEL),
+        "dec_strides": (1, 2), "dec_out_kernel": (0, MAX_KERNEL), "dec_out_stride": (0, 2),
+    }
+
     def __post_init__(self) -> None:
         super().__post_init__()
+        self.check_fields()  # before the preset fills in anything (or loops on a size)
         if self.preset not in PRESETS:
             raise ConfigError(f"unknown slot attention preset {self.preset!r}; valid: "
                               f"{', '.join(PRESETS)}")
@@ -182,6 +208,29 @@ class SlotAttentionConfig(LearnerConfig):
                 f"{self.dec_strides} + {self.dec_out_stride}) must divide the image size "
                 f"{self.image_size}"
             )
+        self.check_params()
+
+    def param_parts(self) -> ParamParts:
+        """The parameters of :class:`SlotAttention` built from this config, by part."""
+        convs, c_in = 0, 3
+        for ch, k in zip(self.enc_channels, self.enc_kernels, strict=True):
+            convs += conv_params(c_in, ch, k)
+            c_in = ch
+        d, h = self.slot_size, self.mlp_hidden
+        encoder_rest = 5 * c_in + 2 * c_in + linear_params(c_in, d) + linear_params(d, d)
+        module = (6 * d + 3 * linear_params(d, d, bias=False) + gru_cell_params(d, d)
+                  + linear_params(d, h) + linear_params(h, d))
+        init = self.num_slots * d if self.init == "learned" else 2 * d
+        deconvs, c_in = 5 * d, d
+        for ch, k in zip(self.dec_channels, self.dec_kernels, strict=True):
+            deconvs += conv_params(c_in, ch, k)
+            c_in = ch
+        deconvs += conv_params(c_in, 4, self.dec_out_kernel)
+        return {"encoder convs": (convs, ("enc_channels", "enc_kernels")),
+                "encoder embedding and MLP": (encoder_rest, ("slot_size", "enc_channels")),
+                "slot attention module": (module, ("slot_size", "mlp_hidden")),
+                "slot initialisation": (init, ("num_slots", "slot_size")),
+                "decoder": (deconvs, ("dec_channels", "dec_kernels", "slot_size"))}
 
     @staticmethod
     def _check_layers(what: str, channels: tuple[int, ...], kernels: tuple[int, ...],

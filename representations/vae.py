@@ -8,7 +8,9 @@ supervised VAEs in :mod:`sparseshift.representations.weak` share with it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
@@ -20,13 +22,23 @@ from sparseshift.representations.base import (
     LearnerConfig,
     to_float_chw,
 )
+from sparseshift.representations.config import (
+    MAX_CHANNELS,
+    MAX_WIDTH,
+    ParamParts,
+)
 from sparseshift.representations.nets import (
     RECON_LOSSES,
     ConvDecoder,
     ConvEncoder,
+    decoder_params,
+    encoder_params,
     reconstruction_loss,
     resolve_arch,
 )
+
+#: Largest latent code of a conv VAE.
+MAX_LATENT_DIM = 4096
 
 
 @dataclass(frozen=True)
@@ -47,19 +59,32 @@ class VAEConfig(LearnerConfig):
     #: collapse on short budgets. 0 (the default, disentanglement_lib's setting): no warm-up.
     kl_warmup: int = 0
 
+    size_bounds: ClassVar[Mapping[str, tuple[int, int]]] = {
+        "latent_dim": (1, MAX_LATENT_DIM), "hidden": (1, MAX_WIDTH),
+        "channels": (1, MAX_CHANNELS), "kernels": (2, 4), "kl_warmup": (0, 10**9),
+    }
+
     def __post_init__(self) -> None:
         super().__post_init__()
+        self.check_fields()
         resolve_arch(self)
-        if self.latent_dim < 1 or self.hidden < 1:
-            raise ConfigError(f"latent_dim and hidden must be >= 1, got {self.latent_dim}, "
-                              f"{self.hidden}")
         if not (self.beta >= 0 and float(self.beta) < float("inf")):
             raise ConfigError(f"beta must be finite and >= 0, got {self.beta}")
-        if isinstance(self.kl_warmup, bool) or self.kl_warmup < 0:
-            raise ConfigError(f"kl_warmup must be an integer >= 0, got {self.kl_warmup!r}")
         if self.recon not in RECON_LOSSES:
             raise ConfigError(f"unknown reconstruction loss {self.recon!r}; valid: "
                               f"{', '.join(RECON_LOSSES)}")
+        self.check_params()
+
+    def param_parts(self) -> ParamParts:
+        """The conv VAE's parameters (:class:`ConvVAE`): encoder to ``2 * latent_dim``,
+        decoder from ``latent_dim``."""
+        enc_conv, enc_fc = encoder_params(self.channels, self.kernels, self.hidden,
+                                          2 * self.latent_dim)
+        dec_fc, dec_conv = decoder_params(self.channels, self.hidden, self.latent_dim)
+        return {"encoder convs": (enc_conv, ("channels", "kernels")),
+                "encoder fully connected layers": (enc_fc, ("hidden", "channels", "latent_dim")),
+                "decoder fully connected layers": (dec_fc, ("hidden", "channels", "latent_dim")),
+                "decoder transposed convs": (dec_conv, ("channels",))}
 
 
 def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:

@@ -24,6 +24,7 @@ from sparseshift.envs.data.layout import (
     DEFAULT_PART_ROWS,
     FORMAT_VERSION,
     FRAME_CHUNK_ROWS,
+    MAX_ROWS,
     arrays_of,
     observation_layout,
 )
@@ -31,8 +32,6 @@ from sparseshift.envs.data.policies import check_policy, describe_policy
 from sparseshift.envs.errors import ConfigError, check_image_size
 from sparseshift.envs.registry import entry, make
 
-#: Largest dataset a collection accepts (rows); larger requests are refused before any work.
-MAX_ROWS = 10**9
 #: States, and resamples per state, tried before a group counts as unable to change.
 PROBE_STATES = 16
 PROBE_DRAWS = 8

@@ -14,7 +14,6 @@ object or the arrays; the copy opens the file again and checks that the fingerpr
 
 from __future__ import annotations
 
-import json
 import os
 import zlib
 from pathlib import Path
@@ -30,21 +29,22 @@ from sparseshift.envs.data.layout import (
     FINAL_PREFIX,
     FORMAT,
     IMAGE_ARRAYS,
-    KINDS,
     OBS_PREFIX,
-    READABLE_VERSIONS,
-    arrays_of,
     fingerprint,
     per_episode,
 )
-from sparseshift.envs.errors import ConfigError
+from sparseshift.envs.data.schema import (
+    FACTOR_ARRAYS,
+    Header,
+    Layout,
+    check_finite,
+    read_attrs,
+)
+from sparseshift.envs.errors import ConfigError, safe_repr
 from sparseshift.envs.factors import FactorSpec
 
 #: Rows read per HDF5 call while loading to RAM (a multiple of every chunk size in practice).
 LOAD_ROWS = 1024
-JSON_ATTRS: frozenset[str] = frozenset({
-    "env_kwargs", "colour_scheme", "factor_spec", "collector", "versions",
-})
 
 
 def default_budget() -> int:
@@ -82,44 +82,47 @@ class Dataset:
         self.memory_budget = memory_budget
         self._file: h5py.File | None = f
         self._pid = os.getpid()
-        self._stored_attrs = {k: _plain(v) for k, v in f.attrs.items()}
-        self.attrs: dict[str, Any] = {
-            k: json.loads(v) if k in JSON_ATTRS else v for k, v in self._stored_attrs.items()
-        }
-        self.kind: str = str(self.attrs["kind"])
-        self.env_id: str = str(self.attrs["env_id"])
-        self.image_size: int = int(self.attrs["image_size"])
-        self.factor_spec: FactorSpec = FactorSpec.from_json(self.attrs["factor_spec"])
-        self.fingerprint: str = str(self.attrs["fingerprint"])
-        self.version = int(self.attrs["format_version"])
-        self._n = int(self.attrs["n"])
+        # Everything sized by the file is checked before it is allocated (schema module):
+        # attributes one by one (bounded, UTF-8, JSON of bounded depth), the arrays' shapes
+        # against each other, the file's size and the memory budget, then the checksums and
+        # the fingerprint, then the content of the attributes and the arrays' row layouts.
+        header = Header(path, read_attrs(path, f))
+        layout = Layout(path, f, header)
+        self.in_memory = layout.check_budget(_file_size(path), memory_budget,
+                                             max(memory_budget, default_budget()))
+        self._stored_attrs = header.stored
+        self.attrs: dict[str, Any] = header.attrs
+        self.kind: str = header.kind
+        self.fingerprint: str = header.fingerprint
+        self.version = header.version
+        self._n = header.n
         #: How policy observations are stored (format 3 video; ``{}`` otherwise): see
         #: :func:`~sparseshift.envs.data.layout.observation_layout`.
-        self.observation: dict[str, Any] = dict(
-            self.attrs["collector"].get("observation") or {}) if self.version >= 3 else {}
-        self.obs_keys: tuple[str, ...] = tuple(self.observation.get("arrays", {}))
-        self._names = arrays_of(self.kind, self.obs_keys, self.version)
+        self.observation: dict[str, Any] = header.observation
+        self.obs_keys: tuple[str, ...] = header.obs_keys
+        self._names = header.names
+        self._rows = layout.rows
+        self.shapes = layout.shapes
+        self.dtypes = layout.dtypes
+        self.nbytes = layout.nbytes()
         self._sums = {n: np.asarray(f[f"{CHECKSUM_GROUP}/{n}"][...]) for n in self._names}
-        self._rows = {n: int(f[n].chunks[0]) for n in self._names}
-        self.shapes = {n: tuple(int(s) for s in f[n].shape) for n in self._names}
-        self.dtypes = {n: np.dtype(f[n].dtype) for n in self._names}
-        self.nbytes = sum(int(np.prod(s)) * self.dtypes[n].itemsize for n, s in self.shapes.items())
         self._check_structure()
-        self.in_memory = self.nbytes <= memory_budget
+        header.check_content()
+        layout.check_rows(header)
+        self.env_id: str = header.env_id
+        self.image_size: int = header.image_size
+        self.factor_spec: FactorSpec = header.factor_spec
         self._arrays: dict[str, np.ndarray] = {
             n: self._load(n) for n in self._names if self.in_memory or n not in IMAGE_ARRAYS
         }
+        for n in FACTOR_ARRAYS & set(self._arrays):
+            check_finite(path, n, self._arrays[n], self.factor_spec)
         self._check_episodes()
         if self.in_memory:
             self.close()
 
     # -- structure and verification ---------------------------------------------------------
     def _check_structure(self) -> None:
-        for n, shape in self.shapes.items():
-            expect = -(-shape[0] // self._rows[n])
-            if (shape[0] != self._n and not per_episode(n)) or self._sums[n].shape != (expect,):
-                raise ConfigError(f"{self.path}: array {n!r} has {shape[0]} rows and "
-                                  f"{len(self._sums[n])} checksums; file is damaged")
         if fingerprint(self.kind, self._sums, self.shapes, self._stored_attrs,
                        self.version) != self.fingerprint:
             raise ConfigError(f"{self.path}: checksums or attributes do not match the "
@@ -189,8 +192,18 @@ class Dataset:
                         raise self._chunk_error(n, c, "checksum mismatch")
         else:
             for n in self._names:
-                self._load(n)
+                self._verify_on_disk(n)
         return sum(len(s) for s in self._sums.values())
+
+    def _verify_on_disk(self, name: str) -> None:
+        """Read every chunk of ``name`` (a block of about :data:`LOAD_ROWS` rows at a time, into
+        one buffer) and check its checksum."""
+        n = self.shapes[name][0]
+        step = max(LOAD_ROWS // self._rows[name], 1) * self._rows[name]
+        buf = np.empty((min(n, step), *self.shapes[name][1:]), self.dtypes[name])
+        for start in range(0, n, step):
+            stop = min(n, start + step)
+            self._read(name, start, stop, buf[: stop - start])
 
     # -- access -------------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -256,11 +269,14 @@ class Dataset:
         return self._arrays[name]
 
     def take(self, name: str, idx: np.ndarray) -> np.ndarray:
-        """Rows ``idx`` (any shape of int indices) of array ``name``, as a new array."""
-        if name in self._arrays:
-            return self._arrays[name][idx]
+        """Rows ``idx`` (any shape of int indices, each in ``[0, rows)``) of array ``name``, as a
+        new array; a negative or out-of-range row, or a non-integer index, is a
+        :class:`ConfigError` naming the file and the array."""
         if name not in self._names:
             self.array(name)  # the error naming the arrays there are
+        idx = self._check_rows(name, idx)
+        if name in self._arrays:
+            return self._arrays[name][idx]
         uniq, inverse = np.unique(np.asarray(idx).reshape(-1), return_inverse=True)
         buf = np.empty((len(uniq), *self.shapes[name][1:]), self.dtypes[name])
         rows, n = self._rows[name], self.shapes[name][0]
@@ -273,6 +289,19 @@ class Dataset:
             self._read(name, a0, b0, block)
             buf[lo:hi] = block[a - a0 : b - a0]
         return buf[inverse].reshape(*np.shape(idx), *self.shapes[name][1:])
+
+    def _check_rows(self, name: str, idx: Any) -> np.ndarray:
+        arr = np.asarray(idx)
+        if arr.dtype.kind not in "iu" and not (arr.size == 0 and arr.dtype.kind == "f"):
+            raise ConfigError(f"{self.path}: rows of {name!r} must be integer indices, got "
+                              f"{arr.dtype} {safe_repr(arr)}")
+        arr = arr.astype(np.int64, copy=False)
+        n = self.shapes[name][0]
+        if arr.size and (int(arr.min()) < 0 or int(arr.max()) >= n):
+            bad = int(arr.min()) if int(arr.min()) < 0 else int(arr.max())
+            raise ConfigError(f"{self.path}: row {bad} of {name!r} is out of range: it has "
+                              f"{n} rows (0 to {n - 1}; no negative rows)")
+        return arr
 
     def close(self) -> None:
         """Close the HDF5 file (a dataset on disk opens it again when it next reads)."""
@@ -390,10 +419,17 @@ def _reopen(path: str, memory_budget: int, digest: str) -> Dataset:
 
 def _plain(value: Any) -> Any:
     if isinstance(value, bytes):
-        return value.decode()
+        return value.decode("utf-8", "replace")
     if isinstance(value, np.generic):
         return value.item()
     return value
+
+
+def _file_size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path} ({exc.strerror or exc})") from None
 
 
 def open_dataset(
@@ -414,21 +450,20 @@ def open_dataset(
     except OSError as exc:
         raise ConfigError(f"{p} is not a readable HDF5 file ({exc})") from None
     try:
-        fmt, version = f.attrs.get("format"), f.attrs.get("format_version")
-        if _plain(fmt) != FORMAT:
+        try:
+            fmt = f.attrs.get("format")
+        except (OSError, KeyError, ValueError, TypeError):
+            fmt = None
+        if not isinstance(fmt, str | bytes) or _plain(fmt) != FORMAT:
             raise ConfigError(f"{p} is not a sparseshift dataset (no format attribute {FORMAT!r})")
-        if _plain(version) not in READABLE_VERSIONS:
-            raise ConfigError(f"{p} has format version {_plain(version)}; this sparseshift reads "
-                              f"versions {', '.join(map(str, READABLE_VERSIONS))} (re-collect it)")
-        if _plain(f.attrs.get("kind")) not in KINDS:
-            raise ConfigError(f"{p}: unknown dataset kind {_plain(f.attrs.get('kind'))!r}")
         ds = Dataset(p, f, default_budget() if memory_budget is None else memory_budget)
     except ConfigError:
         f.close()
         raise
-    except (OSError, KeyError, ValueError, TypeError, RuntimeError) as exc:
+    except (OSError, KeyError, ValueError, TypeError, RuntimeError, RecursionError) as exc:
         f.close()
-        raise ConfigError(f"{p} is damaged or incomplete ({type(exc).__name__}: {exc})") from None
+        raise ConfigError(f"{p} is damaged or incomplete ({type(exc).__name__}: "
+                          f"{safe_repr(str(exc))})") from None
     if verify:
         ds.verify()
     return ds

@@ -40,6 +40,7 @@ import numpy as np
 
 from sparseshift.envs.data.dataset import Dataset, open_dataset
 from sparseshift.envs.errors import ConfigError
+from sparseshift.envs.io import temp_name
 
 FORMATS: tuple[str, ...] = ("lerobot", "minari")
 #: The extra that installs each format's library.
@@ -181,9 +182,13 @@ def export_lerobot(ds: Dataset, out: Path, name: str | None = None, task: str | 
     text = task or f"{ds.env_id} ({_policy_text(ds)} policy)"
     starts, ends = episode_ranges(ds)
     state = _state_key(ds)
-    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
     out.parent.mkdir(parents=True, exist_ok=True)
+    # LeRobot creates its root itself, so it gets a fresh folder inside a staging folder made
+    # here with a new random name (mkdir fails on any existing name): only that staging folder,
+    # which this call created, is ever removed.
+    staging = temp_name(out, ".staging")
+    staging.mkdir(mode=0o700)
+    tmp = staging / out.name
     bars = _quiet_datasets()
     try:
         kwargs: dict[str, Any] = {"root": tmp, "use_videos": video}
@@ -221,11 +226,9 @@ def export_lerobot(ds: Dataset, out: Path, name: str | None = None, task: str | 
         if hasattr(lr, "finalize"):
             lr.finalize()
         os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     finally:
         bars()
+        shutil.rmtree(staging, ignore_errors=True)
     return ExportResult("lerobot", out, repo_id, len(starts), len(ds),
                         f"LeRobotDataset({repo_id!r}, root={str(out)!r})")
 
@@ -261,6 +264,7 @@ def export_minari(ds: Dataset, out: Path, name: str | None = None,
         extra["jpeg_encoding"] = False  # lossless frames
     before = os.environ.get("MINARI_DATASETS_PATH")
     os.environ["MINARI_DATASETS_PATH"] = str(out)
+    ours = not target.exists()  # a failed export removes the dataset folder only if it made it
     try:
         out.mkdir(parents=True, exist_ok=True)
         result: Any = None
@@ -282,7 +286,8 @@ def export_minari(ds: Dataset, out: Path, name: str | None = None,
             if progress is not None:
                 progress(int(ends[b - 1] - starts[a]) + 1)
     except BaseException:
-        shutil.rmtree(target, ignore_errors=True)
+        if ours and not target.is_symlink():
+            shutil.rmtree(target, ignore_errors=True)
         raise
     finally:
         if before is None:

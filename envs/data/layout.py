@@ -70,6 +70,9 @@ DEFAULT_PART_ROWS = 1024
 
 CHECKSUM_GROUP = "checksums"
 
+#: Largest dataset (rows) collected or read; larger requests and files are refused.
+MAX_ROWS = 10**9
+
 
 def arrays_of(kind: str, obs_keys: tuple[str, ...] = (),
               version: int = FORMAT_VERSION) -> tuple[str, ...]:

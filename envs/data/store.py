@@ -33,14 +33,36 @@ from sparseshift.envs.data.layout import (
     per_episode,
     stored_attr,
 )
-from sparseshift.envs.io import commit_file, write_json_atomic
+from sparseshift.envs.errors import ConfigError
+from sparseshift.envs.io import commit_file, remove_own_file, write_json_atomic
 
 _commit = commit_file
 
 
 def tmp_name(path: Path) -> Path:
-    """A temporary sibling of ``path`` unique to this process."""
+    """The temporary sibling of ``path`` this process writes it under: ``.NAME.tmpPID``.
+
+    Collection records the process id of every process it starts in its lock's journal before
+    the process writes anything, so a later run removes exactly the temporary files a killed
+    process left (:func:`sparseshift.envs.data.collect.pid_temp`), including the final file's,
+    which lies outside the locked staging folder (so a random name recorded there could not
+    cover it). The file is created exclusively (:func:`create_h5`): never through a symbolic
+    link or over a file that is not this process's."""
     return path.with_name(f".{path.name}.tmp{os.getpid()}")
+
+
+def create_h5(tmp: Path) -> h5py.File:
+    """Create the HDF5 file ``tmp`` (a :func:`tmp_name`) exclusively: HDF5's ``x`` mode opens
+    with ``O_CREAT | O_EXCL``, which fails on any existing name, a symbolic link (even a
+    dangling one) included, so nothing a link points to is ever truncated. A regular file left
+    at this exact name (by an earlier process with the same id that was killed) is removed
+    first; anything else there is a one-line :class:`ConfigError`."""
+    remove_own_file(tmp)
+    try:
+        return h5py.File(tmp, "x")
+    except FileExistsError:
+        raise ConfigError(f"{tmp} exists and is not a regular file (a symbolic link?); "
+                          "sparseshift writes its temporary files itself: remove it") from None
 
 
 def write_json(path: Path, value: Any) -> None:
@@ -87,18 +109,25 @@ def write_deflated(dset: h5py.Dataset, arr: np.ndarray) -> None:
 
 
 def write_part(path: Path, arrays: Mapping[str, np.ndarray], part_rows: int) -> None:
-    """Write one part (compressed like the final file, with its chunk checksums) atomically."""
+    """Write one part (compressed like the final file, with its chunk checksums) atomically;
+    when it fails (a full disk included) its temporary file is removed: that exact file,
+    created by this call, nothing else."""
     tmp = tmp_name(path)
-    with h5py.File(tmp, "w") as f:
-        for name, arr in arrays.items():
-            rows = chunk_rows(name, part_rows)
-            dset = _create(f, name, arr.shape, arr.dtype, rows)
-            if name in FRAME_ARRAYS:
-                write_deflated(dset, arr)
-            else:
-                dset[...] = arr
-            f[f"{CHECKSUM_GROUP}/{name}"] = chunk_checksums(arr, rows)
-    _commit(tmp, path)
+    f = create_h5(tmp)
+    try:
+        with f:
+            for name, arr in arrays.items():
+                rows = chunk_rows(name, part_rows)
+                dset = _create(f, name, arr.shape, arr.dtype, rows)
+                if name in FRAME_ARRAYS:
+                    write_deflated(dset, arr)
+                else:
+                    dset[...] = arr
+                f[f"{CHECKSUM_GROUP}/{name}"] = chunk_checksums(arr, rows)
+        _commit(tmp, path)
+    except BaseException:
+        remove_own_file(tmp)
+        raise
 
 
 def part_ok(path: Path, names: tuple[str, ...], rows: int) -> bool:
@@ -176,7 +205,7 @@ class Assembler:
         self.out, self.kind, self.n, self.part_rows = out, kind, n, part_rows
         self.names = arrays_of(kind) if names is None else names
         self.tmp = tmp_name(out)
-        self.f = h5py.File(self.tmp, "w")
+        self.f = create_h5(self.tmp)
         self.sums: dict[str, list[np.ndarray]] = {
             name: [] for name in self.names if not per_episode(name)}
         self.streams: dict[str, _Stream] = {}
@@ -226,9 +255,11 @@ class Assembler:
         return digest
 
     def abort(self) -> None:
-        """Close and remove the temporary file."""
-        self.f.close()
-        self.tmp.unlink(missing_ok=True)
+        """Close and remove the temporary file (the one this assembler created)."""
+        try:
+            self.f.close()
+        finally:
+            remove_own_file(self.tmp)
 
 
 def assemble(out: Path, parts: list[Path], kind: str, n: int, part_rows: int,

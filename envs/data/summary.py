@@ -14,6 +14,7 @@ import numpy as np
 from sparseshift.envs.colours import SPLITS, ColourSet
 from sparseshift.envs.data.dataset import Dataset
 from sparseshift.envs.data.sampler import frames_left
+from sparseshift.envs.errors import ConfigError, safe_repr
 
 TOL = 1e-3
 
@@ -55,13 +56,15 @@ def _all_factors(ds: Dataset) -> np.ndarray:
 def summary(ds: Dataset, file_bytes: int) -> str:
     """The report printed by ``sparseshift inspect``."""
     a = ds.attrs
+    collector = a.get("collector") or {}
     lines = [
-        f"{ds.path}: {ds.kind} dataset, format v{a['format_version']}, fingerprint "
+        f"{ds.path}: {ds.kind} dataset, format v{ds.version}, fingerprint "
         f"{ds.fingerprint[:16]}",
-        f"env {ds.env_id} {a['env_kwargs']}, colour split {a['colours']}, "
-        f"render preset {a['render_preset']}, {ds.image_size}x{ds.image_size} px",
-        f"collected {a['created']} with seed {a['seed']}, policy/k: "
-        f"{a['collector'].get('policy') or {'k': a['collector'].get('k')}}",
+        f"env {ds.env_id} {a['env_kwargs']}, colour split "
+        f"{a.get('colours', '?')}, render preset {a.get('render_preset', '?')}, "
+        f"{ds.image_size}x{ds.image_size} px",
+        f"collected {a.get('created', '?')} with seed {a.get('seed', '?')}, policy/k: "
+        f"{collector.get('policy') or {'k': collector.get('k')}}",
         f"size: {file_bytes / 1e6:.1f} MB on disk, {ds.nbytes / 1e6:.1f} MB decoded, "
         f"compression ratio {ds.nbytes / max(file_bytes, 1):.1f}x",
     ]
@@ -77,7 +80,7 @@ def summary(ds: Dataset, file_bytes: int) -> str:
             frame = ds.observation.get("pixels")
             if frame is not None:
                 parts.insert(0, "the frame" + (f" (as {frame!r})" if frame else ""))
-            lines.append(f"policy observations ({a['env_kwargs'].get('obs_mode')}): "
+            lines.append(f"policy observations ({a['env_kwargs'].get('obs_mode', '?')}): "
                          f"{', '.join(parts)}; final observations of all "
                          f"{ds.shapes['final/frames'][0]} episodes")
     else:
@@ -93,14 +96,31 @@ def summary(ds: Dataset, file_bytes: int) -> str:
     for j, fac in enumerate(spec.factors):
         lines.append(f"  {fac.name:<24} {fac.kind:<10} [{f[:, j].min():9.4g}, {f[:, j].max():9.4g}]"
                      f"  / [{fac.low:g}, {fac.high:g}]")
+    try:
+        lines += _colours(ds, f)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        raise ConfigError(f"{ds.path}: attribute 'colour_scheme' (or the collector's "
+                          f"colour_objects) is malformed ({type(exc).__name__}: "
+                          f"{safe_repr(str(exc))}); the file is damaged") from None
+    return "\n".join(lines)
+
+
+def _colours(ds: Dataset, f: np.ndarray) -> list[str]:
+    """The colour lines of the summary: per coloured object, distinct colours and frames per
+    split of the stored scheme."""
+    a, spec = ds.attrs, ds.factor_spec
+    if "colour_scheme" not in a:
+        return ["colours: no colour scheme stored"]
     scheme = a["colour_scheme"]
-    objects = a["collector"].get("env_info", {}).get("colour_objects", {})
-    lines.append(f"colours (scheme {scheme['name']}, seed {scheme['seed']}): distinct values, "
-                 "frames per split")
+    objects = (a.get("collector") or {}).get("env_info", {}).get("colour_objects", {})
+    lines = [f"colours (scheme {safe_repr(scheme['name'])}, seed {safe_repr(scheme['seed'])}): "
+             "distinct values, frames per split"]
     for group, obj in objects.items():
         rgb = f[:, list(spec.group_indices(group))].astype(np.float64)
+        if rgb.ndim != 2 or rgb.shape[1] != 3:
+            raise ValueError(f"group {group!r} is not an RGB colour")
         counts = split_counts(colour_set(obj, scheme["objects"][obj]), rgb)
         distinct = len(np.unique(rgb, axis=0))
         lines.append(f"  {group:<24} {distinct:6d} distinct  "
                      + "  ".join(f"{s}: {c}" for s, c in counts.items() if c))
-    return "\n".join(lines)
+    return lines

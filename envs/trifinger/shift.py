@@ -19,9 +19,12 @@ import cv2
 import mujoco
 import numpy as np
 
-from sparseshift.envs.errors import ConfigError, choice_error
+from sparseshift.envs.errors import check_number_arg, choice_error
 
 SHIFTS: tuple[str | None, ...] = (None, "real")
+#: Largest ``shift_strength`` (the env's ``MAX_SHIFT_STRENGTH``): every magnitude scales with it,
+#: and at 10 the lights already tilt by up to 300 degrees.
+MAX_STRENGTH = 10.0
 
 
 @dataclass(frozen=True)
@@ -48,13 +51,7 @@ def check_shift(shift: str | None, strength: float) -> tuple[str | None, float]:
         shift = None
     if shift not in SHIFTS:
         raise choice_error("shift", shift, SHIFTS)
-    try:
-        s = float(strength)
-    except (TypeError, ValueError):
-        raise ConfigError(f"shift_strength must be a number >= 0, got {strength!r}") from None
-    if not np.isfinite(s) or s < 0:
-        raise ConfigError(f"shift_strength must be a finite number >= 0, got {strength!r}")
-    return shift, s
+    return shift, check_number_arg("shift_strength", strength, 0.0, MAX_STRENGTH)
 
 
 def _rotation(axis: np.ndarray, angle: float) -> np.ndarray:

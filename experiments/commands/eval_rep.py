@@ -147,6 +147,7 @@ def run(args: argparse.Namespace) -> int:
     for path in (args.out, args.export_codes, args.traversal):
         if path:
             check_output_file(path)  # a folder given as a file fails before any work
+    _check_writable(args)
     started = time.time()
     total = (len(STEPS) + 1 if args.out is not None else 0) + (args.waves is not None)
     bar = StageBar(total, enabled=not args.quiet)
@@ -168,6 +169,30 @@ def run(args: argparse.Namespace) -> int:
         print(line)
     print_written([p for p in written if p.exists() and p.stat().st_mtime >= started - 1])
     return 0
+
+
+def _check_writable(args: argparse.Namespace) -> None:
+    """Refuse, before any work, output folders this process cannot write in (read-only, or a
+    full disk): the folders of --out (and its traversal and slot figures), --export-codes,
+    --traversal, --proxy-data (written when missing) and --waves. A folder that does not exist
+    yet is created by the command, so the nearest existing folder above it is checked."""
+    from sparseshift.envs.io import check_writable
+
+    folders = [Path(p).parent for p in (args.out, args.export_codes, args.traversal)
+               if p]
+    if args.proxy_data is not None and not Path(args.proxy_data).exists():
+        folders.append(Path(args.proxy_data).parent)
+    if args.waves is not None:
+        folders.append(Path(args.waves))
+    seen: set[Path] = set()
+    for folder in folders:
+        existing = next((d for d in (folder, *folder.parents) if d.exists()), None)
+        if existing is None or not existing.is_dir():
+            continue  # a file in the way: the write reports it
+        key = existing.resolve()
+        if key not in seen:
+            seen.add(key)
+            check_writable(existing)
 
 
 def _load_nwm(run_dir: str, flag: str, plugins: Any = None) -> Any:

@@ -29,11 +29,34 @@ from typing import Any
 from sparseshift.agents.config import BASELINES, AgentConfig, EvaluateConfig
 from sparseshift.envs.config import Config, check_choice, opt
 from sparseshift.envs.data.config import CollectConfig
-from sparseshift.envs.errors import ConfigError, choice_error
+from sparseshift.envs.errors import ConfigError, choice_error, safe_repr
 from sparseshift.representations.config import EvalConfig, TrainConfig
 
 #: The ``encoder`` of an agent template: replaced by the trained representation's directory.
 LEARNED = "learned"
+#: Longest study name and encoder label (characters).
+MAX_NAME = 100
+
+
+def check_name(what: str, value: str) -> str:
+    """``value`` if it can name a folder on every system and be printed on one line: non-empty
+    after stripping, at most :data:`MAX_NAME` characters, no path separator (``/`` or ``\\``),
+    no NUL or other control character, not ``.``/``..`` and not starting with ``.``; else a
+    one-line :class:`ConfigError` naming ``what``."""
+    why = ""
+    if not value.strip():
+        why = "is empty"
+    elif len(value) > MAX_NAME:
+        why = f"is {len(value)} characters long (at most {MAX_NAME})"
+    elif any(not c.isprintable() for c in value):
+        why = "holds a control character (a NUL byte, a newline, ...)"
+    elif "/" in value or "\\" in value:
+        why = "holds a path separator"
+    elif value.startswith("."):
+        why = "starts with '.' (hidden, or '..': the parent folder)"
+    if why:
+        raise ConfigError(f"{what} must be a plain folder name; {safe_repr(value)} {why}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -46,6 +69,7 @@ class LearnerPlan(Config):
     seeds: tuple[int, ...] = opt((0,), "encoder seeds")
 
     def validate(self) -> None:
+        check_name("a learner plan's label", self.label)
         if not self.seeds:
             raise ConfigError(f"learner plan {self.label!r} needs at least one seed")
 
@@ -72,6 +96,7 @@ class EncoderPlan(Config):
 
         if not self.label.strip():
             raise ConfigError("an encoder plan needs a label")
+        check_name("an encoder plan's label", self.label)
         if not self.encoder.strip():
             raise ConfigError(f"encoder plan {self.label!r}: encoder is empty")
         if self.encoder in (*BASELINES, LEARNED):
@@ -164,8 +189,7 @@ class StudyConfig(Config):
     metrics: EvalConfig = opt(factory=EvalConfig, help="representation metrics protocol")
 
     def validate(self) -> None:
-        if not self.name or "/" in self.name or self.name.startswith("."):
-            raise ConfigError(f"study name must be a plain folder name, got {self.name!r}")
+        check_name("the study name", self.name)
         if not self.envs:
             raise ConfigError("a study needs at least one env plan")
 

@@ -250,6 +250,9 @@ class Learner(nn.Module, abc.ABC):
                 f"learner {self.name!r} needs a {self.config_cls.__name__}, "
                 f"got {type(config).__name__}"
             )
+        # every construction path (the registry, the training loop, a user's own code) checks
+        # the model's size against the parameter budget before any layer is built
+        config.check_params()
         self.config = config
 
     @property

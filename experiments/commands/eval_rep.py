@@ -28,7 +28,8 @@ def add_parser(sub: Any) -> None:
 
     p = sub.add_parser(
         NAME,
-        help="evaluate a trained representation: MIG, DCI, SAP, FactorVAE, probes, ...",
+        help="evaluate a representation (trained here or your own encoder): MIG, DCI, SAP, "
+             "FactorVAE, probes, proxy task, ...",
         description=(
             "Encode frames of a dataset with a trained representation and compute MIG, DCI, SAP, "
             "modularity/explicitness, the FactorVAE score, per-factor R^2 of linear and MLP "

@@ -20,12 +20,16 @@ def add_parser(sub: Any) -> None:
 
     p = sub.add_parser(
         NAME,
-        help="evaluate a trained agent under colour shifts (IN, OOD1, OOD2, real)",
+        help="evaluate a trained agent under colour shifts (IN, OOD1, OOD2, real), with paired "
+             "tests against IN",
         description=(
             "Run episodes of a trained agent under each shift (in: training colours; ood1: "
             "colours the encoder saw, the agent did not; ood2: colours neither saw; real: "
-            "TriFinger sim-to-real image shift on IN colours) and report mean return and success "
-            "with seeded 95% bootstrap CIs. Actions follow --policy (by default the agent's "
+            "TriFinger sim-to-real image shift on IN colours) and report success with its exact "
+            "(Clopper-Pearson) 95%% interval and mean return with a seeded bootstrap 95%% CI; "
+            "every shift is compared with IN on the shared episodes (exact McNemar for success, "
+            "paired bootstrap for return). An agent whose encoder factory is recorded in its "
+            "folder needs --plugin MODULE. Actions follow --policy (by default the agent's "
             "setting: deterministic on TriFinger, sampled with a seed on grid worlds; the table "
             "says which). Every shift runs the same episode seeds. Writes AGENT_DIR/eval.json; "
             "--video N also writes H.264 videos of the first N episodes of each shift "

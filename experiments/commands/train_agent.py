@@ -25,7 +25,8 @@ def add_parser(sub: Any) -> None:
 
     p = sub.add_parser(
         NAME,
-        help="train an RL agent (PPO/SAC) on a frozen encoder, pixels or ground-truth state",
+        help="train an RL agent (PPO/SAC) on a frozen encoder (yours too), or a baseline: random, "
+             "sensors, pixels, state",
         description=(
             "Train a Stable-Baselines3 agent. --encoder is a frozen encoder, encoded once per "
             "env step in a VecEnv wrapper and standardised per latent dimension with statistics "

@@ -44,7 +44,7 @@ def add_parser(sub: Any) -> None:
             "Train PPO on TriFingerObjectReach (IN colours) from the shipped Ada-GVAE encoder, "
             "from a random encoder of the same architecture (both standardised the same way) "
             "and from the sensors alone (no image); evaluate all on IN, OOD1, OOD2 and real, and "
-            "print the success table with exact 95%% intervals, paired shift-vs-IN tests and a "
+            "print the success table with exact 95% intervals, paired shift-vs-IN tests and a "
             "verdict against the stronger floor (a few minutes on 2 cores). "
             "'sparseshift scorecard' runs the same protocol on any encoder with several seeds; "
             "the full study is 'sparseshift study --preset quick'."

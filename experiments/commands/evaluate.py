@@ -26,7 +26,7 @@ def add_parser(sub: Any) -> None:
             "Run episodes of a trained agent under each shift (in: training colours; ood1: "
             "colours the encoder saw, the agent did not; ood2: colours neither saw; real: "
             "TriFinger sim-to-real image shift on IN colours) and report success with its exact "
-            "(Clopper-Pearson) 95%% interval and mean return with a seeded bootstrap 95%% CI; "
+            "(Clopper-Pearson) 95% interval and mean return with a seeded bootstrap 95% CI; "
             "every shift is compared with IN on the shared episodes (exact McNemar for success, "
             "paired bootstrap for return). An agent whose encoder factory is recorded in its "
             "folder needs --plugin MODULE. Actions follow --policy (by default the agent's "

@@ -253,16 +253,22 @@ def _run_edit(fn: Callable[[Any], Any], cmd: str = "eval-rep"
     return build
 
 
-def _ckpt(cmd: str = "export-rep", **changes: str | None
-          ) -> Callable[[dict[str, Path], Path], tuple[str, Any]]:
+def _edited_checkpoint(edit_fn: Callable[..., None], cmd: str, changes: dict[str, str | None]
+                       ) -> Callable[[dict[str, Path], Path], tuple[str, Any]]:
+    """A probe: a cloned run whose checkpoint metadata ``edit_fn`` changed, read by ``cmd``."""
     def build(w: dict[str, Path], t: Path) -> tuple[str, Any]:
         r = clone(w, "rep", t)
-        remeta(r, **changes)
+        edit_fn(r, **changes)
         if cmd == "api":
             from sparseshift.representations.checkpoint import read_checkpoint
             return "api", lambda: read_checkpoint(r)
         return "cli", _rep_cmd(cmd, w, r, t)
     return build
+
+
+def _ckpt(cmd: str = "export-rep", **changes: str | None
+          ) -> Callable[[dict[str, Path], Path], tuple[str, Any]]:
+    return _edited_checkpoint(remeta, cmd, changes)
 
 
 def _config(suffix: str, text: str | bytes, cmd: str = "train-agent"
@@ -391,14 +397,7 @@ def forge(run: Path, **changes: str | None) -> None:
 
 def _forged(cmd: str = "export-rep", **changes: str | None
             ) -> Callable[[dict[str, Path], Path], tuple[str, Any]]:
-    def build(w: dict[str, Path], t: Path) -> tuple[str, Any]:
-        r = clone(w, "rep", t)
-        forge(r, **changes)
-        if cmd == "api":
-            from sparseshift.representations.checkpoint import read_checkpoint
-            return "api", lambda: read_checkpoint(r)
-        return "cli", _rep_cmd(cmd, w, r, t)
-    return build
+    return _edited_checkpoint(forge, cmd, changes)
 
 
 def _net_arch_hp(w: dict[str, Path], t: Path) -> tuple[str, Any]:

@@ -317,7 +317,12 @@ def _layout(space: Any) -> Any:
         return ("Discrete", int(space.n))
     if isinstance(space, gym.spaces.MultiDiscrete):
         return ("MultiDiscrete", tuple(int(n) for n in space.nvec))
-    return (type(space).__name__, tuple(space.shape or ()))
+    shape = tuple(space.shape or ())
+    if len(shape) == 3 and shape[0] == 3 and shape[-1] != 3:
+        # SB3 stores an image space channel-first when it transposed it for a CNN policy
+        # (VecTransposeImage) and transposes HWC observations back in predict
+        shape = (shape[1], shape[2], shape[0])
+    return (type(space).__name__, shape)
 
 
 def check_policy_fits(agent_dir: Path, model: Any, observation_space: Any,

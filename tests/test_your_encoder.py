@@ -340,3 +340,11 @@ def test_eval_rep_on_your_encoder_cli_and_python(tmp_path: Path,
     cfg = EvalConfig(num_train=150, num_test=100)
     direct = evaluate_rep(small_cnn(), tmp_path / "g.h5", cfg)
     assert direct["summary"]["mig"] == pytest.approx(report["summary"]["mig"])
+
+
+def test_pixels_agent_evaluates(tmp_path: Path) -> None:
+    """SB3 stores the end-to-end agent's image space channel-first; the spaces check of evaluate
+    accepts it (a pixels agent evaluated in the scorecard exposed this)."""
+    out = train_agent(tiny("pixels"), tmp_path / "p")
+    res = evaluate(out, "in,real", episodes=2)
+    assert set(res["shifts"]) == {"in", "real"}

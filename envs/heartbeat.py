@@ -22,14 +22,14 @@ This module imports nothing heavy (the trainers in :mod:`sparseshift.agents` and
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from sparseshift.envs.io import write_json_atomic
+from sparseshift.envs.errors import ConfigError
+from sparseshift.envs.io import read_json, write_json_atomic
 
 #: The heartbeat's file name, in the folder the stage writes its outputs to.
 HEARTBEAT_FILE = "heartbeat.json"
@@ -113,11 +113,9 @@ def _number(value: object) -> float | None:
 
 def read_heartbeat(path: Path) -> Report | None:
     """The heartbeat at ``path``; None if it is missing or not a heartbeat."""
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    if not isinstance(data, dict):
+    try:  # through the bounded reader: a heartbeat is a small JSON object
+        data = read_json(path, "heartbeat", max_bytes=64 * 1024)
+    except (ConfigError, OSError):
         return None
     done, when = _number(data.get("done")), _number(data.get("time"))
     if done is None or when is None:

@@ -29,7 +29,8 @@ from sparseshift.agents.stats import (
     paired_bootstrap,
     t_interval,
 )
-from sparseshift.envs.io import atomic_write_text, strict_json, write_json_atomic
+from sparseshift.envs.errors import ConfigError
+from sparseshift.envs.io import atomic_write_text, read_json, strict_json, write_json_atomic
 from sparseshift.experiments.study.aggregates import group_aggregates
 from sparseshift.experiments.study.aggregates import markdown as agg_markdown
 from sparseshift.experiments.study.proxy_report import markdown as proxy_markdown
@@ -160,10 +161,10 @@ def rows(runs: Sequence[RunRef], results: Mapping[str, dict[str, Any]],
                      if r.probe_task is not None else None)
         saved: dict[str, Any] = {}
         if out_dir is not None and (out_dir / agent_dir / "eval.json").is_file():
-            try:
-                saved = json.loads((out_dir / agent_dir / "eval.json").read_text()).get(
-                    "shifts", {})
-            except (json.JSONDecodeError, AttributeError):
+            try:  # through the bounded reader; a damaged file just gives no episode lists
+                got = read_json(out_dir / agent_dir / "eval.json", "evaluation").get("shifts")
+                saved = got if isinstance(got, dict) else {}
+            except ConfigError:
                 saved = {}
         for shift, v in ev.items():
             n = v["success"].get("n", v["return"].get("n"))

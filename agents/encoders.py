@@ -49,7 +49,6 @@ from sparseshift.representations.external import (
     entry_point_spec,
     is_code_spec,
     load_exported,
-    read_encoder_file,
 )
 from sparseshift.representations.external import encoder_fingerprint as module_fingerprint
 
@@ -149,7 +148,6 @@ def load_encoder(spec: str, image_size: int, seed: int,
                                   "exported folder has its own weights")
             path = path.resolve()
             learner = load_exported(path, plugins)
-            read_encoder_file(path)
             desc = {"kind": "exported", "path": str(path), "learner": learner.name,
                     "config": learner.config.to_json(),
                     "fingerprint": module_fingerprint(learner)}

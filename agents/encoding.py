@@ -157,7 +157,9 @@ class FrozenEncoder:
 
     def latents(self, obs: Any, state: Any = None) -> tuple[np.ndarray, Any]:
         """Raw latents of a batch in one forward pass: ``([B, latent_size] float32, state)``."""
-        frames, _ = self.split(obs)
+        return self._encode(self.split(obs)[0], state)
+
+    def _encode(self, frames: np.ndarray, state: Any) -> tuple[np.ndarray, Any]:
         x = torch.from_numpy(np.ascontiguousarray(frames)).to(self.learner.device)
         with torch.inference_mode():
             if self.stateful:
@@ -168,8 +170,8 @@ class FrozenEncoder:
 
     def features(self, obs: Any, state: Any = None) -> tuple[np.ndarray, Any]:
         """Encode a batch in one forward pass; returns ``(features [B, F] float32, new state)``."""
-        _, prop = self.split(obs)
-        lat, state = self.latents(obs, state)
+        frames, prop = self.split(obs)
+        lat, state = self._encode(frames, state)
         if self.stats is not None:
             n = len(lat)
             lat = self.stats.apply(lat.reshape(n, -1, self.latent_shape[-1])).reshape(n, -1)

@@ -449,11 +449,6 @@ def open_encoder(spec: str | os.PathLike[str], plugins: Plugins = Plugins(),
     return learner.eval()
 
 
-def describe(learner: Learner) -> dict[str, Any]:
-    """What an agent records about an external encoder (its spec and factory)."""
-    return {"spec": learner.config.to_json()}
-
-
 __all__: Sequence[str] = (
     "ENCODER_FILE", "ENCODER_GROUP", "LEARNER_GROUP", "WEIGHTS_FILE", "EncoderSpec",
     "ModuleEncoder", "Plugins", "as_encoder", "build_from_factory", "encoder_fingerprint",

@@ -117,16 +117,14 @@ def probe_stage(config: ProbeConfig, inputs: Mapping[str, dict[str, Any]], out: 
             "task_factors": scores["task_factors"], "fingerprint": enc.fingerprint}
 
 
-def _proxy_frames_stage(config: Any, inputs: Mapping[str, dict[str, Any]], out: Path
-                        ) -> dict[str, Any]:
+def proxy_frames_stage(config: Any, inputs: Mapping[str, dict[str, Any]], out: Path
+                       ) -> dict[str, Any]:
+    """Render the proxy task's frames of the scorecard's env once, for every probe."""
     from sparseshift.representations.proxy import proxy_set
 
     data = proxy_set(config, ENV_ID, {"image_size": 64})
     data.save(out / "proxy.npz")
     return {"files": {"proxy": "proxy.npz"}}
-
-
-proxy_frames_stage = _proxy_frames_stage
 
 
 @dataclass(frozen=True)

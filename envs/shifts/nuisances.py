@@ -14,6 +14,7 @@ cross the reality gap (Tobin et al. 2017), applied as test-time shifts, graded l
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -38,7 +39,7 @@ _F = frozenset
 
 def _levels(**tables: tuple[float, ...]) -> Mapping[str, tuple[float, ...]]:
     for k, v in tables.items():
-        if len(v) != 5 or any(b < a for a, b in zip(v, v[1:], strict=False)):
+        if len(v) != 5 or any(b < a for a, b in itertools.pairwise(v)):
             raise ValueError(f"level table {k}: five non-decreasing magnitudes expected")
     return MappingProxyType(tables)
 
@@ -214,7 +215,7 @@ class Jpeg(Nuisance):
     stage: ClassVar[int | None] = CODEC
 
     def episode(self, severity: float, rng: np.random.Generator, scene: Scene) -> Any:
-        return int(round(100 - self.magnitude("loss", severity)))
+        return round(100 - self.magnitude("loss", severity))
 
     def frame(self, image: np.ndarray, state: Any, rng: np.random.Generator,
               scene: Scene) -> np.ndarray:

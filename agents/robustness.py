@@ -90,7 +90,8 @@ def relative_robustness(successes: Mapping[str, Sequence[bool]],
 
     point, per = stat(np.arange(n))
     rng = np.random.default_rng(seed)
-    boots, per_boots = [], {g: [] for g in mats}
+    boots: list[float] = []
+    per_boots: dict[str, list[float]] = {g: [] for g in mats}
     for _ in range(resamples):
         idx = rng.integers(0, n, size=n)
         v, p = stat(idx)
@@ -128,4 +129,4 @@ def robustness_of(result: Mapping[str, Any], seed: int = 0,
             continue
         name = str(defs.get(lb, {}).get("name", lb))
         groups.setdefault(name, []).append(lb)
-    return relative_robustness(succ, groups, seed, resamples)  # type: ignore[arg-type]
+    return relative_robustness(succ, groups, seed, resamples)

@@ -225,7 +225,9 @@ class Jpeg(Nuisance):
         ok, buf = cv2.imencode(".jpg", u8[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, int(state)])
         if not ok:  # pragma: no cover - OpenCV always encodes a valid uint8 image
             return image
-        return cv2.imdecode(buf, cv2.IMREAD_COLOR)[..., ::-1].astype(np.float32)
+        decoded = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+        assert decoded is not None
+        return np.asarray(decoded[..., ::-1], dtype=np.float32)
 
 
 @dataclass(frozen=True)

@@ -291,7 +291,7 @@ class ShiftRegistry:
         :class:`ConfigError` line naming the shift, the env and the missing feature)."""
         if isinstance(spec, str) or (isinstance(spec, Sequence) and all(
                 isinstance(s, str) for s in spec)):
-            reqs: tuple[ShiftRequest, ...] = parse_requests(spec)  # type: ignore[arg-type]
+            reqs: tuple[ShiftRequest, ...] = parse_requests(spec)
         else:
             reqs = tuple(spec)  # type: ignore[arg-type]
         out = tuple(self.resolve(r) for r in reqs)

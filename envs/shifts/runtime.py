@@ -88,10 +88,10 @@ class ShiftRuntime:
             img = nuisance.frame(img, self._states[i], self._rngs[i], self.scene)
         return np.clip(img + 0.5, 0, 255).astype(np.uint8)
 
-    def rng_states(self) -> list[dict[str, Any]]:
+    def rng_states(self) -> list[Any]:
         """The per-frame generators' states (to apply a frame without consuming randomness)."""
         return [r.bit_generator.state for r in self._rngs]
 
-    def set_rng_states(self, states: list[dict[str, Any]]) -> None:
+    def set_rng_states(self, states: list[Any]) -> None:
         for r, s in zip(self._rngs, states, strict=True):
             r.bit_generator.state = s

@@ -360,3 +360,44 @@ def default_registry() -> ShiftRegistry:
     return reg.with_shift(ShiftDef(
         "real", "composition", "sim-to-real imitation: lighting, ambient, camera calibration "
         "error, colour, blur, sensor noise and the real TriFinger lens", "in", REAL))
+
+
+#: Installed entry points of this group add shifts: each value (``module:attr``) is a
+#: :class:`Nuisance`, a :class:`ShiftDef`, or a sequence of them.
+SHIFT_GROUP = "sparseshift.shifts"
+#: A module the user allows with ``--plugin MODULE`` adds the shifts in this attribute.
+PLUGIN_ATTR = "SPARSESHIFT_SHIFTS"
+
+
+def registry_with(modules: Iterable[str] = (), *,
+                  base: ShiftRegistry | None = None) -> ShiftRegistry:
+    """``base`` (the default registry) plus the shifts of installed ``sparseshift.shifts`` entry
+    points and of the user-allowed ``modules`` (their :data:`PLUGIN_ATTR`; a module without it
+    adds nothing). Modules are imported only because the user named them."""
+    import importlib
+    from importlib import metadata
+
+    reg = base or default_registry()
+    found: list[tuple[str, object]] = []
+    for ep in sorted(metadata.entry_points(group=SHIFT_GROUP), key=lambda e: e.name):
+        found.append((f"entry point {ep.name!r}", ep.load()))
+    for m in sorted(set(modules)):
+        try:
+            mod = importlib.import_module(m)
+        except ImportError as exc:
+            raise ConfigError(f"plugin module {m!r} cannot be imported: {exc}") from None
+        if hasattr(mod, PLUGIN_ATTR):
+            found.append((f"{m}.{PLUGIN_ATTR}", getattr(mod, PLUGIN_ATTR)))
+    for where, value in found:
+        items = value if isinstance(value, list | tuple) else (value,)
+        for item in items:
+            if isinstance(item, Nuisance):
+                if item.name not in reg.nuisances or reg.nuisances[item.name] != item:
+                    reg = reg.with_nuisance(item)
+            elif isinstance(item, ShiftDef):
+                if reg.shifts.get(item.name) != item:
+                    reg = reg.with_shift(item)
+            else:
+                raise ConfigError(f"{where}: {safe_repr(item)} is neither a Nuisance nor a "
+                                  "ShiftDef")
+    return reg

@@ -40,6 +40,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from sparseshift.envs.colours import SPLITS
 from sparseshift.envs.errors import ConfigError, choice_error, safe_repr
 from sparseshift.envs.shifts.nuisance import FEATURES, Nuisance
 from sparseshift.envs.shifts.nuisances import NUISANCES
@@ -52,8 +53,8 @@ from sparseshift.envs.shifts.severity import (
 )
 
 KINDS: tuple[str, ...] = ("colours", "nuisance", "composition")
-#: The colour splits, in protocol order.
-COLOUR_SPLITS: tuple[str, ...] = ("in", "ood1", "ood2")
+#: The colour splits, in protocol order (declared with the colour schemes).
+COLOUR_SPLITS: tuple[str, ...] = SPLITS
 MAX_SHIFT_FILE_BYTES = 64 << 10
 _NAME = re.compile(r"^[a-z][a-z0-9_\-]{0,39}$")
 _SUFFIXES = (".toml", ".json")

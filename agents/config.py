@@ -34,6 +34,8 @@ from sparseshift.envs.config import (
 )
 from sparseshift.envs.errors import ConfigError, check_image_size, choice_error, safe_repr
 from sparseshift.envs.registry import entry
+from sparseshift.envs.shifts.registry import COLOUR_SPLITS, EnvShift
+from sparseshift.envs.shifts.severity import parse_requests
 
 ALGOS: tuple[str, ...] = ("ppo", "sac")
 #: Encoder names that are baselines, not an encoder of the user's: ``pixels`` (end to end),
@@ -313,8 +315,9 @@ class AgentConfig(Config):
                               "sac; ppo takes a number")
         return hp
 
-    def env_kwargs_for(self, colours: str, shift: str | None = None) -> dict[str, Any]:
-        """Env kwargs for one colour split (and TriFinger image shift)."""
+    def env_kwargs_for(self, colours: str, shift: EnvShift | None = None) -> dict[str, Any]:
+        """Env kwargs for one colour split and the nuisances of a shift (the env's ``shift``
+        kwarg, left out when None)."""
         kw: dict[str, Any] = dict(self.env_kwargs)
         kw.update(obs_mode=self.obs_mode, colours=colours, image_size=self.image_size)
         if shift is not None:
@@ -340,8 +343,11 @@ class AgentConfig(Config):
 class EvaluateConfig(Config):
     """How ``sparseshift evaluate`` runs an agent: shifts, episodes, seed, videos, action policy."""
 
-    shifts: tuple[str, ...] = opt(("in", "ood1", "ood2"), "comma-separated shifts from in, ood1, "
-                                  "ood2, real", metavar="SHIFTS")
+    shifts: tuple[str, ...] = opt(
+        COLOUR_SPLITS, "comma-separated shifts, each NAME, NAME:LEVEL (1-5), NAME:A-B (every "
+        "level) or NAME@STRENGTH (0-5), e.g. in,ood2,lighting:1-5,real:3; NAME is a registered "
+        "shift (list them with `sparseshift shifts`; docs/shifts.md) or a shift file (.toml/.json)",
+        metavar="SHIFTS")
     episodes: int = opt(50, "episodes per shift", min=1, max=1_000_000)
     seed: int = opt(0, "evaluation seed", min=0, max=SEED_LIMIT - 1)
     video: int = opt(0, "write mp4 videos of the first N episodes of each shift", min=0,
@@ -355,5 +361,6 @@ class EvaluateConfig(Config):
                              "none: the agent's setting")
 
     def validate(self) -> None:
-        if not self.shifts:
-            raise ConfigError("shifts must name at least one of in, ood1, ood2, real")
+        # the grammar here (one line when the config is made); names, files and what the env
+        # supports when the agent's env and the user's registry are known (before any episode)
+        parse_requests(self.shifts)

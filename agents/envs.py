@@ -1,15 +1,19 @@
 """Building (vectorised) envs for agents: colour splits, shifts, Monitor, frozen-encoder wrapper.
 
-Shifts of the OOD protocol (Dittadi et al., ICLR 2021; Traeuble, Dittadi et al., ICLR 2022):
-``in`` (the colours the policy trained on), ``ood1`` (seen by the encoder, not by the policy),
-``ood2`` (seen by neither), and ``real`` (IN colours with the TriFinger sim-to-real image shift).
+Every shift an agent is trained or evaluated under comes from the shift registry
+(:mod:`sparseshift.envs.shifts.registry`): a colour split of the OOD protocol (``in``, ``ood1``,
+``ood2``; Dittadi et al., ICLR 2021; Traeuble, Dittadi et al., ICLR 2022), a graded rendering
+nuisance (``lighting:3``, ``noise@2.5``), a composition such as ``real``, or a user's shift file.
+:func:`parse_shifts` resolves a list in the severity grammar
+(:mod:`sparseshift.envs.shifts.severity`) and checks that the env supports each shift;
+:func:`make_env` builds the env of one resolved shift (its colour split as ``colours``, its
+nuisances as the env's ``shift`` kwarg).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from types import MappingProxyType
 from typing import Any
 
 import gymnasium as gym
@@ -19,43 +23,34 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
 from sparseshift.agents.config import AgentConfig
 from sparseshift.agents.standardize import LatentStats
 from sparseshift.agents.wrapper import EncodedVecEnv
-from sparseshift.envs.errors import ConfigError, choice_error
-from sparseshift.envs.registry import entry, make
+from sparseshift.envs.registry import make
+from sparseshift.envs.shifts.registry import ResolvedShift, ShiftRegistry, default_registry
+from sparseshift.envs.shifts.severity import ShiftRequest
 from sparseshift.representations.base import Learner
 
-#: shift name -> (colour split, image shift)
-SHIFTS: MappingProxyType[str, tuple[str, str | None]] = MappingProxyType({
-    "in": ("in", None),
-    "ood1": ("ood1", None),
-    "ood2": ("ood2", None),
-    "real": ("in", "real"),
-})
+
+def parse_shifts(spec: str | Sequence[str] | Iterable[ShiftRequest], env_id: str,
+                 registry: ShiftRegistry | None = None) -> tuple[ResolvedShift, ...]:
+    """``"in,lighting:1-3,real"`` -> resolved shifts, in order (``registry``: the default one
+    unless given, e.g. with user plugins). Bad tokens, unknown names, a shift listed twice and a
+    shift the env does not support (``real`` on a grid env) are one-line ConfigErrors."""
+    reg = registry if registry is not None else default_registry()
+    return reg.resolve_all(spec, env_id)
 
 
-def parse_shifts(spec: str | list[str] | tuple[str, ...], env_id: str) -> tuple[str, ...]:
-    """``"in,ood1"`` -> ``("in", "ood1")``; unknown names and ``real`` on grid envs: ConfigError."""
-    names = [s.strip() for s in spec.split(",")] if isinstance(spec, str) else list(spec)
-    names = [n for n in names if n]
-    if not names:
-        raise ConfigError(f"no shifts given; valid: {', '.join(SHIFTS)}")
-    for n in names:
-        if n not in SHIFTS:
-            raise choice_error("shift", n, tuple(SHIFTS))
-    if len(set(names)) != len(names):
-        raise ConfigError(f"shift listed twice in {spec!r}")
-    if "real" in names and entry(env_id).family != "trifinger":
-        raise ConfigError(
-            f"shift 'real' (sim-to-real) exists for TriFinger envs only, not {env_id}"
-        )
-    return tuple(names)
+def train_shifts(config: AgentConfig, registry: ShiftRegistry | None = None
+                 ) -> tuple[ResolvedShift, ...]:
+    """The colour splits ``config`` trains on (``colours`` ``in+ood1`` is two), resolved."""
+    reg = registry if registry is not None else default_registry()
+    return tuple(reg.resolve(ShiftRequest(c)) for c in config.colours.split("+"))
 
 
-def make_env(config: AgentConfig, shift: str | None = None) -> gym.Env[Any, Any]:
-    """One env of ``config``: its training colours (``shift=None``) or an evaluation shift."""
+def make_env(config: AgentConfig, shift: ResolvedShift | None = None) -> gym.Env[Any, Any]:
+    """One env of ``config``: its training colours (``shift=None``) or the colour split and
+    nuisances of a resolved evaluation ``shift``."""
     if shift is None:
         return make(config.env_id, **config.env_kwargs_for(config.colours))
-    colours, image_shift = SHIFTS[shift]
-    return make(config.env_id, **config.env_kwargs_for(colours, image_shift))
+    return make(config.env_id, **config.env_kwargs_for(shift.colours, shift.env_shift()))
 
 
 @dataclass(frozen=True)
@@ -63,13 +58,13 @@ class EnvFactory:
     """Builds one Monitor-wrapped env of ``config`` (picklable, so worker processes can)."""
 
     config: AgentConfig
-    shift: str | None = None
+    shift: ResolvedShift | None = None
 
     def __call__(self) -> gym.Env[Any, Any]:
         return Monitor(make_env(self.config, self.shift))
 
 
-def env_factory(config: AgentConfig, shift: str | None = None
+def env_factory(config: AgentConfig, shift: ResolvedShift | None = None
                 ) -> Callable[[], gym.Env[Any, Any]]:
     return EnvFactory(config, shift)
 

@@ -21,6 +21,7 @@ from typing import NoReturn
 COMMANDS: tuple[str, ...] = (
     "demo",
     "envs",
+    "shifts",
     "render",
     "collect",
     "inspect",

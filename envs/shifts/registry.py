@@ -29,11 +29,13 @@ registry (registries are immutable: no global state).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import re
-from collections.abc import Iterable, Mapping, Sequence
+import sys
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cache
 from pathlib import Path
@@ -384,7 +386,8 @@ def registry_with(modules: Iterable[str] = (), *,
         found.append((f"entry point {ep.name!r}", ep.load()))
     for m in sorted(set(modules)):
         try:
-            mod = importlib.import_module(m)
+            with _cwd_on_path():
+                mod = importlib.import_module(m)
         except ImportError as exc:
             raise ConfigError(f"plugin module {m!r} cannot be imported: {exc}") from None
         if hasattr(mod, PLUGIN_ATTR):
@@ -402,3 +405,19 @@ def registry_with(modules: Iterable[str] = (), *,
                 raise ConfigError(f"{where}: {safe_repr(item)} is neither a Nuisance nor a "
                                   "ShiftDef")
     return reg
+
+
+@contextlib.contextmanager
+def _cwd_on_path() -> Iterator[None]:
+    """The current folder on ``sys.path`` while a user-named module is imported (a console
+    script, unlike ``python -m``, does not put it there)."""
+    cwd = os.getcwd()
+    added = cwd not in sys.path
+    if added:
+        sys.path.insert(0, cwd)
+    try:
+        yield
+    finally:
+        if added:
+            with contextlib.suppress(ValueError):
+                sys.path.remove(cwd)

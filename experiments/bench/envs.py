@@ -23,8 +23,11 @@ DESCRIPTION = "env steps/s with pixel observations vs the raw MuJoCo loop and Mi
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, default=1500, help="steps per measurement (default 1500)")
     p.add_argument("--repeats", type=int, default=3, help="interleaved repeats (default 3)")
-    p.add_argument("--only", choices=("trifinger", "grid"), default=None,
-                   help="benchmark one family only")
+    p.add_argument("--only", choices=("trifinger", "grid", "shifts"), default=None,
+                   help="benchmark one part only: TriFinger, the grid worlds, or the cost of "
+                        "each shift per frame")
+    p.add_argument("--level", type=int, default=3, choices=(1, 2, 3, 4, 5),
+                   help="severity level of the shifts measured (default 3)")
 
 
 def env_loop(env_id: str, **kwargs: Any) -> Callable[[int], None]:
@@ -95,6 +98,50 @@ def minigrid_rgb_loop() -> Callable[[int], None]:
     return run
 
 
+def frame_loop(env_id: str, shift: Any = None, episode: int = 50,
+               **kwargs: Any) -> Callable[[int], None]:
+    """``render_frame`` n times on seeded sampled states, a new episode (reset: the shift's
+    per-episode draw) every ``episode`` frames: the per-frame cost of a shift."""
+    from sparseshift.envs.registry import make
+
+    env = make(env_id, **({"shift": shift} if shift is not None else {}), **kwargs)
+    u: Any = env.unwrapped
+    env.reset(seed=0)
+    rng = np.random.default_rng(0)
+    states = [u.sample_factors(rng) for _ in range(16)]
+
+    def run(n: int) -> None:
+        for i in range(n):
+            if i % episode == 0:
+                env.reset()
+            if i % 4 == 0:
+                u.set_factors(states[(i // 4) % 16])
+            u.render_frame()
+
+    return run
+
+
+def shift_costs(env_id: str, level: int, n: int, reps: int, **kwargs: Any) -> None:
+    """Frames/s of ``env_id`` under every shift it supports (at ``level``) against the same loop
+    without a shift, measured interleaved, with the extra milliseconds per frame."""
+    from sparseshift.envs.shifts.registry import default_registry
+
+    reg = default_registry()
+    names = [s for s in reg.supported(env_id) if reg.shifts[s].graded]
+    ref = "no shift"
+    fns = {ref: frame_loop(env_id, **kwargs)}
+    for name in names:
+        fns[f"{name}:{level}"] = frame_loop(env_id, reg.resolve(f"{name}:{level}").env_shift(),
+                                            **kwargs)
+    rates = interleaved(fns, "frames/s", n, reps)
+    base = rates[ref].median
+    print(format_row(rates[ref]))
+    for k, r in rates.items():
+        if k != ref:
+            extra = 1e3 / r.median - 1e3 / base
+            print(f"{format_row(r, rates[ref])}; {extra:+.3f} ms/frame")
+
+
 def _report(rates: dict[str, Rate], ref: str,
             goals: dict[str, tuple[float | None, float | None]]) -> None:
     print(format_row(rates[ref]))
@@ -141,6 +188,12 @@ def run(args: argparse.Namespace) -> int:
         }
         rates = interleaved(fns, "steps/s", n, reps)
         _report(rates, ref, {k: (1.0, None) for k in fns if k != ref})
+    if args.only in (None, "shifts"):
+        for env_id, kw in (("sparseshift/TriFingerReach-v0", {"image_size": 64}),
+                           ("sparseshift/ColourGrid-v0", {})):
+            print(f"\nCost of each shift per frame at level {args.level}: {env_id} "
+                  "(render_frame on sampled states, a new episode every 50 frames):")
+            shift_costs(env_id, args.level, n, reps, **kw)
     print(
         "\nPeers measured on this machine kind (shared/reference/speeds.md): "
         "trifinger_simulation 64px camera 78 fps; CausalWorld pixel mode 48-50 steps/s at 128px."

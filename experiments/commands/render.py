@@ -26,8 +26,12 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--out", required=True, help="PNG file to write")
     p.add_argument("--split", default="in,ood1,ood2",
                    help="comma-separated colour splits, one row each (default: in,ood1,ood2)")
-    p.add_argument("--shift", default=None,
-                   help="also render each split under this shift (TriFinger: real)")
+    p.add_argument("--shift", default=None, metavar="SHIFTS",
+                   help="also render each split under these shifts, one row each: names with "
+                        "severities, e.g. 'real' or 'noise:1-5,lighting:3' (see 'sparseshift "
+                        "shifts'); the same states in every row")
+    p.add_argument("--plugin", action="append", default=[], metavar="MODULE",
+                   help="allow this module's shifts (SPARSESHIFT_SHIFTS; repeatable)")
     p.add_argument("--n", type=int, default=8, help="frames per row (default 8)")
     p.add_argument("--seed", type=int, default=0, help="seed of the sampled states (default 0)")
     p.add_argument("--image-size", type=int, default=64, help="frame size in pixels (default 64)")
@@ -38,16 +42,26 @@ def add_parser(sub: Any) -> None:
     p.set_defaults(func=run)
 
 
-def render_row(env_id: str, split: str, shift: str | None, n: int, seed: int, image_size: int,
+def takes_kwarg(env_id: str, name: str) -> bool:
+    """Whether the env class of ``env_id`` has the constructor kwarg ``name``."""
+    import inspect
+
+    from sparseshift.envs.base import env_class
+
+    return name in inspect.signature(env_class(env_id)).parameters
+
+
+def render_row(env_id: str, split: str, shift: Any, n: int, seed: int, image_size: int,
                preset: str) -> list[np.ndarray]:
-    """``n`` frames of states sampled (seeded) from the env's distribution under one split."""
-    from sparseshift.envs.registry import entry, make
+    """``n`` frames of states sampled (seeded) from the env's distribution under one split and
+    one shift (an :class:`~sparseshift.envs.shifts.registry.EnvShift`, or None)."""
+    from sparseshift.envs.registry import make
 
     kwargs: dict[str, Any] = {"colours": split, "image_size": image_size}
-    if entry(env_id).family == "trifinger":
+    if takes_kwarg(env_id, "render_preset"):
         kwargs["render_preset"] = preset
-        if shift is not None:
-            kwargs["shift"] = shift
+    if shift is not None:
+        kwargs["shift"] = shift
     env = make(env_id, **kwargs)
     try:
         u: Any = env.unwrapped
@@ -71,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     from sparseshift.experiments.imaging import contact_sheet
     from sparseshift.experiments.written import print_written
 
-    fam = entry(args.env_id).family
+    entry(args.env_id)
     splits = [s.strip() for s in args.split.split(",") if s.strip()]
     for s in splits:
         parse_splits(s)
@@ -82,18 +96,26 @@ def run(args: argparse.Namespace) -> int:
     check_seed("--seed", args.seed)
     check_int("--image-size", args.image_size, 8, 512)
     check_image_size(args.image_size)
-    if args.shift is not None and fam != "trifinger":
-        raise ConfigError(f"--shift is only available for TriFinger envs, not {args.env_id}")
-    shifts: list[str | None] = [None] if args.shift is None else [None, args.shift]
+    shifts: list[Any] = [None]
+    if args.shift is not None:
+        from sparseshift.envs.shifts.registry import registry_with
+
+        resolved = registry_with(args.plugin).resolve_all(args.shift, args.env_id)
+        for r in resolved:
+            if r.kind == "colours":
+                raise ConfigError(f"--shift {r.label!r} is a colour split: give it with --split")
+        shifts += list(resolved)
     rows = []
-    for shift in shifts:
-        for split in splits:
-            label = split if shift is None else f"{split}+{shift}"
+    for split in splits:
+        for shift in shifts:
+            label = split if shift is None else f"{split} + {shift.label}"
+            env_shift = None if shift is None else shift.env_shift()
             frames = render_row(
-                args.env_id, split, shift, args.n, args.seed, args.image_size, args.preset
+                args.env_id, split, env_shift, args.n, args.seed, args.image_size, args.preset
             )
             rows.append((label, frames))
-    what = f"render preset {args.preset}, " if fam == "trifinger" else ""
+    what = (f"render preset {args.preset}, " if takes_kwarg(args.env_id, "render_preset")
+            else "")
     title = (f"{args.env_id}: random states under each colour split ({what}{args.image_size}x"
              f"{args.image_size}, seed {args.seed})")
     out = save_png(args.out, contact_sheet(rows, scale=args.scale, title=title))

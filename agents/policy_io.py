@@ -28,6 +28,7 @@ import hashlib
 import itertools
 import json
 import math
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -434,10 +435,11 @@ def build_policy(desc: Mapping[str, Any], where: str = "agent.json") -> Any:
     return algo_cls.policy_aliases[name](obs, act, lambda _: 0.0, **kwargs)
 
 
-def load_policy(agent_dir: Path, desc: Mapping[str, Any]) -> Any:
+def load_policy(agent_dir: str | os.PathLike[str], desc: Mapping[str, Any]) -> Any:
     """The trained policy of ``agent_dir`` (eval mode, CPU), rebuilt from ``desc`` (the
     ``"policy"`` entry of ``agent.json``) and its weights file, which must match the recorded
     digest and be finite. Any problem is a one-line :class:`ConfigError`."""
+    agent_dir = Path(agent_dir)
     where = f"{agent_dir}/agent.json"
     check_policy_description(desc, where)
     path = inside(agent_dir, desc.get("file", POLICY_FILE), where, "policy.file")

@@ -305,8 +305,8 @@ def _attrs(run: Resolved) -> dict[str, Any]:
 
 
 def collect(
-    cfg: CollectConfig, out: Path, workers: int = 1, progress: bool = True, writer: str = "auto",
-    device: str = "cpu",
+    cfg: CollectConfig, out: str | os.PathLike[str], workers: int = 1, progress: bool = True,
+    writer: str = "auto", device: str = "cpu",
 ) -> CollectResult:
     """Collect (or resume, or recognise as complete) the dataset ``cfg`` at ``out``.
 
@@ -321,6 +321,7 @@ def collect(
     here, ``"auto"`` (default) uses a writer process when there are two or more CPUs and at
     least :data:`WRITER_MIN_ROWS` rows to make. The output is the same either way.
     """
+    out = Path(out)
     if workers < 1:
         raise ConfigError(f"--workers must be >= 1, got {workers}")
     torch_device = policy_device(device)

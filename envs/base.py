@@ -20,6 +20,18 @@ Contract, shared by all envs:
 * ``render_frame()`` returns the observation camera's uint8 HxWx3 frame of the current state (with
   the env's shift applied), ``segmentation()`` an int32 HxW map whose values index
   ``object_names``.
+* Shifts (:mod:`sparseshift.envs.shifts`): every env takes the kwarg ``shift`` (None, ``"none"``,
+  a token such as ``"real:4"`` or ``"noise@2.5"``, an
+  :class:`~sparseshift.envs.shifts.registry.EnvShift` or a
+  :class:`~sparseshift.envs.shifts.registry.ResolvedShift`) and declares the scene features it
+  offers in :attr:`FactorEnv.SHIFT_FEATURES`; a shift that needs another feature is one
+  :class:`ConfigError` line naming it. An env validates the kwarg with
+  :meth:`FactorEnv.configure_shift` before it builds anything, hands its scene to
+  :meth:`FactorEnv.attach_scene`, draws each episode's shift with
+  :meth:`FactorEnv.new_shift_episode` after it has drawn the reset state (so an un-shifted env's
+  random stream is unchanged) and passes its frames through :meth:`FactorEnv.apply_shift`.
+* ``annotated_frame()`` returns what videos and figures draw: the frame with the task's goal or
+  target visible, boxes to outline, and the shift's label and severity; it consumes no randomness.
 """
 
 from __future__ import annotations
@@ -29,6 +41,7 @@ import functools
 import inspect
 import sys
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from types import FrameType
 from typing import Any, ClassVar, Concatenate, Generic, ParamSpec, TypeVar
@@ -48,6 +61,10 @@ from sparseshift.envs.errors import (
     safe_repr,
 )
 from sparseshift.envs.factors import FactorSpec
+from sparseshift.envs.shifts.nuisance import Scene
+from sparseshift.envs.shifts.registry import EnvShift
+from sparseshift.envs.shifts.runtime import ShiftRuntime, env_shift_arg
+from sparseshift.envs.shifts.severity import DEFAULT_LEVEL, parse_requests
 
 ObsT = TypeVar("ObsT")
 ActT = TypeVar("ActT")
@@ -109,6 +126,41 @@ def checked_init(
 
     return wrapper
 
+@dataclass(frozen=True)
+class LabelledBox:
+    """A box to outline on a frame: pixel columns ``x0 <= x < x1`` and rows ``y0 <= y < y1``
+    (end exclusive, frame pixels), and what it marks (``"target"``, ``"goal"``)."""
+
+    x0: int
+    y0: int
+    x1: int
+    y1: int
+    label: str
+
+
+@dataclass(frozen=True, eq=False)
+class AnnotatedFrame:
+    """What :meth:`FactorEnv.annotated_frame` returns: the uint8 HxWx3 ``image`` (the env's
+    shift applied, the task's goal markers drawn where the env has them), ``boxes`` to outline
+    (grid targets), and the ``shift`` label (None: un-shifted) with its ``severity`` (None:
+    un-shifted or not graded)."""
+
+    image: np.ndarray
+    boxes: tuple[LabelledBox, ...] = ()
+    shift: str | None = None
+    severity: float | None = None
+
+
+def severity_of(label: str) -> float | None:
+    """The severity a shift label says: ``"lighting:4"`` is 4, ``"noise@2.5"`` 2.5, a bare graded
+    name the default level 3; None for a label that is not a shift token."""
+    try:
+        (req,) = parse_requests(label)
+    except (ConfigError, ValueError):
+        return None
+    return float(DEFAULT_LEVEL) if req.severity is None else float(req.severity)
+
+
 #: ``proprio``: the proprioceptive vector of ``pixels_proprio`` alone, nothing rendered (the
 #: ``sensors`` baseline of the agents: what a policy knows without any image).
 OBS_MODES: tuple[str, ...] = ("pixels", "state", "pixels_proprio", "proprio")
@@ -131,6 +183,14 @@ class FactorEnv(gym.Env[ObsT, ActT], abc.ABC, Generic[ObsT, ActT]):
     #: resolved against a factor spec by :meth:`resolve_task_factors`. Empty: no task, or none
     #: declared (the OOD proxy task then reports no task score). See :func:`task_factors`.
     task_factors: ClassVar[tuple[str, ...]] = ()
+
+    #: The scene features (:data:`sparseshift.envs.shifts.nuisance.FEATURES`) the env offers its
+    #: ``shift``: ``frame`` (every env), ``lights``, ``camera``, ``surfaces``. The shift registry
+    #: reads this to say which shifts an env supports.
+    SHIFT_FEATURES: ClassVar[frozenset[str]] = frozenset({"frame"})
+    #: The shift being applied (None: none); built by :meth:`attach_scene`.
+    shift_runtime: ShiftRuntime | None = None
+    _env_shift: EnvShift | None = None
 
     @classmethod
     def resolve_task_factors(cls, spec: FactorSpec) -> tuple[str, ...]:
@@ -171,6 +231,89 @@ class FactorEnv(gym.Env[ObsT, ActT], abc.ABC, Generic[ObsT, ActT]):
         with naming("colour_scheme"):
             self.colour_scheme = load_scheme(colour_scheme, seed)
             self.colour_scheme.require(scheme_objects)
+
+    # ------------------------------------------------------------------ shifts
+    def configure_shift(self, shift: object) -> EnvShift | None:
+        """Validate the ``shift`` kwarg against :attr:`SHIFT_FEATURES` (one :class:`ConfigError`
+        line naming ``shift``: a bad token, a colour split other than ``in``, a missing scene
+        feature) and remember it; call before anything is built. Returns the nuisances to apply
+        (None: none)."""
+        with naming("shift"):
+            env_shift = env_shift_arg(shift, frozenset(self.SHIFT_FEATURES), type(self).__name__)
+        self._env_shift = env_shift
+        self.shift_runtime = None
+        return env_shift
+
+    def attach_scene(self, scene: Callable[[], Scene] | None = None) -> None:
+        """Build :attr:`shift_runtime` for the configured shift on the scene ``scene()`` returns
+        (called only when a shift is set, so un-shifted envs build nothing). Without ``scene``:
+        an image-only :class:`~sparseshift.envs.shifts.frame_scene.FrameScene` of
+        ``image_size`` whose surfaces (if :attr:`SHIFT_FEATURES` has ``surfaces``) are the
+        pixels ``segmentation()`` labels ``"background"``."""
+        env_shift = self._env_shift
+        if env_shift is None:
+            self.shift_runtime = None
+            return
+        self.shift_runtime = ShiftRuntime(
+            env_shift, scene() if scene is not None else self._frame_scene())
+
+    def _frame_scene(self) -> Scene:
+        from sparseshift.envs.shifts.frame_scene import FrameScene
+
+        mask: Callable[[], np.ndarray] | None = None
+        if "surfaces" in self.SHIFT_FEATURES:
+            background = self.object_names.index("background")
+
+            def mask() -> np.ndarray:
+                return np.asarray(self.segmentation() == background)
+
+        return FrameScene(self.image_size, mask)
+
+    def new_shift_episode(self, rng: np.random.Generator) -> None:
+        """Draw this episode's shift parameters from ``rng`` (nothing, and no draw, without a
+        shift); call in ``reset`` after the reset state is drawn and before it is rendered."""
+        if self.shift_runtime is not None:
+            self.shift_runtime.new_episode(rng)
+
+    def apply_shift(self, frame: np.ndarray) -> np.ndarray:
+        """``frame`` with the shift's frame nuisances applied (a new array), or ``frame`` itself
+        without a shift."""
+        rt = self.shift_runtime
+        return frame if rt is None else rt.apply(frame)
+
+    @property
+    def shift_label(self) -> str | None:
+        """The applied shift's label (``"real"``, ``"lighting:4"``, ``"noise@2.5"``) or None."""
+        return None if self._env_shift is None else self._env_shift.label
+
+    @property
+    def shift_severity(self) -> float | None:
+        """The applied shift's severity in [0, 5] (a bare graded name: 3), or None."""
+        return None if self._env_shift is None else severity_of(self._env_shift.label)
+
+    # ------------------------------------------------------------------ annotated frames
+    def annotation_image(self) -> np.ndarray:
+        """The image of :meth:`annotated_frame` (hook): the observation frame by default; envs
+        with goal markers draw them. May consume the shift's frame randomness (it is restored)."""
+        return self.render_frame()
+
+    def target_boxes(self) -> tuple[LabelledBox, ...]:
+        """Boxes of what the agent must reach, to outline on frames (hook; none by default)."""
+        return ()
+
+    def annotated_frame(self) -> AnnotatedFrame:
+        """The current frame for videos and figures: :meth:`annotation_image` (shift applied),
+        :meth:`target_boxes`, the shift label and severity. It consumes no randomness: the
+        observations that follow are the ones the env would give without this call."""
+        rt = self.shift_runtime
+        saved = None if rt is None else rt.rng_states()
+        try:
+            image = np.asarray(self.annotation_image(), dtype=np.uint8)
+        finally:
+            if rt is not None and saved is not None:
+                rt.set_rng_states(saved)
+        return AnnotatedFrame(image, tuple(self.target_boxes()), self.shift_label,
+                              self.shift_severity)
 
     @staticmethod
     def reset_factors(options: Mapping[str, Any] | None) -> Any:

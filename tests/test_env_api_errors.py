@@ -126,15 +126,18 @@ SPECIFIC: tuple[tuple[str, Any, str], ...] = (
     ("shift", "fake", "unknown"),
     ("shift", True, "True"),
     ("shift", ["real"], "list"),
-    ("shift_strength", "abc", "str"),
-    ("shift_strength", NAN, "nan"),
-    ("shift_strength", INF, "inf"),
-    ("shift_strength", -1.0, "negative"),
-    ("shift_strength", HUGE, "10**5000"),
-    ("shift_strength", 1e9, "1e9"),
-    ("shift_strength", True, "True"),
-    ("shift_strength", None, "None"),
-    ("shift_strength", [1.0], "list"),
+    ("shift", "real:0.5", "fractional-level"),
+    ("shift", "real:9", "level-9"),
+    ("shift", "real:0", "level-0"),
+    ("shift", "real@7", "strength-7"),
+    ("shift", "real@nan", "strength-nan"),
+    ("shift", "real:3-1", "empty-range"),
+    ("shift", "real:1-5", "range"),
+    ("shift", "bogus", "bogus"),
+    ("shift", 3, "3"),
+    ("shift", HUGE, "10**5000"),
+    ("shift", "ood2", "colour-split"),
+    ("shift", "x" * 10**6, "megabyte"),
     ("goal_markers", "yes", "str"),
     ("goal_markers", 1, "int"),
     ("goal_markers", None, "None"),
@@ -277,7 +280,8 @@ def test_good_kwargs_are_accepted_by_both(env_id: str) -> None:
     cases: list[dict[str, Any]] = [{}, {"max_episode_steps": 1}, {"colour_seed": 2**31 - 1024},
                                    {"colours": ["in", "ood1"]}, {"colours": "all"}]
     if env_id.startswith("sparseshift/TriFinger"):
-        cases.append({"image_size": MAX_IMAGE_SIZE, "shift": "real", "shift_strength": 2})
+        cases.append({"image_size": MAX_IMAGE_SIZE, "shift": "real:5"})
+    cases += [{"shift": "noise@2.5"}, {"shift": "none"}, {"shift": "in"}, {"shift": "texture"}]
     for kwargs in cases:
         for maker in MAKERS.values():
             env = maker(env_id, obs_mode="state", **kwargs)

@@ -286,9 +286,9 @@ def test_real_shift_changes_frames_and_is_deterministic() -> None:
     assert np.abs(fa.astype(int) - p.astype(int)).mean() > 2.0
     act = np.zeros(9, dtype=np.float32)
     assert np.array_equal(a.step(act)[0], b.step(act)[0])
-    weak = make(shift="real", shift_strength=0.0)
+    weak = make(shift="real@0")  # strength 0: no shift at all
     fw, _ = weak.reset(seed=5, options={"factors": fac})
-    assert np.array_equal(fw, p)
+    assert np.array_equal(fw, p) and weak.unwrapped.shift_label is None
 
 
 def test_image_size_128_and_pretty_preset() -> None:
@@ -315,7 +315,9 @@ def test_goal_markers_are_drawn_only_when_enabled() -> None:
         {"camera": "camera90"},
         {"render_preset": "ugly"},
         {"shift": "sim"},
-        {"shift_strength": -1.0},
+        {"shift": "real:0.5"},
+        {"shift": "real:9"},
+        {"shift_strength": 1.0},
         {"obs_mode": "rgb"},
         {"image_size": 60},
         {"image_size": 0},

@@ -146,10 +146,11 @@ class StraightLinePolicy:
 
     @staticmethod
     def supports(env_id: str) -> bool:
-        """Whether ``env_id`` is a ColourGrid env."""
-        from sparseshift.envs.registry import entry
+        """Whether ``env_id``'s class is a ColourGrid env (what the policy drives)."""
+        from sparseshift.envs.base import env_class
+        from sparseshift.envs.grid.colourgrid import ColourGridEnv
 
-        return entry(env_id).entry_point.endswith(":ColourGridEnv")
+        return issubclass(env_class(env_id), ColourGridEnv)
 
     @classmethod
     def settings(cls) -> dict[str, float]:
@@ -238,10 +239,12 @@ class SinusoidPolicy:
 
     @staticmethod
     def supports(env_id: str) -> bool:
-        """Whether ``env_id`` is a TriFinger env."""
-        from sparseshift.envs.registry import entry
+        """Whether ``env_id``'s class is a TriFinger env (joint-position targets the policy
+        drives)."""
+        from sparseshift.envs.base import env_class
+        from sparseshift.envs.trifinger.env import TriFingerEnv
 
-        return entry(env_id).family == "trifinger"
+        return issubclass(env_class(env_id), TriFingerEnv)
 
     @classmethod
     def settings(cls) -> dict[str, list[float]]:

@@ -23,6 +23,10 @@ Parameters select smaller or moving scenes from the same env (all off by default
 * ``split_xy=True``: every x and y coordinate is its own factor group, so an intervention can move
   an entity along one axis (as dSprites' posX / posY).
 
+``shift`` applies a rendering shift of the registry (:mod:`sparseshift.envs.shifts`) that needs
+only frames and the background surfaces (the grid floor): ``noise``, ``blur``, ``colour``,
+``distortion``, ``jpeg``, ``texture``; shifts that move lights or a camera are refused.
+
 ``sparseshift/ColourGridOne-v0`` is ``n_objects=1, agent=False, target_shape=None, drift=True,
 split_xy=True``: one drifting object with 5 factor groups (x, y, shape, colour, background colour).
 """
@@ -35,7 +39,7 @@ from typing import Any, ClassVar
 import numpy as np
 from gymnasium import spaces
 
-from sparseshift.envs.base import FactorEnv, checked_init
+from sparseshift.envs.base import FactorEnv, LabelledBox, checked_init
 from sparseshift.envs.errors import (
     ConfigError,
     check_choice_arg,
@@ -95,6 +99,8 @@ class ColourGridEnv(FactorEnv[Any, np.int64]):
     #: block moves): in the image only; the agent's position and the target shape are
     #: proprioception. Scenes without an agent have no task (:meth:`resolve_task_factors`).
     task_factors: ClassVar[tuple[str, ...]] = ("object*.x", "object*.y", "object*.shape")
+    #: Frames and the grid floor (background pixels); no lights or camera.
+    SHIFT_FEATURES: ClassVar[frozenset[str]] = frozenset({"frame", "surfaces"})
 
     @checked_init
     def __init__(
@@ -114,8 +120,10 @@ class ColourGridEnv(FactorEnv[Any, np.int64]):
         agent: bool = True,
         drift: bool = False,
         split_xy: bool = False,
+        shift: object = None,
     ) -> None:
         # Every kwarg is checked before anything is built (renderer, spaces).
+        self.configure_shift(shift)
         self.has_agent = check_flag_arg("agent", agent)
         self.drift = check_flag_arg("drift", drift)
         self.split_xy = check_flag_arg("split_xy", split_xy)
@@ -146,6 +154,7 @@ class ColourGridEnv(FactorEnv[Any, np.int64]):
         objects = tuple(f"object{i}" for i in range(self.n_objects))
         self._entities = (("agent",) if self.has_agent else ()) + objects
         self.object_names = ("background", *self._entities)
+        self.attach_scene()  # frames; surfaces: the background pixels
         self.factor_spec = self._build_spec()
         self._build_index()
         self._shape_ids = np.array([SHAPE_ID[s] for s in OBJECT_SHAPES], dtype=np.intp)
@@ -368,11 +377,25 @@ class ColourGridEnv(FactorEnv[Any, np.int64]):
 
     def render_frame(self) -> np.ndarray:
         shape_ids, colours, _, background = self._cells()
-        return self.renderer.paint(shape_ids, colours, background)
+        return self.apply_shift(self.renderer.paint(shape_ids, colours, background))
 
     def segmentation(self) -> np.ndarray:
         shape_ids, _, labels, _ = self._cells()
         return self.renderer.segment(shape_ids, labels)
+
+    def target_boxes(self) -> tuple[LabelledBox, ...]:
+        """The cell of the object with the target shape (``"target"``); none without a target
+        shape."""
+        if self.target_id is None:
+            return ()
+        f = self._factors
+        k = self._n_agent
+        out = []
+        for i in np.flatnonzero(f[self._shape_idx].astype(np.int64) == self.target_id):
+            x, y = (int(v) for v in f[self._pos_idx[k + int(i)]])
+            rows, cols = self.renderer.cell_box(x, y)
+            out.append(LabelledBox(cols.start, rows.start, cols.stop, rows.stop, "target"))
+        return tuple(out)
 
     def render(self) -> np.ndarray | None:
         return self.render_frame() if self.render_mode == "rgb_array" else None
@@ -429,6 +452,7 @@ class ColourGridEnv(FactorEnv[Any, np.int64]):
             self._factors = _quantise(self._sample_full(self.np_random))
         if self.drift:  # drawn after the factors: the factor distribution is the same
             self._vel = self._sample_velocities(self.np_random)
+        self.new_shift_episode(self.np_random)  # last, and only with a shift: same factors
         self._steps = 0
         return self._obs(), {"factors": self.get_factors(), "is_success": False}
 

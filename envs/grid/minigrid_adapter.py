@@ -11,18 +11,22 @@ Colour mapping (one colour per object *type*, drawn independently at every reset
 scheme's sets restricted to ``colours``, with ``self.np_random``): key, door, ball, box, goal and
 lava from ``"object"``; walls from ``"wall"``; empty cells, floor and the margin from
 ``"background"``; the agent from ``"agent"``. The split protocol follows Dittadi et al. (ICLR 2021).
+
+``shift`` applies a rendering shift of the registry (:mod:`sparseshift.envs.shifts`) that needs
+only frames and the background surfaces (empty cells and the margin): ``noise``, ``blur``,
+``colour``, ``distortion``, ``jpeg``, ``texture``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, cast
+from typing import Any, ClassVar, cast
 
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from sparseshift.envs.base import FactorEnv, checked_init
+from sparseshift.envs.base import FactorEnv, LabelledBox, checked_init
 from sparseshift.envs.errors import (
     ConfigError,
     check_choice_arg,
@@ -79,6 +83,8 @@ class MiniGridColourEnv(FactorEnv[Any, np.int64]):
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 10}  # noqa: RUF012 (gym.Env API)
+    #: Frames and the background (empty cells, margin); no lights or camera.
+    SHIFT_FEATURES: ClassVar[frozenset[str]] = frozenset({"frame", "surfaces"})
 
     @checked_init
     def __init__(
@@ -91,9 +97,11 @@ class MiniGridColourEnv(FactorEnv[Any, np.int64]):
         colour_seed: int = 0,
         max_episode_steps: int | None = None,
         render_mode: str | None = None,
+        shift: object = None,
     ) -> None:
         # Every kwarg is checked before anything is built (MiniGrid env, renderer, spaces).
         check_choice_arg("minigrid_id", minigrid_id, SUPPORTED)
+        self.configure_shift(shift)
         self.configure(obs_mode, render_mode, colours, colour_scheme, colour_seed,
                        tuple(sorted(set(SCHEME_SET.values()))))
         kwargs: dict[str, Any] = {}
@@ -112,6 +120,7 @@ class MiniGridColourEnv(FactorEnv[Any, np.int64]):
             self.renderer = TileRenderer(self.width, self.height, image_size)
         self.image_size = self.renderer.image_size
         self.object_names = ("background", "agent", *TYPES)
+        self.attach_scene()  # frames; surfaces: the background pixels
         types = SUPPORTED[minigrid_id]
         self.positional = tuple(t for t in POSITIONAL if t in types)
         self.coloured = ("agent", "wall", "background", *types)
@@ -268,7 +277,7 @@ class MiniGridColourEnv(FactorEnv[Any, np.int64]):
         frame = self.renderer.paint(sc.shape_ids, self._type_rgb[sc.type_ids], self._bg_rgb)
         ax, ay = sc.agent
         self.renderer.overlay(frame, ax, ay, AGENT_SHAPES[sc.agent_dir], self._agent_rgb)
-        return frame
+        return self.apply_shift(frame)
 
     def segmentation(self) -> np.ndarray:
         sc = self._scan
@@ -277,6 +286,14 @@ class MiniGridColourEnv(FactorEnv[Any, np.int64]):
         ax, ay = sc.agent
         self.renderer.overlay(seg, ax, ay, AGENT_SHAPES[sc.agent_dir], 1)
         return seg
+
+    def target_boxes(self) -> tuple[LabelledBox, ...]:
+        """The goal cell (``"goal"``) of tasks that have one."""
+        goal = self._scan.positions.get("goal")
+        if goal is None or min(goal) < 0:
+            return ()
+        rows, cols = self.renderer.cell_box(int(goal[0]), int(goal[1]))
+        return (LabelledBox(cols.start, rows.start, cols.stop, rows.stop, "goal"),)
 
     def render(self) -> np.ndarray | None:
         return self.render_frame() if self.render_mode == "rgb_array" else None
@@ -314,6 +331,7 @@ class MiniGridColourEnv(FactorEnv[Any, np.int64]):
         given = self.reset_factors(options)
         self._mg.reset(seed=int(self.np_random.integers(2**31 - 1)))
         self._sample_colours(self.np_random)
+        self.new_shift_episode(self.np_random)  # only with a shift: the layout and colours agree
         self._scan = scan(self._mg)
         if given is not None:
             self.set_factors(given)

@@ -37,13 +37,12 @@ from sparseshift.envs.errors import (
     check_episode_steps,
     check_flag_arg,
     check_image_size,
-    check_number_arg,
     naming,
 )
 from sparseshift.envs.factors import Factor, FactorSpec, colour_factors
+from sparseshift.envs.shifts.mujoco_scene import MujocoScene
 from sparseshift.envs.trifinger import model as M
 from sparseshift.envs.trifinger.render import FrameRenderer, configure_model, get_preset
-from sparseshift.envs.trifinger.shift import SHIFTS, RealShift, check_shift
 
 #: Cube centre factor range (m). The TriFinger dataset of Dittadi et al. 2021 uses +-0.11, which
 #: puts a cube corner 6.7 mm into the real TriFingerPro's boundary wall (0.194 m at the bottom);
@@ -57,6 +56,10 @@ COLOUR_GROUPS: tuple[tuple[str, str], ...] = (
     ("stage_colour", "stage"),
     ("fingers_colour", "fingers"),
 )
+#: Segmentation value -> whether it is a background surface (``M.SURFACE_OBJECTS``).
+_IS_SURFACE = np.isin(np.arange(len(M.OBJECT_NAMES)),
+                      [M.OBJECT_NAMES.index(o) for o in M.SURFACE_OBJECTS])
+_IS_SURFACE.flags.writeable = False
 N_PHYSICAL = 12  # 9 joints + cube x, y, yaw (three-finger layout)
 #: Rejection-sampling attempts for a penetration-free configuration.
 MAX_SAMPLE_TRIES = 200
@@ -69,10 +72,6 @@ ACTION_MODES: tuple[str, ...] = ("absolute", "delta")
 #: Largest target increment per step (rad) in ``delta`` mode: 2.5 rad/s at 25 Hz, a quarter of the
 #: robot's velocity limit.
 DELTA_SCALE = 0.1
-#: Largest ``shift_strength``: at 10 the lights tilt by up to 300 degrees and the sensor noise has
-#: a standard deviation of 50 grey levels, far past any imitation of a real camera; larger values
-#: only make the blur kernel (and the time per frame) grow without bound.
-MAX_SHIFT_STRENGTH = 10.0
 
 
 def build_factor_spec(
@@ -138,8 +137,12 @@ class TriFingerEnv(FactorEnv[Any, np.ndarray]):
     * ``colours``: colour splits sampled at reset (``in``, ``in+ood1``, ``all``, ...).
     * ``colour_scheme`` / ``colour_seed``: the scheme (``trifinger8`` or ``trifinger-cw``) and its
       split-assignment seed.
-    * ``shift``: None or ``real`` (:mod:`sparseshift.envs.trifinger.shift`), scaled by
-    ``shift_strength`` in [0, :data:`MAX_SHIFT_STRENGTH`].
+    * ``shift``: None, or a shift of the registry (:mod:`sparseshift.envs.shifts`) at a severity:
+      ``"real"`` (= ``"real:3"``, the sim-to-real composition), ``"lighting:1"`` ..
+      ``"lighting:5"``, ``"noise@2.5"``, ... or an
+      :class:`~sparseshift.envs.shifts.registry.EnvShift`. TriFinger offers every scene feature
+      (frame, lights, camera, surfaces); lens distortion uses the calibrated lens of the real
+      camera it looks through (:data:`~sparseshift.envs.trifinger.model.CAMERA_LENSES`).
     * ``max_episode_steps``: episode length (truncation, at most
       :data:`~sparseshift.envs.errors.MAX_EPISODE_STEPS`) when constructed directly; None (the
       default) means no limit of its own: ``gymnasium.make`` adds its ``TimeLimit`` with the task's
@@ -164,6 +167,8 @@ class TriFingerEnv(FactorEnv[Any, np.ndarray]):
     #: The factors: actuated joints, cube x/y/yaw, colours (:func:`build_factor_spec`).
     FACTOR_SPEC: ClassVar[FactorSpec] = FACTOR_SPEC
     object_names = M.OBJECT_NAMES
+    SHIFT_FEATURES: ClassVar[frozenset[str]] = frozenset(
+        {"frame", "lights", "camera", "surfaces"})
 
     @checked_init
     def __init__(
@@ -175,8 +180,7 @@ class TriFingerEnv(FactorEnv[Any, np.ndarray]):
         colours: str | Sequence[str] = "in",
         colour_scheme: str = "trifinger8",
         colour_seed: int = 0,
-        shift: str | None = None,
-        shift_strength: float = 1.0,
+        shift: object = None,
         max_episode_steps: int | None = None,
         render_mode: str | None = None,
         goal_markers: bool = False,
@@ -194,9 +198,7 @@ class TriFingerEnv(FactorEnv[Any, np.ndarray]):
             self.image_size = check_image_size(image_size)
         with naming("render_preset"):
             self.render_preset = get_preset(render_preset)
-        check_choice_arg("shift", shift, (*SHIFTS, "none"))
-        strength = check_number_arg("shift_strength", shift_strength, 0.0, MAX_SHIFT_STRENGTH)
-        self.shift, self.shift_strength = check_shift(shift, strength)
+        self.configure_shift(shift)
         self.goal_markers = check_flag_arg("goal_markers", goal_markers)
         spec = self.factor_spec = self.FACTOR_SPEC
         self._act = np.array(self.ACTUATED_JOINTS, dtype=np.intp)
@@ -218,9 +220,10 @@ class TriFingerEnv(FactorEnv[Any, np.ndarray]):
         self._scratch = mujoco.MjData(self.model)  # for FK / collision checks while sampling
         self.index = M.ModelIndex.build(self.model)
         self._renderer: FrameRenderer | None = None
-        self._real: RealShift | None = None
-        if self.shift == "real":
-            self._real = RealShift(self.model, self.index.cameras[camera], self.shift_strength)
+        self._marker_renderer: FrameRenderer | None = None
+        self.attach_scene(lambda: MujocoScene(
+            self.model, self.index.cameras[self.camera], self.image_size,
+            M.CAMERA_LENSES[self.camera], self._surface_mask))
         ix = self.index
         self._colour_slots = tuple(
             (np.array(spec.group_indices(g)), ix.materials[obj], obj)
@@ -466,12 +469,30 @@ class TriFingerEnv(FactorEnv[Any, np.ndarray]):
 
     def render_frame(self) -> np.ndarray:
         frame = self._frame_renderer().render(self.data)
-        if self._real is not None:
-            return self._real.apply(frame)
+        if self.shift_runtime is not None:
+            return self.shift_runtime.apply(frame)
         return frame.copy()
 
     def segmentation(self) -> np.ndarray:
         return self._frame_renderer().segmentation(self.data)
+
+    def _surface_mask(self) -> np.ndarray:
+        """The background surfaces (:data:`~sparseshift.envs.trifinger.model.SURFACE_OBJECTS`)
+        of the current frame, for the ``texture`` shift."""
+        return _IS_SURFACE[self.segmentation()]
+
+    def annotation_image(self) -> np.ndarray:
+        """The observation frame with the goal markers drawn (a second renderer unless the env
+        draws them already), the shift applied."""
+        if self.goal_markers:
+            renderer = self._frame_renderer()
+        else:
+            if self._marker_renderer is None:
+                self._marker_renderer = FrameRenderer(
+                    self.model, self.index, self.image_size, self.camera, goal_markers=True)
+            renderer = self._marker_renderer
+        frame = renderer.render(self.data)
+        return self.apply_shift(frame) if self.shift_runtime is not None else frame.copy()
 
     def render(self) -> np.ndarray | None:
         if self.render_mode == "rgb_array":
@@ -482,6 +503,9 @@ class TriFingerEnv(FactorEnv[Any, np.ndarray]):
         if self._renderer is not None:
             self._renderer.close()
             self._renderer = None
+        if self._marker_renderer is not None:
+            self._marker_renderer.close()
+            self._marker_renderer = None
         super().close()
 
     # ------------------------------------------------------------------ task hooks
@@ -510,8 +534,7 @@ class TriFingerEnv(FactorEnv[Any, np.ndarray]):
         vec = self._sample_start(rng, vec, ~set_mask)
         self.goal = self._sample_goal(rng, vec)
         self._place_goal_markers()
-        if self._real is not None:
-            self._real.new_episode(rng)
+        self.new_shift_episode(rng)  # no draw without a shift: the RNG stream is unchanged
         self._apply_factors(vec)
         self._steps = 0
         _, success = self._reward()

@@ -11,12 +11,16 @@ Public constants used by benchmarks (``sparseshift bench envs``): :func:`scene_x
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from types import MappingProxyType
 
 import mujoco
 import numpy as np
+
+from sparseshift.envs.shifts.lenses import TRIFINGER_LENSES, Lens
 
 #: Physics timestep in seconds (also set in ``scene.xml``).
 PHYSICS_TIMESTEP = 0.002
@@ -80,6 +84,14 @@ CAMERAS: tuple[str, ...] = ("camera60", "camera180", "camera300", "overview")
 MATERIALS: tuple[str, ...] = ("cube", "stage", "fingers", "boundary", "background")
 #: Segmentation classes; values of ``segmentation()`` index this tuple.
 OBJECT_NAMES: tuple[str, ...] = ("background", "arena", "cube", "finger0", "finger120", "finger240")
+#: The background surfaces a ``texture`` shift patterns: the backdrop (``background``) and the
+#: arena (the table top, the boundary wall and the few pixels of the static finger holder).
+SURFACE_OBJECTS: tuple[str, ...] = ("background", "arena")
+#: Lens distortion ``(k1, k2, p1, p2, k3)`` per camera: the real platform cameras' calibration
+#: (trifinger_simulation's camera parameters); the overview camera, which has no real
+#: counterpart, borrows camera60's. The ``distortion`` shift applies them at level 3.
+CAMERA_LENSES: Mapping[str, Lens] = MappingProxyType(
+    {**TRIFINGER_LENSES, "overview": TRIFINGER_LENSES["camera60"]})
 
 
 def boundary_inner_radius(z: float) -> float:

@@ -121,13 +121,14 @@ class Colour(Nuisance):
 
 @dataclass(frozen=True)
 class Blur(Nuisance):
-    """Gaussian blur; sigma as a fraction of the image width (0.012 is 0.8 px at 64 px)."""
+    """Gaussian blur; sigma as a fraction of the image width (level 1 draws 0.32-0.64 px at
+    64 px: below about 0.3 px a Gaussian kernel changes nothing)."""
 
     name: ClassVar[str] = "blur"
     summary: ClassVar[str] = "Gaussian defocus blur"
     needs: ClassVar[frozenset[str]] = _F({"frame"})
     levels: ClassVar[Mapping[str, tuple[float, ...]]] = _levels(
-        sigma=(0.004, 0.008, 0.012, 0.018, 0.025))
+        sigma=(0.010, 0.014, 0.018, 0.024, 0.032))
     stage: ClassVar[int | None] = OPTICS
 
     def episode(self, severity: float, rng: np.random.Generator, scene: Scene) -> Any:
@@ -232,9 +233,11 @@ class Jpeg(Nuisance):
 
 @dataclass(frozen=True)
 class Texture(Nuisance):
-    """A stripe or checker pattern on the background surfaces (arena, table, grid floor); the
-    pattern darkens its cells by ``contrast`` (relative), with a random period (1/16 to 1/4 of
-    the image), orientation and phase per episode. Surface colours stay what the factors say."""
+    """A stripe or checker pattern on the background surfaces (arena, table, grid floor): the
+    pattern's cells move a fraction ``contrast`` of the way towards white on dark pixels and
+    towards black on light ones (so black floors get a texture too), with a random period (1/16
+    to 1/4 of the image), orientation and phase per episode. The rest of the surface keeps the
+    colour its factors say."""
 
     name: ClassVar[str] = "texture"
     summary: ClassVar[str] = "a stripe or checker texture on the background surfaces"
@@ -259,8 +262,10 @@ class Texture(Nuisance):
         on = (np.floor(u).astype(np.int64) % 2).astype(bool)
         if checker:
             on ^= (np.floor(v).astype(np.int64) % 2).astype(bool)
-        dark = on & scene.surface_mask()
-        image[dark] *= 1.0 - contrast
+        cells = on & scene.surface_mask()
+        px = image[cells]
+        target = np.where(px.mean(axis=-1, keepdims=True) < 128.0, 255.0, 0.0)
+        image[cells] = px + contrast * (target - px)
         return image
 
 

@@ -2,7 +2,6 @@
 
 Modules: :mod:`~sparseshift.envs.trifinger.model` (MJCF location, reference constants, cached ids),
 :mod:`~sparseshift.envs.trifinger.render` (presets, renderer, segmentation, raw speed loop),
-:mod:`~sparseshift.envs.trifinger.shift` (the ``real`` rendering shift),
 :mod:`~sparseshift.envs.trifinger.env` (the base
 env), :mod:`~sparseshift.envs.trifinger.tasks` (Reach, Push) and
 :mod:`~sparseshift.envs.trifinger.scripted` (a scripted

@@ -240,7 +240,7 @@ class AgentConfig(Config):
     algo: Literal["ppo", "sac"] = opt("ppo", "ppo, or sac (Box actions only)")
     steps: int = opt(100_000, "env steps to train for", min=1, max=10**10)
     seed: int = opt(0, "seed of everything", min=0, max=SEED_LIMIT - 1)
-    colours: str = opt("in", "training colour split")
+    colours: str = opt(COLOUR_SPLITS[0], "training colour split (e.g. in, or in+ood1)")
     image_size: int = opt(64, "env image size", min=8, max=512)
     env_kwargs: Mapping[str, Any] = opt(factory=dict, cli=False,
                                         help="extra env kwargs (--env-kwarg KEY=VALUE)")

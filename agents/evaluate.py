@@ -1,10 +1,18 @@
-"""Evaluate a trained agent under colour shifts: per-shift return and success with 95% CIs.
+"""Evaluate a trained agent under shifts: per-shift return and success with 95% CIs, robustness
+curves against severity and the mean relative robustness.
 
-The OOD protocol of Dittadi et al. (ICLR 2021) and Traeuble, Dittadi et al. (ICLR 2022): ``in``
-(the training colours), ``ood1`` (colours the encoder saw in pretraining, the policy did not),
-``ood2`` (colours neither saw) and ``real`` (IN colours through the TriFinger sim-to-real image
-shift). Results are reported per shift, never pooled: success with the Clopper-Pearson exact
-interval, return with a seeded percentile-bootstrap interval (:mod:`sparseshift.agents.stats`).
+Shifts come from the shift registry (:mod:`sparseshift.envs.shifts.registry`) in the severity
+grammar (:mod:`sparseshift.envs.shifts.severity`): the colour splits of the OOD protocol of
+Dittadi et al. (ICLR 2021) and Traeuble, Dittadi et al. (ICLR 2022) (``in``: the training colours,
+``ood1``: colours the encoder saw in pretraining, the policy did not, ``ood2``: colours neither
+saw), graded rendering nuisances (``lighting:1-5``, ``noise@2.5``), compositions (``real``: the
+sim-to-real imitation) and user shift files (``dusk.toml:1-5``). Results are keyed by the shift's
+label (``in``, ``lighting:3``, ``real``) and reported per shift, never pooled: success with the
+Clopper-Pearson exact interval, return with a seeded percentile-bootstrap interval
+(:mod:`sparseshift.agents.stats`). ``eval.json`` records every shift's definition verbatim with
+its SHA-256 (``shift_defs``) and the mean relative robustness (``robustness``,
+:mod:`sparseshift.agents.robustness`); ``robustness.md`` is its table and ``robustness.png`` the
+curves of the graded shifts (:mod:`sparseshift.agents.robustness_plot`).
 
 Episode seeds are drawn from ``seed`` in a range disjoint from every training seed
 (:data:`sparseshift.agents.config.EVAL_SEED_BASE`) and are the same for every shift, so each
@@ -12,7 +20,8 @@ shift is compared with IN on paired episodes (``eval.json["paired"]``): the exac
 success and the paired bootstrap of return. Actions are the policy's mode (``deterministic``) or
 sampled from a seeded generator (``stochastic``); ``auto`` picks per env family
 (:data:`sparseshift.agents.config.AUTO_DETERMINISTIC`). ``eval.json`` in the agent directory is
-written atomically; an existing one with the same parameters is returned without re-running.
+written atomically; an existing one with the same parameters and the same shift definitions
+(a changed user shift file is a new definition) is returned without re-running.
 """
 
 from __future__ import annotations
@@ -37,6 +46,7 @@ from sparseshift.agents.encoders import ResolvedEncoder, load_encoder
 from sparseshift.agents.encoding import FrozenEncoder
 from sparseshift.agents.envs import make_env, parse_shifts
 from sparseshift.agents.policy_io import check_policy_description, load_policy
+from sparseshift.agents.robustness import IN, robustness_of
 from sparseshift.agents.rollout import run_episodes
 from sparseshift.agents.standardize import LatentStats
 from sparseshift.agents.stats import (
@@ -57,6 +67,7 @@ from sparseshift.agents.train import (
 from sparseshift.agents.video import (
     EpisodeRecorder,
     RecordedFrame,
+    file_stem,
     log_tensorboard,
     render_fps,
     side_by_side_frames,
@@ -64,12 +75,23 @@ from sparseshift.agents.video import (
 )
 from sparseshift.envs.errors import ConfigError, safe_repr
 from sparseshift.envs.heartbeat import Heartbeat
-from sparseshift.envs.io import MapOf, check_schema, read_json, write_json_atomic
+from sparseshift.envs.io import (
+    MapOf,
+    atomic_write_text,
+    check_schema,
+    read_json,
+    strict_json,
+    write_json_atomic,
+)
+from sparseshift.envs.shifts.registry import ShiftRegistry, registry_with
 from sparseshift.representations.base import Learner
 from sparseshift.representations.external import Plugins
 from sparseshift.representations.runtime import resolve_device, torch_run
 
 EVAL_FILE = "eval.json"
+#: The robustness table (always) and curves (when a graded shift was evaluated), next to it.
+ROBUSTNESS_TABLE = "robustness.md"
+ROBUSTNESS_FIGURE = "robustness.png"
 EVAL_ENVS = 4
 #: Where ``--video`` writes (inside the agent folder) and its TensorBoard run.
 VIDEO_DIR = "videos"
@@ -84,6 +106,7 @@ AGENT_SCHEMA: dict[str, Any] = {
                  "label?": str, "factory?": str},
     "observation?": {"standardize?": (dict, None)},
     "identity?": dict,
+    "shifts?": {"train?": [dict], "periodic_eval?": (dict, None)},
 }
 _CI = {"mean": float, "ci_low": float, "ci_high": float}
 _TEST = {"diff": float, "p_value": float}
@@ -96,6 +119,14 @@ EVAL_SCHEMA: dict[str, Any] = {
     "paired?": MapOf({"success": _TEST, "return": _TEST}),
     "side_by_side?": {"videos?": [str], "thumbnails?": [str]},
     "tensorboard?": (str, None), "video_fps?": int,
+    "shift_defs?": MapOf({"label": str, "name": str, "kind": str, "severity": (float, None),
+                          "colours": str, "effective": MapOf(float), "definition": dict,
+                          "sha256": str}),
+    "robustness?": (None, {"mean": float, "ci_low": (float, None), "ci_high": (float, None),
+                           "n_episodes": int,
+                           "shifts": MapOf({"mean": float, "ci_low": (float, None),
+                                            "ci_high": (float, None), "labels": [str]})}),
+    "robustness_table?": (str, None), "robustness_figure?": (str, None),
 }
 
 
@@ -191,33 +222,49 @@ def agent_stats(agent_dir: Path, agent: dict[str, Any], encoder: ResolvedEncoder
     return LatentStats.from_json(recorded, shape[-1])
 
 
-def evaluate(agent_dir: str | Path, shifts: str | Sequence[str] = "in", episodes: int = 50,
+def evaluate(agent_dir: str | Path, shifts: str | Sequence[str] = IN, episodes: int = 50,
              seed: int = 0, video: int = 0, resamples: int = DEFAULT_RESAMPLES,
              policy: str | None = None, side_by_side: bool = False,
              progress: bool = False, plugins: Plugins | None = None,
-             encoder: nn.Module | Learner | None = None) -> dict[str, Any]:
+             encoder: nn.Module | Learner | None = None,
+             registry: ShiftRegistry | None = None) -> dict[str, Any]:
     """:func:`run_evaluation` with the :class:`EvaluateConfig` built from keyword arguments
-    (``shifts`` may be comma-separated)."""
+    (``shifts`` in the severity grammar, e.g. ``"in,ood2,lighting:1-5,real:3"``)."""
     names = tuple(s.strip() for s in shifts.split(",")) if isinstance(shifts, str) else \
         tuple(shifts)
     return run_evaluation(agent_dir, EvaluateConfig(shifts=names, episodes=episodes, seed=seed,
                                                     video=video, resamples=resamples,
                                                     policy=policy),  # type: ignore[arg-type]
                           side_by_side=side_by_side, progress=progress, plugins=plugins,
-                          encoder=encoder)
+                          encoder=encoder, registry=registry)
 
 
 def run_evaluation(agent_dir: str | os.PathLike[str], cfg: EvaluateConfig,
                    side_by_side: bool = False, progress: bool = False,
                    plugins: Plugins | None = None,
                    encoder: nn.Module | Learner | None = None,
-                   heartbeat: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+                   heartbeat: str | os.PathLike[str] | None = None,
+                   registry: ShiftRegistry | None = None) -> dict[str, Any]:
     """Evaluate the agent in ``agent_dir`` as ``cfg`` says; returns (and writes) ``eval.json``.
+
+    ``cfg.shifts`` are resolved in ``registry`` (default: the shipped shifts plus those of the
+    ``plugins`` modules and installed entry points; shift files relative to the current
+    directory) and checked against the agent's env before anything runs. Results, videos and
+    TensorBoard tags are keyed by each shift's label (``in``, ``lighting:3``, ``real``).
+    ``eval.json`` gets ``shift_defs`` (label -> the definition verbatim, its SHA-256 and the
+    effective nuisance severities) and ``robustness`` (:func:`robustness_of`: the mean relative
+    robustness with its paired-bootstrap interval, None without IN or when IN success is 0);
+    ``robustness.md`` (the table) and, when a graded shift was evaluated, ``robustness.png``
+    (success and return against severity) are written next to it, and every shift's success
+    rate, mean return and success relative to IN are logged as TensorBoard scalars in
+    ``logs/evaluate`` (``success_rate/<label>``, ``mean_return/<label>``,
+    ``relative_success/<label>``, ``relative_robustness/mean`` and per shift name).
 
     ``cfg.video`` > 0 also writes the first ``video`` episodes of each shift as H.264
     ``videos/<shift>_<k>.mp4`` at the env's ``render_fps``, goals marked, each with an animated
-    thumbnail ``videos/<shift>_<k>.gif`` (:mod:`sparseshift.agents.video`), and logs the
-    thumbnails to TensorBoard in ``logs/evaluate`` (tags ``evaluate/<shift>/episode_<k>``).
+    thumbnail ``videos/<shift>_<k>.gif`` (:mod:`sparseshift.agents.video`; ``<shift>`` is the
+    label with ``:`` and ``@`` written ``+``), and logs the thumbnails to TensorBoard in
+    ``logs/evaluate`` (tags ``evaluate/<label>/episode_<k>``).
     ``side_by_side`` adds ``videos/side_by_side_<k>.mp4`` / ``.gif``: episode ``k`` under every
     shift next to each other. Recording never changes the results. ``cfg.policy`` (auto /
     deterministic / stochastic) defaults to the agent's ``eval_policy``. ``progress`` shows a
@@ -230,10 +277,14 @@ def run_evaluation(agent_dir: str | os.PathLike[str], cfg: EvaluateConfig,
     out = Path(agent_dir)
     agent = read_agent(out)
     config = AgentConfig.from_json(agent["config"])
-    names = parse_shifts(list(cfg.shifts), config.env_id)
+    if registry is None:
+        registry = registry_with(sorted(plugins.modules) if plugins is not None else ())
+    shifts = parse_shifts(list(cfg.shifts), config.env_id, registry)
+    labels = [sh.label for sh in shifts]
+    defs = {sh.label: strict_json(sh.record()) for sh in shifts}
     mode = check_eval_policy(config.eval_policy if cfg.policy is None else cfg.policy)
     det = is_deterministic(mode, config.family)
-    params = {"shifts": list(names), "episodes": episodes, "seed": seed, "resamples": resamples,
+    params = {"shifts": labels, "episodes": episodes, "seed": seed, "resamples": resamples,
               "policy": "deterministic" if det else "stochastic"}
     # The policy and the encoder are loaded (and their digests checked) before a cached result
     # is trusted: changed weights must never hide behind an old eval.json.
@@ -245,8 +296,9 @@ def run_evaluation(agent_dir: str | os.PathLike[str], cfg: EvaluateConfig,
     model = load_model(out, agent)
     previous = out / EVAL_FILE
     if previous.is_file() and not video:
-        old = cached_evaluation(previous, params)
+        old = cached_evaluation(previous, params, defs)
         if old is not None:
+            _ensure_reports(out, old)
             return old
     ep_seeds = episode_seeds(EVAL_SEED_BASE, seed, episodes)
 
@@ -258,10 +310,11 @@ def run_evaluation(agent_dir: str | os.PathLike[str], cfg: EvaluateConfig,
     fps = 0
     results: dict[str, Any] = {}
     with torch_run(config.torch_threads):
-        beat = (Heartbeat(Path(heartbeat), len(names) * episodes, "episode")
+        beat = (Heartbeat(Path(heartbeat), len(shifts) * episodes, "episode")
                 if heartbeat is not None else None)
         finished = 0
-        for shift in names:
+        for resolved_shift in shifts:
+            shift = resolved_shift.label
             bar = _episode_bar(shift, episodes, progress)
 
             def tick(bar: Any = bar, shift: str = shift) -> None:
@@ -272,7 +325,7 @@ def run_evaluation(agent_dir: str | os.PathLike[str], cfg: EvaluateConfig,
                 if beat is not None:
                     beat.update(finished, f"evaluating {shift}")
 
-            envs = [EpisodeRecorder(make_env(config, shift), record, shift, tick)
+            envs = [EpisodeRecorder(make_env(config, resolved_shift), record, shift, tick)
                     for _ in range(min(EVAL_ENVS, episodes))]
             try:
                 fps = render_fps(envs[0])
@@ -297,14 +350,73 @@ def run_evaluation(agent_dir: str | os.PathLike[str], cfg: EvaluateConfig,
                 "successes": [bool(s) for s in success],
             }
     paired = paired_tests(results, seed, resamples)
-    extra = _write_videos(out, recorded, fps, side_by_side, results)
-    result = {"agent": str(out.resolve()), "env_id": config.env_id, "algo": config.algo,
-              "encoder": desc.get("kind", config.encoder_kind), "train_seed": config.seed,
-              "train_colours": config.colours,
-              "params": params, "episode_seeds": ep_seeds, "shifts": results,
-              "paired": paired, **extra}
+    extra, gifs = _write_videos(out, recorded, fps, side_by_side, results)
+    result: dict[str, Any] = {
+        "agent": str(out.resolve()), "env_id": config.env_id, "algo": config.algo,
+        "encoder": desc.get("kind", config.encoder_kind), "train_seed": config.seed,
+        "train_colours": config.colours, "params": params, "episode_seeds": ep_seeds,
+        "shifts": results, "shift_defs": defs, "paired": paired, **extra}
+    result["robustness"] = strict_json(robustness_of(result, seed, resamples))
+    stale = _own_figure(previous)
+    result.update(_write_reports(out, result))
+    if stale is not None and result["robustness_figure"] is None and stale.is_file():
+        stale.unlink()  # the figure an earlier evaluation wrote no longer matches eval.json
+    result["tensorboard"] = str(log_tensorboard(out / VIDEO_LOG_DIR, gifs, _trained_steps(out),
+                                                scalar_summaries(result)))
     write_json_atomic(out / EVAL_FILE, result)
     return result
+
+
+def _own_figure(previous: Path) -> Path | None:
+    """The robustness figure an earlier ``eval.json`` in this folder says it wrote (exactly
+    ``robustness.png`` next to it), else None."""
+    try:
+        old = read_json(previous, "evaluation") if previous.is_file() else {}
+    except ConfigError:
+        return None
+    path = previous.parent / ROBUSTNESS_FIGURE
+    return path if old.get("robustness_figure") == str(path) else None
+
+
+def _write_reports(out: Path, result: dict[str, Any]) -> dict[str, Any]:
+    """``robustness.png`` (graded shifts only) and ``robustness.md``; their paths."""
+    from sparseshift.agents.robustness_plot import agent_figure, robustness_markdown
+
+    fig = agent_figure(result, out / ROBUSTNESS_FIGURE)
+    entries: dict[str, Any] = {"robustness_figure": str(fig) if fig is not None else None}
+    table = atomic_write_text(out / ROBUSTNESS_TABLE,
+                              robustness_markdown({**result, **entries}))
+    entries["robustness_table"] = str(table)
+    return entries
+
+
+def _ensure_reports(out: Path, result: dict[str, Any]) -> None:
+    """Redraw the robustness table or figure of a cached evaluation if one was removed."""
+    wanted = [result.get("robustness_table"), result.get("robustness_figure")]
+    if any(p and not Path(p).is_file() for p in wanted):
+        _write_reports(out, result)
+
+
+def scalar_summaries(result: dict[str, Any]) -> dict[str, float]:
+    """The TensorBoard scalars of one evaluation: per shift label its success rate, mean return
+    and success relative to IN, and the mean relative robustness (with its interval) overall
+    and per shift name."""
+    out: dict[str, float] = {}
+    shifts = result["shifts"]
+    base = shifts.get(IN, {}).get("success", {}).get("mean")
+    for label, r in shifts.items():
+        out[f"success_rate/{label}"] = r["success"]["mean"]
+        out[f"mean_return/{label}"] = r["return"]["mean"]
+        if base:
+            out[f"relative_success/{label}"] = r["success"]["mean"] / base
+    rob = result.get("robustness")
+    if rob is not None:
+        for k in ("mean", "ci_low", "ci_high"):
+            if rob.get(k) is not None:
+                out[f"relative_robustness/{k}"] = rob[k]
+        for name, v in rob["shifts"].items():
+            out[f"relative_robustness/{name}"] = v["mean"]
+    return out
 
 
 def _layout(space: Any) -> Any:
@@ -337,15 +449,22 @@ def check_policy_fits(agent_dir: Path, model: Any, observation_space: Any,
                               f"({safe_repr(str(ours))}); was the config edited after training?")
 
 
-def cached_evaluation(path: Path, params: dict[str, Any]) -> dict[str, Any] | None:
-    """The evaluation in ``path`` if it was run with ``params`` and is well formed (read through
-    the gate, :data:`EVAL_SCHEMA`, one result per shift asked); None otherwise: a damaged,
-    foreign or oversized cache is recomputed (and replaced), never trusted or a traceback."""
+def cached_evaluation(path: Path, params: dict[str, Any],
+                      shift_defs: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    """The evaluation in ``path`` if it was run with ``params`` and the same shift definitions
+    (``shift_defs``: label -> record, compared whole, SHA-256 included, so an edited user
+    shift file is evaluated again) and is well formed (read through the gate,
+    :data:`EVAL_SCHEMA`, one result per shift asked); None otherwise: a damaged, foreign or
+    oversized cache is recomputed (and replaced), never trusted or a traceback."""
     try:
         old = read_json(path, "evaluation", schema=EVAL_SCHEMA)
     except ConfigError:
         return None
     if old.get("params") != params or set(old["shifts"]) != set(params["shifts"]):
+        return None
+    if shift_defs is not None and old.get("shift_defs") != shift_defs:
+        return None
+    if "robustness" not in old:  # written before robustness summaries
         return None
     if any(s not in old["shifts"] for s in old.get("paired", {})):
         return None
@@ -356,12 +475,12 @@ def paired_tests(results: dict[str, Any], seed: int, resamples: int = DEFAULT_RE
                  ) -> dict[str, Any]:
     """Each shift against ``in`` on the shared episode seeds: the exact McNemar test of success
     and the paired bootstrap of return (``diff`` is shift minus IN). Empty without ``in``."""
-    base = results.get("in")
+    base = results.get(IN)
     if base is None:
         return {}
     out: dict[str, Any] = {}
     for shift, r in results.items():
-        if shift == "in":
+        if shift == IN:
             continue
         out[shift] = {
             "success": mcnemar_exact(base["successes"], r["successes"]).to_json(),
@@ -379,12 +498,13 @@ def _episode_bar(shift: str, episodes: int, progress: bool) -> Any:
 
 
 def _write_videos(out: Path, recorded: dict[str, dict[int, list[RecordedFrame]]], fps: int,
-                  side_by_side: bool, results: dict[str, Any]) -> dict[str, Any]:
-    """Write each recorded episode (mp4 + GIF), the side-by-side videos when asked, and the
-    TensorBoard summaries; add the paths to ``results`` and return the top-level entries."""
+                  side_by_side: bool, results: dict[str, Any]
+                  ) -> tuple[dict[str, Any], dict[str, Path]]:
+    """Write each recorded episode (mp4 + GIF) and the side-by-side videos when asked; add the
+    paths to ``results`` and return the top-level entries and the GIFs to log (tag -> file)."""
     gifs: dict[str, Path] = {}
     for shift, episodes in recorded.items():
-        written = [write_episode(episodes[k], out / VIDEO_DIR / f"{shift}_{k}", fps)
+        written = [write_episode(episodes[k], out / VIDEO_DIR / f"{file_stem(shift)}_{k}", fps)
                    for k in sorted(episodes)]
         if written:
             results[shift]["videos"] = [str(w.mp4) for w in written]
@@ -403,12 +523,9 @@ def _write_videos(out: Path, recorded: dict[str, dict[int, list[RecordedFrame]]]
             gifs[f"evaluate/side_by_side/episode_{k}"] = sbs[-1].gif
         extra["side_by_side"] = {"shifts": list(recorded), "videos": [str(w.mp4) for w in sbs],
                                  "thumbnails": [str(w.gif) for w in sbs]}
-    if gifs:
-        steps = _trained_steps(out)
-        extra["tensorboard"] = str(log_tensorboard(out / VIDEO_LOG_DIR, gifs, steps))
     if ks:
         extra["video_fps"] = fps
-    return extra
+    return extra, gifs
 
 
 def _side_by_side(episodes: list[list[RecordedFrame]], scale: int) -> list[np.ndarray]:
@@ -428,22 +545,27 @@ def format_p(p: float) -> str:
 
 
 def format_table(result: dict[str, Any]) -> str:
-    """Plain-text table: one row per shift, mean and 95% CI of return and success."""
+    """Plain-text table: one row per shift label, mean and 95% CI of return and success, the
+    paired tests against IN, and a line with the mean relative robustness and its interval."""
     paired = result.get("paired") or {}
-    lines = [f"{'shift':<6} {'return':>9} {'95% CI':>21} {'success':>8} {'95% CI':>15} {'n':>5}"
-             + ("  vs in: success diff, McNemar p; return diff, paired bootstrap p"
-                if paired else "")]
+    w = max([5, *(len(str(s)) for s in result["shifts"])])
+    lines = [f"{'shift':<{w}} {'return':>9} {'95% CI':>21} {'success':>8} {'95% CI':>15} "
+             f"{'n':>5}" + ("  vs in: success diff, McNemar p; return diff, paired bootstrap p"
+                            if paired else "")]
     for shift, r in result["shifts"].items():
         ret, suc = r["return"], r["success"]
-        line = (f"{shift:<6} {ret['mean']:>9.3f} [{ret['ci_low']:>8.3f}, {ret['ci_high']:>8.3f}] "
-                f"{suc['mean']:>8.3f} [{suc['ci_low']:.3f}, {suc['ci_high']:.3f}] {ret['n']:>5}")
+        line = (f"{shift:<{w}} {ret['mean']:>9.3f} [{ret['ci_low']:>8.3f}, "
+                f"{ret['ci_high']:>8.3f}] {suc['mean']:>8.3f} [{suc['ci_low']:.3f}, "
+                f"{suc['ci_high']:.3f}] {ret['n']:>5}")
         if shift in paired:
             ps, pr = paired[shift]["success"], paired[shift]["return"]
             line += (f"  {ps['diff']:+.3f}, {format_p(ps['p_value'])}; "
                      f"{pr['diff']:+.3f}, {format_p(pr['p_value'])}")
         lines.append(line)
-    colours = result.get("train_colours", "in")
-    if colours != "in":
+    if len(result["shifts"]) > 1 or IN not in result["shifts"]:
+        lines.append(robustness_line(result))
+    colours = result.get("train_colours", IN)
+    if colours != IN:
         lines.append(f"note: this agent trained on the {colours} colours, so 'in' (the IN split) "
                      "is not its training distribution")
     policy = result.get("params", {}).get("policy")
@@ -453,3 +575,21 @@ def format_table(result: dict[str, Any]) -> str:
                      "percentile bootstrap, over episodes; shifts share the episode seeds "
                      "(paired tests)")
     return "\n".join(lines)
+
+
+def robustness_line(result: dict[str, Any]) -> str:
+    """``mean relative robustness 0.812 [0.650, 0.950] over 3 shifts (...)`` or why there is
+    none."""
+    rob = result.get("robustness")
+    if rob is None:
+        why = ("no 'in' result to compare with" if IN not in result["shifts"] else
+               "IN success is 0")
+        return f"mean relative robustness: undefined ({why})"
+
+    def num(v: Any) -> str:
+        return "n/a" if v is None else f"{v:.3f}"
+
+    return (f"mean relative robustness {num(rob['mean'])} [{num(rob['ci_low'])}, "
+            f"{num(rob['ci_high'])}] over {len(rob['shifts'])} shift(s): success under shift / "
+            f"success IN, averaged over severities then shifts; 95% paired bootstrap over "
+            f"{rob['n_episodes']} episodes")

@@ -18,6 +18,10 @@ from typing import Any
 
 import numpy as np
 
+from sparseshift.envs.shifts.registry import COLOUR_SPLITS
+
+#: The label every shift is compared with: the training colours (severity 0 of every curve).
+IN = COLOUR_SPLITS[0]
 #: Bootstrap resamples of the relative-robustness interval.
 RESAMPLES = 2000
 
@@ -52,9 +56,9 @@ def curves(result: Mapping[str, Any]) -> dict[str, list[CurvePoint]]:
         if d is None or d.get("severity") is None:
             continue
         out.setdefault(str(d["name"]), []).append(_point(float(d["severity"]), label, r))
-    if "in" in shifts:
+    if IN in shifts:
         for pts in out.values():
-            pts.append(_point(0.0, "in", shifts["in"]))
+            pts.append(_point(0.0, IN, shifts[IN]))
     return {k: sorted(v, key=lambda p: p.severity) for k, v in out.items()}
 
 
@@ -70,9 +74,9 @@ def relative_robustness(successes: Mapping[str, Sequence[bool]],
     """Mean relative robustness over ``groups`` (shift name -> its labels in ``successes``),
     with a paired bootstrap 95% interval; per shift too. ``successes["in"]`` is required and
     every list must have the same length (shared episodes). None if IN success is 0 or absent."""
-    if "in" not in successes or not groups:
+    if IN not in successes or not groups:
         return None
-    base = np.asarray(successes["in"], dtype=np.float64)
+    base = np.asarray(successes[IN], dtype=np.float64)
     n = len(base)
     if n == 0 or base.mean() == 0:
         return None
@@ -125,7 +129,7 @@ def robustness_of(result: Mapping[str, Any], seed: int = 0,
         return None
     groups: dict[str, list[str]] = {}
     for lb in shifts:
-        if lb == "in":
+        if lb == IN:
             continue
         name = str(defs.get(lb, {}).get("name", lb))
         groups.setdefault(name, []).append(lb)

@@ -21,7 +21,8 @@ Output directory::
                         (SB3's load unpickles; sparseshift never reads this file)
     checkpoints/        periodic policy weights (policy_<steps>.safetensors)
     logs/               progress.csv and TensorBoard events (rollout/*, train/*, eval/*)
-    evaluations.json    periodic evaluations on IN colours
+    evaluations.json    periodic evaluations on IN colours (agent.json ``shifts`` records the
+                        definitions of the training colours and of periodic evaluation)
     DONE.json           written last (atomically): the run finished
 
 Determinism: envs run in one process (DummyVecEnv) and reset with seeds ``seed + i``; SB3 seeds
@@ -54,7 +55,7 @@ from sparseshift.agents.config import (
     is_deterministic,
 )
 from sparseshift.agents.encoders import ResolvedEncoder, load_encoder
-from sparseshift.agents.envs import make_env, make_vec_env
+from sparseshift.agents.envs import make_env, make_vec_env, train_shifts
 from sparseshift.agents.extractors import DeepSetsExtractor
 from sparseshift.agents.heartbeat import HeartbeatCallback, latest_eval
 from sparseshift.agents.policy_io import POLICY_FILE, SB3_EXPORT, describe_policy, save_policy
@@ -69,8 +70,10 @@ from sparseshift.envs.io import (
     output_lock,
     package_versions,
     read_json,
+    strict_json,
     write_json_atomic,
 )
+from sparseshift.envs.shifts.registry import COLOUR_SPLITS, ResolvedShift, default_registry
 from sparseshift.representations.base import Learner
 from sparseshift.representations.external import Plugins
 from sparseshift.representations.runtime import resolve_device, torch_run
@@ -88,6 +91,25 @@ EVALUATIONS_FILE = "evaluations.json"
 #: Parallel envs of the periodic evaluation.
 EVAL_ENVS = 4
 NATURE_CNN_MIN_SIZE = 36
+#: The shift periodic evaluation during training runs under: the IN colours.
+PERIODIC_EVAL_SHIFT = COLOUR_SPLITS[0]
+
+
+def periodic_eval_shift() -> ResolvedShift:
+    """The resolved shift of periodic evaluation (:data:`PERIODIC_EVAL_SHIFT`)."""
+    return default_registry().resolve(PERIODIC_EVAL_SHIFT)
+
+
+def shift_records(config: AgentConfig) -> dict[str, Any]:
+    """What ``agent.json`` records of shifts: the definitions the training envs ran under
+    (``train``: one record per colour split of ``config.colours``, each as
+    :meth:`~sparseshift.envs.shifts.registry.ResolvedShift.record` gives it, definition and
+    SHA-256 included) and the one periodic evaluation used (``periodic_eval``; None when it is
+    off)."""
+    return strict_json({
+        "train": [s.record() for s in train_shifts(config)],
+        "periodic_eval": periodic_eval_shift().record() if config.eval_every else None,
+    })
 
 
 def episode_seeds(base: int, seed: int, n: int) -> list[int]:
@@ -282,8 +304,9 @@ class PeriodicEval(BaseCallback):
         from sparseshift.agents.encoding import FrozenEncoder
 
         if not self._envs:
-            self._envs = [make_env(self.config, "in") for _ in range(min(EVAL_ENVS,
-                                                                         self.episodes))]
+            shift = periodic_eval_shift()
+            self._envs = [make_env(self.config, shift) for _ in range(min(EVAL_ENVS,
+                                                                          self.episodes))]
         learner = self.encoder.learner
         enc = (FrozenEncoder(learner, self._envs[0].observation_space, self.stats) if learner
                else None)
@@ -409,6 +432,7 @@ def _train_agent(config: AgentConfig, out: Path, progress: bool = False,
                 "id": config.env_id, "family": config.family,
                 "kwargs": config.env_kwargs_for(config.colours),
             },
+            "shifts": shift_records(config),
             "encoder": portable(encoder.description, out), "algo": config.algo,
             "hyperparams": hp,
             "seed": config.seed, "observation": obs_info, "versions": package_versions(),

@@ -1,12 +1,13 @@
 """Videos of evaluation episodes: H.264 mp4, a GIF thumbnail of each, side by side across shifts,
 and TensorBoard.
 
-* Frames are the env's observation-camera frames (``render_frame()``, the evaluated shift
-  applied) with the task's goal drawn in: TriFinger goals as the env's translucent green goal
-  markers (rendered by a second renderer with ``goal_markers`` on, so the policy's observations
-  never show them), the grid target (ColourGrid's object of the target shape, MiniGrid's goal
-  square) outlined black and white. They are upscaled with nearest-neighbour (64x64 frames stay
-  legible) under a caption strip: shift, episode, step, return so far and, at the end, success.
+* Frames are what the env's public ``annotated_frame()`` returns (:func:`annotated`): the
+  observation-camera frame with the evaluated shift applied and the task's goal visible
+  (TriFinger's translucent green goal markers, which the policy's observations never show), plus
+  the boxes of targets to outline (ColourGrid's object of the target shape, MiniGrid's goal
+  square), drawn black and white. They are upscaled with nearest-neighbour (64x64 frames stay
+  legible) under a caption strip: shift label (``lighting:3``, ``real``), episode, step, return
+  so far and, at the end, success.
 * ``.mp4``: H.264 (``libx264``, ``yuv420p``, ``+faststart``) through PyAV, which browsers, VS Code
   and GitHub play, at the env's ``metadata["render_fps"]`` (TriFinger 25, grid worlds 10).
 * ``.gif``: the same episode at half the resolution and at most :data:`THUMB_MAX_FPS` frames per
@@ -16,14 +17,13 @@ and TensorBoard.
 * :func:`log_tensorboard`: each thumbnail as an animated image summary (what
   ``SummaryWriter.add_video`` writes, without its moviepy dependency).
 
-:class:`EpisodeRecorder` records without changing what the policy sees or does: the goal-marker
-frames come from a separate renderer and the ``real`` shift's sensor-noise generator is restored
-after each recorded frame, so evaluations with and without ``--video`` are identical.
+:class:`EpisodeRecorder` records without changing what the policy sees or does: an annotated frame
+draws no randomness from the env or its shift, so evaluations with and without ``--video`` are
+identical.
 """
 
 from __future__ import annotations
 
-import copy
 import io
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -81,76 +81,27 @@ def render_fps(env: gym.Env[Any, Any]) -> int:
 
 # -- goals and targets ---------------------------------------------------------------------------
 
-class MarkerFrames:
-    """The observation-camera frame of an env with the task's goal or target visible.
-
-    TriFinger envs: a second ``FrameRenderer`` with goal markers on renders the same state; the
-    ``real`` shift is applied with its frame-noise generator restored afterwards (the policy's
-    next observation gets the noise it would have got without the video). Grid envs: the cell of
-    the target (ColourGrid: the object of the target shape; MiniGrid: the goal) is returned as a
-    box to outline. Other envs: the plain frame.
-    """
-
-    def __init__(self, env: gym.Env[Any, Any]) -> None:
-        self.env = env
-        self._renderer: Any = None
-
-    def __call__(self) -> tuple[np.ndarray, list[Box]]:
-        u: Any = self.env.unwrapped
-        if hasattr(u, "goal_markers") and hasattr(u, "model") and hasattr(u, "data"):
-            return self._trifinger(u), []
-        frame = np.asarray(u.render_frame(), dtype=np.uint8).copy()
-        return frame, grid_target_boxes(u)
-
-    def _trifinger(self, u: Any) -> np.ndarray:
-        if self._renderer is None:
-            from sparseshift.envs.trifinger.render import FrameRenderer
-
-            self._renderer = FrameRenderer(u.model, u.index, u.image_size, u.camera,
-                                           goal_markers=True)
-        frame = np.asarray(self._renderer.render(u.data), dtype=np.uint8).copy()
-        shift = getattr(u, "_real", None)  # the env's RealShift (``shift="real"``) or None
-        if shift is None:
-            return frame
-        rng = getattr(shift, "_rng", None)
-        saved = copy.deepcopy(rng.bit_generator.state) if rng is not None else None
-        try:
-            return np.asarray(shift.apply(frame), dtype=np.uint8)
-        finally:
-            if rng is not None:
-                rng.bit_generator.state = saved
-
-    def close(self) -> None:
-        if self._renderer is not None:
-            self._renderer.close()
-            self._renderer = None
+def annotated(env: gym.Env[Any, Any]) -> tuple[np.ndarray, list[Box], str | None]:
+    """The env's current frame as its ``annotated_frame()`` gives it (public API of
+    :class:`~sparseshift.envs.base.FactorEnv`): the observation-camera image with the evaluated
+    shift applied and the goal visible (TriFinger's goal markers), the boxes of the targets to
+    outline (grid worlds) and the env's shift label. It draws no randomness the policy's next
+    observation would get. Envs without it give their plain ``render()`` frame."""
+    u: Any = env.unwrapped
+    if hasattr(u, "annotated_frame"):
+        a = u.annotated_frame()
+        boxes = [(int(b.x0), int(b.y0), int(b.x1), int(b.y1)) for b in a.boxes]
+        return np.asarray(a.image, dtype=np.uint8).copy(), boxes, a.shift
+    frame = u.render_frame() if hasattr(u, "render_frame") else env.render()
+    return np.asarray(frame, dtype=np.uint8).copy(), [], None
 
 
 def grid_target_boxes(u: Any) -> list[Box]:
-    """Pixel boxes of the cell a grid env's agent must reach: ColourGrid's object with the target
-    shape, MiniGrid's goal (``goal.x``/``goal.y`` factors); ``[]`` for other envs."""
-    renderer = getattr(u, "renderer", None)
-    spec = getattr(u, "factor_spec", None)
-    if renderer is None or spec is None or not hasattr(renderer, "cell_box"):
+    """Pixel boxes ``(x0, y0, x1, y1)`` (end exclusive) of the targets an env annotates (grid
+    worlds: the cell the agent must reach); ``[]`` for envs that annotate none."""
+    if not hasattr(u, "annotated_frame"):
         return []
-    names = list(spec.names)
-    values = np.asarray(u.get_factors(), dtype=np.float64)
-    cells: list[tuple[int, int]] = []
-    target = getattr(u, "target_id", None)
-    if target is not None:
-        i = 0
-        while f"object{i}.shape" in names:
-            if round(values[names.index(f"object{i}.shape")]) == int(target):
-                cells.append((int(values[names.index(f"object{i}.x")]),
-                              int(values[names.index(f"object{i}.y")])))
-            i += 1
-    elif "goal.x" in names and "goal.y" in names:
-        cells.append((int(values[names.index("goal.x")]), int(values[names.index("goal.y")])))
-    boxes = []
-    for col, row in cells:
-        rows, cols = renderer.cell_box(col, row)
-        boxes.append((cols.start, rows.start, cols.stop, rows.stop))
-    return boxes
+    return [(int(b.x0), int(b.y0), int(b.x1), int(b.y1)) for b in u.annotated_frame().boxes]
 
 
 # -- recording -----------------------------------------------------------------------------------
@@ -171,17 +122,16 @@ class EpisodeRecorder(gym.Wrapper[Any, Any, Any, Any]):
         self.label = label
         self.on_episode_end = on_episode_end
         self.frames: dict[int, list[RecordedFrame]] = {}
-        self._markers = MarkerFrames(env) if self.record else None
         self._current: list[RecordedFrame] | None = None
         self._episode = -1
         self._t, self._ret = 0, 0.0
 
     def _grab(self, outcome: str = "") -> None:
-        if self._current is None or self._markers is None:
+        if self._current is None:
             return
-        image, boxes = self._markers()
-        self._current.append(RecordedFrame(image, boxes, self.label, self._episode, self._t,
-                                           self._ret, outcome))
+        image, boxes, shift = annotated(self.env)
+        self._current.append(RecordedFrame(image, boxes, self.label or shift or "",
+                                           self._episode, self._t, self._ret, outcome))
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None
               ) -> tuple[Any, dict[str, Any]]:
@@ -208,10 +158,6 @@ class EpisodeRecorder(gym.Wrapper[Any, Any, Any, Any]):
             self._grab()
         return obs, reward, term, trunc, info
 
-    def close(self) -> None:
-        if self._markers is not None:
-            self._markers.close()
-        super().close()
 
 
 # -- composing frames ----------------------------------------------------------------------------
@@ -354,17 +300,27 @@ def write_episode(frames: Sequence[RecordedFrame] | list[np.ndarray], stem: Path
             return compose(scale)
         return episode_frames(frames, scale)  # type: ignore[arg-type]
 
-    mp4 = write_mp4(build(VIDEO_SCALE), stem.with_suffix(".mp4"), fps)
+    mp4 = write_mp4(build(VIDEO_SCALE), stem.parent / f"{stem.name}.mp4", fps)
     small = build(THUMB_SCALE)
     stride = max(1, int(np.ceil(fps / THUMB_MAX_FPS)))
     kept = small[::stride] + ([small[-1]] if (len(small) - 1) % stride else [])
-    gif = write_gif(kept, stem.with_suffix(".gif"), fps / stride)
+    gif = write_gif(kept, stem.parent / f"{stem.name}.gif", fps / stride)
     return WrittenVideo(mp4, gif)
 
 
-def log_tensorboard(log_dir: Path, gifs: Mapping[str, Path], step: int) -> Path:
-    """Log each GIF as an animated image summary (tag -> file) at ``step`` into a fresh events
-    file in ``log_dir`` (older events files there are replaced); returns ``log_dir``."""
+def file_stem(label: str) -> str:
+    """A shift label as a file-name part that every file system takes: ``lighting:3`` ->
+    ``lighting+3``, ``noise@2.5`` -> ``noise+2.5`` (one-to-one: shift names have no ``+``)."""
+    return label.replace(":", "+").replace("@", "+")
+
+
+def log_tensorboard(log_dir: Path, gifs: Mapping[str, Path], step: int,
+                    scalars: Mapping[str, float] | None = None) -> Path:
+    """Log each GIF as an animated image summary (tag -> file) and each of ``scalars`` (tag ->
+    value; non-finite values are left out) at ``step`` into a fresh events file in ``log_dir``
+    (older events files there are replaced); returns ``log_dir``."""
+    import math
+
     from PIL import Image
     from tensorboard.compat.proto.summary_pb2 import Summary
     from torch.utils.tensorboard.writer import FileWriter
@@ -381,6 +337,10 @@ def log_tensorboard(log_dir: Path, gifs: Mapping[str, Path], step: int) -> Path:
             image = Summary.Image(height=height, width=width, colorspace=3,
                                   encoded_image_string=data)
             writer.add_summary(Summary(value=[Summary.Value(tag=tag, image=image)]), step)
+        values = [Summary.Value(tag=tag, simple_value=float(v))
+                  for tag, v in (scalars or {}).items() if v is not None and math.isfinite(v)]
+        if values:
+            writer.add_summary(Summary(value=values), step)
         writer.flush()
     finally:
         writer.close()

@@ -1,7 +1,10 @@
-"""``sparseshift evaluate AGENT_DIR``: return and success per colour shift with bootstrap CIs.
+"""``sparseshift evaluate AGENT_DIR``: return and success per shift with 95% intervals, robustness
+curves against severity and the mean relative robustness.
 
-See :mod:`sparseshift.agents.evaluate` for the protocol (IN / OOD1 / OOD2 / real; Dittadi et al.
-2021, Traeuble et al. 2022) and :mod:`sparseshift.agents.video` for the videos.
+See :mod:`sparseshift.agents.evaluate` for the protocol (colour splits IN / OOD1 / OOD2 of
+Dittadi et al. 2021 and Traeuble et al. 2022, graded nuisances, compositions such as ``real``,
+user shift files), :mod:`sparseshift.agents.robustness_plot` for the figure and
+:mod:`sparseshift.agents.video` for the videos.
 """
 
 from __future__ import annotations
@@ -20,21 +23,34 @@ def add_parser(sub: Any) -> None:
 
     p = sub.add_parser(
         NAME,
-        help="evaluate a trained agent under colour shifts (IN, OOD1, OOD2, real), with paired "
-             "tests against IN",
+        help="evaluate a trained agent under shifts (colour splits, graded nuisances such as "
+             "lighting:1-5, real, your shift files), with paired tests against IN and "
+             "robustness curves",
         description=(
-            "Run episodes of a trained agent under each shift (in: training colours; ood1: "
-            "colours the encoder saw, the agent did not; ood2: colours neither saw; real: "
-            "TriFinger sim-to-real image shift on IN colours) and report success with its exact "
-            "(Clopper-Pearson) 95% interval and mean return with a seeded bootstrap 95% CI; "
-            "every shift is compared with IN on the shared episodes (exact McNemar for success, "
-            "paired bootstrap for return). An agent whose encoder factory is recorded in its "
-            "folder needs --plugin MODULE. Actions follow --policy (by default the agent's "
-            "setting: deterministic on TriFinger, sampled with a seed on grid worlds; the table "
-            "says which). Every shift runs the same episode seeds. Writes AGENT_DIR/eval.json; "
-            "--video N also writes H.264 videos of the first N episodes of each shift "
-            "(AGENT_DIR/videos/SHIFT_K.mp4 at the env's frame rate, goals marked, with a GIF "
-            "thumbnail SHIFT_K.gif) and logs them to TensorBoard (AGENT_DIR/logs/evaluate)."
+            "Run episodes of a trained agent under each shift of --shifts and report success "
+            "with its exact (Clopper-Pearson) 95% interval and mean return with a seeded "
+            "bootstrap 95% CI. Shifts use one grammar: NAME, NAME:LEVEL (1-5), NAME:A-B (every "
+            "level from A to B) or NAME@STRENGTH (0-5), comma-separated, e.g. "
+            "'in,ood2,lighting:1-5,noise:1-5,real:3'. NAME is a colour split (in: training "
+            "colours; ood1: colours the encoder saw, the agent did not; ood2: colours neither "
+            "saw), a rendering nuisance, a composition such as real (the sim-to-real "
+            "imitation), a shift of a --plugin module, or a shift file (.toml/.json, relative to "
+            "the current directory); `sparseshift shifts` lists them and what each env "
+            "supports, docs/shifts.md describes them. A shift the agent's env does not support "
+            "is refused before any episode runs. Every shift is compared with IN on the shared "
+            "episodes (exact McNemar for success, paired bootstrap for return) and the mean "
+            "relative robustness (success under shift / success IN, averaged over severities, "
+            "then shifts) is given with its paired-bootstrap interval. An agent whose encoder "
+            "factory is recorded in its folder needs --plugin MODULE. Actions follow --policy "
+            "(by default the agent's setting: deterministic on TriFinger, sampled with a seed "
+            "on grid worlds; the table says which). Writes AGENT_DIR/eval.json (each shift's "
+            "definition with its SHA-256), AGENT_DIR/robustness.md and, when a graded shift was "
+            "evaluated, AGENT_DIR/robustness.png (success and return against severity, "
+            "intervals shown); logs the results as TensorBoard scalars (AGENT_DIR/logs/"
+            "evaluate). --video N also writes H.264 videos of the first N episodes of each "
+            "shift (AGENT_DIR/videos/SHIFT_K.mp4 at the env's frame rate, goals marked, with a "
+            "GIF thumbnail SHIFT_K.gif; ':' and '@' of a label are written '+') and logs them "
+            "to TensorBoard."
         ),
     )
     p.add_argument("agent_dir", metavar="AGENT_DIR", help="output directory of train-agent")
@@ -65,7 +81,8 @@ def run(args: argparse.Namespace) -> int:
     if before is not None and path.stat().st_mtime_ns == before:
         print(f"{path} already holds this evaluation (same parameters; the policy and encoder "
               "weights are unchanged); nothing was run", file=sys.stderr)
-        print_written([path], header="files (already there)")
+        print_written([path, *(result[k] for k in ("robustness_table", "robustness_figure")
+                                if result.get(k))], header="files (already there)")
         return 0
     files: list[Any] = [path]
     for r in result["shifts"].values():
@@ -74,9 +91,12 @@ def run(args: argparse.Namespace) -> int:
     sbs = result.get("side_by_side") or {}
     for mp4, gif in zip(sbs.get("videos", []), sbs.get("thumbnails", []), strict=False):
         files += [mp4, gif]
-    if result.get("tensorboard"):
-        files.append(result["tensorboard"])
+    for key in ("robustness_table", "robustness_figure", "tensorboard"):
+        if result.get(key):
+            files.append(result[key])
     print_written(files)
     if result.get("tensorboard"):
-        print(f"videos in TensorBoard: tensorboard --logdir {result['tensorboard']}")
+        what = "results and videos" if sbs or any(
+            r.get("videos") for r in result["shifts"].values()) else "results"
+        print(f"{what} in TensorBoard: tensorboard --logdir {result['tensorboard']}")
     return 0

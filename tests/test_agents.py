@@ -199,11 +199,13 @@ def test_config_json_round_trip_and_frozen_pairs() -> None:
 
 
 def test_parse_shifts() -> None:
-    assert parse_shifts("in, ood1,ood2", GRID) == ("in", "ood1", "ood2")
-    assert parse_shifts("real,in", "sparseshift/TriFingerReach-v0") == ("real", "in")
+    assert [s.label for s in parse_shifts("in, ood1,ood2", GRID)] == ["in", "ood1", "ood2"]
+    tri = parse_shifts("real,in,noise:1-2", "sparseshift/TriFingerReach-v0")
+    assert [s.label for s in tri] == ["real", "in", "noise:1", "noise:2"]
+    assert [s.colours for s in tri] == ["in"] * 4 and tri[0].severity == 3.0
     with pytest.raises(ConfigError, match="unknown shift 'ood3'"):
         parse_shifts("in,ood3", GRID)
-    with pytest.raises(ConfigError, match="TriFinger envs only"):
+    with pytest.raises(ConfigError, match="needs scene feature.*does not offer"):
         parse_shifts("in,real", GRID)
     with pytest.raises(ConfigError, match="twice"):
         parse_shifts("in,in", GRID)

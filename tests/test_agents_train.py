@@ -181,7 +181,7 @@ def test_cli_bad_input_is_one_line_exit_2(tmp_path: Path, monkeypatch: pytest.Mo
     # a real agent, then bad shifts
     assert main_in_process(monkeypatch, *train_args(tmp_path / "ag", "--encoder", "state")) == 0
     assert "trained ppo" in capsys.readouterr().out
-    for shifts, needle in (("in,ood9", "unknown shift 'ood9'"), ("in,real", "TriFinger")):
+    for shifts, needle in (("in,ood9", "unknown shift 'ood9'"), ("in,real", "does not offer")):
         rc = main_in_process(monkeypatch, "evaluate", str(tmp_path / "ag"), "--shifts", shifts)
         assert rc == 2
         err = capsys.readouterr().err.strip().splitlines()

@@ -318,12 +318,15 @@ class ProxyConfig(Config):
     dataset and shared by every encoder evaluated on it."""
 
     n_train: int = opt(2000, "IN-colour frames the probes are fitted on", min=10)
-    n_test: int = opt(500, "frames scored per split", min=10)
+    n_test: int = opt(500, "frames scored per shift", min=10)
     seed: int = opt(0, "seed of the sampled states", min=0, max=SEED_MAX)
-    splits: tuple[str, ...] | None = opt(None, "splits rendered (none: every split the env has)")
+    splits: tuple[str, ...] | None = opt(
+        None, "shifts rendered, in the list syntax of every command (in,ood2,lighting:1-5,"
+        "real:3; none: the colour splits and real where the env has it); shifts an env cannot "
+        "render are left out")
 
     def validate(self) -> None:
-        if self.splits is not None:
+        if self.splits is not None:  # names, severities and files, before any frame is drawn
             from sparseshift.representations.proxy import check_splits
 
             check_splits(self.splits)

@@ -1,21 +1,40 @@
 """The OOD proxy task of Träuble, Dittadi et al. (ICLR 2022): does a frozen representation still
-tell the factors apart under colours it was not probed on?
+tell the factors apart under shifts it was not probed on?
 
 A small model (a linear ridge map and an MLP) is trained per *factor group* to predict the group's
-factors from the frozen latents of frames with IN colours, and scored on fresh frames with IN,
-OOD1 and OOD2 colours and, for TriFinger, the ``real`` rendering shift (IN colours). The paper
-finds that such a proxy's OOD score ranks encoders the way the OOD returns of RL agents built on
-them do; the study report tests that claim on our agents (:mod:`sparseshift.experiments.study`).
+factors from the frozen latents of frames with IN colours, and scored on fresh frames under each
+shift. The shifts come from the shift registry (:mod:`sparseshift.envs.shifts.registry`), in the
+list syntax of every command (``in,ood2,lighting:1-5,real:3``,
+:mod:`sparseshift.envs.shifts.severity`); by default the colour splits (IN, OOD1, OOD2) and every
+shipped composition the env supports (``real`` on TriFinger, :func:`default_shifts`). A shift the
+env cannot render (``real`` on a grid) is left out, and a list with none left is a
+:class:`ConfigError`. The paper finds that such a proxy's OOD score ranks encoders the way the OOD
+returns of RL agents built on them do; the study report tests that claim on our agents
+(:mod:`sparseshift.experiments.study`), per nuisance too (probe robustness against agent
+robustness).
 
-Frames come from the dataset's env (its recorded ``env_kwargs`` with ``colours`` set per split):
-factors sampled from the env's distribution under that split (:meth:`FactorEnv.sample_factors`),
-set exactly and rendered; for ``real`` each frame also draws its own lighting/camera/noise
-episode. :func:`render_proxy_set` makes the frames once (they do not depend on the encoder) and
-:class:`ProxySet` saves them as a plain ``.npz`` (loaded with ``allow_pickle=False``).
+Frames come from the dataset's env (its recorded ``env_kwargs`` with ``colours`` = the shift's
+colour split and ``shift`` = its nuisances at their effective severities,
+:meth:`~sparseshift.envs.shifts.registry.ResolvedShift.env_shift`): factors sampled from the env's
+distribution under that split (:meth:`FactorEnv.sample_factors`), set exactly and rendered. Under
+a rendering shift each frame also draws its own nuisance episode (lighting direction, camera
+pose, ...). The states are *paired*: every shift on the same colour split draws the same factor
+states (one generator per colour split), and every rendering shift draws its nuisance episodes
+from the same seeds, so ``lighting:1`` and ``lighting:5`` show the same scenes under the same
+light direction at two strengths, and IN shows them unshifted; the IN, OOD1 and OOD2 frames are
+those of earlier versions. :func:`render_proxy_set` makes the frames once (they do not depend on
+the encoder) and :class:`ProxySet` saves them as a plain ``.npz`` (loaded with
+``allow_pickle=False``) with each shift's definition record (verbatim user files and their
+SHA-256 included).
+
+Result keys use the shift's *label* as the results of ``evaluate`` do: ``in``, ``real``,
+``lighting:3``, ``noise@2.5`` (``proxy_mlp_lighting:3_task``). Labels hold only lower-case
+letters, digits, ``_``, ``-``, ``:``, ``@`` and ``.``, so they are valid JSON keys and table
+cells as they are; ``train`` is reserved for the probes' training frames.
 
 Scores: R^2 for continuous and colour factors (averaged over the group's factors), accuracy for
 discrete ones (one classifier per factor, averaged over the group's factors). The proxy's
-headline number per split, ``proxy_<probe>_<split>``, is the mean over the non-colour groups,
+headline number per shift, ``proxy_<probe>_<label>``, is the mean over the non-colour groups,
 with a negative R^2 (worse than predicting the mean: it is unbounded below, e.g. when a shift
 throws the codes far out of the probe's range) counted as 0: the colour of an OOD cube is outside
 the probe's training range by construction, and what an agent needs under a colour shift is
@@ -23,7 +42,7 @@ everything else (the cube's pose, the finger's joints). The per-group and per-fa
 their raw values. The probes run with one BLAS thread: on these small problems more threads only
 contend (measured: 3 s instead of 30-100 s for ColourGrid on 2 busy cores).
 
-The *task score* ``proxy_<probe>_<split>_task`` is the same mean (negative R^2 counted as 0) over
+The *task score* ``proxy_<probe>_<label>_task`` is the same mean (negative R^2 counted as 0) over
 the env's task factors only (:attr:`sparseshift.envs.base.FactorEnv.task_factors`: what the
 reward depends on that the agent must read from the image, e.g. ObjectReach's cube x and y), each
 scored by its group's probe. The all-factor score also averages factors an agent gets as
@@ -36,42 +55,49 @@ from __future__ import annotations
 import io
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from sparseshift.envs.errors import ConfigError, choice_error
+from sparseshift.envs.errors import ConfigError
 from sparseshift.envs.factors import FactorSpec
 
 if TYPE_CHECKING:
+    from sparseshift.envs.shifts.registry import ResolvedShift, ShiftRegistry
     from sparseshift.representations.config import ProxyConfig
 
-SPLITS: tuple[str, ...] = ("in", "ood1", "ood2", "real")
 PROBES: tuple[str, ...] = ("linear", "mlp")
+#: The key of the probes' training frames (IN colours, no shift); no shift may take this label.
+TRAIN = "train"
 
 
 @dataclass(frozen=True)
 class ProxySet:
     """Frames and factors for the proxy task: ``train`` (IN colours) and one test set per
-    split."""
+    shift, keyed by the shift's label; ``shift_defs``: each shift's definition record
+    (:meth:`~sparseshift.envs.shifts.registry.ResolvedShift.record`; empty for sets made before
+    shifts were recorded)."""
 
     env_id: str
     factor_spec: FactorSpec
-    frames: dict[str, np.ndarray]  # "train" and each split: uint8 [N, H, W, 3]
+    frames: dict[str, np.ndarray]  # "train" and each shift label: uint8 [N, H, W, 3]
     factors: dict[str, np.ndarray]  # float32 [N, F]
+    shift_defs: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def splits(self) -> tuple[str, ...]:
-        return tuple(k for k in self.frames if k != "train")
+        """The shift labels, in the order they were rendered."""
+        return tuple(k for k in self.frames if k != TRAIN)
 
     def save(self, path: Path) -> Path:
         from sparseshift.envs.io import atomic_write_bytes
 
         buf = io.BytesIO()
         arrays: dict[str, Any] = {"env_id": np.array(self.env_id),
-                                  "factor_spec": np.array(_dumps(self.factor_spec.to_json()))}
+                                  "factor_spec": np.array(_dumps(self.factor_spec.to_json())),
+                                  "shift_defs": np.array(_dumps(dict(self.shift_defs)))}
         for k in self.frames:
             arrays[f"frames_{k}"] = self.frames[k]
             arrays[f"factors_{k}"] = self.factors[k]
@@ -86,28 +112,32 @@ class ProxySet:
             with np.load(path, allow_pickle=False) as z:
                 keys = [k[len("frames_"):] for k in z.files if k.startswith("frames_")]
                 spec = FactorSpec.from_json(json.loads(str(z["factor_spec"])))
+                defs = json.loads(str(z["shift_defs"])) if "shift_defs" in z.files else {}
+                if not isinstance(defs, dict):
+                    raise ValueError("shift_defs is not an object")
                 return cls(str(z["env_id"]), spec, {k: z[f"frames_{k}"] for k in keys},
-                           {k: z[f"factors_{k}"] for k in keys})
+                           {k: z[f"factors_{k}"] for k in keys}, defs)
         except (OSError, KeyError, ValueError) as exc:
             raise ConfigError(f"{path} is not a proxy frame set ({exc})") from None
 
     def select(self, n_train: int, n_test: int, splits: Sequence[str]) -> ProxySet:
-        """The first ``n_train`` training and ``n_test`` test frames of ``splits`` (frames are
-        independent draws, so a prefix is a smaller sample); a set with fewer is a
-        :class:`ConfigError`."""
+        """The first ``n_train`` training and ``n_test`` test frames of the shift labels
+        ``splits`` (frames are independent draws, so a prefix is a smaller sample); a set with
+        fewer is a :class:`ConfigError`."""
         missing = [s for s in splits if s not in self.frames]
         if missing:
             raise ConfigError(f"the proxy frame set has no {', '.join(missing)} frames (it has "
                               f"{', '.join(self.splits)}); render it again")
-        for name in ("train", *splits):
-            want = n_train if name == "train" else n_test
+        for name in (TRAIN, *splits):
+            want = n_train if name == TRAIN else n_test
             if len(self.frames[name]) < want:
                 raise ConfigError(f"the proxy frame set has {len(self.frames[name])} {name} "
                                   f"frames, {want} asked; render it again")
-        keep = {name: n_train if name == "train" else n_test for name in ("train", *splits)}
+        keep = {name: n_train if name == TRAIN else n_test for name in (TRAIN, *splits)}
         return ProxySet(self.env_id, self.factor_spec,
                         {k: self.frames[k][:n] for k, n in keep.items()},
-                        {k: self.factors[k][:n] for k, n in keep.items()})
+                        {k: self.factors[k][:n] for k, n in keep.items()},
+                        {k: v for k, v in self.shift_defs.items() if k in splits})
 
 
 def _dumps(value: Any) -> str:
@@ -116,80 +146,134 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, sort_keys=True)
 
 
-def proxy_splits(env_id: str) -> tuple[str, ...]:
-    """The splits an env supports: ``real`` only for TriFinger."""
-    from sparseshift.envs.registry import entry
+def shift_registry(spec: str | Sequence[str] | None = None,
+                   registry: ShiftRegistry | None = None) -> ShiftRegistry:
+    """``registry`` if given; else the shipped registry, plus the installed
+    ``sparseshift.shifts`` entry points when ``spec`` names a shift the shipped one lacks (so
+    the common case imports nothing)."""
+    from sparseshift.envs.shifts.registry import default_registry, registry_with
+    from sparseshift.envs.shifts.severity import parse_requests
 
-    return SPLITS if entry(env_id).family == "trifinger" else SPLITS[:3]
+    if registry is not None:
+        return registry
+    reg = default_registry()
+    if spec is None:
+        return reg
+    names = {r.name for r in parse_requests(spec)}
+    known = set(reg.names)
+    if all(n in known or n.lower().endswith((".toml", ".json")) for n in names):
+        return reg
+    return registry_with()
 
 
-def check_splits(splits: Sequence[str]) -> tuple[str, ...]:
-    """``splits`` validated (known, no repeats, at least one)."""
-    out = tuple(splits)
-    for s in out:
-        if s not in SPLITS:
-            raise choice_error("proxy split", s, SPLITS)
-    if not out or len(set(out)) != len(out):
-        raise ConfigError(f"proxy splits must be distinct and at least one, got {list(out)}")
+def default_shifts(env_id: str, registry: ShiftRegistry | None = None) -> tuple[str, ...]:
+    """The shifts a study, the demo, the scorecard and the proxy task use when none are given:
+    every colour split, then every composition ``env_id`` supports (of the shipped registry:
+    ``real`` on TriFinger, nothing more on a grid)."""
+    from sparseshift.envs.shifts.registry import default_registry
+
+    reg = registry or default_registry()
+    have = reg.supported(env_id)
+    return (tuple(n for n in have if reg.shifts[n].kind == "colours")
+            + tuple(n for n in have if reg.shifts[n].kind == "composition"))
+
+
+def check_splits(splits: Sequence[str], registry: ShiftRegistry | None = None
+                 ) -> tuple[str, ...]:
+    """The labels of the proxy shifts ``splits`` (the list syntax; names, severities and files
+    checked, no env yet), one :class:`ConfigError` line naming the proxy otherwise."""
+    out = _resolve(splits, None, registry)
+    return tuple(r.label for r in out)
+
+
+def _resolve(splits: Sequence[str], env_id: str | None, registry: ShiftRegistry | None
+             ) -> tuple[ResolvedShift, ...]:
+    try:
+        out = shift_registry(splits, registry).resolve_all(splits)
+    except ConfigError as exc:
+        raise ConfigError(f"proxy splits: {exc}") from None
+    if any(r.label == TRAIN for r in out):
+        raise ConfigError(f"proxy splits: {TRAIN!r} names the probes' training frames; rename "
+                          "that shift")
     return out
 
 
-def env_splits(env_id: str, splits: Sequence[str] | None = None) -> tuple[str, ...]:
-    """The ``splits`` (None: all) that ``env_id`` supports, in :data:`SPLITS` order; the others
-    (``real`` for a grid env) are left out. None left is a :class:`ConfigError`."""
-    have = proxy_splits(env_id)
+def env_splits(env_id: str, splits: Sequence[str] | None = None,
+               registry: ShiftRegistry | None = None) -> tuple[ResolvedShift, ...]:
+    """The proxy shifts of ``env_id``: ``splits`` (None: :func:`default_shifts`) resolved, in
+    the order given, less those the env cannot render (``real`` on a grid: left out, so one
+    study config serves grid and TriFinger envs). None left is a :class:`ConfigError`."""
+    from sparseshift.envs.shifts.registry import env_features
+
     if splits is None:
-        return have
-    wanted = check_splits(splits)
-    out = tuple(s for s in have if s in wanted)
+        return _resolve(default_shifts(env_id, registry), env_id, registry)
+    wanted = _resolve(splits, None, registry)
+    features = env_features(env_id)
+    out = tuple(r for r in wanted if r.needs <= features)
     if not out:
-        raise ConfigError(f"{env_id} has none of the proxy splits {list(wanted)} (it has "
-                          f"{', '.join(have)})")
+        raise ConfigError(f"{env_id} has none of the proxy splits "
+                          f"{[r.label for r in wanted]} (it renders: "
+                          f"{', '.join(shift_registry(None, registry).supported(env_id))})")
     return out
 
 
 def proxy_set(config: ProxyConfig, env_id: str, env_kwargs: Mapping[str, Any] | None,
-              given: ProxySet | None = None) -> ProxySet:
-    """The frames ``config`` asks for (its counts, seed and splits): ``given`` cut to them
+              given: ProxySet | None = None, registry: ShiftRegistry | None = None
+              ) -> ProxySet:
+    """The frames ``config`` asks for (its counts, seed and shifts): ``given`` cut to them
     (:meth:`ProxySet.select`), else rendered from ``env_kwargs``."""
     if given is not None:
-        return given.select(config.n_train, config.n_test,
-                            env_splits(given.env_id, config.splits))
+        chosen = env_splits(given.env_id, config.splits, registry)
+        return given.select(config.n_train, config.n_test, [r.label for r in chosen])
     if env_kwargs is None:
         raise ConfigError("no env_kwargs to render the proxy frames with")
     return render_proxy_set(env_id, dict(env_kwargs), config.n_train, config.n_test,
-                            config.seed, config.splits)
+                            config.seed, config.splits, registry)
+
+
+def _stream(seed: int, colours: str) -> np.random.Generator:
+    """The factor-state generator of one colour split (``[seed, 1 + index]``: every shift on
+    that split sees the same states; the training frames use ``[seed, 0]``)."""
+    from sparseshift.envs.shifts.registry import COLOUR_SPLITS
+
+    return np.random.default_rng([seed, 1 + COLOUR_SPLITS.index(colours)])
 
 
 def render_proxy_set(env_id: str, env_kwargs: dict[str, Any], n_train: int, n_test: int,
-                     seed: int, splits: Sequence[str] | None = None) -> ProxySet:
-    """Render ``n_train`` IN frames and ``n_test`` frames per split (see the module docstring;
-    ``splits``: those of :func:`env_splits`)."""
+                     seed: int, splits: Sequence[str] | None = None,
+                     registry: ShiftRegistry | None = None) -> ProxySet:
+    """Render ``n_train`` IN frames and ``n_test`` frames per shift (see the module docstring;
+    ``splits``: as :func:`env_splits`)."""
     from sparseshift.envs.registry import make
 
-    chosen = env_splits(env_id, splits)
+    chosen = env_splits(env_id, splits, registry)
     frames: dict[str, np.ndarray] = {}
     factors: dict[str, np.ndarray] = {}
     spec: FactorSpec | None = None
-    for i, name in enumerate(("train", *chosen)):
-        split = "in" if name in ("train", "real") else name
-        kw = {**env_kwargs, "colours": split}
-        kw.pop("shift", None)
-        if name == "real":
-            kw["shift"] = "real"
+    base = {k: v for k, v in env_kwargs.items() if k not in ("shift", "shift_strength")}
+    jobs: list[tuple[str, ResolvedShift | None]] = [(TRAIN, None), *((r.label, r)
+                                                                    for r in chosen)]
+    for name, shift in jobs:
+        colours = "in" if shift is None else shift.colours
+        env_shift = None if shift is None else shift.env_shift()
+        kw = {**base, "colours": colours}
+        if env_shift is not None:
+            kw["shift"] = env_shift
+        rng = np.random.default_rng([seed, 0]) if shift is None else _stream(seed, colours)
+        # the nuisance episodes' seeds: one stream, the same for every rendering shift
+        episodes = np.random.default_rng([seed, 0, 1])
         env = make(env_id, **kw)
         try:
             u: Any = env.unwrapped
-            rng = np.random.default_rng([seed, i])
             env.reset(seed=int(rng.integers(2**31)))
             spec = u.factor_spec
-            n = n_train if name == "train" else n_test
+            n = n_train if shift is None else n_test
             first = u.render_frame()
             fr = np.empty((n, *first.shape), np.uint8)
             fa = np.empty((n, len(u.factor_spec)), np.float32)
             for j in range(n):
-                if name == "real":  # a new lighting/camera/noise draw per frame
-                    env.reset(seed=int(rng.integers(2**31)))
+                if env_shift is not None:  # a new nuisance episode per frame
+                    env.reset(seed=int(episodes.integers(2**31)))
                 vec = u.sample_factors(rng)
                 u.set_factors(vec)
                 fr[j] = u.render_frame()
@@ -198,7 +282,7 @@ def render_proxy_set(env_id: str, env_kwargs: dict[str, Any], n_train: int, n_te
         finally:
             env.close()
     assert spec is not None
-    return ProxySet(env_id, spec, frames, factors)
+    return ProxySet(env_id, spec, frames, factors, {r.label: r.record() for r in chosen})
 
 
 def _group_kind(spec: FactorSpec, idx: tuple[int, ...]) -> str:
@@ -272,12 +356,13 @@ def _fit_all(spec: FactorSpec, x: dict[str, np.ndarray], data: ProxySet, seed: i
 
 def proxy_scores(encode: Any, data: ProxySet, seed: int = 0,
                  task: Sequence[str] | None = None) -> dict[str, Any]:
-    """Fit the per-group probes on the IN training codes and score every split.
+    """Fit the per-group probes on the IN training codes and score every shift.
 
     ``encode`` maps uint8 frames ``[N, H, W, 3]`` to codes ``[N, D]``. Returns per group and per
-    factor its kind and, per probe and split, the score; ``summary`` holds
-    ``proxy_<probe>_<split>`` (mean over non-colour groups) and, where the env declares task
-    factors, ``proxy_<probe>_<split>_task`` (mean over them). ``task``: the task factors (None:
+    factor its kind and, per probe and shift label, the score; ``summary`` holds
+    ``proxy_<probe>_<label>`` (mean over non-colour groups) and, where the env declares task
+    factors, ``proxy_<probe>_<label>_task`` (mean over them); ``shift_defs`` the shifts'
+    definition records. ``task``: the task factors (None:
     :func:`sparseshift.envs.base.task_factors` of the set's env and factor spec).
     """
     if task is None:
@@ -310,6 +395,7 @@ def proxy_scores(encode: Any, data: ProxySet, seed: int = 0,
                 summary[f"proxy_{p}_{s}_task"] = float(np.mean(tvals))
     return {"groups": groups, "factors": factors, "task_factors": list(task),
             "summary": summary, "splits": list(data.splits),
+            "shift_defs": dict(data.shift_defs),
             "n_train": len(data.frames["train"]),
             "n_test": {s: len(data.frames[s]) for s in data.splits},
             "note": "probes trained on IN-colour frames per factor group; R^2 (continuous, "

@@ -165,7 +165,8 @@ def test_the_study_passes_its_proxy_settings_to_the_proxy_stage() -> None:
 
     (task, *_) = proxy_tasks(SMOKE)
     assert task.config == ProxyConfig(min(2000, SMOKE.metrics.num_train),
-                                      min(500, SMOKE.metrics.num_test), SMOKE.metrics.seed)
+                                      min(500, SMOKE.metrics.num_test), SMOKE.metrics.seed,
+                                      SMOKE.metrics.proxy_splits)
     study = SMOKE.replace(metrics=SMOKE.metrics.replace(
         num_train=300, proxy_test=40, seed=5, proxy_splits=("in", "ood2")))
     (task, *_) = proxy_tasks(study)
@@ -200,8 +201,11 @@ def test_given_frames_are_cut_to_the_config() -> None:
 def test_splits_an_env_lacks_are_left_out() -> None:
     from sparseshift.representations.proxy import env_splits
 
-    assert env_splits("sparseshift/ColourGrid-v0", ("in", "real")) == ("in",)
-    assert env_splits(OBJECT_REACH, ("real", "in")) == ("in", "real")
+    def labels(env: str, splits: Any) -> tuple[str, ...]:
+        return tuple(r.label for r in env_splits(env, splits))
+
+    assert labels("sparseshift/ColourGrid-v0", ("in", "real")) == ("in",)
+    assert labels(OBJECT_REACH, ("real", "in")) == ("real", "in")  # the order given
     with pytest.raises(ConfigError, match="none of the proxy splits"):
         env_splits("sparseshift/ColourGrid-v0", ("real",))
 

@@ -27,7 +27,6 @@ NAME = "demo"
 ENV_ID = "sparseshift/TriFingerObjectReach-v0"
 #: The shipped encoder (a folder of sparseshift.assets).
 ENCODER = "encoders/objectreach_ada_gvae"
-SHIFTS: tuple[str, ...] = ("in", "ood1", "ood2", "real")
 #: (label, encoder) of the floors the learned encoder is compared with.
 FLOORS: tuple[tuple[str, str], ...] = (("random (untrained encoder)", "random"),
                                        ("sensors only (no image)", "sensors"))
@@ -66,6 +65,14 @@ def add_parser(sub: Any) -> None:
                    help="safetensors weights for --encoder MODULE:FACTORY")
     add_plugin_flag(p)
     p.set_defaults(func=run)
+
+
+def demo_shifts() -> tuple[str, ...]:
+    """The demo's shifts (its table columns): the colour splits and ``real``, read from the shift
+    registry (:func:`~sparseshift.representations.proxy.default_shifts`)."""
+    from sparseshift.representations.proxy import default_shifts
+
+    return default_shifts(ENV_ID)
 
 
 def shipped_encoder() -> Path:
@@ -153,7 +160,8 @@ def run(args: argparse.Namespace) -> int:
     agent_cfg = {"env_id": ENV_ID, "steps": args.steps, "seed": args.seed,
                  "eval_every": max(args.steps // 4, 1), "eval_episodes": 10,
                  "checkpoint_every": 0}
-    evaluation = EvaluateConfig(shifts=SHIFTS, episodes=args.episodes, seed=1000)
+    labels = demo_shifts()
+    evaluation = EvaluateConfig(shifts=labels, episodes=args.episodes, seed=1000)
     rows: list[tuple[str, Task]] = []
     for label, enc in ((name, spec), *FLOORS):
         mine = enc == spec
@@ -173,20 +181,20 @@ def run(args: argparse.Namespace) -> int:
     with output_lock(out):
         results = run_local([t for _, t in rows], out / "artifacts", progress, jobs=jobs)
         head = "encoder"
-        table = [f"{head:<28} " + " ".join(f"{s + ' success':>26}" for s in SHIFTS)]
+        table = [f"{head:<28} " + " ".join(f"{s + ' success':>26}" for s in labels)]
         md = ["# sparseshift demo: object reaching from pixels", "",
               f"PPO, {args.steps} steps on IN colours, agent seed {args.seed}; success over "
               f"{args.episodes} episodes per shift (the same episode seeds for every agent and "
               "shift) with its exact (Clopper-Pearson) 95% interval; under each shift the exact "
               "McNemar p of that agent's shift-vs-IN difference.", "",
-              "| encoder | " + " | ".join(f"{s} success" for s in SHIFTS) + " |",
-              "|---|" + "---|" * len(SHIFTS)]
+              "| encoder | " + " | ".join(f"{s} success" for s in labels) + " |",
+              "|---|" + "---|" * len(labels)]
         ins: dict[str, dict[str, Any]] = {}
         for label, task in rows:
             res = results[task.key]
             shifts, paired = res["shifts"], res.get("paired", {})
             ins[label] = shifts["in"]
-            cells = [_cell(shifts, paired, s) for s in SHIFTS]
+            cells = [_cell(shifts, paired, s) for s in labels]
             table.append(f"{label:<28} " + " ".join(f"{c:>26}" for c in cells))
             md.append(f"| {label} | " + " | ".join(cells) + " |")
         learned = ins[rows[0][0]]

@@ -19,8 +19,10 @@ def add_parser(sub: Any) -> None:
         help="run a study end to end: data, representations, agents, OOD evaluation, report",
         description=(
             "Chain collect -> train-rep -> train-agent (IN colours) -> evaluate (IN, OOD1, OOD2, "
-            "real) -> report. Every artifact is keyed by the hash of its resolved config: "
-            "rerunning skips what is done and an interrupted study resumes. Presets: "
+            "real and graded shifts such as lighting:1-5) -> report (with robustness curves). "
+            "Every artifact is keyed by the hash of its resolved config: rerunning skips what is "
+            "done and an interrupted study resumes. Shift names and severities are checked when "
+            "the config loads, before any stage. Presets: "
             + " ".join(f"{k}: {_sentence(v.description)}" for k, v in PRESETS.items())
         ),
     )
@@ -30,7 +32,8 @@ def add_parser(sub: Any) -> None:
                    help="a custom study: a JSON or TOML file holding a StudyConfig (name, "
                         "description, metrics, and [[envs]] plans with data, learners, your own "
                         "encoders ([[envs.encoders]]: label, encoder = package.module:factory, "
-                        "encoder_weights), agent and evaluation tables; see docs/study.md); the "
+                        "encoder_weights), agent and evaluation tables (evaluation.shifts in "
+                        "the list syntax: in,ood2,lighting:1-5,real:3); see docs/study.md); the "
                         "resolved config is saved as OUT/NAME/study_config.json")
     p.add_argument("--out", default="out/study", help="output folder (default out/study)")
     p.add_argument("--ray", nargs="?", const=True, default=False, metavar="ADDRESS",

@@ -5,8 +5,18 @@ supervised dataset on the IN+OOD1 colours, train several representation learners
 it, train agents on the frozen encoders with IN colours only (several agent seeds each), plus the
 ``state`` (oracle), ``pixels`` (end-to-end CNN), ``random`` (untrained frozen encoder, init seed =
 agent seed) and ``sensors`` (proprioception alone) baselines, and evaluate every agent on IN,
-OOD1, OOD2 and, for TriFinger, the ``real`` shift. A plan's ``encoders`` add the user's own frozen
-encoders (:class:`EncoderPlan`), judged exactly like the learned ones.
+OOD1, OOD2 and, for TriFinger, the ``real`` shift (:func:`~sparseshift.representations.proxy.
+default_shifts`: read from the shift registry), plus graded nuisance sweeps where a preset asks
+for them. A plan's ``encoders`` add the user's own frozen encoders (:class:`EncoderPlan`), judged
+exactly like the learned ones.
+
+Shift lists (a plan's ``evaluation.shifts``, the ``metrics.proxy_splits``) take the syntax of every
+command: ``in,ood2,lighting:1-5,real:3`` (:mod:`sparseshift.envs.shifts.severity`), names from the
+shift registry (the shipped shifts and installed ``sparseshift.shifts`` entry points) or shift
+files (``.toml``/``.json``, read relative to the working directory). They are checked when the
+config is built or loaded, before any stage runs: an unknown name, a bad severity (``real:0.5``)
+or a shift the plan's env cannot render (``real`` on ColourGrid) is one :class:`ConfigError`
+line.
 
 A study is a :class:`StudyConfig`: every stage's config is the config object of that stage
 (:class:`~sparseshift.envs.data.config.CollectConfig`,
@@ -31,6 +41,7 @@ from sparseshift.envs.config import Config, check_choice, opt
 from sparseshift.envs.data.config import CollectConfig
 from sparseshift.envs.errors import ConfigError, choice_error, safe_repr
 from sparseshift.representations.config import EvalConfig, TrainConfig
+from sparseshift.representations.proxy import default_shifts
 
 #: The ``encoder`` of an agent template: replaced by the trained representation's directory.
 LEARNED = "learned"
@@ -169,6 +180,7 @@ class EnvPlan(Config):
                 raise ConfigError(f"plan {self.env_id}: the agents' image size "
                                   f"{self.agent.image_size} differs from the data's "
                                   f"{cfg.image_size}")
+        check_plan_shifts(self.env_id, self.evaluation.shifts)
         labels = [lp.label for lp in self.learners] + [ep.label for ep in self.encoders]
         if len(set(labels)) != len(labels):
             raise ConfigError(f"plan {self.env_id}: learner and encoder labels must be unique, "
@@ -192,6 +204,26 @@ class StudyConfig(Config):
         check_name("the study name", self.name)
         if not self.envs:
             raise ConfigError("a study needs at least one env plan")
+        if self.metrics.proxy:  # every env must render at least one of the proxy's shifts
+            from sparseshift.representations.proxy import env_splits
+
+            for plan in self.envs:
+                try:
+                    env_splits(plan.env_id, self.metrics.proxy_splits)
+                except ConfigError as exc:
+                    raise ConfigError(f"metrics.proxy_splits: {exc}") from None
+
+
+def check_plan_shifts(env_id: str, shifts: tuple[str, ...]) -> None:
+    """The evaluation shifts of a plan resolved against the shift registry and checked against
+    ``env_id`` (names, severities, files, scene features): one :class:`ConfigError` line naming
+    the plan otherwise."""
+    from sparseshift.representations.proxy import shift_registry
+
+    try:
+        shift_registry(shifts).resolve_all(shifts, env_id)
+    except ConfigError as exc:
+        raise ConfigError(f"plan {env_id}: evaluation shifts: {exc}") from None
 
 
 # ---------------------------------------------------------------------------- builders
@@ -220,6 +252,11 @@ def env_plan(env_id: str, data: Mapping[str, Any], agent: Mapping[str, Any],
                               "learners": learners, "video": video, **fields})
 
 
+#: The smoke preset's shifts: the grid's colour splits and three levels of sensor noise (cheap on
+#: a grid: it exercises the report's robustness section).
+SMOKE_SHIFTS: tuple[str, ...] = (*default_shifts("sparseshift/ColourGrid-v0"),
+                                 "noise:1", "noise:3", "noise:5")
+
 SMOKE = StudyConfig(
     name="smoke",
     description="ColourGrid only, tiny budgets, the state, random and sensors baselines: checks "
@@ -231,10 +268,11 @@ SMOKE = StudyConfig(
             learners=vae_plans(steps=150, seeds=(0,), batch=32),
             agent={"steps": 2048},
             baselines=("state", "random", "sensors"),
-            evaluation={"episodes": 10, "seed": 1000},
+            evaluation={"shifts": SMOKE_SHIFTS, "episodes": 10, "seed": 1000},
         ),
     ),
-    metrics=EvalConfig(num_train=1000, num_test=500, dci_estimators=10),
+    metrics=EvalConfig(num_train=1000, num_test=500, dci_estimators=10,
+                       proxy_splits=SMOKE_SHIFTS),
 )
 
 
@@ -274,6 +312,15 @@ def _object_reach_learners() -> tuple[LearnerPlan, ...]:
             plan("beta_vae", "beta_vae_b1", 1.0, (0,)))
 
 
+OBJECT_REACH = "sparseshift/TriFingerObjectReach-v0"
+#: The quick preset's graded sweeps: three levels of a scene nuisance (lighting) and a sensor one
+#: (noise), each its own curve in the report's robustness section; with IN as severity 0 that is
+#: four points per curve for 6 shifts more than the colour splits and ``real`` (docs/study.md
+#: gives the cost).
+QUICK_SWEEPS: tuple[str, ...] = ("lighting:1", "lighting:3", "lighting:5",
+                                 "noise:1", "noise:3", "noise:5")
+QUICK_SHIFTS: tuple[str, ...] = (*default_shifts(OBJECT_REACH), *QUICK_SWEEPS)
+
 QUICK = StudyConfig(
     name="quick",
     description=(
@@ -281,12 +328,13 @@ QUICK = StudyConfig(
         "encoders (Ada-GVAE x2, Ada-ML-VAE, beta-VAE beta 0.1 x2 and beta 1) trained on "
         "single-factor intervention pairs, 3 agent seeds each, against the floors random (each "
         "init probed) and sensors and the references state and pixels (3 agent seeds each); "
-        "agents on IN colours, evaluated on IN, OOD1, OOD2 and real; the OOD proxy task against "
-        "the agents."
+        "agents on IN colours, evaluated on IN, OOD1, OOD2, real and lighting and noise at levels "
+        "1, 3 and 5 (robustness curves); the OOD proxy task on the same shifts against the "
+        "agents."
     ),
     envs=(
         env_plan(
-            "sparseshift/TriFingerObjectReach-v0",
+            OBJECT_REACH,
             # k = 1: one factor group per pair. With k = -1 the Ada-GVAE threshold is dominated by
             # the finger's confident dims and the cube is averaged away (docs/study.md).
             data={"kind": "pairs", "n": 10_000, "k": 1},
@@ -294,13 +342,17 @@ QUICK = StudyConfig(
             agent={"steps": 100_000},
             agent_seeds=(0, 1, 2),
             baselines=("state", "random", "sensors", "pixels"),
-            evaluation={"shifts": ("in", "ood1", "ood2", "real"), "episodes": 40, "seed": 1000,
-                        "video": 1},
+            evaluation={"shifts": QUICK_SHIFTS, "episodes": 40, "seed": 1000, "video": 1},
         ),
     ),
     metrics=EvalConfig(num_train=4000, num_test=2000, dci_estimators=20, max_code_dims=64,
-                       factor_vae="grouping"),
+                       factor_vae="grouping", proxy_splits=QUICK_SHIFTS),
 )
+
+#: The full preset's graded sweeps (every level): TriFinger's scene and lens nuisances, the grid's
+#: sensor ones. The proxy task renders the union; each env keeps the ones it supports.
+FULL_TRIFINGER_SWEEPS: tuple[str, ...] = ("lighting:1-5", "noise:1-5", "distortion:1-5")
+FULL_GRID_SWEEPS: tuple[str, ...] = ("noise:1-5", "blur:1-5")
 
 FULL = StudyConfig(
     name="full",
@@ -309,7 +361,9 @@ FULL = StudyConfig(
         "other TriFinger tasks and ColourGrid; beta-VAE betas {1, 2, 4, 8}, Ada-GVAE and "
         "Ada-ML-VAE, 5 encoder seeds, 5 agent seeds per encoder; ColourGrid also with Slot "
         "Attention and the Neural Wave Machine (its agents on 300-step encoders did not beat the "
-        "random encoder, so it left the quick preset)."
+        "random encoder, so it left the quick preset); agents evaluated on the colour splits, "
+        "real (TriFinger) and every level of lighting, noise and distortion (TriFinger) or noise "
+        "and blur (ColourGrid)."
     ),
     envs=(
         *(env_plan(
@@ -323,12 +377,13 @@ FULL = StudyConfig(
             ),
             agent={"steps": agent_steps},
             agent_seeds=(0, 1, 2, 3, 4),
-            evaluation={"shifts": shifts, "episodes": 100, "seed": 1000},
+            evaluation={"shifts": (*default_shifts(env_id), *FULL_TRIFINGER_SWEEPS),
+                        "episodes": 100, "seed": 1000},
         )
-            for env_id, agent_steps, shifts in (
-                ("sparseshift/TriFingerObjectReach-v0", 1_000_000, ("in", "ood1", "ood2", "real")),
-                ("sparseshift/TriFingerReach-v0", 1_000_000, ("in", "ood1", "ood2", "real")),
-                ("sparseshift/TriFingerPush-v0", 3_000_000, ("in", "ood1", "ood2", "real")),
+            for env_id, agent_steps in (
+                (OBJECT_REACH, 1_000_000),
+                ("sparseshift/TriFingerReach-v0", 1_000_000),
+                ("sparseshift/TriFingerPush-v0", 3_000_000),
             )),
         env_plan(
             "sparseshift/ColourGrid-v0",
@@ -339,9 +394,12 @@ FULL = StudyConfig(
                       *_all_learners(steps=300_000)[-3:]),
             agent={"steps": 300_000},
             agent_seeds=(0, 1, 2, 3, 4),
-            evaluation={"episodes": 100, "seed": 1000},
+            evaluation={"shifts": (*default_shifts("sparseshift/ColourGrid-v0"),
+                                   *FULL_GRID_SWEEPS), "episodes": 100, "seed": 1000},
         ),
     ),
+    metrics=EvalConfig(proxy_splits=tuple(dict.fromkeys(
+        (*default_shifts(OBJECT_REACH), *FULL_TRIFINGER_SWEEPS, *FULL_GRID_SWEEPS)))),
 )
 
 PRESETS: dict[str, StudyConfig] = {p.name: p for p in (SMOKE, QUICK, FULL)}

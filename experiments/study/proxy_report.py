@@ -7,7 +7,11 @@ non-colour factor groups; the all-factor score is shown beside it) is set agains
 success and return under the same shift. The report gives Spearman's rank correlation with a
 percentile bootstrap 95% interval over encoders (encoders resampled with replacement; resamples
 where the ranks are undefined are dropped and counted), and a scatter plot with every point
-named.
+named. Every evaluated shift the proxy also scored is compared (severity sweeps such as
+``lighting:1``, ``lighting:3`` included, one row and panel per label); the per-encoder table shows
+the shifts heading the report (sweeps left out to keep it readable; their scores are in
+``results.jsonl``), and the robustness section compares probe and agent robustness per nuisance
+(:mod:`sparseshift.experiments.study.robustness_report`).
 """
 
 from __future__ import annotations
@@ -19,9 +23,9 @@ from typing import Any
 
 import numpy as np
 
-#: Shifts the proxy is compared under (IN is the reference, not an OOD result).
-SHIFTS: tuple[str, ...] = ("in", "ood1", "ood2", "real")
 PROBE = "mlp"
+#: Scatter panels per row.
+MAX_COLUMNS = 4
 
 
 def save_figure(fig: Any, path: Path) -> Path:
@@ -100,12 +104,13 @@ def spearman_ci(x: Sequence[float], y: Sequence[float], resamples: int = 2000, s
 
 
 def proxy_correlations(table: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Per env and shift: rho(proxy score, agent success) and rho(proxy score, agent return)."""
+    """Per env and shift label (in the order evaluated): rho(proxy score, agent success) and
+    rho(proxy score, agent return)."""
     out: dict[str, dict[str, Any]] = {}
     for env in dict.fromkeys(r["env_id"] for r in table):
         pts = encoder_points(table, env)
         per: dict[str, Any] = {}
-        for s in SHIFTS:
+        for s in dict.fromkeys(r["shift"] for r in table if r["env_id"] == env):
             have = [p for p in pts if s in p["proxy"] and s in p["success"]]
             if not have:
                 continue
@@ -127,10 +132,12 @@ def _cell(c: dict[str, Any]) -> str:
 
 def markdown(table: Sequence[dict[str, Any]], corr: dict[str, dict[str, Any]]) -> str:
     """The per-encoder proxy/agent table and the correlation table, per env."""
+    from sparseshift.experiments.study.robustness_report import main_labels
+
     parts = []
     for env, per in corr.items():
         pts = encoder_points(table, env)
-        shifts = [s for s in SHIFTS if s in per]
+        shifts = [s for s in main_labels(table, env) if s in per]
         # The task score (over the env's task factors) leads where there is one; the all-factor
         # score follows as a secondary column.
         task = bool(pts) and pts[0]["proxy_kind"] == "task"
@@ -151,7 +158,7 @@ def markdown(table: Sequence[dict[str, Any]], corr: dict[str, dict[str, Any]]) -
             lines.append(f"| {p['name']} | " + " | ".join(cells) + " |")
         lines += ["", f"| shift | rho({name}, success) [95% CI] | rho({name}, return) [95% CI] "
                   "| encoders |", "|---|---|---|---|"]
-        for s in shifts:
+        for s in per:
             c = per[s]
             lines.append(f"| {s} | {_cell(c['success'])} | {_cell(c['return'])} | "
                          f"{c['success']['n']} |")
@@ -171,9 +178,13 @@ def scatter(table: Sequence[dict[str, Any]], corr: dict[str, dict[str, Any]], ou
     paths = []
     for env, per in corr.items():
         pts = encoder_points(table, env)
-        shifts = [s for s in SHIFTS if s in per]
-        fig, axes = plt.subplots(1, len(shifts), figsize=(3.6 * len(shifts), 3.4), squeeze=False)
-        for ax, s in zip(axes[0], shifts, strict=True):
+        shifts = list(per)
+        cols = min(MAX_COLUMNS, len(shifts))
+        rows = -(-len(shifts) // cols)
+        fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 3.4 * rows), squeeze=False)
+        for ax in axes.flat[len(shifts):]:
+            ax.set_visible(False)
+        for ax, s in zip(axes.flat, shifts, strict=False):
             have = [p for p in pts if s in p["proxy"] and s in p["success"]]
             xs = [p["proxy"][s] for p in have]
             ys = [100 * p["success"][s] for p in have]

@@ -8,6 +8,13 @@ encoders. Brackets are always confidence intervals (:mod:`sparseshift.agents.sta
 agent run the exact (Clopper-Pearson) binomial interval of its success rate and the bootstrap
 interval of its mean return over evaluation episodes; for three or more runs Student's t interval
 of the mean over runs. The spread of a few runs is printed as ``(range a-b, n runs)``.
+
+Shifts are keyed by their label (``in``, ``real``, ``lighting:3``; the shift registry,
+:mod:`sparseshift.envs.shifts.registry`); each row also names the shift and its severity. The
+shifts evaluated at two or more severities (a sweep such as ``lighting:1,lighting:3,lighting:5``)
+go to the robustness section (:mod:`sparseshift.experiments.study.robustness_report`): curves of
+success against severity per encoder, the mean relative robustness per encoder and probe
+robustness against agent robustness; the other shifts head the report.
 """
 
 from __future__ import annotations
@@ -29,28 +36,42 @@ from sparseshift.agents.stats import (
     paired_bootstrap,
     t_interval,
 )
+from sparseshift.agents.video import file_stem
 from sparseshift.envs.errors import ConfigError
 from sparseshift.envs.io import atomic_write_text, read_json, strict_json, write_json_atomic
+from sparseshift.envs.shifts.registry import COLOUR_SPLITS
 from sparseshift.experiments.study.aggregates import group_aggregates
 from sparseshift.experiments.study.aggregates import markdown as agg_markdown
 from sparseshift.experiments.study.proxy_report import markdown as proxy_markdown
 from sparseshift.experiments.study.proxy_report import proxy_correlations, save_figure
 from sparseshift.experiments.study.proxy_report import scatter as proxy_scatter
+from sparseshift.experiments.study.robustness_report import (
+    agent_robustness,
+    main_labels,
+    probe_vs_agent,
+    robustness_table,
+    shift_info,
+    sweep_labels,
+)
+from sparseshift.experiments.study.robustness_report import figures as robustness_figures
 from sparseshift.experiments.study.runner import RunRef
 
 #: Representation metrics correlated with OOD return (dotted keys into the eval-rep JSON).
 METRIC_KEYS: tuple[str, ...] = (
     "mig", "dci_disentanglement", "dci_completeness", "dci_informativeness_test", "sap",
     "modularity", "explicitness_test", "factor_vae_eval", "linear_r2_mean", "mlp_r2_mean",
-    "mse_per_pixel", "proxy_mlp_ood1", "proxy_mlp_ood2",
+    "mse_per_pixel", *(f"proxy_mlp_{s}" for s in COLOUR_SPLITS[1:]),
 )
+#: The colour splits under which metrics are correlated with return (OOD1 and OOD2).
+OOD_SPLITS: tuple[str, ...] = COLOUR_SPLITS[1:]
 
 
 #: Columns of the report's representation table, where any encoder has them: disentanglement,
 #: probes and reconstruction, Slot Attention's FG-ARI, the NWM's waves and forecasts.
 TABLE_KEYS: tuple[tuple[str, str], ...] = (
     ("mig", "MIG"), ("dci_disentanglement", "DCI dis."), ("linear_r2_mean", "linear R2"),
-    ("mlp_r2_mean", "MLP R2"), ("proxy_mlp_in", "proxy IN"), ("proxy_mlp_ood2", "proxy OOD2"),
+    ("mlp_r2_mean", "MLP R2"), (f"proxy_mlp_{COLOUR_SPLITS[0]}", "proxy IN"),
+    (f"proxy_mlp_{COLOUR_SPLITS[-1]}", "proxy OOD2"),
     ("mse_per_pixel", "recon MSE/px"), ("fg_ari", "FG-ARI"),
     ("wave_coherence_free", "wave coherence (free)"),
     ("wave_coherence_free_shuffled", "shuffled"), ("forecast_mse", "forecast MSE"),
@@ -143,7 +164,9 @@ def rows(runs: Sequence[RunRef], results: Mapping[str, dict[str, Any]],
     its episodes, ``return_ci`` the evaluation's bootstrap interval of the mean return.
     ``episode_returns``/``episode_successes`` are the per-episode lists (same episode seeds under
     every shift), read from the agent's ``eval.json`` under ``out_dir`` when the stage result
-    lacks them; None when neither has them.
+    lacks them; None when neither has them. ``shift`` is the result label, ``shift_name`` and
+    ``severity`` the shift and severity it stands for (None: a colour split), from the
+    evaluation's shift records.
     """
     out = []
     for r in runs:
@@ -159,14 +182,12 @@ def rows(runs: Sequence[RunRef], results: Mapping[str, dict[str, Any]],
                    if r.eval_rep_task is not None else None)
         probe_dir = (f"artifacts/{results[r.probe_task.key]['artifact']}"
                      if r.probe_task is not None else None)
-        saved: dict[str, Any] = {}
-        if out_dir is not None and (out_dir / agent_dir / "eval.json").is_file():
-            try:  # through the bounded reader; a damaged file just gives no episode lists
-                got = read_json(out_dir / agent_dir / "eval.json", "evaluation").get("shifts")
-                saved = got if isinstance(got, dict) else {}
-            except ConfigError:
-                saved = {}
+        saved_eval = saved_evaluation(out_dir, agent_dir)
+        got = saved_eval.get("shifts")
+        saved: dict[str, Any] = got if isinstance(got, dict) else {}
+        defs = results[r.eval_task.key].get("shift_defs") or saved_eval.get("shift_defs")
         for shift, v in ev.items():
+            shift_name, severity = shift_info(shift, defs if isinstance(defs, dict) else None)
             n = v["success"].get("n", v["return"].get("n"))
             k = None if n is None else round(float(v["success"]["mean"]) * int(n))
             success_ci = [v["success"]["ci_low"], v["success"]["ci_high"]]
@@ -179,6 +200,7 @@ def rows(runs: Sequence[RunRef], results: Mapping[str, dict[str, Any]],
                 "eval_rep_dir": rep_dir, "probe_dir": probe_dir,
                 "encoder_spec": r.encoder_spec, "encoder_fingerprint": r.fingerprint,
                 "encoder_seed": r.encoder_seed, "agent_seed": r.agent_seed, "shift": shift,
+                "shift_name": shift_name, "severity": severity,
                 "return": v["return"]["mean"], "return_ci": [v["return"]["ci_low"],
                                                              v["return"]["ci_high"]],
                 "return_ci_method": v["return"].get("method", "percentile-bootstrap"),
@@ -188,6 +210,65 @@ def rows(runs: Sequence[RunRef], results: Mapping[str, dict[str, Any]],
                 "episode_returns": ep_ret, "episode_successes": ep_succ,
             })
     return out
+
+
+def saved_evaluation(out_dir: Path | None, agent_dir: str) -> dict[str, Any]:
+    """The agent's ``eval.json`` under ``out_dir`` through the bounded reader ({} when there is
+    none or it is damaged: the report then uses the stage result alone)."""
+    path = None if out_dir is None else out_dir / agent_dir / "eval.json"
+    if path is None or not path.is_file():
+        return {}
+    try:
+        got = read_json(path, "evaluation")
+    except ConfigError:
+        return {}
+    return got if isinstance(got, dict) else {}
+
+
+def evaluation_records(runs: Sequence[RunRef], results: Mapping[str, dict[str, Any]],
+                       out_dir: Path | None = None
+                       ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Per agent folder, the mean relative robustness its evaluation recorded (stage result, else
+    its ``eval.json``; None where neither has it), and every shift label's definition record
+    (the first evaluation that has it)."""
+    recorded: dict[str, Any] = {}
+    defs: dict[str, Any] = {}
+    for r in runs:
+        agent_dir = f"artifacts/{results[r.eval_task.deps[0].key]['artifact']}/agent"
+        if agent_dir in recorded:
+            continue
+        res = results[r.eval_task.key]
+        saved = {} if res.get("shift_defs") and "robustness" in res else \
+            saved_evaluation(out_dir, agent_dir)
+        recorded[agent_dir] = res.get("robustness", saved.get("robustness"))
+        got = res.get("shift_defs") or saved.get("shift_defs") or {}
+        if isinstance(got, dict):
+            for label, rec in got.items():
+                defs.setdefault(label, rec)
+    return recorded, defs
+
+
+def shift_definitions(defs: Mapping[str, Any]) -> str:
+    """Markdown: each shift label's definition (kind, colours, effective nuisance severities,
+    SHA-256), and the verbatim text of user shift files."""
+    if not defs:
+        return ""
+    lines = ["| shift | kind | colours | nuisances at their effective severity | sha256 |",
+             "|---|---|---|---|---|"]
+    sources: dict[str, str] = {}
+    for label, rec in defs.items():
+        if not isinstance(rec, Mapping):
+            continue
+        eff = ", ".join(f"{n} {float(v):.3g}" for n, v in (rec.get("effective") or {}).items())
+        lines.append(f"| {label} | {rec.get('kind', '')} | {rec.get('colours', '')} | "
+                     f"{eff or '-'} | `{str(rec.get('sha256', ''))[:12]}` |")
+        src = (rec.get("definition") or {}).get("source")
+        if isinstance(src, str):
+            sources.setdefault(str(rec.get("name", label)), src)
+    for name, src in sources.items():
+        lang = "json" if src.lstrip().startswith("{") else "toml"
+        lines += ["", f"User shift `{name}`, verbatim:", "", f"```{lang}", src.rstrip(), "```"]
+    return "\n".join(lines)
 
 
 def spearman(x: Sequence[float], y: Sequence[float]) -> float:
@@ -245,22 +326,28 @@ def across_runs(rs: Sequence[dict[str, Any]], key: str) -> RunSummary:
     return RunSummary(float(np.mean(vals)), len(vals), ci, method, (min(vals), max(vals)))
 
 
-def headline(table: Sequence[dict[str, Any]]) -> str:
-    """Markdown: per env, success and return per shift for every encoder."""
+def headline(table: Sequence[dict[str, Any]], sweeps: bool = False) -> str:
+    """Markdown: per env, success and return per shift for every encoder (the shifts of
+    :func:`~sparseshift.experiments.study.robustness_report.main_labels`; with ``sweeps``,
+    success alone under the severity sweeps instead)."""
     lines: list[str] = []
     for env in dict.fromkeys(r["env_id"] for r in table):
         env_rows = [r for r in table if r["env_id"] == env]
-        shifts = list(dict.fromkeys(r["shift"] for r in env_rows))
+        shifts = sweep_labels(table, env) if sweeps else main_labels(table, env)
+        if not shifts:
+            continue
+        ret_cols = [] if sweeps else shifts
         lines += [f"### {env}", "",
-                  "| encoder | " + " | ".join(f"{s} success" for s in shifts) + " | "
-                  + " | ".join(f"{s} return" for s in shifts) + " |",
-                  "|---" * (1 + 2 * len(shifts)) + "|"]
+                  "| encoder | " + " | ".join(f"{s} success" for s in shifts)
+                  + "".join(f" | {s} return" for s in ret_cols) + " |",
+                  "|---" * (1 + len(shifts) + len(ret_cols)) + "|"]
         for enc in dict.fromkeys(r["encoder"] for r in env_rows):
             cells_s, cells_r = [], []
             for s in shifts:
                 rs = [r for r in env_rows if r["encoder"] == enc and r["shift"] == s]
                 cells_s.append(across_runs(rs, "success").format(percent=True))
-                cells_r.append(across_runs(rs, "return").format(percent=False))
+                if not sweeps:
+                    cells_r.append(across_runs(rs, "return").format(percent=False))
             dirs = sorted({r["agent_dir"] for r in env_rows if r["encoder"] == enc})
             links = " ".join(f"[s{i}]({d})" for i, d in enumerate(dirs)) if dirs else ""
             lines.append(f"| {enc} {links} | " + " | ".join(cells_s + cells_r) + " |")
@@ -277,7 +364,10 @@ def paired_shift_tests(table: Sequence[dict[str, Any]], resamples: int = 2000, s
     """Per agent run, each shift against IN on the same evaluation episode seeds: the exact
     McNemar test of success (with Newcombe's paired score interval of the change) and a paired
     bootstrap of the mean return change. Rows without per-episode lists are skipped. Returns the
-    markdown table ("" when no run has them) and the tests as JSON."""
+    markdown table ("" when no run has them; the shifts of
+    :func:`~sparseshift.experiments.study.robustness_report.main_labels` only) and the tests as
+    JSON (every shift, the severity sweeps included)."""
+    main = {env: set(main_labels(table, env)) for env in {r["env_id"] for r in table}}
     lines = ["| env | encoder | agent seed | shift | success IN -> shift | change (pp) [95% CI] | "
              "IN only / shift only | McNemar p | return change [95% CI] | bootstrap p |",
              "|---|---|---|---|---|---|---|---|---|---|"]
@@ -299,6 +389,8 @@ def paired_shift_tests(table: Sequence[dict[str, Any]], resamples: int = 2000, s
                          "encoder_seed": r["encoder_seed"], "agent_seed": r["agent_seed"],
                          "agent_dir": agent, "shift": r["shift"], "success": mc.to_json(),
                          "return": pb.to_json()})
+            if r["shift"] not in main[r["env_id"]]:
+                continue
             lines.append(
                 f"| {r['env_id']} | {name} | {r['agent_seed']} | {r['shift']} | "
                 f"{100 * base['success']:.0f}% -> {100 * r['success']:.0f}% | "
@@ -315,12 +407,12 @@ def ood_gaps(table: Sequence[dict[str, Any]]) -> str:
         for enc in dict.fromkeys(r["encoder"] for r in table if r["env_id"] == env):
             vals = {s: [r["return"] for r in table if r["env_id"] == env
                         and r["encoder"] == enc and r["shift"] == s]
-                    for s in ("in", "ood1", "ood2")}
-            if not vals["in"]:
+                    for s in COLOUR_SPLITS}
+            if not vals[COLOUR_SPLITS[0]]:
                 continue
-            base = float(np.mean(vals["in"]))
+            base = float(np.mean(vals[COLOUR_SPLITS[0]]))
             gaps = [f"{float(np.mean(vals[s])) - base:+.2f}" if vals[s] else "n/a"
-                    for s in ("ood1", "ood2")]
+                    for s in OOD_SPLITS]
             lines.append(f"| {env} | {enc} | {base:.2f} | {gaps[0]} | {gaps[1]} |")
     return "\n".join(lines)
 
@@ -334,7 +426,7 @@ def correlations(table: Sequence[dict[str, Any]]) -> tuple[str, dict[str, Any]]:
         for key in METRIC_KEYS:
             cells = []
             n = 0
-            for shift in ("ood1", "ood2"):
+            for shift in OOD_SPLITS:
                 rs = [r for r in learned if r["shift"] == shift and key in r["metrics"]]
                 n = len(rs)
                 rho = spearman([r["metrics"][key] for r in rs], [r["return"] for r in rs])
@@ -403,9 +495,11 @@ def pictures(table: Sequence[dict[str, Any]], out: Path) -> list[str]:
         chosen = ([max(ins, key=lambda r: r["success"])] if ins else []) + [
             next(r for r in env_rows if r["encoder"] == b and r["shift"] == "in")
             for b in dict.fromkeys(r["encoder"] for r in env_rows if r["kind"] == "baseline")]
+        # the shifts heading the report (a severity sweep's videos stay in the agent folder)
+        stems = {file_stem(s) for s in main_labels(table, env)}
         for r in chosen:
             thumbs = sorted((out / r["agent_dir"] / "videos").glob("*_0.gif"))
-            thumbs = [t for t in thumbs if not t.name.startswith("side_by_side")]
+            thumbs = [t for t in thumbs if t.stem.rsplit("_", 1)[0] in stems]
             if thumbs:
                 cells = " ".join(f"![{r['encoder']} {t.stem.rsplit('_', 1)[0]}]"
                                  f"({r['agent_dir']}/videos/{t.name})" for t in thumbs)
@@ -427,7 +521,7 @@ def plots(table: Sequence[dict[str, Any]], out: Path) -> list[Path]:
     for env in dict.fromkeys(r["env_id"] for r in table):
         env_rows = [r for r in table if r["env_id"] == env]
         encs = list(dict.fromkeys(r["encoder"] for r in env_rows))
-        shifts = list(dict.fromkeys(r["shift"] for r in env_rows))
+        shifts = main_labels(table, env)
         fig, ax = plt.subplots(figsize=(1.6 + 1.2 * len(encs), 3.2))
         width = 0.8 / len(shifts)
         for i, s in enumerate(shifts):
@@ -453,11 +547,11 @@ def plots(table: Sequence[dict[str, Any]], out: Path) -> list[Path]:
         if learned and keys:
             fig, axes = plt.subplots(1, len(keys), figsize=(3.2 * len(keys), 3.0), squeeze=False)
             for ax, key in zip(axes[0], keys, strict=True):
-                for s, marker in (("ood1", "o"), ("ood2", "^")):
+                for s, marker in zip(OOD_SPLITS, "o^", strict=True):
                     rs = [r for r in learned if r["shift"] == s and key in r["metrics"]]
                     ax.scatter([r["metrics"][key] for r in rs], [r["return"] for r in rs],
                                marker=marker, label=s)
-                    if s == "ood2":  # name each encoder run once (next to its OOD2 point)
+                    if s == OOD_SPLITS[-1]:  # name each encoder run once (next to its OOD2 point)
                         for r in rs:
                             ax.annotate(run_name(r),
                                         (r["metrics"][key], r["return"]), fontsize=5,
@@ -560,9 +654,16 @@ def write_report(preset_name: str, runs: Sequence[RunRef], results: Mapping[str,
     curves = learning_curves(table, out)
     proxy_corr = proxy_correlations(table)
     proxy_pngs = proxy_scatter(table, proxy_corr, out)
-    aggs = group_aggregates(table)
+    main = {env: set(main_labels(table, env)) for env in {r["env_id"] for r in table}}
+    aggs = group_aggregates([r for r in table if r["shift"] in main[r["env_id"]]])
     paired_md, paired = paired_shift_tests(table)
     floors_md, floors_data = floors(runs, results)
+    recorded, shift_defs = evaluation_records(runs, results, out)
+    robust = agent_robustness(table, recorded)
+    robust_md, robust_data = robustness_table(table, robust)
+    probe_md, probe_data = probe_vs_agent(table)
+    robust_pngs = robustness_figures(table, out)
+    sweeps_md = headline(table, sweeps=True)
     yours = list(dict.fromkeys((r.encoder, r.encoder_spec, r.fingerprint) for r in runs
                                if r.encoder_spec is not None))
     compute = sum(float(v.get("seconds", 0.0)) for v in results.values())
@@ -593,6 +694,41 @@ def write_report(preset_name: str, runs: Sequence[RunRef], results: Mapping[str,
           "(never below 2/2001). p-values are per comparison, not corrected for the number of "
           "comparisons.", "",
           paired_md or "No per-episode results (eval.json) to pair.", "",
+          *(["The severity sweeps' paired tests are in [study.json](study.json) "
+             "(`paired_shift_tests`).", ""] if sweeps_md else []),
+          "## Robustness", "",
+          "How success falls as a shift gets stronger. Graded shifts (nuisances and "
+          "compositions such as `real`, levels 1-5; docs/shifts.md) are drawn as curves of "
+          "success and return against severity per encoder, IN at severity 0; the colour splits "
+          "have a panel of their own. An encoder's runs (encoder seeds x agent seeds, the same "
+          "episode seeds) are pooled in the curves: a point is the success over all their "
+          "episodes with the exact interval of that count, and the mean return with its "
+          "bootstrap interval over the pooled episodes. These intervals cover the evaluation "
+          "episodes of these agents, not the spread between training seeds, which the table "
+          "below gives as a range.", "",
+          *[f"![{p.stem}]({p.name})" for p in robust_pngs], "",
+          *(["### Success per severity", "", sweeps_md] if sweeps_md else []),
+          "### Mean relative robustness", "",
+          "Each agent's mean relative robustness, as its evaluation recorded it (eval.json "
+          "`robustness`): success under a shift / success IN, averaged over the shift's "
+          "severities, then over every shift evaluated (OOD1 and OOD2 included), with a paired "
+          "percentile bootstrap 95% interval over episodes; 1 = no loss. Per shift the same "
+          "ratio for that shift alone. One run: its value [95% CI]. Several runs: the mean over "
+          "runs and the per-run range (not an interval). Undefined for an agent with no success "
+          "IN.", "",
+          robust_md or "No shift besides IN was evaluated.", "",
+          "### Probe robustness against agent robustness", "",
+          "Does the OOD proxy task tell which nuisance breaks an encoder's agents? Per learned "
+          "encoder run and shift (the proxy must have rendered the shift: the metrics' "
+          "`proxy_splits`): probe robustness against its agents' robustness, then Spearman's "
+          "rho across encoder runs with a percentile bootstrap 95% interval over runs when "
+          "there are at least three (with a handful of runs the interval is wide: read the "
+          "sign and the interval, not the point; with fewer than three, the table alone).", "",
+          probe_md or "No learned encoder has proxy scores under a shift besides IN.", "",
+          *(["### Shift definitions", "",
+             "What each label stood for, as the evaluations recorded it (the definition's "
+             "SHA-256; a user shift file verbatim).", "", shift_definitions(shift_defs), ""]
+            if shift_defs else []),
           "## Aggregates over runs (Agarwal et al. 2021)", "",
           "Interquartile mean of success over runs (encoder and agent seeds; envs as tasks) with "
           "a stratified bootstrap 95% CI over runs, and the optimality gap (mean shortfall below "
@@ -640,5 +776,10 @@ def write_report(preset_name: str, runs: Sequence[RunRef], results: Mapping[str,
                                            "aggregates": aggs,
                                            "paired_shift_tests": paired,
                                            "floors": floors_data,
+                                           "robustness": {
+                                               "agents": robust,
+                                               "encoders": robust_data,
+                                               "probe_vs_agent": probe_data},
+                                           "shift_defs": shift_defs,
                                            **dict(extra or {})})
     return report, head

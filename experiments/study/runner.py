@@ -15,6 +15,11 @@ fit is a one-line :class:`~sparseshift.envs.errors.ConfigError` before any stage
 depend on an ``encoder`` task whose config holds the encoder's fingerprint (factory, spec and the
 content digest of its weights), so changed weights give new artifact keys, never a stale reuse.
 
+Shift files (``.toml``/``.json`` user shifts) named by a plan's evaluation shifts or the proxy's
+shifts are read once when the graph is built: the tasks that use them depend on a ``shift_files``
+task whose config holds each file's SHA-256, so an edited file gives new artifact keys, never a
+stale reuse (and a file edited while the study runs is a one-line error).
+
 Artifacts live in ``OUT/artifacts/<stage>/<key>``; rerunning skips finished stages and an
 interrupted study resumes where it stopped.
 """
@@ -96,6 +101,52 @@ def encoder_stage(config: EncoderRef, inputs: Mapping[str, dict[str, Any]], out:
     return {"fingerprint": enc.fingerprint, "description": enc.description}
 
 
+@dataclass(frozen=True)
+class ShiftFilesRef(Config):
+    """The shift files a shift list names, with the SHA-256 of each when the study was built:
+    the config of a ``shift_files`` task, so the keys of the tasks that read them follow their
+    content."""
+
+    config_name: ClassVar[str] = "shift_files"
+
+    files: tuple[str, ...] = opt((), "shift files as the shift list names them")
+    digests: tuple[str, ...] = opt((), "SHA-256 of each file's text, in the same order")
+
+
+def shift_files(shifts: Iterable[str] | None) -> ShiftFilesRef | None:
+    """The files among ``shifts`` (the list syntax) with their digests (None: no files)."""
+    from sparseshift.envs.shifts.registry import default_registry
+    from sparseshift.envs.shifts.severity import parse_requests
+
+    if shifts is None:
+        return None
+    files = sorted({r.name for r in parse_requests(list(shifts))
+                    if r.name.lower().endswith((".toml", ".json"))})
+    if not files:
+        return None
+    reg = default_registry()
+    return ShiftFilesRef(tuple(files), tuple(reg.load_file(f).digest for f in files))
+
+
+def shift_files_stage(config: ShiftFilesRef, inputs: Mapping[str, dict[str, Any]], out: Path
+                      ) -> dict[str, Any]:
+    """Check that every shift file still has the digest the study was built with."""
+    ref = shift_files(config.files)
+    now = () if ref is None else ref.digests
+    for f, was, is_ in zip(config.files, config.digests, now, strict=True):
+        if was != is_:
+            raise ConfigError(f"shift file {f} changed while the study ran (sha256 {is_[:12]} "
+                              f"!= {was[:12]}); rerun the study")
+    return {"digests": dict(zip(config.files, config.digests, strict=True))}
+
+
+def _files_task(shifts: Iterable[str] | None, label: str) -> tuple[Task, ...]:
+    """The ``shift_files`` dependency of a task whose shift list names files (else none)."""
+    ref = shift_files(shifts)
+    return () if ref is None else (Task("shift_files", f"{HERE}:shift_files_stage", ref,
+                                        label=label),)
+
+
 def config_modules(study: StudyConfig) -> set[str]:
     """The modules of the ``package.module:factory`` encoders the study config names (named by
     the user, so allowed)."""
@@ -164,7 +215,11 @@ def build(study: StudyConfig, device: str | None = None, plugins: Iterable[str] 
         proxy = None
         if study.metrics.proxy:
             proxy = Task("proxy_data", f"{STAGES}:proxy_data_stage",
-                         ProxyConfig.of(study.metrics), deps=(collect,), label=plan.env_id)
+                         ProxyConfig.of(study.metrics),
+                         deps=(collect, *_files_task(study.metrics.proxy_splits, "proxy")),
+                         label=plan.env_id)
+        # the agent task stays the first dependency of an evaluation (the report reads it)
+        eval_files = _files_task(plan.evaluation.shifts, "evaluation")
         video = None
         if plan.video is not None:
             video = Task("collect", f"{STAGES}:collect_stage", plan.video,
@@ -174,14 +229,15 @@ def build(study: StudyConfig, device: str | None = None, plugins: Iterable[str] 
                        eval_rep: Task | None, rep: Task | None, label: str,
                        plan: EnvPlan = plan, weights: str | None = None,
                        probes: Mapping[int, Task] | None = None,
-                       ref: EncoderRef | None = None) -> None:
+                       ref: EncoderRef | None = None,
+                       eval_files: tuple[Task, ...] = eval_files) -> None:
             for agent_seed in plan.agent_seeds:
                 agent = Task("agent", f"{STAGES}:train_agent_stage",
                              plan.agent.replace(encoder=encoder, seed=agent_seed,
                                                 encoder_weights=weights),
                              deps=deps, label=f"{label}/s{agent_seed}", runtime=runtime)
                 ev = Task("eval_agent", f"{STAGES}:eval_agent_stage", plan.evaluation,
-                          deps=(agent,), label=agent.label, runtime=runtime)
+                          deps=(agent, *eval_files), label=agent.label, runtime=runtime)
                 runs.append(RunRef(plan.env_id, label, kind, enc_seed, agent_seed, ev, eval_rep,
                                    rep, (probes or {}).get(agent_seed),
                                    None if ref is None else ref.encoder,

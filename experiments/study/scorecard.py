@@ -35,9 +35,11 @@ import numpy as np
 
 from sparseshift.envs.config import Config, opt
 from sparseshift.envs.errors import ConfigError
+from sparseshift.representations.proxy import default_shifts
 
 ENV_ID = "sparseshift/TriFingerObjectReach-v0"
-SHIFTS: tuple[str, ...] = ("in", "ood1", "ood2", "real")
+#: The shifts of the scorecard: the colour splits and ``real`` (read from the shift registry).
+SHIFTS: tuple[str, ...] = default_shifts(ENV_ID)
 FLOORS: tuple[str, ...] = ("random", "sensors")
 REFERENCES: tuple[str, ...] = ("state", "pixels")
 HERE = "sparseshift.experiments.study.scorecard"

@@ -148,7 +148,8 @@ def train_agent_stage(config: AgentConfig, inputs: Mapping[str, dict[str, Any]],
 def eval_agent_stage(config: EvaluateConfig, inputs: Mapping[str, dict[str, Any]], out: Path,
                      runtime: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Evaluate an agent per shift (``sparseshift evaluate``): exact success intervals, return
-    bootstrap CIs, per-episode outcomes and the paired shift-vs-IN tests."""
+    bootstrap CIs, per-episode outcomes, the paired shift-vs-IN tests, each shift's definition
+    record and the agent's mean relative robustness."""
     from sparseshift.agents.evaluate import run_evaluation
     from sparseshift.envs.heartbeat import HEARTBEAT_FILE
 
@@ -157,4 +158,5 @@ def eval_agent_stage(config: EvaluateConfig, inputs: Mapping[str, dict[str, Any]
     keep = ("return", "success", "mean_length", "returns", "successes")
     shifts = {s: {k: v[k] for k in keep} for s, v in res["shifts"].items()}
     return {"shifts": shifts, "paired": res.get("paired", {}),
-            "episode_seeds": res["episode_seeds"]}
+            "episode_seeds": res["episode_seeds"], "shift_defs": res.get("shift_defs", {}),
+            "robustness": res.get("robustness")}

@@ -297,8 +297,9 @@ class EvalConfig(Config):
     proxy_test: int = opt(500, "proxy task: frames scored per split (at most num_test)", min=10,
                           max=1_000_000)
     proxy_splits: tuple[str, ...] | None = opt(
-        None, "proxy task: comma-separated splits scored, from in, ood1, ood2, real (none: every "
-        "split the env has; splits it lacks are left out)")
+        None, "proxy task: shifts scored, in the shift syntax ('in,ood2,lighting:1-5,real:3'; "
+        "see 'sparseshift shifts'); none: the colour splits and every composition the env "
+        "supports; shifts an env cannot render are left out for that env")
     device: str = opt("auto", "torch device that encodes the frames: auto, cpu, cuda, cuda:N or "
                       "mps (the metrics themselves run on the CPU)")
     max_code_dims: int | None = opt(

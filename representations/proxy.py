@@ -6,7 +6,8 @@ factors from the frozen latents of frames with IN colours, and scored on fresh f
 shift. The shifts come from the shift registry (:mod:`sparseshift.envs.shifts.registry`), in the
 list syntax of every command (``in,ood2,lighting:1-5,real:3``,
 :mod:`sparseshift.envs.shifts.severity`); by default the colour splits (IN, OOD1, OOD2) and every
-shipped composition the env supports (``real`` on TriFinger, :func:`default_shifts`). A shift the
+shipped composition the env supports (``real`` on TriFinger,
+:func:`~sparseshift.envs.shifts.registry.default_shifts`). A shift the
 env cannot render (``real`` on a grid) is left out, and a list with none left is a
 :class:`ConfigError`. The paper finds that such a proxy's OOD score ranks encoders the way the OOD
 returns of RL agents built on them do; the study report tests that claim on our agents
@@ -63,6 +64,7 @@ import numpy as np
 
 from sparseshift.envs.errors import ConfigError
 from sparseshift.envs.factors import FactorSpec
+from sparseshift.envs.shifts.registry import default_shifts
 
 if TYPE_CHECKING:
     from sparseshift.envs.shifts.registry import ResolvedShift, ShiftRegistry
@@ -164,18 +166,6 @@ def shift_registry(spec: str | Sequence[str] | None = None,
     if all(n in known or n.lower().endswith((".toml", ".json")) for n in names):
         return reg
     return registry_with()
-
-
-def default_shifts(env_id: str, registry: ShiftRegistry | None = None) -> tuple[str, ...]:
-    """The shifts a study, the demo, the scorecard and the proxy task use when none are given:
-    every colour split, then every composition ``env_id`` supports (of the shipped registry:
-    ``real`` on TriFinger, nothing more on a grid)."""
-    from sparseshift.envs.shifts.registry import default_registry
-
-    reg = registry or default_registry()
-    have = reg.supported(env_id)
-    return (tuple(n for n in have if reg.shifts[n].kind == "colours")
-            + tuple(n for n in have if reg.shifts[n].kind == "composition"))
 
 
 def check_splits(splits: Sequence[str], registry: ShiftRegistry | None = None

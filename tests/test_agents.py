@@ -205,7 +205,7 @@ def test_parse_shifts() -> None:
     assert [s.colours for s in tri] == ["in"] * 4 and tri[0].severity == 3.0
     with pytest.raises(ConfigError, match="unknown shift 'ood3'"):
         parse_shifts("in,ood3", GRID)
-    with pytest.raises(ConfigError, match="needs scene feature.*does not offer"):
+    with pytest.raises(ConfigError, match=r"needs scene feature.*does not offer"):
         parse_shifts("in,real", GRID)
     with pytest.raises(ConfigError, match="twice"):
         parse_shifts("in,in", GRID)

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 
 from sparseshift.envs.errors import ConfigError
+from sparseshift.envs.shifts.registry import default_shifts
 from sparseshift.representations.config import EvalConfig, ProxyConfig
 from sparseshift.representations.proxy import (
     ProxySet,
     check_splits,
-    default_shifts,
     env_splits,
     proxy_scores,
     proxy_set,

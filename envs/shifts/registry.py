@@ -316,6 +316,16 @@ class ShiftRegistry:
                      if all(self.nuisances[c].needs <= features for c, _ in d.components))
 
 
+def default_shifts(env_id: str, registry: ShiftRegistry | None = None) -> tuple[str, ...]:
+    """The shifts a study, the demo, the scorecard and the proxy task use when none are given:
+    every colour split, then every composition ``env_id`` supports (of the shipped registry:
+    ``real`` on TriFinger, nothing more on a grid)."""
+    reg = registry or default_registry()
+    have = reg.supported(env_id)
+    return (tuple(n for n in have if reg.shifts[n].kind == "colours")
+            + tuple(n for n in have if reg.shifts[n].kind == "composition"))
+
+
 def check_supported(shift: ResolvedShift | EnvShift, features: frozenset[str],
                     env_id: str) -> None:
     """ConfigError unless ``env_id`` (with scene ``features``) offers what ``shift`` needs."""

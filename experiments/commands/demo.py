@@ -69,8 +69,8 @@ def add_parser(sub: Any) -> None:
 
 def demo_shifts() -> tuple[str, ...]:
     """The demo's shifts (its table columns): the colour splits and ``real``, read from the shift
-    registry (:func:`~sparseshift.representations.proxy.default_shifts`)."""
-    from sparseshift.representations.proxy import default_shifts
+    registry (:func:`~sparseshift.envs.shifts.registry.default_shifts`)."""
+    from sparseshift.envs.shifts.registry import default_shifts
 
     return default_shifts(ENV_ID)
 

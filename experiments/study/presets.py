@@ -5,10 +5,10 @@ supervised dataset on the IN+OOD1 colours, train several representation learners
 it, train agents on the frozen encoders with IN colours only (several agent seeds each), plus the
 ``state`` (oracle), ``pixels`` (end-to-end CNN), ``random`` (untrained frozen encoder, init seed =
 agent seed) and ``sensors`` (proprioception alone) baselines, and evaluate every agent on IN,
-OOD1, OOD2 and, for TriFinger, the ``real`` shift (:func:`~sparseshift.representations.proxy.
-default_shifts`: read from the shift registry), plus graded nuisance sweeps where a preset asks
-for them. A plan's ``encoders`` add the user's own frozen encoders (:class:`EncoderPlan`), judged
-exactly like the learned ones.
+OOD1, OOD2 and, for TriFinger, the ``real`` shift
+(:func:`~sparseshift.envs.shifts.registry.default_shifts`), plus graded nuisance sweeps where a
+preset asks for them. A plan's ``encoders`` add the user's own frozen encoders
+(:class:`EncoderPlan`), judged exactly like the learned ones.
 
 Shift lists (a plan's ``evaluation.shifts``, the ``metrics.proxy_splits``) take the syntax of every
 command: ``in,ood2,lighting:1-5,real:3`` (:mod:`sparseshift.envs.shifts.severity`), names from the
@@ -40,8 +40,8 @@ from sparseshift.agents.config import BASELINES, AgentConfig, EvaluateConfig
 from sparseshift.envs.config import Config, check_choice, opt
 from sparseshift.envs.data.config import CollectConfig
 from sparseshift.envs.errors import ConfigError, choice_error, safe_repr
+from sparseshift.envs.shifts.registry import default_shifts
 from sparseshift.representations.config import EvalConfig, TrainConfig
-from sparseshift.representations.proxy import default_shifts
 
 #: The ``encoder`` of an agent template: replaced by the trained representation's directory.
 LEARNED = "learned"

@@ -35,7 +35,7 @@ import numpy as np
 
 from sparseshift.envs.config import Config, opt
 from sparseshift.envs.errors import ConfigError
-from sparseshift.representations.proxy import default_shifts
+from sparseshift.envs.shifts.registry import default_shifts
 
 ENV_ID = "sparseshift/TriFingerObjectReach-v0"
 #: The shifts of the scorecard: the colour splits and ``real`` (read from the shift registry).

@@ -42,6 +42,8 @@ from sparseshift.envs.io import atomic_write_text, read_json, strict_json, write
 from sparseshift.envs.shifts.registry import COLOUR_SPLITS
 from sparseshift.experiments.study.aggregates import group_aggregates
 from sparseshift.experiments.study.aggregates import markdown as agg_markdown
+from sparseshift.experiments.study.power import markdown as power_markdown
+from sparseshift.experiments.study.power import power as power_of
 from sparseshift.experiments.study.proxy_report import markdown as proxy_markdown
 from sparseshift.experiments.study.proxy_report import proxy_correlations, save_figure
 from sparseshift.experiments.study.proxy_report import scatter as proxy_scatter
@@ -649,7 +651,11 @@ def write_report(preset_name: str, runs: Sequence[RunRef], results: Mapping[str,
     atomic_write_text(out / "results.jsonl", "".join(
         json.dumps(strict_json(r), sort_keys=True, allow_nan=False) + "\n" for r in table))
     head = headline(table)
-    corr_md, corr = correlations(table)
+    _, corr = correlations(table)
+    power_data = power_of(table, {env: list(dict.fromkeys(r["shift"] for r in table
+                                                         if r["env_id"] == env))
+                                  for env in dict.fromkeys(r["env_id"] for r in table)})
+    power_md = power_markdown(power_data)
     pngs = plots(table, out)
     curves = learning_curves(table, out)
     proxy_corr = proxy_correlations(table)
@@ -762,16 +768,22 @@ def write_report(preset_name: str, runs: Sequence[RunRef], results: Mapping[str,
            proxy_markdown(table, proxy_corr) if proxy_corr else
            "No learned encoder has proxy scores.", "",
            *[f"![{p.stem}]({p.name})" for p in proxy_pngs], ""]
-    if corr_md:
-        md += ["## Rank correlation of representation metrics with OOD return", "",
-               "Spearman's rho across learned encoder runs (Träuble et al. 2022); with few runs "
-               "these are indicative only.", "", corr_md, ""]
+    if power_md:
+        md += ["## Do the proxy and the metrics rank the agents? (power)", "",
+               "Träuble et al. (2022) ask whether an encoder's OOD proxy score and its "
+               "disentanglement predict its agents' success out of distribution (OOD1: colours "
+               "the encoder saw; OOD2: colours it did not). Spearman's rho across learned "
+               "encoder runs between each metric and the mean success of the run's agents, per "
+               "shift, next to what independence gives at the same number of runs: an interval "
+               "that excludes 0 means something only where the null rarely does so.", "",
+               power_md, ""]
     md += ["## Returns per shift", "", *[f"![{p.stem}]({p.name})" for p in pngs], ""]
     report = out / "report.md"
     atomic_write_text(report, "\n".join(md))
     write_json_atomic(out / "study.json", {"preset": preset_name, "seconds": seconds,
                                            "stage_seconds": compute,
                                            "correlations": corr,
+                                           "power": power_data,
                                            "proxy_correlations": proxy_corr,
                                            "aggregates": aggs,
                                            "paired_shift_tests": paired,

@@ -116,7 +116,8 @@ def run(args: argparse.Namespace) -> int:
             rows.append((label, frames))
     what = (f"render preset {args.preset}, " if takes_kwarg(args.env_id, "render_preset")
             else "")
-    title = (f"{args.env_id}: random states under each colour split ({what}{args.image_size}x"
+    under = "colour split and shift" if len(shifts) > 1 else "colour split"
+    title = (f"{args.env_id}: random states under each {under} ({what}{args.image_size}x"
              f"{args.image_size}, seed {args.seed})")
     out = save_png(args.out, contact_sheet(rows, scale=args.scale, title=title))
     print(f"{len(rows)} rows x {args.n} frames of {args.env_id}")

@@ -25,9 +25,9 @@ def _has(module: str) -> bool:
 
 
 needs_minari = pytest.mark.skipif(not _has("minari"), reason="minari is not installed "
-                                  "(pip install 'sparseshift[minari]')")
+                                  "(pip install 'minari>=0.5')")
 needs_lerobot = pytest.mark.skipif(not _has("lerobot"), reason="lerobot is not installed "
-                                   "(pip install 'sparseshift[lerobot]')")
+                                   "(pip install 'lerobot>=0.4')")
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +70,9 @@ def test_missing_library_names_the_extra(capsys: pytest.CaptureFixture[str], sta
         if name == module or name.startswith(module + "."):
             monkeypatch.delitem(sys.modules, name)
     monkeypatch.setitem(sys.modules, module, None)  # import fails as if not installed
-    one_line_exit_2(capsys, f"pip install 'sparseshift[{fmt}]'", "export", str(state),
+    need = {"lerobot": "lerobot>=0.4", "minari": "minari>=0.5"}[fmt]
+    one_line_exit_2(capsys, f"pip install '{need}' (from a sparseshift checkout: pip install -e "
+                    f"'.[{fmt}]')", "export", str(state),
                     "--format", fmt, "--out", str(tmp_path / "x"), "--quiet")
     assert not (tmp_path / "x").exists()
 

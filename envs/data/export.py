@@ -45,6 +45,8 @@ from sparseshift.envs.io import temp_name
 FORMATS: tuple[str, ...] = ("lerobot", "minari")
 #: The extra that installs each format's library.
 EXTRAS: dict[str, str] = {"lerobot": "lerobot", "minari": "minari"}
+#: What to install for each format (the pyproject extras of the same name hold the same).
+REQUIREMENTS: dict[str, str] = {"lerobot": "lerobot>=0.4", "minari": "minari>=0.5"}
 #: Frames held in memory at once while exporting (episodes are handed over in groups).
 FRAMES_PER_BATCH = 4096
 
@@ -68,8 +70,10 @@ def _library(fmt: str, module: str) -> Any:
     try:
         return importlib.import_module(module)
     except ImportError as exc:
-        raise ConfigError(f"--format {fmt} needs the {EXTRAS[fmt]!r} package ({exc}); install "
-                          f"it with: pip install 'sparseshift[{EXTRAS[fmt]}]'") from None
+        raise ConfigError(f"--format {fmt} needs the optional {EXTRAS[fmt]!r} package ({exc}); "
+                          f"install it into this environment with: pip install "
+                          f"'{REQUIREMENTS[fmt]}' (from a sparseshift checkout: pip install -e "
+                          f"'.[{EXTRAS[fmt]}]')") from None
 
 
 def episode_ranges(ds: Dataset) -> tuple[np.ndarray, np.ndarray]:

@@ -23,7 +23,11 @@ def add_parser(sub: Any) -> None:
             "next.truncated. minari: a Minari dataset (episodes with T+1 observations, the last "
             "the final observation; factors in infos) in the Minari root --out "
             "(MINARI_DATASETS_PATH), which needs a dataset of format 3. Intervention-pairs "
-            "datasets have no actions or episodes and export to neither."
+            "datasets have no actions or episodes and export to neither. Each format needs its "
+            "optional package in this environment: pip install 'lerobot>=0.4' (lerobot 0.4 "
+            "asks for torch<2.11, so it replaces a newer torch) or pip install 'minari>=0.5'; "
+            "from a sparseshift checkout, pip install -e '.[lerobot]' or -e '.[minari]' (the "
+            "project's extras)."
         ),
     )
     p.add_argument("path", metavar="DATASET", help="video dataset written by 'sparseshift collect'")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
 NAME = "train-rep"
@@ -112,8 +113,19 @@ def run(args: argparse.Namespace) -> int:
     except TrainingError as exc:
         print(f"sparseshift {NAME}: training failed: {exc}", file=sys.stderr)
         return 1
-    losses = ", ".join(f"{k} {v:.4g}" for k, v in result.losses.items())
-    resumed = f" (resumed at step {result.resumed_from})" if result.resumed_from else ""
-    print(f"{result.out_dir}: {config.learner} at step {result.step}{resumed}; {losses}; "
-          f"{result.images_per_second:.0f} images/s")
+    from sparseshift.experiments.written import print_written
+
+    out = Path(result.out_dir)
+    finished_before = result.resumed_from >= result.step
+    if finished_before:
+        print(f"{out}: {config.learner} already trained to step {result.step}; nothing to do")
+    else:
+        losses = ", ".join(f"{k} {v:.4g}" for k, v in result.losses.items())
+        resumed = f" (resumed at step {result.resumed_from})" if result.resumed_from else ""
+        print(f"{out}: {config.learner} at step {result.step}{resumed}; {losses}; "
+              f"{result.images_per_second:.0f} images/s")
+    print_written(sorted(p for p in out.iterdir() if not p.name.startswith(".")),
+                  header="files (already there)" if finished_before else "wrote")
+    if (out / "tb").is_dir():
+        print(f"learning curves: tensorboard --logdir {out / 'tb'}")
     return 0

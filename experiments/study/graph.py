@@ -119,7 +119,8 @@ def topo_order(targets: Sequence[Task]) -> list[Task]:
 
 
 #: ``progress(event, task)`` with event ``start``, ``cached`` (finished earlier, reused),
-#: ``done`` or ``failed``. A progress object with a ``watching(root)`` context manager (as
+#: ``done``, ``failed`` or ``interrupted`` (stopped by Ctrl-C or a killed worker: it resumes on
+#: the next run). A progress object with a ``watching(root)`` context manager (as
 #: :class:`ProgressPrinter`) is entered by :func:`run_local` around the run.
 ProgressFn = Callable[[str, Task], None]
 
@@ -325,7 +326,8 @@ class ProgressPrinter:
                     took = now - (self.t0 if start is None else start)
                     if event == "done":
                         self.took.setdefault(task.stage, []).append((took, _steps(task)))
-                    verb = "done     " if event == "done" else "FAILED   "
+                    verb = {"done": "done     ", "interrupted": "stopped  "}.get(event,
+                                                                          "FAILED   ")
                     line = f"{verb} {name} {_clock(took)}"
             self._print(f"[{self.finished}/{self.total}] {line} | {self._tail(now)}")
 
@@ -417,8 +419,8 @@ def _run_sequential(order: list[Task], root: Path, progress: ProgressFn
         try:
             results[t.key] = execute(t.fn, t.stage, t.key, str(root), t.config,
                                      _inputs(t, results), t.runtime)
-        except BaseException:
-            progress("failed", t)
+        except BaseException as exc:
+            progress(_ended(exc), t)
             raise
         progress("done", t)
     return results
@@ -462,11 +464,21 @@ def _run_pool(order: list[Task], root: Path, progress: ProgressFn, jobs: int
                 t = running.pop(fut)
                 try:
                     results[t.key] = fut.result()  # a failed task raises here
-                except BaseException:
-                    progress("failed", t)
+                except BaseException as exc:
+                    progress(_ended(exc), t)
                     raise
                 progress("done", t)
     return results
+
+
+def _ended(exc: BaseException) -> str:
+    """The progress event of a task that raised: ``interrupted`` when the study was stopped
+    (Ctrl-C, or its worker process killed under it), else ``failed``."""
+    from concurrent.futures.process import BrokenProcessPool
+
+    if isinstance(exc, KeyboardInterrupt | BrokenProcessPool | SystemExit):
+        return "interrupted"
+    return "failed"
 
 
 def run_ray(targets: Sequence[Task], root: Path, address: str | None,

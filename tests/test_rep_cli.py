@@ -47,6 +47,12 @@ def test_train_and_eval_from_the_command_line(capsys: pytest.CaptureFixture[str]
                      "--steps", "3", "--batch", "4", "--out", str(run), "--quiet",
                      "--beta", "2", "--latent-dim", "5")
     assert rc == 0 and "resumed at step 2" in out
+    assert "wrote:" in out and "run.json" in out and f"tensorboard --logdir {run / 'tb'}" in out
+    rc, out, _ = cli(capsys, "train-rep", "--learner", "ada_gvae", "--data", str(pairs_path),
+                     "--steps", "3", "--batch", "4", "--out", str(run), "--quiet",
+                     "--beta", "2", "--latent-dim", "5")  # finished: nothing to do
+    assert rc == 0 and "already trained to step 3; nothing to do" in out
+    assert "images/s" not in out and "; ;" not in out and "files (already there)" in out
     metrics = tmp_path / "m.json"
     rc, out, _ = cli(capsys, "eval-rep", str(run), "--data", str(pairs_path), "--out",
                      str(metrics), "--export-codes", str(tmp_path / "codes.npz"),

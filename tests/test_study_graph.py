@@ -109,3 +109,30 @@ def test_ray_gives_the_same_results(tmp_path: Path) -> None:
     assert {k: {kk: vv for kk, vv in v.items() if kk not in strip} for k, v in local.items()} == {
         k: {kk: vv for kk, vv in v.items() if kk not in strip} for k, v in remote.items()
     }
+
+
+def test_a_stopped_stage_is_reported_stopped_not_failed(tmp_path: Path) -> None:
+    import io
+
+    from sparseshift.experiments.study.graph import ProgressPrinter
+
+    def stopping(config: B, inputs: Mapping[str, Any], out: Path) -> dict[str, Any]:
+        raise KeyboardInterrupt
+
+    events: list[str] = []
+    target = graph()
+    stop = Task("b", f"{__name__}:stage_stop", B(1), deps=target.deps, label="b")
+    globals()["stage_stop"] = stopping
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run_local([stop], tmp_path, progress=lambda e, t: events.append(f"{e} {t.stage}"))
+    finally:
+        del globals()["stage_stop"]
+    assert events[-1] == "interrupted b"
+    stream = io.StringIO()
+    printer = ProgressPrinter([stop], stream=stream)
+    printer("start", stop)
+    printer("interrupted", stop)
+    printer("failed", stop)
+    lines = stream.getvalue().splitlines()
+    assert "stopped" in lines[1] and "FAILED" not in lines[1] and "FAILED" in lines[2]

@@ -33,7 +33,7 @@ def save_figure(fig: Any, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight", pad_inches=0.1)  # no label is ever cut
     plt.close(fig)
     return path
 
@@ -196,7 +196,7 @@ def scatter(table: Sequence[dict[str, Any]], corr: dict[str, dict[str, Any]], ou
             ax.set_title(f"{s}: rho {_cell(c)}", fontsize=8)
             over = "task factors" if have and have[0]["proxy_kind"] == "task" \
                 else "non-colour factors"
-            ax.set_xlabel(f"proxy score under {s} (MLP, mean over {over})", fontsize=7)
+            ax.set_xlabel(f"proxy score under {s}\n(MLP probes, mean over {over})", fontsize=7)
             ax.set_ylabel(f"agent success under {s} (%)", fontsize=7)
             ax.grid(alpha=0.3)
         fig.suptitle(f"{env.split('/')[-1]}: OOD proxy task vs RL agents, one point per encoder",

@@ -558,12 +558,32 @@ def plots(table: Sequence[dict[str, Any]], out: Path) -> list[Path]:
                             ax.annotate(run_name(r),
                                         (r["metrics"][key], r["return"]), fontsize=5,
                                         xytext=(3, 3), textcoords="offset points")
-                ax.set_xlabel(key, fontsize=8)
-                ax.set_ylabel("OOD return", fontsize=8)
-                ax.legend(fontsize=7)
+                ax.set_xlabel(METRIC_LABELS.get(key, key), fontsize=8)
+                ax.set_ylabel("mean return of the agent run", fontsize=8)
+                _honest_ylim(ax)
+                ax.legend(fontsize=7, title="shift", title_fontsize=7)
             fig.suptitle(env.split("/")[-1], fontsize=9)
             paths.append(save_figure(fig, out / f"metric_vs_ood_{env.split('/')[-1]}.png"))
     return paths
+
+
+#: How figures name the representation metrics.
+METRIC_LABELS: dict[str, str] = {
+    "dci_disentanglement": "DCI disentanglement", "dci_completeness": "DCI completeness",
+    "dci_informativeness_test": "DCI informativeness (test)", "mig": "MIG", "sap": "SAP",
+    "modularity": "modularity", "explicitness_test": "explicitness (test)",
+    "factor_vae_eval": "FactorVAE score", "linear_r2_mean": "linear probe R² (mean)",
+    "mlp_r2_mean": "MLP probe R² (mean)", "mse_per_pixel": "reconstruction MSE per pixel",
+}
+
+
+def _honest_ylim(ax: Any, min_span: float = 0.5) -> None:
+    """Widen a y axis whose data span less than ``min_span`` (return units) around their middle,
+    so differences in the last digits are not drawn as a trend."""
+    lo, hi = ax.get_ylim()
+    if hi - lo < min_span:
+        mid = (lo + hi) / 2
+        ax.set_ylim(mid - min_span / 2, mid + min_span / 2)
 
 
 def task_r2(proxy: Mapping[str, Any]) -> dict[str, float | None]:

@@ -251,7 +251,9 @@ class AgentConfig(Config):
     eval_policy: Literal["auto", "deterministic", "stochastic"] = opt(
         "auto", "evaluation actions: auto (deterministic on TriFinger, sampled with a seed on grid "
         "worlds), deterministic or stochastic")
-    checkpoint_every: int = opt(50_000, "env steps between checkpoints (0: off)", min=0)
+    checkpoint_every: int = opt(50_000, "env steps between checkpoints: policy weights, and the "
+                                "training state an interrupted run resumes from (0: off; the "
+                                "final state is always saved)", min=0)
     tensorboard: bool = opt(True, "CSV logs only", flag="--no-tensorboard", invert=True)
     torch_threads: int = opt(1, "torch threads", flag="--threads", min=1, max=1024)
     env_workers: int = opt(1, "processes that step the training envs (1: this process; results "

@@ -55,13 +55,17 @@ def make_env(config: AgentConfig, shift: ResolvedShift | None = None) -> gym.Env
 
 @dataclass(frozen=True)
 class EnvFactory:
-    """Builds one Monitor-wrapped env of ``config`` (picklable, so worker processes can)."""
+    """Builds one Monitor-wrapped training env of ``config`` (picklable, so worker processes
+    can), recorded for exact resume (the outermost
+    :class:`~sparseshift.agents.resume.ReplayRecorder`)."""
 
     config: AgentConfig
     shift: ResolvedShift | None = None
 
     def __call__(self) -> gym.Env[Any, Any]:
-        return Monitor(make_env(self.config, self.shift))
+        from sparseshift.agents.resume import ReplayRecorder
+
+        return ReplayRecorder(Monitor(make_env(self.config, self.shift)))
 
 
 def env_factory(config: AgentConfig, shift: ResolvedShift | None = None

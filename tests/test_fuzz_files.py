@@ -860,6 +860,39 @@ def fuzz_done_json(w: dict[str, Path], t: Path, data: st.DataObject) -> None:
     run_cli(["train-agent", *STATE_ARGS, "--out", str(a)], patches=(VEC_ENV,))
 
 
+def fuzz_training_state(w: dict[str, Path], t: Path, data: st.DataObject) -> None:
+    """A hostile training state of an unfinished agent (its JSON changed, or a tensor dropped or
+    replaced, with the digests recomputed or not): resuming runs or says one line."""
+    import torch
+
+    from sparseshift.agents.resume import STATE_FILE
+    from sparseshift.representations.checkpoint import write_tensors
+
+    a = clone(w, "state", t)
+    (a / "DONE.json").unlink()
+    path = a / STATE_FILE
+    with safe_open(str(path), framework="pt") as fh:
+        meta = {k: v for k, v in (fh.metadata() or {}).items()
+                if k not in ("digest", "metadata_digest")}
+    tensors = load_file(str(path))
+    if data.draw(st.booleans()):
+        meta["state"] = data.draw(hostile(json.loads(meta["state"]))).decode("utf-8", "replace")
+    else:
+        name = data.draw(st.sampled_from(sorted(tensors)))
+        if data.draw(st.booleans()):
+            del tensors[name]
+        else:
+            shape = data.draw(st.lists(st.integers(0, 3), max_size=3))
+            dtype = data.draw(st.sampled_from([torch.float32, torch.uint8, torch.bool,
+                                               torch.int64]))
+            tensors[name] = torch.zeros(shape, dtype=dtype)
+    if data.draw(st.booleans()):
+        write_tensors(path, tensors, meta)  # signed: only the checks of the content are left
+    else:
+        save_file(tensors, str(path), metadata=meta)
+    run_cli(["train-agent", *STATE_ARGS, "--out", str(a)])
+
+
 def fuzz_eval_json(w: dict[str, Path], t: Path, data: st.DataObject) -> None:
     """A damaged cached evaluation is recomputed: always a normal run."""
     a = clone(w, "state", t)
@@ -968,6 +1001,7 @@ FUZZ: dict[str, tuple[Callable[[dict[str, Path], Path, st.DataObject], None], in
     "agent.json (evaluate)": (fuzz_agent_json_evaluate, 15),
     "agent.json (train-agent --out)": (fuzz_agent_json_train_agent, 25),
     "DONE.json (train-agent --out)": (fuzz_done_json, 20),
+    "training_state.safetensors (train-agent resume)": (fuzz_training_state, 30),
     "eval.json (evaluate)": (fuzz_eval_json, 12),
     "run.json (export-rep, eval-rep, train-agent --encoder)": (fuzz_run_json, 20),
     "checkpoint metadata": (fuzz_checkpoint_metadata, 25),

@@ -28,6 +28,15 @@ candidates are interleaved, the training loop on the CPU (``--threads`` torch th
 only on the device and the training loop on the device, and the table gives the device's loop
 against its model-only rate (the goal above) and against the CPU's loop (the speed-up). Device
 work is asynchronous, so every timed call ends with a synchronisation.
+
+``--profile`` times the parts of each step (batch sampling, to tensors, forward, backward, the
+optimizer step; wall and CPU time) in a copy of the training loop's step, next to the loop itself.
+
+``--variants`` measures the default recipe's encoder step (the quick preset's first learner run)
+on pre-loaded tensors: today's fp32, bf16 autocast, channels-last, both, ``torch.compile``, and
+``--k`` models one after the other vs stacked with ``torch.func.stack_module_state`` + ``vmap``,
+interleaved, as images/s and as images per CPU-second (robust to other load), with ratios
+against fp32 from the same run. It changes no training default.
 """
 
 from __future__ import annotations
@@ -108,6 +117,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--repeats", type=int, default=3, help="interleaved repeats (default 3)")
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads, pinned (default 1; 2 can be slower on a loaded machine)")
+    p.add_argument("--profile", action="store_true",
+                   help="where a training step's time goes: batch sampling, to tensors, "
+                        "forward, backward, optimizer step and the rest of the loop")
+    p.add_argument("--variants", action="store_true",
+                   help="images/s of the default recipe's encoder step under bf16 autocast, "
+                        "channels-last, torch.compile and --k models stacked with vmap, against "
+                        "fp32 in the same run")
+    p.add_argument("--k", type=int, default=4,
+                   help="models trained together in --variants (default 4)")
+    p.add_argument("--no-compile", action="store_true",
+                   help="skip the torch.compile row of --variants (its compile takes ~1 min)")
     p.add_argument("--device", default=CPU,
                    help="torch device: cpu (default), auto, cuda, cuda:N or mps; an accelerator "
                         "also runs the training loop on the CPU in the same run, interleaved, "
@@ -168,11 +188,15 @@ def run(args: argparse.Namespace) -> int:
     from sparseshift.representations.registry import learner_class
     from sparseshift.representations.runtime import resolve_device
 
-    if min(args.threads, args.steps or 1, args.repeats, args.seq_len, args.batch or 1) < 1:
-        raise ConfigError("--threads, --steps, --repeats, --seq-len and --batch must be >= 1")
+    if min(args.threads, args.steps or 1, args.repeats, args.seq_len, args.batch or 1,
+           args.k) < 1:
+        raise ConfigError("--threads, --steps, --repeats, --seq-len, --batch and --k must be "
+                          ">= 1")
     device = resolve_device(args.device)  # an unavailable device: one line, before any work
-    names = _learners(args.learner)
     torch.set_num_threads(args.threads)
+    if args.variants:
+        return run_variants(args, device)
+    names = _learners(args.learner)
     results: list[Result] = []
     with tempfile.TemporaryDirectory(prefix="sparseshift-bench-train-") as tmp:
         given = open_data(args.data) if args.data else None
@@ -189,6 +213,9 @@ def run(args: argparse.Namespace) -> int:
                 if kind not in collected:
                     collected[kind] = open_data(_collect(Path(tmp) / f"{kind}.h5", kind))
                 ds = collected[kind]
+            if args.profile:
+                _profile_one(name, ds, args, Path(tmp) / f"run-{name}", device)
+                continue
             results.append(_bench_one(name, ds, args, Path(tmp) / f"run-{name}", device))
     compare = any(r.cpu_loop is not None for r in results)
     if len(results) > 1 or compare:
@@ -223,13 +250,26 @@ def summary(results: list[Result], device: str) -> str:
     return "\n".join(lines)
 
 
-def _bench_one(name: str, ds: Any, args: argparse.Namespace, out: Path, device: torch.device
-               ) -> Result:
+@dataclass(frozen=True)
+class Setup:
+    """One learner's benchmark setup: the train-rep config it mirrors and one batch of tensors."""
+
+    name: str
+    config: Any  # TrainConfig (steps=1)
+    model: Any  # the learner's config
+    spec: Any  # BatchSpec
+    batch: dict[str, Any]  # one batch, as tensors on the CPU
+    per_step: int  # images per optimisation step
+    steps: int  # steps per measurement
+    shape: str  # what a batch holds, in words
+
+
+def _setup(name: str, ds: Any, args: argparse.Namespace) -> Setup:
     import torch
 
     from sparseshift.representations.data import BatchSource, BatchSpec, resolve_pairs
     from sparseshift.representations.registry import learner_class
-    from sparseshift.representations.train import TrainConfig, resolve_model_config, train
+    from sparseshift.representations.train import TrainConfig, resolve_model_config
 
     cls = learner_class(name)
     temporal = cls.batch_kind == "pairs" and ds.kind == "video"
@@ -242,35 +282,46 @@ def _bench_one(name: str, ds: Any, args: argparse.Namespace, out: Path, device: 
     spec = BatchSpec(cls.batch_kind, batch_size, pairs, config.gap_range, config.seq_len)
     batch = {k: torch.from_numpy(v) for k, v in BatchSource(ds, spec, 0)(0).items()}
     per_step = spec.images_per_batch
-    steps = args.steps or default_steps(per_step)
-
-    def loop_on(where: torch.device) -> Callable[[int], None]:
-        """The training loop on ``where``, resumed for more steps at each call (its own run
-        folder per device)."""
-        done = {"steps": 0}
-        folder = out.with_name(f"{out.name}-{str(where).replace(':', '')}")
-
-        def loop(images: int) -> None:
-            done["steps"] += steps_for(images, per_step)
-            train(TrainConfig(learner=name, batch=batch_size, steps=done["steps"],
-                              pairs=pairs_arg, seq_len=args.seq_len, progress=False,
-                              device=train_device(where)), ds, folder)
-            synchronize(where)  # the final checkpoint copies to the CPU anyway
-
-        return loop
-
-    compare = device != torch.device(CPU)  # an accelerator (tests pass cpu:0 to mimic one)
-    loop_name, model_name, cpu_name = labels(str(device), compare)
     shape = {"singles": f"{batch_size} frames", "pairs": f"{batch_size} pairs",
              "sequences": f"{batch_size} sequences x {args.seq_len} frames"}[cls.batch_kind]
+    return Setup(name, config, model, spec, batch, per_step,
+                 args.steps or default_steps(per_step), shape)
+
+
+def _loop_on(setup: Setup, ds: Any, out: Path, where: torch.device) -> Callable[[int], None]:
+    """The training loop on ``where``, resumed for more steps at each call (its own run folder
+    per device)."""
+    from dataclasses import replace
+
+    from sparseshift.representations.train import train
+
+    done = {"steps": 0}
+    folder = out.with_name(f"{out.name}-{str(where).replace(':', '')}")
+
+    def loop(images: int) -> None:
+        done["steps"] += steps_for(images, setup.per_step)
+        train(replace(setup.config, steps=done["steps"], device=train_device(where)), ds, folder)
+        synchronize(where)  # the final checkpoint copies to the CPU anyway
+
+    return loop
+
+
+def _bench_one(name: str, ds: Any, args: argparse.Namespace, out: Path, device: torch.device
+               ) -> Result:
+    import torch
+
+    setup = _setup(name, ds, args)
+    per_step, steps = setup.per_step, setup.steps
+    compare = device != torch.device(CPU)  # an accelerator (tests pass cpu:0 to mimic one)
+    loop_name, model_name, cpu_name = labels(str(device), compare)
     where = f", device {device} and cpu, interleaved" if compare else ""
-    print(f"bench train: {name} on {ds.env_id} ({ds.kind}, {ds.image_size}px), batch {shape} "
-          f"= {per_step} images/step, {steps} steps x {args.repeats} repeats, "
+    print(f"bench train: {name} on {ds.env_id} ({ds.kind}, {ds.image_size}px), batch "
+          f"{setup.shape} = {per_step} images/step, {steps} steps x {args.repeats} repeats, "
           f"{args.threads} torch thread(s){where}")
-    fns = {model_name: _model_only(name, model, batch, per_step, device),
-           loop_name: loop_on(device)}
+    fns = {model_name: _model_only(name, setup.model, setup.batch, per_step, device),
+           loop_name: _loop_on(setup, ds, out, device)}
     if compare:
-        fns[cpu_name] = loop_on(torch.device(CPU))
+        fns[cpu_name] = _loop_on(setup, ds, out, torch.device(CPU))
     rates = interleaved(fns, "images/s", steps * per_step, repeats=args.repeats)
     print(format_row(rates[model_name]))
     print(format_row(rates[loop_name], rates[model_name], goal=GOAL))
@@ -289,3 +340,336 @@ def _collect(path: Path, kind: str) -> Path:
                                      "n": 1024, "seed": 0}), path,
             progress=False)
     return path
+
+
+# ---------------------------------------------------------------------------------- --profile
+
+#: The parts of one optimisation step that ``--profile`` times, in the loop's order.
+PROFILE_PARTS: tuple[tuple[str, str], ...] = (
+    ("sample", "data: batch sampling (BatchSource)"),
+    ("tensors", "data: to tensors / device"),
+    ("forward", "forward (loss)"),
+    ("backward", "backward (zero_grad + backward)"),
+    ("optimizer", "optimizer step (Adam)"),
+)
+PROFILE_OTHER = "other (noise seeding, set_step, the loop itself)"
+
+
+def _profiled_steps(setup: Setup, ds: Any, device: torch.device, threads: int,
+                    clock: dict[str, float]) -> Callable[[int], None]:
+    """The step of :func:`sparseshift.representations.train.train` (same learner init, batch
+    stream, noise seeds, precision and optimizer), each part timed into ``clock`` (wall seconds;
+    ``name + ".cpu"``: this process's CPU seconds) with a device synchronisation at its end."""
+    import numpy as np
+    import torch
+
+    from sparseshift.experiments.bench.agents import Clock, stamp
+    from sparseshift.representations.data import (
+        STREAM_INIT,
+        STREAM_NOISE,
+        BatchSource,
+        derive_seed,
+    )
+    from sparseshift.representations.registry import learner_class
+    from sparseshift.representations.runtime import autocast, torch_run
+
+    config = setup.config
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(derive_seed(config.seed, STREAM_INIT))
+        learner = learner_class(setup.name)(setup.model)
+    learner.to(device).train()
+    optimizer = torch.optim.Adam(learner.parameters(), lr=config.learning_rate)
+    source = BatchSource(ds, setup.spec, config.seed)
+    generator = torch.Generator()
+    done = {"steps": 0}
+    timer = Clock()
+    timer.times = clock
+
+    def run(images: int) -> None:
+        start = stamp()
+        with torch_run(threads):
+            for _ in range(steps_for(images, setup.per_step)):
+                step = done["steps"]
+                t = stamp()
+                raw = source(step)
+                t = timer.add("sample", t)
+                batch = {k: torch.from_numpy(np.ascontiguousarray(v)).to(device)
+                         for k, v in raw.items()}
+                synchronize(device)
+                t = timer.add("tensors", t)
+                generator.manual_seed(derive_seed(config.seed, STREAM_NOISE, step))
+                learner.set_step(step)
+                with autocast(device, config.precision):
+                    loss = learner.loss(batch, generator=generator)["loss"]
+                synchronize(device)
+                t = timer.add("forward", t)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                synchronize(device)
+                t = timer.add("backward", t)
+                optimizer.step()
+                synchronize(device)
+                timer.add("optimizer", t)
+                done["steps"] = step + 1
+        timer.add("wall", start)
+
+    return run
+
+
+def profile_table(clock: dict[str, float]) -> tuple[list[tuple[str, float]], float, list[float]]:
+    """``(rows, total seconds, CPU seconds per row)`` of the ``--profile`` table from the timed
+    steps' ``clock``: the timed parts and "other", the rest of the steps' wall time (the rows sum
+    to it)."""
+    total = clock.get("wall", 0.0)
+    rows = [(label, clock.get(key, 0.0)) for key, label in PROFILE_PARTS]
+    cpu = [clock.get(key + ".cpu", 0.0) for key, _ in PROFILE_PARTS]
+    rows.append((PROFILE_OTHER, total - sum(v for _, v in rows)))
+    cpu.append(clock.get("wall.cpu", 0.0) - sum(cpu))
+    return rows, total, cpu
+
+
+def _profile_one(name: str, ds: Any, args: argparse.Namespace, out: Path,
+                 device: torch.device) -> None:
+    from sparseshift.experiments.bench.agents import Clock, format_profile, stamp
+
+    setup = _setup(name, ds, args)
+    clock: dict[str, float] = {}
+    timed = _profiled_steps(setup, ds, device, args.threads, clock)
+    loop_name, steps_name = f"training loop (train()) on {device}", "timed steps"
+    n = setup.steps * setup.per_step
+    print(f"bench train --profile: {name} on {ds.env_id} ({ds.kind}, {ds.image_size}px), batch "
+          f"{setup.shape} = {setup.per_step} images/step, {setup.steps} steps x {args.repeats} "
+          f"repeats, {args.threads} torch thread(s), device {device}")
+    timed(max(1, n // 10))  # warm-up, as interleaved() does for both
+    clock.clear()
+    loop_clock = Clock()
+    real_loop = _loop_on(setup, ds, out, device)
+    warm = {"done": False}
+
+    def loop(images: int) -> None:
+        t0 = stamp()
+        real_loop(images)
+        if warm["done"]:  # interleaved() warms up first: not counted
+            loop_clock.add("loop", t0)
+        warm["done"] = True
+
+    rates = interleaved({steps_name: timed, loop_name: loop}, "images/s", n,
+                        repeats=args.repeats)
+    rows, total, cpu = profile_table(clock)
+    steps = args.repeats * steps_for(n, setup.per_step)
+    print(format_profile(f"where a step of {name}'s training goes (the timed steps, summed over "
+                         "the repeats)", rows, total, steps, "step", cpu))
+    print(format_row(rates[steps_name]))
+    print(format_row(rates[loop_name], rates[steps_name]))
+    wall, cpu_loop = loop_clock.get("loop")
+    print(f"  train()'s loop beyond the timed steps (isfinite, tensorboard every 50 steps, "
+          f"heartbeat, each call's setup and final checkpoint): "
+          f"{1e3 * (wall - total) / steps:+.1f} ms/step wall, "
+          f"{1e3 * (cpu_loop - sum(cpu)) / steps:+.1f} ms/step cpu "
+          f"({100 * (cpu_loop - sum(cpu)) / cpu_loop if cpu_loop > 0 else 0.0:+.1f}% of the "
+          "loop's cpu; summed over the repeats)")
+
+
+# --------------------------------------------------------------------------------- --variants
+
+def recipe() -> Any:
+    """The quick preset's first encoder run (its TrainConfig): the default recipe."""
+    from sparseshift.experiments.study.presets import QUICK
+
+    return QUICK.envs[0].learners[0].train
+
+
+def _variant_step(setup: Setup, device: torch.device, *, precision: str = "fp32",
+                  channels_last: bool = False, compile_loss: bool = False,
+                  seed: int = 0) -> tuple[Callable[[int], None], float]:
+    """``loss -> backward -> Adam`` on the pre-loaded batch with train-rep's ``--precision`` and
+    ``--channels-last``, or ``torch.compile`` d; returns ``(run, seconds the first step took)``
+    (the compile time with ``compile_loss``)."""
+    import time
+
+    import torch
+
+    from sparseshift.representations.registry import learner_class
+    from sparseshift.representations.runtime import autocast, torch_run
+
+    torch.manual_seed(seed)
+    learner = learner_class(setup.name)(setup.model).to(device)
+    if channels_last:
+        learner.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    learner.train()
+    batch = {k: v.to(device) for k, v in setup.batch.items()}
+    optimizer = torch.optim.Adam(learner.parameters(), lr=setup.config.learning_rate)
+    generator = torch.Generator().manual_seed(seed)
+    loss_fn: Callable[..., dict[str, torch.Tensor]] = learner.loss
+    if compile_loss:
+        loss_fn = torch.compile(learner.loss)
+
+    def steps(n: int) -> None:
+        for _ in range(n):
+            with autocast(device, precision):
+                loss = loss_fn(batch, generator=generator)["loss"]
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        synchronize(device)
+
+    t0 = time.perf_counter()
+    with torch_run():
+        steps(1)
+    first = time.perf_counter() - t0
+
+    def run(images: int) -> None:
+        with torch_run():
+            steps(steps_for(images, setup.per_step))
+
+    return run, first
+
+
+def _sequential(setup: Setup, device: torch.device, k: int, precision: str = "fp32"
+                ) -> Callable[[int], None]:
+    """``k`` models trained one after the other, a step each in turn (images of all count)."""
+    runs = [_variant_step(setup, device, precision=precision, seed=i)[0] for i in range(k)]
+
+    def run(images: int) -> None:
+        per_model = setup.per_step * steps_for(images, setup.per_step * k)
+        for r in runs:
+            r(per_model)
+
+    return run
+
+
+def _stacked(setup: Setup, device: torch.device, k: int, precision: str = "fp32"
+             ) -> Callable[[int], None]:
+    """``k`` models with stacked weights (``torch.func.stack_module_state``), one ``vmap`` ped
+    loss over ``k`` batches, one Adam over the stacked tensors (Adam is elementwise: the same
+    update as ``k`` Adams). The reparameterisation noise comes from torch's global generator
+    (vmap's ``randomness="different"``): a speed measurement, not train-rep's noise stream."""
+    import copy
+
+    import torch
+    from torch.func import functional_call, stack_module_state, vmap
+
+    from sparseshift.representations.registry import learner_class
+    from sparseshift.representations.runtime import autocast, torch_run
+
+    class LossOf(torch.nn.Module):
+        def __init__(self, learner: Any) -> None:
+            super().__init__()
+            self.learner = learner
+
+        def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+            out: torch.Tensor = self.learner.loss(batch)["loss"]
+            return out
+
+    modules = []
+    for i in range(k):
+        torch.manual_seed(i)
+        modules.append(LossOf(learner_class(setup.name)(setup.model).to(device)).train())
+    params, buffers = stack_module_state(modules)
+    base = copy.deepcopy(modules[0]).to("meta")
+    batch = {name: torch.stack([v] * k).to(device) for name, v in setup.batch.items()}
+
+    def loss_of(p: dict[str, torch.Tensor], b: dict[str, torch.Tensor],
+                x: dict[str, torch.Tensor]) -> torch.Tensor:
+        out: torch.Tensor = functional_call(base, (p, b), (x,))
+        return out
+
+    losses = vmap(loss_of, in_dims=(0, 0, 0), randomness="different")
+    optimizer = torch.optim.Adam(list(params.values()), lr=setup.config.learning_rate)
+
+    def run(images: int) -> None:
+        with torch_run():
+            for _ in range(steps_for(images, setup.per_step * k)):
+                with autocast(device, precision):
+                    total = losses(params, buffers, batch).sum()
+                optimizer.zero_grad(set_to_none=True)
+                total.backward()
+                optimizer.step()
+            synchronize(device)
+
+    return run
+
+
+def run_variants(args: argparse.Namespace, device: torch.device) -> int:
+    """images/s of the default recipe's step under bf16 autocast, channels-last, torch.compile
+    and ``--k`` models stacked with vmap, against today's fp32 in the same run."""
+    import tempfile
+    from dataclasses import replace
+
+    from sparseshift.representations.data import open_data
+
+    base = recipe()
+    with tempfile.TemporaryDirectory(prefix="sparseshift-bench-train-") as tmp:
+        ds = open_data(args.data) if args.data else open_data(
+            _collect(Path(tmp) / "pairs.h5", "pairs"))
+        args = argparse.Namespace(**{**vars(args), "batch": args.batch or base.batch_size})
+        setup = _setup(base.learner, ds, args)
+        setup = replace(setup, config=replace(setup.config, lr=base.learning_rate),
+                        model=type(setup.model).from_json({**setup.model.to_json(),
+                                                           **dict(base.model)}))
+        k = args.k
+        print(f"bench train --variants: the default recipe's encoder step (quick preset: "
+              f"{base.learner}, {dict(base.model)}, lr {base.learning_rate:g}) on {ds.env_id} "
+              f"({ds.image_size}px), batch {setup.shape} = {setup.per_step} images/step, "
+              f"{k * -(-setup.steps // k)} steps x {args.repeats} interleaved repeats, "
+              f"{args.threads} torch "
+              f"thread(s) (images/s per core = images/s / threads), device {device}; model "
+              "only (loss -> backward -> Adam on a pre-loaded batch)")
+        fp32 = "fp32 (today's default)"
+        fns: dict[str, Callable[[int], None]] = {
+            fp32: _variant_step(setup, device)[0],
+            "bf16 autocast": _variant_step(setup, device, precision="bf16")[0],
+            "channels_last": _variant_step(setup, device, channels_last=True)[0],
+            "bf16 autocast + channels_last": _variant_step(setup, device, precision="bf16",
+                                                            channels_last=True)[0],
+        }
+        failed: dict[str, str] = {}
+        name = "torch.compile (fp32)"
+        if args.no_compile:
+            failed[name] = "skipped (--no-compile)"
+        else:
+            try:
+                fns[name], seconds = _variant_step(setup, device, compile_loss=True)
+                print(f"  torch.compile: first step (compiling) took {seconds:.1f} s")
+            except Exception as exc:  # any compiler failure is a result here
+                failed[name] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:120]}"
+        fns[f"{k} models, one after the other (fp32)"] = _sequential(setup, device, k)
+        for precision in ("fp32", "bf16"):
+            name = f"{k} models stacked, vmap ({precision})"
+            try:
+                fns[name] = _stacked(setup, device, k, precision)
+                fns[name](setup.per_step * k)
+            except Exception as exc:  # an unsupported op is a result here
+                fns.pop(name, None)
+                failed[name] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:120]}"
+        n = setup.per_step * k * -(-setup.steps // k)  # every candidate: whole steps of k
+        cpu: dict[str, list[float]] = {label: [] for label in fns}
+        rates = interleaved({label: _cpu_timed(fn, cpu[label]) for label, fn in fns.items()},
+                            "images/s", n, args.repeats)
+    per_cpu = {label: Rate(label, "img/cpu-s", tuple(n / s for s in v[1:]))
+               for label, v in cpu.items()}  # [0] is interleaved()'s warm-up
+    for title, table in (("wall clock (images/s)", rates),
+                         ("CPU time (images per CPU-second of this process: images/s per core "
+                          "if it had the core alone)", per_cpu)):
+        print(f"\n{title}:")
+        print(format_row(table[fp32]))
+        for label, rate in table.items():
+            if label != fp32:
+                print(format_row(rate, table[fp32]))
+    for label, reason in failed.items():
+        print(f"{label:<44} failed: {reason}")
+    print(f"(the {k}-model rows count the images of all {k} models; 'vmap' draws its "
+          "reparameterisation noise from torch's global generator)")
+    return 0
+
+
+def _cpu_timed(fn: Callable[[int], None], samples: list[float]) -> Callable[[int], None]:
+    """``fn`` appending the CPU seconds of this process each call takes to ``samples``."""
+    import time
+
+    def run(images: int) -> None:
+        t0 = time.process_time()
+        fn(images)
+        samples.append(time.process_time() - t0)
+
+    return run

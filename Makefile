@@ -13,6 +13,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q "torch==2.13.0"
 	$(BIN)/python -m pip install -q -e ".[test]"
+	# Type checkers cannot follow setuptools' editable import hook: a .pth to a folder that links
+	# this checkout as `sparseshift` lets mypy and pyright find the package (and its py.typed).
+	mkdir -p $(VENV)/typing-path && ln -sfn "$(CURDIR)" $(VENV)/typing-path/sparseshift
+	$(BIN)/python -c "import site, pathlib; pathlib.Path(site.getsitepackages()[0], 'sparseshift-typing.pth').write_text(str(pathlib.Path('$(VENV)/typing-path').resolve()) + '\n')"
 	touch $(STAMP)
 
 venv: $(STAMP)

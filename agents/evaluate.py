@@ -62,6 +62,7 @@ from sparseshift.agents.train import (
     FORMAT,
     FORMAT_VERSION,
     READABLE_VERSIONS,
+    encoder_label,
     episode_seeds,
 )
 from sparseshift.agents.video import (
@@ -353,7 +354,8 @@ def run_evaluation(agent_dir: str | os.PathLike[str], cfg: EvaluateConfig,
     extra, gifs = _write_videos(out, recorded, fps, side_by_side, results)
     result: dict[str, Any] = {
         "agent": str(out.resolve()), "env_id": config.env_id, "algo": config.algo,
-        "encoder": desc.get("kind", config.encoder_kind), "train_seed": config.seed,
+        "encoder": desc.get("kind", config.encoder_kind), "encoder_name": encoder_label(config),
+        "train_seed": config.seed,
         "train_colours": config.colours, "params": params, "episode_seeds": ep_seeds,
         "shifts": results, "shift_defs": defs, "paired": paired, **extra}
     result["robustness"] = strict_json(robustness_of(result, seed, resamples))

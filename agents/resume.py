@@ -312,7 +312,8 @@ def flatten_tree(tree: Any, prefix: str, out: dict[str, torch.Tensor]) -> Any:
         t = tree.detach().cpu()
         axes = None
         if not t.is_contiguous() and t.dim() > 1:  # kept as the same kind of view (_layout)
-            order = sorted(range(t.dim()), key=lambda i: -t.stride(i))
+            strides = [int(s) for s in t.stride()]
+            order = sorted(range(t.dim()), key=lambda i: -strides[i])
             if t.permute(order).is_contiguous():
                 axes, t = order, t.permute(order)
         out[prefix] = t.contiguous().clone()

@@ -197,8 +197,10 @@ def _num(v: Any, fmt: str = ".3f") -> str:
 
 
 def agent_label(result: Mapping[str, Any]) -> str:
-    """How an evaluated agent is named in a figure legend: its encoder and training seed."""
-    return f"{result.get('encoder', 'agent')} (train seed {result.get('train_seed', '?')})"
+    """How an evaluated agent is named in a figure legend: its encoder (the folder or factory
+    name, else its kind) and training seed."""
+    name = result.get("encoder_name") or result.get("encoder", "agent")
+    return f"{name} (train seed {result.get('train_seed', '?')})"
 
 
 def agent_figure(result: Mapping[str, Any], out_png: str | os.PathLike[str]) -> Path | None:

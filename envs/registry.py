@@ -39,7 +39,15 @@ class EnvEntry:
     family: str  # "trifinger" or "grid"
     kwargs: dict[str, Any] = field(default_factory=dict)
     summary: str = ""
+    #: The scene features the env offers its shifts (docs/shifts.md): what decides which shifts
+    #: it supports, read without importing the env (its class declares the same
+    #: ``SHIFT_FEATURES``; tests/test_env_shifts.py checks they agree).
+    shift_features: frozenset[str] = frozenset({"frame"})
 
+
+#: Scene features of the MuJoCo TriFinger envs and of the grid worlds.
+TRIFINGER_FEATURES = frozenset({"frame", "lights", "camera", "surfaces"})
+GRID_FEATURES = frozenset({"frame", "surfaces"})
 
 ENTRIES: tuple[EnvEntry, ...] = (
     EnvEntry(
@@ -48,6 +56,7 @@ ENTRIES: tuple[EnvEntry, ...] = (
         75,
         "trifinger",
         summary="move the three fingertips to three goal points (TriFingerPro, MuJoCo)",
+        shift_features=TRIFINGER_FEATURES,
     ),
     EnvEntry(
         "sparseshift/TriFingerPush-v0",
@@ -55,6 +64,7 @@ ENTRIES: tuple[EnvEntry, ...] = (
         150,
         "trifinger",
         summary="push the 6.5 cm cube to a goal position on the arena (TriFingerPro, MuJoCo)",
+        shift_features=TRIFINGER_FEATURES,
     ),
     EnvEntry(
         "sparseshift/TriFingerObjectReach-v0",
@@ -63,6 +73,7 @@ ENTRIES: tuple[EnvEntry, ...] = (
         "trifinger",
         summary="touch the cube with the one moving finger; the 7 factors of the Dittadi et al. "
         "2021 dataset (TriFingerPro, MuJoCo)",
+        shift_features=TRIFINGER_FEATURES,
     ),
     EnvEntry(
         "sparseshift/ColourGrid-v0",
@@ -70,6 +81,7 @@ ENTRIES: tuple[EnvEntry, ...] = (
         50,
         "grid",
         summary="reach the object of the target shape; colours are free factors",
+        shift_features=GRID_FEATURES,
     ),
     EnvEntry(
         "sparseshift/ColourGridOne-v0",
@@ -79,6 +91,7 @@ ENTRIES: tuple[EnvEntry, ...] = (
         {"n_objects": 1, "agent": False, "target_shape": None, "drift": True, "split_xy": True},
         summary="one object drifting at constant velocity, no agent and no task: 5 factor groups "
         "(x, y, shape, colour, background colour) for disentanglement and video",
+        shift_features=GRID_FEATURES,
     ),
     EnvEntry(
         "sparseshift/MiniGrid-DoorKey-8x8-v0",
@@ -87,6 +100,7 @@ ENTRIES: tuple[EnvEntry, ...] = (
         "grid",
         {"minigrid_id": "MiniGrid-DoorKey-8x8-v0"},
         summary="MiniGrid DoorKey 8x8 re-rendered with sparseshift colours",
+        shift_features=GRID_FEATURES,
     ),
     EnvEntry(
         "sparseshift/MiniGrid-Empty-Random-6x6-v0",
@@ -95,6 +109,7 @@ ENTRIES: tuple[EnvEntry, ...] = (
         "grid",
         {"minigrid_id": "MiniGrid-Empty-Random-6x6-v0"},
         summary="MiniGrid Empty 6x6 (random start) re-rendered with sparseshift colours",
+        shift_features=GRID_FEATURES,
     ),
 )
 

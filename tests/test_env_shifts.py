@@ -357,3 +357,13 @@ def test_camera_rotation_is_in_the_camera_frame() -> None:
     scene.restore()
     mujoco.mj_forward(model, data)
     assert np.allclose(data.cam_xmat[cam], axes.ravel()) and np.allclose(data.cam_xpos[cam], pos)
+
+
+def test_registry_features_match_the_env_classes() -> None:
+    """Each registry entry's shift_features (read without importing the env) equals its class's
+    SHIFT_FEATURES (what the env itself checks its shift kwarg against)."""
+    from sparseshift.envs.base import env_class
+    from sparseshift.envs.registry import ENTRIES
+
+    for e in ENTRIES:
+        assert frozenset(env_class(e.id).SHIFT_FEATURES) == e.shift_features, e.id

@@ -150,6 +150,7 @@ ENTRY = '''    EnvEntry(
         20,
         "grid",
         summary="the shifts guide's toy env",
+        shift_features=GRID_FEATURES,
     ),
 '''
 

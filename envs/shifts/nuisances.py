@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, ClassVar
 
-import cv2
 import numpy as np
 
 from sparseshift.envs.shifts.nuisance import (
@@ -137,6 +136,7 @@ class Blur(Nuisance):
 
     def frame(self, image: np.ndarray, state: Any, rng: np.random.Generator,
               scene: Scene) -> np.ndarray:
+        import cv2  # on use: importing cv2 changes LD_LIBRARY_PATH
         sigma = float(state) * image.shape[1]
         if sigma <= 0.05:
             return image
@@ -182,6 +182,7 @@ class Distortion(Nuisance):
 
     def frame(self, image: np.ndarray, state: Any, rng: np.random.Generator,
               scene: Scene) -> np.ndarray:
+        import cv2  # on use: importing cv2 changes LD_LIBRARY_PATH
         mx, my = state.maps(image.shape[0], image.shape[1])
         return cv2.remap(image, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
@@ -195,6 +196,7 @@ class _DistortionMaps:
 
     def maps(self, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
         if (h, w) not in self._maps:
+            import cv2  # on use: importing cv2 changes LD_LIBRARY_PATH
             k = np.array([[self.focal, 0, (w - 1) / 2], [0, self.focal, (h - 1) / 2], [0, 0, 1]])
             ys, xs = np.mgrid[0:h, 0:w].astype(np.float64)
             pts = np.stack([xs.ravel(), ys.ravel()], axis=1).reshape(-1, 1, 2)
@@ -222,6 +224,7 @@ class Jpeg(Nuisance):
               scene: Scene) -> np.ndarray:
         if state >= 100:
             return image
+        import cv2  # on use: importing cv2 changes LD_LIBRARY_PATH
         u8 = np.clip(image + 0.5, 0, 255).astype(np.uint8)
         ok, buf = cv2.imencode(".jpg", u8[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, int(state)])
         if not ok:  # pragma: no cover - OpenCV always encodes a valid uint8 image

@@ -337,10 +337,11 @@ def check_supported(shift: ResolvedShift | EnvShift, features: frozenset[str],
 
 
 def env_features(env_id: str) -> frozenset[str]:
-    """The scene features an env declares (its class's ``SHIFT_FEATURES``)."""
-    from sparseshift.envs.base import env_class
+    """The scene features an env offers, from its registry entry (``shift_features``; nothing
+    is imported, so configs are checked without loading MuJoCo)."""
+    from sparseshift.envs.registry import entry
 
-    return frozenset(env_class(env_id).SHIFT_FEATURES)
+    return frozenset(entry(env_id).shift_features)
 
 
 def _check_name(name: object, what: str) -> None:

@@ -409,10 +409,10 @@ FULL = StudyConfig(
 # with intervals about 1.8 wide. This preset trains 24 encoder runs on TriFingerObjectReach, spread
 # from near-random to the quick preset's recipe: three learners (Ada-GVAE and Ada-ML-VAE, Locatello
 # et al. 2020; beta-VAE, Higgins et al. 2017) x two KL weights (0.1, 1) x four training lengths
-# (100 to 3000 steps of 64 images), one seed each. Each encoder gets two agents of 25k PPO steps
+# (100 to 3000 steps of 64 images), one seed each. Each encoder gets two agents of 20k PPO steps
 # (the demo's learned agent passes 90% IN success by 25k steps); the random (init probed) and
 # sensors floors get two each. Agents are evaluated on IN, OOD1, OOD2 and real at levels 1, 3 and
-# 5 (30 episodes per shift); the proxy task renders the same shifts. The report's power section
+# 5 (25 episodes per shift); the proxy task renders the same shifts. The report's power section
 # gives Spearman's rho of the task proxy and of each disentanglement metric against agent success
 # per shift, with intervals, next to the interval width expected under the null at this n.
 
@@ -456,10 +456,10 @@ SWEEP = StudyConfig(
             OBJECT_REACH,
             data={"kind": "pairs", "n": 10_000, "k": 1},
             learners=sweep_learners(),
-            agent={"steps": 25_000},
+            agent={"steps": 20_000},
             agent_seeds=(0, 1),
             baselines=("random", "sensors"),
-            evaluation={"shifts": SWEEP_SHIFTS, "episodes": 30, "seed": 1000},
+            evaluation={"shifts": SWEEP_SHIFTS, "episodes": 25, "seed": 1000},
         ),
     ),
     metrics=EvalConfig(num_train=2000, num_test=1000, dci_estimators=20, max_code_dims=64,

@@ -255,8 +255,8 @@ def run_evaluation(agent_dir: str | os.PathLike[str], cfg: EvaluateConfig,
     ``eval.json`` gets ``shift_defs`` (label -> the definition verbatim, its SHA-256 and the
     effective nuisance severities) and ``robustness`` (:func:`robustness_of`: the mean relative
     robustness with its paired-bootstrap interval, None without IN or when IN success is 0);
-    ``robustness.md`` (the table) and, when a graded shift was evaluated, ``robustness.png``
-    (success and return against severity) are written next to it, and every shift's success
+    ``robustness.md`` (the table) and ``robustness.png`` (success and return per shift; curves
+    against severity for graded shifts) are written next to it, and every shift's success
     rate, mean return and success relative to IN are logged as TensorBoard scalars in
     ``logs/evaluate`` (``success_rate/<label>``, ``mean_return/<label>``,
     ``relative_success/<label>``, ``relative_robustness/mean`` and per shift name).
@@ -381,7 +381,8 @@ def _own_figure(previous: Path) -> Path | None:
 
 
 def _write_reports(out: Path, result: dict[str, Any]) -> dict[str, Any]:
-    """``robustness.png`` (graded shifts only) and ``robustness.md``; their paths."""
+    """``robustness.png`` (curves of graded shifts, the colour splits' panel) and
+    ``robustness.md``; their paths."""
     from sparseshift.agents.robustness_plot import agent_figure, robustness_markdown
 
     fig = agent_figure(result, out / ROBUSTNESS_FIGURE)

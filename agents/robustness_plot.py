@@ -204,15 +204,16 @@ def agent_label(result: Mapping[str, Any]) -> str:
 
 
 def agent_figure(result: Mapping[str, Any], out_png: str | os.PathLike[str]) -> Path | None:
-    """:func:`plot_robustness` of one ``eval.json`` (its colour splits as a panel); None, and
-    nothing written, when it has no graded shift."""
+    """:func:`plot_robustness` of one ``eval.json``: a curve per graded shift and its colour
+    splits as a panel (an evaluation of colour splits alone gets that panel only). None, and
+    nothing written, when there is nothing to draw."""
     curve = curves(result)
-    if not curve:
-        return None
     name = agent_label(result)
     splits = split_points(result)
-    if set(splits) <= {IN}:  # IN alone is already every curve's severity 0
+    if curve and set(splits) <= {IN}:  # IN alone is already every curve's severity 0
         splits = {}
+    if not curve and not splits:
+        return None
     env = str(result.get("env_id", ""))
     n = next(iter(result["shifts"].values()))["return"]["n"]
     return plot_robustness({name: curve}, out_png, splits_by_encoder={name: splits},

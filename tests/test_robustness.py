@@ -129,8 +129,8 @@ def test_agent_figure_and_table_of_one_evaluation(tmp_path: Path) -> None:
     w, h = _png_size(png)
     assert w == 2 * PANEL_W and h > 2 * PANEL_H  # lighting and the colour splits
     only_splits = synthetic({k: v for k, v in SUCCESSES.items() if k in COLOUR_SPLITS})
-    assert agent_figure(only_splits, tmp_path / "none.png") is None
-    assert not (tmp_path / "none.png").exists()
+    splits_png = agent_figure(only_splits, tmp_path / "splits.png")  # the colour splits panel
+    assert splits_png is not None and _png_size(splits_png)[0] == 2 * PANEL_W
 
     md = robustness_markdown({**result, "robustness_figure": str(png)})
     rows: dict[str, str] = {}

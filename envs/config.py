@@ -41,16 +41,19 @@ SEED_MAX = 2**31 - 1024
 
 
 def opt(default: Any = MISSING, help: str = "", *, factory: Callable[[], Any] | None = None,
-        min: float | None = None, max: float | None = None, flag: str | None = None,
+        min: float | None = None, max: float | None = None, gt: float | None = None,
+        lt: float | None = None, max_len: int | None = None, flag: str | None = None,
         cli: bool = True, metavar: str | None = None, invert: bool = False) -> Any:
     """A config field with its help text and checks.
 
-    ``min``/``max`` bound numbers (inclusive). ``flag`` renames the command-line flag (default
-    ``--field-name``); ``cli=False`` keeps a field off the command line; ``invert`` makes a bool
-    field a ``--flag`` that sets it to False (e.g. ``progress`` as ``--quiet``).
+    ``min``/``max`` bound numbers inclusively, ``gt``/``lt`` exclusively; on a tuple field they
+    bound every item, and ``max_len`` its length. Choices are a ``Literal[...]`` annotation.
+    ``flag`` renames the command-line flag (default ``--field-name``); ``cli=False`` keeps a
+    field off the command line; ``invert`` makes a bool field a ``--flag`` that sets it to False
+    (e.g. ``progress`` as ``--quiet``).
     """
-    meta = {"help": help, "min": min, "max": max, "flag": flag, "cli": cli, "metavar": metavar,
-            "invert": invert}
+    meta = {"help": help, "min": min, "max": max, "gt": gt, "lt": lt, "max_len": max_len,
+            "flag": flag, "cli": cli, "metavar": metavar, "invert": invert}
     if factory is not None:
         return dataclasses.field(default_factory=factory, metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
@@ -67,15 +70,17 @@ def _num(x: float) -> str:
     return str(int(x)) if float(x).is_integer() and abs(x) < 1e16 else f"{x:g}"
 
 
-def _bounds_text(kind: str, low: float | None, high: float | None) -> str:
-    if low == 1 and kind == "an integer":
+def _bounds_text(kind: str, low: float | None, high: float | None, low_open: bool = False,
+                 high_open: bool = False) -> str:
+    if low == 1 and kind == "an integer" and not low_open:
         return "a positive integer" + ("" if high is None else f" <= {_num(high)}")
     if low is not None and high is not None:
-        return f"{kind} in [{_num(low)}, {_num(high)}]"
+        return (f"{kind} in {'(' if low_open else '['}{_num(low)}, {_num(high)}"
+                f"{')' if high_open else ']'}")
     if low is not None:
-        return f"{kind} >= {_num(low)}"
+        return f"{kind} {'>' if low_open else '>='} {_num(low)}"
     if high is not None:
-        return f"{kind} <= {_num(high)}"
+        return f"{kind} {'<' if high_open else '<='} {_num(high)}"
     return kind
 
 
@@ -101,15 +106,8 @@ def check_number(name: str, value: object, low: float | None = None, high: float
         ok = not ((low is not None and (v < low or (low_open and v == low)))
                   or (high is not None and (v > high or (high_open and v == high))))
     if not ok:
-        if low is not None and high is not None:
-            left, right = "(" if low_open else "[", ")" if high_open else "]"
-            want = f"a number in {left}{_num(low)}, {_num(high)}{right}"
-        elif low is not None:
-            want = f"a number {'>' if low_open else '>='} {_num(low)}"
-        elif high is not None:
-            want = f"a number {'<' if high_open else '<='} {_num(high)}"
-        else:
-            want = "a finite number"
+        want = (_bounds_text("a number", low, high, low_open, high_open)
+                if low is not None or high is not None else "a finite number")
         raise ConfigError(f"{name} must be {want}, got {safe_repr(value)}")
     return float(value)  # type: ignore[arg-type]
 
@@ -385,6 +383,47 @@ def parse_typed_assignments(items: Iterable[str], types_by_key: Mapping[str, Any
     return out
 
 
+def check_bounds(name: str, value: Any, meta: Mapping[str, Any]) -> None:
+    """The bounds of a field's :func:`opt` (``min``, ``max``, ``gt``, ``lt``; item by item and
+    ``max_len`` for a tuple) on its value; non-finite floats are refused."""
+    if isinstance(value, tuple):
+        n = meta.get("max_len")
+        try:
+            if n is not None and len(value) > n:
+                raise ConfigError(name)
+            for item in value:
+                check_bounds(name, item, meta)
+        except ConfigError:
+            kind = "an integer" if all(_is_int(v) for v in value) else "a number"
+            each = _bounds_text(kind, *_limits(meta, kind == "an integer"))
+            raise ConfigError(f"{name} must be a list of {'' if n is None else f'at most {n} '}"
+                              f"items, each {each}, got {safe_repr(value)}") from None
+        return
+    if isinstance(value, bool) or value is None:
+        return
+    if _is_int(value):
+        low, high, _, _ = _limits(meta, True)
+        if low is not None or high is not None:
+            check_int(name, value, None if low is None else int(low),
+                      None if high is None else int(high))
+    elif isinstance(value, float):
+        low, high, low_open, high_open = _limits(meta, False)
+        check_number(name, value, low, high, low_open=low_open, high_open=high_open)
+
+
+def _limits(meta: Mapping[str, Any], integer: bool
+            ) -> tuple[float | None, float | None, bool, bool]:
+    """(low, high, low_open, high_open) of a field's metadata; open bounds of an integer field
+    become the next integer inside."""
+    low, high = meta.get("min"), meta.get("max")
+    gt, lt = meta.get("gt"), meta.get("lt")
+    if integer:
+        return (math.floor(gt) + 1 if low is None and gt is not None else low,
+                math.ceil(lt) - 1 if high is None and lt is not None else high, False, False)
+    return (gt if low is None else low, lt if high is None else high,
+            low is None and gt is not None, high is None and lt is not None)
+
+
 # ---------------------------------------------------------------------------- the base
 
 
@@ -392,9 +431,9 @@ def parse_typed_assignments(items: Iterable[str], types_by_key: Mapping[str, Any
 class Config:
     """Base of every sparseshift config (a frozen dataclass; see the module docstring).
 
-    Subclasses declare fields (with :func:`opt` for help and bounds) and may override
-    :meth:`validate` for checks that involve several fields; they do not override
-    ``__post_init__``.
+    Subclasses declare fields (with :func:`opt` for help and bounds, ``Literal[...]`` for
+    choices) and may override :meth:`validate` for checks that involve several fields (and the
+    defaults derived from several fields); they do not override ``__post_init__``.
     """
 
     #: Name used in messages (default: the class name).
@@ -411,21 +450,13 @@ class Config:
                 if choices is not None:
                     raise choice_error(f.name.replace("_", " "), value, choices) from None
                 raise ConfigError(f"{f.name} must be {exc}, got {safe_repr(value)}") from None
-            low, high = f.metadata.get("min"), f.metadata.get("max")
-            if (low is not None or high is not None) and value is not None and not isinstance(
-                    value, bool):
-                if isinstance(value, int):
-                    check_int(f.name, value, None if low is None else int(low),
-                              None if high is None else int(high))
-                elif isinstance(value, float):
-                    check_number(f.name, value, low, high)
-            elif isinstance(value, float) and not math.isfinite(value):
-                raise ConfigError(f"{f.name} must be a finite number, got {safe_repr(value)}")
+            check_bounds(f.name, value, f.metadata)
             object.__setattr__(self, f.name, value)
         self.validate()
 
     def validate(self) -> None:
-        """Checks across fields (field types and bounds are already checked)."""
+        """Checks across fields (field types and bounds are already checked); a subclass calls
+        its parent's first."""
 
     @classmethod
     def name_for_messages(cls) -> str:

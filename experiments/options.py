@@ -6,10 +6,15 @@ given stay absent from the parsed namespace (``argparse.SUPPRESS``). :func:`buil
 layers, lowest first: the config's defaults, a ``--config FILE`` (JSON or TOML), and the flags the
 user gave. The result is validated by the config class itself.
 
-Why a small generator of our own rather than tyro: the commands keep their established flags
-(``--env``, ``--threads``, ``--quiet``, ``--model KEY=VALUE`` typed by the learner), errors stay
-our one-line ``ConfigError`` with exit status 2, and ``--config FILE`` merges with flags; the
-whole mechanism is the ~100 lines below, with no dependency.
+Why a small generator of our own rather than tyro (measured; docs/representations.md, "How the
+flags are made"): the flag generator is the ~90 lines below plus the text parser of
+:mod:`sparseshift.envs.config` (``parse_text`` and the ``KEY=VALUE`` parsers, ~110 lines), which
+``--model KEY=VALUE`` (typed by the learner), ``--hp`` and ``--env-kwarg`` need with or without
+tyro. tyro would replace only the ~90 lines, with glue of about the same size, and would change
+the CLI: ``--progress/--no-progress`` pairs instead of ``--quiet``, nested configs flattened
+(``--lr-schedule.warmup-steps``) unless each text form gets a custom constructor, help from
+``Annotated`` markers rather than the :func:`~sparseshift.envs.config.opt` metadata, and its
+multi-line error panels instead of our one-line ``ConfigError`` with exit status 2.
 """
 
 from __future__ import annotations
@@ -90,9 +95,11 @@ def _converter(tp: Any, flag: str) -> Any:
 
 def add_config_flags(parser: argparse.ArgumentParser, cls: type[Config], *,
                      skip: Collection[str] = (), help_overrides: Mapping[str, str] | None = None
-                     ) -> None:
-    """One flag per command-line field of ``cls`` (see :func:`sparseshift.envs.config.opt`)."""
+                     ) -> dict[str, argparse.Action]:
+    """One flag per command-line field of ``cls`` (see :func:`sparseshift.envs.config.opt`);
+    returns the flags' actions by field name."""
     types = field_types(cls)
+    actions: dict[str, argparse.Action] = {}
     for f in dataclasses.fields(cls):
         if f.name in skip or not f.metadata.get("cli", True):
             continue
@@ -101,12 +108,15 @@ def add_config_flags(parser: argparse.ArgumentParser, cls: type[Config], *,
         tp = types[f.name]
         if tp is bool:
             invert = bool(f.metadata.get("invert"))
-            parser.add_argument(flag, dest=f.name, action="store_false" if invert else
-                                "store_true", default=argparse.SUPPRESS, help=text)
+            actions[f.name] = parser.add_argument(
+                flag, dest=f.name, action="store_false" if invert else "store_true",
+                default=argparse.SUPPRESS, help=text)
             continue
-        parser.add_argument(flag, dest=f.name, type=_converter(tp, flag),
-                            default=argparse.SUPPRESS, metavar=_metavar(f, tp),
-                            help=f"{text} ({_default_text(f)})" if text else _default_text(f))
+        actions[f.name] = parser.add_argument(
+            flag, dest=f.name, type=_converter(tp, flag), default=argparse.SUPPRESS,
+            metavar=_metavar(f, tp),
+            help=f"{text} ({_default_text(f)})" if text else _default_text(f))
+    return actions
 
 
 def add_config_file_flag(parser: argparse.ArgumentParser) -> None:

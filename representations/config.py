@@ -14,7 +14,6 @@ from typing import Any, ClassVar, Literal
 from sparseshift.envs.config import (
     SEED_MAX,
     Config,
-    check_number,
     field_types,
     opt,
     parse_typed_assignments,
@@ -27,12 +26,15 @@ from sparseshift.envs.errors import ConfigError, check_image_size, safe_repr
 #: layer is built (:meth:`LearnerConfig.check_params`).
 MAX_PARAMS = 2**28
 #: Upper bound of every config field that sizes a layer's width (units, channels); each
-#: learner's config declares its bounds (:meth:`LearnerConfig.check_fields`).
+#: learner's config declares its bounds in its fields (:func:`~sparseshift.envs.config.opt`).
 MAX_WIDTH = 65536
 #: Most channels of one conv layer.
 MAX_CHANNELS = 2048
 #: Most layers a config may list (conv stacks).
 MAX_LAYERS = 16
+
+#: Reconstruction losses of the conv decoders (:func:`.nets.reconstruction_loss`).
+ReconLoss = Literal["bernoulli", "gaussian"]
 
 #: Parameters of a learner by part: ``{part: (count, the config fields that size it)}``.
 ParamParts = dict[str, tuple[int, tuple[str, ...]]]
@@ -57,36 +59,19 @@ def gru_cell_params(n_in: int, hidden: int) -> int:
 class LearnerConfig(Config):
     """Fields every learner config has; learners subclass this with their own hyperparameters.
 
-    Size bounds: a subclass declares ``size_bounds`` (field -> inclusive ``(low, high)``; tuple
-    fields are bounded item by item and to :data:`MAX_LAYERS` items), checked by
-    :meth:`check_fields` before anything is derived from the fields, and estimates its learner's
-    parameters in :meth:`param_parts`, checked against :data:`MAX_PARAMS` by
-    :meth:`check_params` (the built-in configs call both from ``__post_init__``;
-    :func:`~sparseshift.representations.registry.make_learner` calls :meth:`check_params` again
+    A subclass bounds its fields with :func:`~sparseshift.envs.config.opt` (sizes within
+    :data:`MAX_WIDTH`, :data:`MAX_CHANNELS`, at most :data:`MAX_LAYERS` layers), derives and
+    checks what involves several fields in :meth:`validate` (calling this class's first), and
+    estimates its learner's parameters in :meth:`param_parts`, checked against
+    :data:`MAX_PARAMS` by :meth:`check_params` (the built-in configs call it at the end of
+    ``validate``; :func:`~sparseshift.representations.registry.make_learner` calls it again
     before it builds any learner).
     """
 
-    size_bounds: ClassVar[Mapping[str, tuple[int, int]]] = {}
-
     image_size: int = opt(64, "image size the model expects (a positive multiple of 8)")
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
+    def validate(self) -> None:
         check_image_size(self.image_size)
-
-    def check_fields(self) -> None:
-        """A one-line :class:`ConfigError` naming the first field of :attr:`size_bounds` that is
-        not an integer (or tuple of integers) within its bounds."""
-        for name, (low, high) in self.size_bounds.items():
-            value = getattr(self, name)
-            items = value if isinstance(value, tuple) else (value,)
-            ok = len(items) <= MAX_LAYERS and all(
-                isinstance(v, int) and not isinstance(v, bool) and low <= v <= high
-                for v in items)
-            if not ok:
-                what = (f"at most {MAX_LAYERS} integers in [{low}, {high}]"
-                        if isinstance(value, tuple) else f"an integer in [{low}, {high}]")
-                raise ConfigError(f"{name} must be {what}, got {safe_repr(value)}")
 
     def param_parts(self) -> ParamParts:
         """The learner's parameters by part (see :data:`ParamParts`); empty when unknown (a
@@ -129,10 +114,7 @@ class LRSchedule(Config):
 
     warmup_steps: int = opt(0, "linear warm-up steps (0: none)", min=0)
     decay_steps: int = opt(0, "steps per decay by decay_rate (0: no decay)", min=0)
-    decay_rate: float = opt(1.0, "factor per decay_steps, in (0, 1]")
-
-    def validate(self) -> None:
-        check_number("lr schedule decay_rate", self.decay_rate, 0.0, 1.0, low_open=True)
+    decay_rate: float = opt(1.0, "factor per decay_steps", gt=0.0, max=1.0)
 
     @property
     def constant(self) -> bool:
@@ -144,6 +126,11 @@ class LRSchedule(Config):
         warm = min(1.0, (step + 1) / self.warmup_steps) if self.warmup_steps > 0 else 1.0
         decay = self.decay_rate ** (step / self.decay_steps) if self.decay_steps > 0 else 1.0
         return warm * decay
+
+    def text(self) -> str:
+        """The command-line form, the inverse of :meth:`parse`."""
+        return "constant" if self.constant else \
+            f"{self.warmup_steps}:{self.decay_steps}:{self.decay_rate:g}"
 
     @classmethod
     def parse(cls, text: str) -> LRSchedule:
@@ -185,24 +172,23 @@ class TrainConfig(Config):
     for ``slot_attention``). :attr:`schedule` is the resolved one.
     """
 
-    learner: str = opt("beta_vae", "learner name (beta_vae, ada_gvae, ada_mlvae, "
-                       "slot_attention, nwm; 'sparseshift --help' lists them) or "
-                       "package.module:Class")
+    learner: str = opt("beta_vae", "the learner: a built-in learner's name or "
+                       "package.module:Class (an external learner)", metavar="NAME")
     model: Mapping[str, Any] = opt(factory=dict, cli=False,
                                    help="options of the learner's config dataclass")
     steps: int = opt(1000, "total optimisation steps", min=1, max=10**9)
     seed: int = opt(0, "seed of everything random", min=0, max=SEED_MAX)
-    batch: int | None = opt(None, "batch size (pairs per batch for pair learners; none: the "
-                            "learner's, 64, slot_attention 32)", min=1, max=65536)
-    lr: float | None = opt(None, "Adam learning rate (none: the learner's, 1e-4, slot_attention "
-                           "4e-4)")
+    batch: int | None = opt(None, "batch size, pairs per batch for pair learners (none: the "
+                            "learner's default_batch)", min=1, max=65536)
+    lr: float | None = opt(None, "Adam learning rate (none: the learner's default_lr)", gt=0.0)
     pairs: Literal["intervention", "temporal"] | None = opt(
         None, "pair learners: intervention pairs (pairs dataset, the default) or temporal pairs "
         "(frames t and t+gap of a video dataset)")
     gap: int | tuple[int, int] = opt(1, "temporal pairs: gap K or an inclusive range LO:HI",
                                      cli=False)
-    seq_len: int = opt(8, "sequence learners (nwm): frames per training sequence (must exceed "
-                       "the forecast steps)", min=1, max=10_000, metavar="T")
+    seq_len: int = opt(8, "sequence learners (batch kind 'sequences'): frames per training "
+                       "sequence (must exceed the forecast steps)", min=1, max=10_000,
+                       metavar="T")
     log_every: int = opt(50, "TensorBoard scalars every N steps", min=1)
     image_every: int = opt(1000, "image grids every N steps", min=1)
     ckpt_every: int = opt(1000, "checkpoint every N steps", min=1)
@@ -212,8 +198,7 @@ class TrainConfig(Config):
     lr_schedule: LRSchedule | None = opt(
         None, "learning-rate schedule: 'constant' or WARMUP:DECAY_STEPS:DECAY_RATE (linear "
         "warm-up, then lr * DECAY_RATE ** (step / DECAY_STEPS)); none: the learner's "
-        "(slot_attention: 1000:100000:0.5, the reference decay with a CPU-sized warm-up; "
-        "the paper's is 10000:100000:0.5; others constant)", metavar="SCHEDULE")
+        "default_lr_schedule", metavar="SCHEDULE")
     threads: int | None = opt(None, "torch threads (none: torch's default)", min=1, max=1024)
     device: str = opt("auto", "torch device: auto (an accelerator if one is available, else "
                       "cpu), cpu, cuda, cuda:N or mps")
@@ -227,8 +212,6 @@ class TrainConfig(Config):
         from sparseshift.representations.registry import learner_class
 
         learner_class(self.learner)  # unknown names -> ConfigError listing the valid ones
-        if self.lr is not None:
-            check_number("lr", self.lr, 0.0, None, low_open=True)
         lo, hi = self.gap_range
         if lo < 1 or hi < lo:
             raise ConfigError(f"gap must be >= 1 (or a range lo <= hi), got {self.gap!r}")

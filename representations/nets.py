@@ -16,17 +16,16 @@ Images of size ``4 * 2**n`` use ``n`` stride-2 stages: 64x64 has 4, the 128x128 
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import get_args
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from sparseshift.envs.errors import ConfigError
-from sparseshift.representations.config import conv_params, linear_params
+from sparseshift.representations.config import ReconLoss, conv_params, linear_params
 
-ReconLoss = Literal["bernoulli", "gaussian"]
-RECON_LOSSES: tuple[str, ...] = ("bernoulli", "gaussian")
+RECON_LOSSES: tuple[str, ...] = get_args(ReconLoss)
 
 
 def num_stages(image_size: int) -> int:

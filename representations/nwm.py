@@ -46,15 +46,15 @@ As a frozen encoder the learner is stateful: :meth:`NWM.initial_state` is the sh
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import ClassVar, NamedTuple
+from typing import Literal, NamedTuple, get_args
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sparseshift.envs.errors import ConfigError, safe_repr
+from sparseshift.envs.config import opt
+from sparseshift.envs.errors import ConfigError
 from sparseshift.representations.base import (
     Batch,
     Capability,
@@ -64,13 +64,14 @@ from sparseshift.representations.base import (
 )
 from sparseshift.representations.config import (
     MAX_CHANNELS,
+    MAX_LAYERS,
     MAX_WIDTH,
     ParamParts,
+    ReconLoss,
     conv_params,
     gru_cell_params,
 )
 from sparseshift.representations.nets import (
-    RECON_LOSSES,
     ConvDecoder,
     ConvEncoder,
     decoder_params,
@@ -87,9 +88,10 @@ MAX_SHEET_CHANNELS = 64
 MAX_SUBSTEPS = 64
 MAX_FORECAST_STEPS = 1000
 
-CELLS: tuple[str, ...] = ("wave", "gru")
-FORECAST_MODES: tuple[str, ...] = ("free", "feedback")
-LATENTS: tuple[str, ...] = ("yz", "y")
+Cell = Literal["wave", "gru"]
+ForecastMode = Literal["free", "feedback"]
+Latent = Literal["yz", "y"]
+FORECAST_MODES: tuple[str, ...] = get_args(ForecastMode)
 #: Upper bound of the damping ratio ``eps / (2 sqrt(gamma))``: strictly under-damped.
 MAX_DAMPING_RATIO = 0.99
 
@@ -109,50 +111,30 @@ class NWMConfig(LearnerConfig):
     8-16 frame clips). Empty ``channels``/``kernels`` mean the disentanglement_lib defaults.
     """
 
-    sheet: int = 16
-    sheet_channels: int = 1
-    substeps: int = 2
-    dt_init: float = 0.2
-    gamma_init: float = 2.7
-    damping_init: float = 0.2
-    forecast_steps: int = 4
-    forecast_weight: float = 1.0
-    forecast_mode: str = "free"
-    cell: str = "wave"
-    latent: str = "yz"
-    channels: tuple[int, ...] = ()
-    kernels: tuple[int, ...] = ()
-    hidden: int = 256
-    recon: str = "bernoulli"
+    sheet: int = opt(16, "side of the sheet (at least 3: 3x3 circular coupling)", min=3,
+                     max=MAX_SHEET)
+    sheet_channels: int = opt(1, "channels of the sheet", min=1, max=MAX_SHEET_CHANNELS)
+    substeps: int = opt(2, "integration steps per frame", min=1, max=MAX_SUBSTEPS)
+    dt_init: float = opt(0.2, "initial time step", gt=0.0, lt=1.0)
+    gamma_init: float = opt(2.7, "initial stiffness", gt=0.0)
+    damping_init: float = opt(0.2, "initial damping ratio", gt=0.0, lt=MAX_DAMPING_RATIO)
+    forecast_steps: int = opt(4, "frames forecast without input", min=0,
+                              max=MAX_FORECAST_STEPS)
+    forecast_weight: float = opt(1.0, "weight of the forecast loss", min=0.0)
+    forecast_mode: ForecastMode = opt("free", "forecast input: none (free) or the model's "
+                                      "own predictions (feedback)")
+    cell: Cell = opt("wave", "the oscillator sheet or the GRU baseline")
+    latent: Latent = opt("yz", "encoder output: positions and velocities, or positions")
+    channels: tuple[int, ...] = opt((), "conv channels per stage (empty: the defaults)", min=1,
+                                    max=MAX_CHANNELS, max_len=MAX_LAYERS)
+    kernels: tuple[int, ...] = opt((), "conv kernel per stage, 2 or 4 (empty: the defaults)",
+                                   min=2, max=4, max_len=MAX_LAYERS)
+    hidden: int = opt(256, "units of the fully connected layers", min=1, max=MAX_WIDTH)
+    recon: ReconLoss = opt("bernoulli", "reconstruction loss")
 
-    size_bounds: ClassVar[Mapping[str, tuple[int, int]]] = {
-        "sheet_channels": (1, MAX_SHEET_CHANNELS), "substeps": (1, MAX_SUBSTEPS),
-        "hidden": (1, MAX_WIDTH), "forecast_steps": (0, MAX_FORECAST_STEPS),
-        "channels": (1, MAX_CHANNELS), "kernels": (2, 4),
-    }
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if not isinstance(self.sheet, int) or not 3 <= self.sheet <= MAX_SHEET:
-            raise ConfigError(f"sheet must be an integer in [3, {MAX_SHEET}] (3x3 circular "
-                              f"coupling), got {safe_repr(self.sheet)}")
-        self.check_fields()
+    def validate(self) -> None:
+        super().validate()
         resolve_arch(self)
-        if not 0.0 < self.dt_init < 1.0:
-            raise ConfigError(f"dt_init must be in (0, 1), got {self.dt_init}")
-        if not 0.0 < self.gamma_init < math.inf:
-            raise ConfigError(f"gamma_init must be positive, got {self.gamma_init}")
-        if not 0.0 < self.damping_init < MAX_DAMPING_RATIO:
-            raise ConfigError(f"damping_init (damping ratio) must be in (0, "
-                              f"{MAX_DAMPING_RATIO}), got {self.damping_init}")
-        if not 0.0 <= self.forecast_weight < math.inf:
-            raise ConfigError(f"forecast_weight must be finite and >= 0, got "
-                              f"{self.forecast_weight}")
-        for name, valid in (("forecast_mode", FORECAST_MODES), ("cell", CELLS),
-                            ("latent", LATENTS), ("recon", RECON_LOSSES)):
-            if getattr(self, name) not in valid:
-                raise ConfigError(f"unknown {name} {getattr(self, name)!r}; valid: "
-                                  f"{', '.join(valid)}")
         self.check_params()
 
     def param_parts(self) -> ParamParts:

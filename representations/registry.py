@@ -14,6 +14,8 @@ an installed package can offer learners as entry points of the group ``sparseshi
 names ``module:Class``, :func:`learner_class` imports it only if the user allowed that module
 (``--plugin MODULE``, :class:`~sparseshift.representations.external.Plugins`) or it is an
 installed entry point; otherwise it is a one-line :class:`ConfigError` saying how to allow it.
+
+Importing this module imports no torch (the command line lists the learners from it).
 """
 
 from __future__ import annotations
@@ -24,9 +26,10 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from sparseshift.envs.errors import ConfigError, choice_error
-from sparseshift.representations.base import Learner, LearnerConfig
+from sparseshift.representations.config import LearnerConfig
 
 if TYPE_CHECKING:
+    from sparseshift.representations.base import Learner
     from sparseshift.representations.external import Plugins
 
 #: Built-in learners: registry name -> ``"module:Class"``. Each class declares the same ``name``.
@@ -55,6 +58,8 @@ def _import_class(spec: str) -> Any:
 
 
 def _check_learner_class(spec: str, obj: Any) -> type[Learner]:
+    from sparseshift.representations.base import Learner
+
     if not (isinstance(obj, type) and issubclass(obj, Learner)):
         what = obj.__name__ if isinstance(obj, type) else type(obj).__name__
         raise ConfigError(f"learner {spec!r} is not a subclass of "

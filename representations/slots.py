@@ -55,15 +55,14 @@ of the trained queries): set :attr:`SlotAttention.num_slots` or pass ``num_slots
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sparseshift.envs.config import SEED_MAX
+from sparseshift.envs.config import SEED_MAX, opt
 from sparseshift.envs.errors import MAX_IMAGE_SIZE, ConfigError
 from sparseshift.representations.base import (
     Batch,
@@ -76,6 +75,7 @@ from sparseshift.representations.base import (
 )
 from sparseshift.representations.config import (
     MAX_CHANNELS,
+    MAX_LAYERS,
     MAX_WIDTH,
     ParamParts,
     conv_params,
@@ -90,7 +90,8 @@ MAX_SLOT_SIZE = 4096
 MAX_KERNEL = 32
 
 #: Architecture presets; the values of the architecture fields per preset (see module docstring).
-PRESETS: dict[str, dict[str, Any]] = {
+Preset = Literal["fast", "paper"]
+PRESETS: dict[Preset, dict[str, Any]] = {
     "fast": {
         "enc_channels": (32, 32, 32, 32),
         "enc_kernels": (5, 3, 3, 3),
@@ -118,7 +119,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 ARCH_FIELDS: tuple[str, ...] = tuple(PRESETS["fast"])
 #: Initialisations of the slots: ``gaussian`` (Locatello et al. 2020: ``mu + sigma * eps``) and
 #: ``learned`` (Jia et al. 2023, BO-QSA: one learned query per slot, straight-through gradient).
-SLOT_INITS: tuple[str, ...] = ("gaussian", "learned")
+SlotInit = Literal["gaussian", "learned"]
 
 
 def _paper_decoder(image_size: int, broadcast: int) -> dict[str, tuple[int, ...]]:
@@ -144,40 +145,28 @@ class SlotAttentionConfig(LearnerConfig):
     (smaller outputs are upsampled bilinearly).
     """
 
-    preset: str = "fast"
-    num_slots: int = 7
-    iters: int = 3
-    slot_size: int = 64
-    mlp_hidden: int = 128
-    eps: float = 1e-8
-    eval_seed: int = 0
-    init: str = "learned"
-    implicit: bool = False
-    enc_channels: tuple[int, ...] = ()
-    enc_kernels: tuple[int, ...] = ()
-    enc_strides: tuple[int, ...] = ()
-    dec_broadcast: int = 0
-    dec_channels: tuple[int, ...] = ()
-    dec_kernels: tuple[int, ...] = ()
-    dec_strides: tuple[int, ...] = ()
-    dec_out_kernel: int = 0
-    dec_out_stride: int = 0
+    preset: Preset = opt("fast", "architecture preset")
+    num_slots: int = opt(7, "slots", min=1, max=MAX_SLOTS)
+    iters: int = opt(3, "slot attention rounds", min=1, max=MAX_ITERS)
+    slot_size: int = opt(64, "slot dimensions", min=1, max=MAX_SLOT_SIZE)
+    mlp_hidden: int = opt(128, "hidden units of the slot MLP", min=1, max=MAX_WIDTH)
+    eps: float = opt(1e-8, "added to the attention before it is renormalised", gt=0.0, lt=1.0)
+    eval_seed: int = opt(0, "seed of the fixed initial-slot noise of evaluation", min=0,
+                         max=SEED_MAX)
+    init: SlotInit = opt("learned", "slot initialisation")
+    implicit: bool = opt(False, "detach the slots before the last round")
+    enc_channels: tuple[int, ...] = opt((), min=1, max=MAX_CHANNELS, max_len=MAX_LAYERS)
+    enc_kernels: tuple[int, ...] = opt((), min=1, max=MAX_KERNEL, max_len=MAX_LAYERS)
+    enc_strides: tuple[int, ...] = opt((), min=1, max=2, max_len=MAX_LAYERS)
+    dec_broadcast: int = opt(0, min=0, max=MAX_IMAGE_SIZE)
+    dec_channels: tuple[int, ...] = opt((), min=1, max=MAX_CHANNELS, max_len=MAX_LAYERS)
+    dec_kernels: tuple[int, ...] = opt((), min=1, max=MAX_KERNEL, max_len=MAX_LAYERS)
+    dec_strides: tuple[int, ...] = opt((), min=1, max=2, max_len=MAX_LAYERS)
+    dec_out_kernel: int = opt(0, min=0, max=MAX_KERNEL)
+    dec_out_stride: int = opt(0, min=0, max=2)
 
-    size_bounds: ClassVar[Mapping[str, tuple[int, int]]] = {
-        "num_slots": (1, MAX_SLOTS), "iters": (1, MAX_ITERS), "slot_size": (1, MAX_SLOT_SIZE),
-        "mlp_hidden": (1, MAX_WIDTH), "eval_seed": (0, SEED_MAX),
-        "enc_channels": (1, MAX_CHANNELS), "enc_kernels": (1, MAX_KERNEL),
-        "enc_strides": (1, 2), "dec_broadcast": (0, MAX_IMAGE_SIZE),
-        "dec_channels": (1, MAX_CHANNELS), "dec_kernels": (1, MAX_KERNEL),
-        "dec_strides": (1, 2), "dec_out_kernel": (0, MAX_KERNEL), "dec_out_stride": (0, 2),
-    }
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        self.check_fields()  # before the preset fills in anything (or loops on a size)
-        if self.preset not in PRESETS:
-            raise ConfigError(f"unknown slot attention preset {self.preset!r}; valid: "
-                              f"{', '.join(PRESETS)}")
+    def validate(self) -> None:
+        super().validate()
         preset = dict(PRESETS[self.preset])
         if self.preset == "paper":
             broadcast = self.dec_broadcast or int(preset["dec_broadcast"])
@@ -185,14 +174,6 @@ class SlotAttentionConfig(LearnerConfig):
         for name in ARCH_FIELDS:
             if not getattr(self, name):
                 object.__setattr__(self, name, preset[name])
-        for name in ("num_slots", "iters", "slot_size", "mlp_hidden"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
-        if self.init not in SLOT_INITS:
-            raise ConfigError(f"unknown slot init {self.init!r}; valid: {', '.join(SLOT_INITS)}")
-        if not (0 < self.eps < 1):
-            raise ConfigError(f"eps must be in (0, 1), got {self.eps}")
         self._check_layers("enc", self.enc_channels, self.enc_kernels, self.enc_strides)
         self._check_layers("dec", self.dec_channels, self.dec_kernels, self.dec_strides)
         if self.dec_out_stride not in (1, 2) or self.dec_out_kernel < self.dec_out_stride:
@@ -240,10 +221,9 @@ class SlotAttentionConfig(LearnerConfig):
                               f"length, got {channels}, {kernels}, {strides}")
         if what == "enc" and not channels:
             raise ConfigError("the encoder needs at least one layer")
-        if any(c < 1 for c in channels) or any(s not in (1, 2) for s in strides) or any(
-                k < s for k, s in zip(kernels, strides, strict=True)):
-            raise ConfigError(f"{what}: channels must be positive, strides 1 or 2 and kernels >= "
-                              f"the stride, got {channels}, {kernels}, {strides}")
+        if any(k < s for k, s in zip(kernels, strides, strict=True)):
+            raise ConfigError(f"{what}_kernels must be >= the stride, got {kernels}, strides "
+                              f"{strides}")
 
     @property
     def feature_size(self) -> int:
@@ -271,14 +251,6 @@ REFERENCE_LR_SCHEDULE = LRSchedule(warmup_steps=10_000, decay_steps=100_000, dec
 #: 10-minute run never leaves it: FG-ARI 0.008 measured). ``--lr-schedule 10000:100000:0.5`` is
 #: the paper's.
 DEFAULT_LR_SCHEDULE = LRSchedule(warmup_steps=1_000, decay_steps=100_000, decay_rate=0.5)
-
-
-def lr_factor(step: int, warmup_steps: int = 10_000, decay_steps: int = 100_000,
-              decay_rate: float = 0.5) -> float:
-    """The reference's learning-rate multiplier at ``step``: linear warm-up over ``warmup_steps``,
-    then ``decay_rate ** (step / decay_steps)``
-    (:class:`sparseshift.representations.base.LRSchedule`)."""
-    return LRSchedule(warmup_steps, decay_steps, decay_rate).factor(step)
 
 
 def build_grid(size: int) -> torch.Tensor:

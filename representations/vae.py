@@ -8,13 +8,11 @@ supervised VAEs in :mod:`sparseshift.representations.weak` share with it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import ClassVar
 
 import torch
 
-from sparseshift.envs.errors import ConfigError
+from sparseshift.envs.config import opt
 from sparseshift.representations.base import (
     Batch,
     Capability,
@@ -24,11 +22,12 @@ from sparseshift.representations.base import (
 )
 from sparseshift.representations.config import (
     MAX_CHANNELS,
+    MAX_LAYERS,
     MAX_WIDTH,
     ParamParts,
+    ReconLoss,
 )
 from sparseshift.representations.nets import (
-    RECON_LOSSES,
     ConvDecoder,
     ConvEncoder,
     decoder_params,
@@ -48,31 +47,22 @@ class VAEConfig(LearnerConfig):
     Empty ``channels``/``kernels`` mean the disentanglement_lib defaults for ``image_size``.
     """
 
-    latent_dim: int = 10
-    beta: float = 1.0
-    channels: tuple[int, ...] = ()
-    kernels: tuple[int, ...] = ()
-    hidden: int = 256
-    recon: str = "bernoulli"
-    #: Steps over which the KL weight ramps linearly from 0 to ``beta`` (KL annealing, Bowman et
-    #: al. 2016, *Generating Sentences from a Continuous Space*): a remedy for posterior
-    #: collapse on short budgets. 0 (the default, disentanglement_lib's setting): no warm-up.
-    kl_warmup: int = 0
+    latent_dim: int = opt(10, "latent dimensions", min=1, max=MAX_LATENT_DIM)
+    beta: float = opt(1.0, "weight of the KL term", min=0.0)
+    channels: tuple[int, ...] = opt((), "conv channels per stage (empty: the defaults)", min=1,
+                                    max=MAX_CHANNELS, max_len=MAX_LAYERS)
+    kernels: tuple[int, ...] = opt((), "conv kernel per stage, 2 or 4 (empty: the defaults)",
+                                   min=2, max=4, max_len=MAX_LAYERS)
+    hidden: int = opt(256, "units of the fully connected layer", min=1, max=MAX_WIDTH)
+    recon: ReconLoss = opt("bernoulli", "reconstruction loss")
+    #: KL annealing (Bowman et al. 2016, *Generating Sentences from a Continuous Space*): a
+    #: remedy for posterior collapse on short budgets; 0 is disentanglement_lib's setting.
+    kl_warmup: int = opt(0, "steps over which the KL weight ramps linearly from 0 to beta "
+                         "(0: none)", min=0, max=10**9)
 
-    size_bounds: ClassVar[Mapping[str, tuple[int, int]]] = {
-        "latent_dim": (1, MAX_LATENT_DIM), "hidden": (1, MAX_WIDTH),
-        "channels": (1, MAX_CHANNELS), "kernels": (2, 4), "kl_warmup": (0, 10**9),
-    }
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        self.check_fields()
+    def validate(self) -> None:
+        super().validate()
         resolve_arch(self)
-        if not (self.beta >= 0 and float(self.beta) < float("inf")):
-            raise ConfigError(f"beta must be finite and >= 0, got {self.beta}")
-        if self.recon not in RECON_LOSSES:
-            raise ConfigError(f"unknown reconstruction loss {self.recon!r}; valid: "
-                              f"{', '.join(RECON_LOSSES)}")
         self.check_params()
 
     def param_parts(self) -> ParamParts:

@@ -15,6 +15,7 @@ The default run is short (a few dozen examples per reader); ``-m slow`` runs man
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import time
@@ -33,6 +34,7 @@ hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, Phase, assume, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
+from sparseshift.envs.config import field_types  # noqa: E402
 from sparseshift.envs.data import open_dataset  # noqa: E402
 from sparseshift.envs.data.layout import CHECKSUM_GROUP, arrays_of, fingerprint  # noqa: E402
 from sparseshift.envs.data.summary import summary  # noqa: E402
@@ -511,7 +513,12 @@ def test_verify_of_a_dataset_on_disk_reads_block_by_block(clean: dict[str, Path]
 
 # ------------------------------------------------------------------------------ model options
 def _sizing_fields(name: str) -> dict[str, tuple[int, int]]:
-    return dict(learner_class(name).config_cls.size_bounds)
+    """The integer fields (and integer tuples) a learner's config bounds on both sides."""
+    cls = learner_class(name).config_cls
+    types = field_types(cls)
+    return {f.name: (f.metadata["min"], f.metadata["max"]) for f in dataclasses.fields(cls)
+            if types[f.name] in (int, tuple[int, ...]) and f.metadata.get("min") is not None
+            and f.metadata.get("max") is not None}
 
 
 def _field_names(name: str) -> list[str]:

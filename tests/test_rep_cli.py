@@ -135,7 +135,8 @@ def test_per_dimension_metrics_skipped_for_slots_and_wide_codes(pairs_path: Path
          ("--learner", "ada_gvae", "--steps", "0")),
         ("steps must be a positive integer <= 1000000000, got -3",
          ("--learner", "ada_gvae", "--steps", "-3")),
-        ("unknown reconstruction loss 'poisson'", ("--learner", "beta_vae", "--recon", "poisson")),
+        ("unknown recon 'poisson'; valid: bernoulli, gaussian",
+         ("--learner", "beta_vae", "--recon", "poisson")),
         ("gap must be >= 1", ("--learner", "ada_gvae", "--video", "--pairs", "temporal",
                               "--gap", "0")),
         ("--model: unknown VAEConfig option 'slots'; valid: beta, channels, hidden, image_size, "

@@ -11,11 +11,12 @@ from sklearn.metrics import adjusted_rand_score
 
 from sparseshift.envs.errors import ConfigError
 from sparseshift.representations.ari import adjusted_rand_index, foreground_ari
+from sparseshift.representations.config import LRSchedule
 from sparseshift.representations.slots import (
+    REFERENCE_LR_SCHEDULE,
     SlotAttention,
     SlotAttentionConfig,
     SlotAttentionModule,
-    lr_factor,
 )
 
 TINY = {
@@ -143,7 +144,7 @@ def test_learned_queries_bo_qsa() -> None:
     assert m.encode(x, num_slots=2).shape == (4, 2, 8)
     with pytest.raises(ConfigError, match="at most 3 slots"):
         m.encode(x, num_slots=4)
-    with pytest.raises(ConfigError, match="unknown slot init"):
+    with pytest.raises(ConfigError, match="unknown init 'kmeans'; valid: gaussian, learned"):
         SlotAttentionConfig(init="kmeans")
 
 
@@ -203,8 +204,8 @@ def test_whole_model_permutation_equivariant() -> None:
 
 
 def test_save_load_round_trip(tmp_path: Path) -> None:
+    from sparseshift.agents.collect.collect import collect
     from sparseshift.envs.data import open_dataset
-    from sparseshift.envs.data.collect import collect
     from sparseshift.envs.data.config import CollectConfig
     from sparseshift.representations.checkpoint import load_learner
     from sparseshift.representations.train import TrainConfig, train
@@ -331,7 +332,8 @@ def sklearn_fg_ari(segs: np.ndarray, pred: np.ndarray, names: tuple[str, ...] | 
 
 
 def test_reference_lr_schedule() -> None:
-    assert lr_factor(0) == pytest.approx(1e-4)
-    assert lr_factor(9_999) == pytest.approx(0.5 ** 0.09999)
-    assert lr_factor(100_000) == pytest.approx(0.5)
-    assert lr_factor(5, warmup_steps=0) == pytest.approx(0.5 ** (5 / 100_000))
+    factor = REFERENCE_LR_SCHEDULE.factor
+    assert factor(0) == pytest.approx(1e-4)
+    assert factor(9_999) == pytest.approx(0.5 ** 0.09999)
+    assert factor(100_000) == pytest.approx(0.5)
+    assert LRSchedule(0, 100_000, 0.5).factor(5) == pytest.approx(0.5 ** (5 / 100_000))

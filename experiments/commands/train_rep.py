@@ -20,6 +20,31 @@ from typing import Any
 
 NAME = "train-rep"
 
+#: Flags whose unset value is a learner class attribute (:class:`_ByLearner` lists them).
+BY_LEARNER = {"batch": "default_batch", "lr": "default_lr", "lr_schedule": "default_lr_schedule",
+              "seq_len": "batch_kind"}
+
+
+class _ByLearner:
+    """``%(by_learner)s`` in a flag's help: each built-in learner's class attribute ``attr``,
+    grouped by value. Looked up when ``--help`` is shown (which imports the learners, and so
+    torch), never when the parser is built; argparse expands help from the action's attributes.
+    """
+
+    def __init__(self, attr: str) -> None:
+        self.attr = attr
+
+    def __str__(self) -> str:
+        from sparseshift.representations.registry import learner_class, learner_names
+
+        groups: dict[str, list[str]] = {}
+        for name in learner_names():
+            value = getattr(learner_class(name), self.attr)
+            text = "constant" if value is None else value.text() if hasattr(value, "text") \
+                else f"{value:g}" if isinstance(value, float) else str(value)
+            groups.setdefault(text, []).append(name)
+        return ", ".join(f"{text} ({', '.join(names)})" for text, names in groups.items())
+
 
 def parse_gap(text: str) -> int | tuple[int, int]:
     """``K`` or ``LO:HI`` (inclusive range)."""
@@ -33,16 +58,18 @@ def parse_gap(text: str) -> int | tuple[int, int]:
 
 
 def add_parser(sub: Any) -> None:
-    from sparseshift.envs.config import default_of
+    from sparseshift.envs.config import default_of, literal_choices
     from sparseshift.experiments.options import add_config_file_flag, add_config_flags
-    from sparseshift.representations.config import TrainConfig
+    from sparseshift.representations.config import ReconLoss, TrainConfig
+    from sparseshift.representations.registry import learner_names
 
+    names = ", ".join(learner_names())
     p = sub.add_parser(
         NAME,
-        help="train a representation learner (beta_vae, ada_gvae, ada_mlvae, slot_attention, "
-             "nwm)",
+        help=f"train a representation learner ({names})",
         description=(
-            "Train a representation learner on a sparseshift dataset. Rerunning with the same "
+            f"Train a representation learner ({names}, or package.module:Class) on a "
+            "sparseshift dataset. Rerunning with the same "
             "--out and configuration resumes from the last checkpoint (more --steps extend the "
             "run); TensorBoard logs go to OUT/tb. Every option can also come from --config FILE "
             "(JSON or TOML, the TrainConfig fields, e.g. learner = \"ada_gvae\", steps = 20000, "
@@ -52,7 +79,11 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--data", required=True, help="dataset (HDF5) from 'sparseshift collect'")
     p.add_argument("--out", required=True, help="run directory (created; resumed if it exists)")
     add_config_file_flag(p)
-    add_config_flags(p, TrainConfig)
+    actions = add_config_flags(p, TrainConfig)
+    actions["learner"].help = f"{actions['learner'].help}; built-in: {names}"
+    for dest, attr in BY_LEARNER.items():
+        vars(actions[dest])["by_learner"] = _ByLearner(attr)
+        actions[dest].help = f"{actions[dest].help}; {attr} by learner: %(by_learner)s"
     p.add_argument("--gap", type=parse_gap, default=argparse.SUPPRESS,
                    help="temporal pairs: gap K or an inclusive range LO:HI (default "
                         f"{default_of(TrainConfig, 'gap')})")
@@ -65,7 +96,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--latent-dim", type=int, default=None,
                    help="shorthand for --model latent_dim=D")
     p.add_argument("--recon", default=None,
-                   help="shorthand for --model recon=bernoulli|gaussian")
+                   help="shorthand for --model recon=" + "|".join(literal_choices(ReconLoss) or ()))
     p.add_argument("--image-size", type=int, default=None,
                    help="shorthand for --model image_size=S (must equal the dataset's; default: "
                         "the dataset's)")

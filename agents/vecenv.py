@@ -30,7 +30,7 @@ EnvFn = Callable[[], gym.Env[Any, Any]]
 
 
 def _worker(conn: Connection, fns: list[EnvFn], parent: int) -> None:
-    from sparseshift.envs.data.procs import die_with_parent
+    from sparseshift.agents.procs import die_with_parent
 
     die_with_parent(parent)
     venv = DummyVecEnv(fns)

@@ -29,8 +29,8 @@ if TYPE_CHECKING:
     import gymnasium as gym
     from torch import nn
 
+    from sparseshift.agents.collect.collect import CollectResult
     from sparseshift.envs.config import Config
-    from sparseshift.envs.data.collect import CollectResult
     from sparseshift.representations.train import TrainResult
 
 PathLike = str | os.PathLike[str]
@@ -84,7 +84,7 @@ def collect_dataset(config: Any, out: PathLike, workers: int = 1,
     """Collect (or resume) a weakly supervised dataset: ``config`` is a
     :class:`~sparseshift.envs.data.config.CollectConfig` or its options
     (``env_id``, ``kind`` = pairs | video, ``n``, ...); ``out`` an ``.h5`` path."""
-    from sparseshift.envs.data.collect import collect
+    from sparseshift.agents.collect.collect import collect
     from sparseshift.envs.data.config import CollectConfig
 
     return collect(_config(CollectConfig, config), Path(out), workers=workers,

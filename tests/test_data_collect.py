@@ -111,7 +111,8 @@ def test_writer_process_gives_identical_bytes(tmp_path: Path, kind: str) -> None
 
 def _collect_cmd(out: Path, n: int, workers: int, writer: str = "auto") -> list[str]:
     code = (
-        "import sys; from pathlib import Path; from sparseshift.envs.data.collect import collect; "
+        "import sys; from pathlib import Path; "
+        "from sparseshift.agents.collect.collect import collect; "
         "from sparseshift.envs.data.config import CollectConfig; "
         f"collect(CollectConfig({GRID!r}, 'pairs', n={n}, seed=5, part_rows=32), "
         f"Path(sys.argv[1]), workers={workers}, progress=False, writer={writer!r})"
@@ -147,7 +148,7 @@ def test_kill_9_then_resume_gives_identical_bytes(tmp_path: Path, workers: int,
 def test_scripted_trifinger_push_video(tmp_path: Path) -> None:
     pytest.importorskip("sparseshift.envs.trifinger.scripted")
     path = tmp_path / "push.h5"
-    from sparseshift.envs.data.collect import collect
+    from sparseshift.agents.collect.collect import collect
     from sparseshift.envs.data.config import CollectConfig
 
     collect(CollectConfig("sparseshift/TriFingerPush-v0", "video", n=48, policy="scripted",
@@ -161,7 +162,7 @@ def test_scripted_trifinger_push_video(tmp_path: Path) -> None:
 _KILL_WRITER = """
 import multiprocessing as mp, os, signal, sys, threading, time
 from pathlib import Path
-from sparseshift.envs.data.collect import collect
+from sparseshift.agents.collect.collect import collect
 from sparseshift.envs.data.config import CollectConfig
 
 def kill_children():
@@ -289,7 +290,7 @@ def test_format_1_and_2_videos_still_load(tmp_path: Path) -> None:
     # collecting over an older file says so (and leaves it alone)
     old = tmp_path / "v2.h5"
     before = old.read_bytes()
-    from sparseshift.envs.data.collect import collect
+    from sparseshift.agents.collect.collect import collect
     from sparseshift.envs.data.config import CollectConfig
 
     with pytest.raises(ConfigError, match="holds a format-2 collection; this sparseshift "
@@ -301,7 +302,8 @@ def test_format_1_and_2_videos_still_load(tmp_path: Path) -> None:
 
 def _collect_video_cmd(out: Path, n: int, writer: str) -> list[str]:
     code = (
-        "import sys; from pathlib import Path; from sparseshift.envs.data.collect import collect; "
+        "import sys; from pathlib import Path; "
+        "from sparseshift.agents.collect.collect import collect; "
         "from sparseshift.envs.data.config import CollectConfig; "
         f"collect(CollectConfig({GRID!r}, 'video', n={n}, seed=5, part_rows=32, "
         "obs_mode='pixels_proprio'), "

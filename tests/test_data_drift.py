@@ -13,15 +13,15 @@ from typing import Any
 import numpy as np
 import pytest
 
-from sparseshift.envs.data import open_dataset
-from sparseshift.envs.data.collect import collect
-from sparseshift.envs.data.config import CollectConfig
-from sparseshift.envs.data.policies import (
+from sparseshift.agents.collect.collect import collect
+from sparseshift.agents.collect.policies import (
     SinusoidPolicy,
     StraightLinePolicy,
     describe_policy,
     policy_factory,
 )
+from sparseshift.envs.data import open_dataset
+from sparseshift.envs.data.config import CollectConfig
 from sparseshift.envs.errors import ConfigError
 from sparseshift.envs.registry import make
 from tests.test_data_helpers import raw_chunks

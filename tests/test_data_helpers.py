@@ -8,7 +8,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from sparseshift.envs.data.collect import collect
+from sparseshift.agents.collect.collect import collect
 from sparseshift.envs.data.config import CollectConfig
 
 GRID = "sparseshift/ColourGrid-v0"

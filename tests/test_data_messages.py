@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from sparseshift.envs.data.messages import (
+from sparseshift.agents.collect.messages import (
     WORKER,
     WRITER,
     Assembled,
@@ -24,9 +24,9 @@ from sparseshift.envs.data.messages import (
     SlotFree,
     WorkerDone,
 )
-from sparseshift.envs.data.procs import spawn_context
-from sparseshift.envs.data.workers import worker_main
-from sparseshift.envs.data.writer import writer_main
+from sparseshift.agents.collect.workers import worker_main
+from sparseshift.agents.collect.writer import writer_main
+from sparseshift.agents.procs import spawn_context
 from sparseshift.envs.errors import ConfigError
 
 SIMPLE = [RowsDone(64), PartWritten(3), WorkerDone(), Finish({"seed": 5, "env_id": "x"}),

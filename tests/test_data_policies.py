@@ -8,8 +8,8 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
+from sparseshift.agents.collect.policies import SmoothRandomPolicy, spaces_match
 from sparseshift.envs.data import open_dataset
-from sparseshift.envs.data.policies import SmoothRandomPolicy, spaces_match
 from sparseshift.envs.errors import ConfigError
 from tests.test_data_helpers import GRID, make
 
@@ -59,3 +59,23 @@ def test_agent_policy_replay(tmp_path: Path) -> None:
                                   checkpoint_every=0, tensorboard=False), tmp_path / "rnd")
     with pytest.raises(ConfigError, match="only agents on the env's own observation"):
         make(tmp_path / "r.h5", "video", n=64, policy=str(rnd), obs_mode="pixels_proprio")
+
+
+def test_recorded_policy_labels_stay_as_they_were(tmp_path: Path) -> None:
+    """A scripted policy's class and an agent's loader are recorded in the dataset's manifest (so
+    in its fingerprint) under these labels; collection resolves them with plain imports."""
+    import json
+
+    from sparseshift.agents.collect.policies import describe_policy, scripted_class
+    from sparseshift.envs.trifinger.scripted import ScriptedPusher
+
+    desc = describe_policy("scripted", "sparseshift/TriFingerPush-v0")
+    assert desc == {"type": "scripted",
+                    "class": "sparseshift.envs.trifinger.scripted:ScriptedPusher"}
+    assert scripted_class(desc["class"]) is ScriptedPusher
+    with pytest.raises(ConfigError, match="scripted policy elsewhere:Pusher is not available"):
+        scripted_class("elsewhere:Pusher")
+    (tmp_path / "agent.json").write_text(json.dumps({"policy": {"digest": "abc"}}))
+    agent = describe_policy(str(tmp_path), GRID)
+    assert agent["loader"] == "sparseshift.agents.replay:load_agent_policy"
+    assert agent["digest"] == "abc" and agent["type"] == "agent"

@@ -119,9 +119,10 @@ def test_collect_device_runs_the_policy_there_and_is_not_part_of_the_data(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """``collect --device`` moves a saved agent's policy (also in helper processes) and leaves
     the manifest and fingerprint alone: cpu with 2 workers = the default with 1."""
-    from sparseshift.envs.data.collect import existing_config
-    from sparseshift.envs.data.config import CollectConfig, make_env, resolve
-    from sparseshift.envs.data.policies import _AgentPolicy, policy_device, policy_factory
+    from sparseshift.agents.collect.collect import existing_config
+    from sparseshift.agents.collect.policies import _AgentPolicy, policy_device, policy_factory
+    from sparseshift.agents.collect.resolve import resolve
+    from sparseshift.envs.data.config import CollectConfig, make_env
 
     hp = {"n_envs": 2, "n_steps": 32, "batch_size": 32, "n_epochs": 1}
     agent = train_agent(AgentConfig(GRID, "state", steps=64, hyperparams=hp, eval_every=0,

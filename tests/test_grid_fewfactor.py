@@ -12,7 +12,7 @@ import h5py
 import numpy as np
 import pytest
 
-from sparseshift.envs.data.collect import collect
+from sparseshift.agents.collect.collect import collect
 from sparseshift.envs.data.config import CollectConfig
 from sparseshift.envs.errors import ConfigError
 from sparseshift.envs.grid.colourgrid import DRIFT_DIRECTIONS, OBJECT_SHAPES, ColourGridEnv

@@ -176,7 +176,7 @@ def test_b_collect_keeps_user_files_next_to_its_output_and_in_its_staging_folder
 def test_b_a_disk_full_collect_leaves_no_part_temp(tmp_path: Path, monkeypatch: Any,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
     """'Disk full leaves a .part-*.tmpPID while saying nothing was kept'."""
-    import sparseshift.envs.data.store as store
+    import sparseshift.agents.collect.store as store
 
     def full(*args: Any, **kwargs: Any) -> Any:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
@@ -318,8 +318,8 @@ def test_check_writable_is_a_config_error_naming_the_folder(tmp_path: Path,
 def test_b_a_killed_collections_temps_are_removed_by_pid_exactly(tmp_path: Path) -> None:
     """The temp names of the processes a killed collection recorded are removed on resume;
     look-alikes of anyone else are kept."""
-    from sparseshift.envs.data.collect import parts_dir, pid_temp
-    from sparseshift.envs.data.store import part_path, tmp_name
+    from sparseshift.agents.collect.collect import parts_dir, pid_temp
+    from sparseshift.agents.collect.store import part_path, tmp_name
     from sparseshift.envs.io import Journal
 
     out = tmp_path / "grid.h5"

@@ -19,7 +19,7 @@ def one_thread() -> None:
 
 
 def _collect(root: Path, kind: str, n: int) -> Path:
-    from sparseshift.envs.data.collect import collect
+    from sparseshift.agents.collect.collect import collect
     from sparseshift.envs.data.config import CollectConfig
 
     out = root / f"{kind}.h5"

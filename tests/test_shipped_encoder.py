@@ -49,7 +49,7 @@ def test_it_reads_the_cube_position() -> None:
 
 @pytest.mark.slow
 def test_the_recorded_collect_command_reproduces_the_dataset(tmp_path: Path) -> None:
-    from sparseshift.envs.data.collect import collect
+    from sparseshift.agents.collect.collect import collect
     from sparseshift.envs.data.config import CollectConfig
 
     res = collect(CollectConfig(env_id="sparseshift/TriFingerObjectReach-v0", kind="pairs",

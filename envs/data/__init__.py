@@ -1,7 +1,10 @@
-"""Weakly supervised video datasets: collection, lossless HDF5 storage, pair and sequence sampling.
+"""Weakly supervised video datasets: the lossless HDF5 format, pair generation, pair and sequence
+sampling.
 
-``open_dataset`` and ``Sampler`` are what learners use; ``collect`` is what ``sparseshift collect``
-runs. The file layout is documented in ``docs/datasets.md`` and :mod:`sparseshift.envs.data.layout`.
+``open_dataset`` and ``Sampler`` are what learners use. Collection (``sparseshift collect``), which
+runs behaviour policies and trained agents among them, sits above the agents layer in
+:mod:`sparseshift.agents.collect`. The file layout is documented in ``docs/datasets.md`` and
+:mod:`sparseshift.envs.data.layout`.
 PyTorch adapters (``FrameDataset``, ``InterventionPairDataset``, ``TemporalPairDataset``,
 ``SequenceDataset``, ``TransitionDataset``, ``SampledBatches``, ``to_float_chw``) live in
 :mod:`sparseshift.envs.data.torch_datasets` and are importable from here; torch is imported only

@@ -1,14 +1,16 @@
-"""The configuration of a collection run, validated and resolved before anything is written.
+"""The configuration of a dataset: what a collection run was asked for and what it resolved to.
 
-:func:`resolve` checks every user input (env id, colours, k, n, policy, part size), builds the env
-once to read its factor spec and spaces, and returns a :class:`Resolved` run whose ``to_json()`` is
-the manifest: two runs with equal manifests produce byte-identical arrays, whatever the number of
-workers, so the manifest decides whether an existing output may be resumed or is complete.
+:class:`CollectConfig` is what the user asks for; :class:`Resolved` is a validated run whose
+``to_json()`` is the manifest recorded in the dataset: two runs with equal manifests produce
+byte-identical arrays, whatever the number of workers, so the manifest decides whether an existing
+output may be resumed or is complete. Resolving a config runs its behaviour policy once, so it
+lives with collection, above the agents it may load
+(:func:`sparseshift.agents.collect.resolve.resolve`); this module is what pair generation and
+dataset readers need, and imports nothing above the envs.
 """
 
 from __future__ import annotations
 
-import importlib
 import inspect
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -26,9 +28,7 @@ from sparseshift.envs.data.layout import (
     FRAME_CHUNK_ROWS,
     MAX_ROWS,
     arrays_of,
-    observation_layout,
 )
-from sparseshift.envs.data.policies import check_policy, describe_policy
 from sparseshift.envs.errors import ConfigError, check_image_size
 from sparseshift.envs.registry import entry, make
 
@@ -149,9 +149,9 @@ def make_env(run: Resolved) -> gym.Env[Any, Any]:
 
 def env_parameters(env_id: str) -> frozenset[str]:
     """Keyword arguments the env class of ``env_id`` accepts."""
-    module, name = entry(env_id).entry_point.split(":")
-    cls = getattr(importlib.import_module(module), name)
-    return frozenset(inspect.signature(cls).parameters)
+    from sparseshift.envs.base import env_class  # imports the env's module
+
+    return frozenset(inspect.signature(env_class(env_id)).parameters)
 
 
 def check_env_kwargs(env_id: str, kwargs: Mapping[str, Any]) -> None:
@@ -182,57 +182,3 @@ def variable_groups(env: Any, seed: int) -> tuple[str, ...]:
         ):
             out.append(g)
     return tuple(out)
-
-
-def _action_layout(space: gym.Space[Any]) -> tuple[str, tuple[int, ...]]:
-    if isinstance(space, gym.spaces.Box):
-        return "float32", tuple(int(s) for s in space.shape)
-    if isinstance(space, gym.spaces.Discrete):
-        return "int64", ()
-    if isinstance(space, gym.spaces.MultiDiscrete):
-        return "int64", tuple(int(s) for s in space.shape)
-    raise ConfigError(f"cannot record actions of space {type(space).__name__}")
-
-
-def resolve(cfg: CollectConfig) -> Resolved:
-    """Validate ``cfg`` against the env and the policy; raise ConfigError on bad input."""
-    splits = parse_splits(cfg.colours)
-    if cfg.kind == "pairs" and cfg.k is None:
-        cfg = cfg.replace(k=-1)
-    env_kwargs: dict[str, Any] = {
-        "colours": "+".join(splits),
-        "image_size": int(cfg.image_size),
-        "obs_mode": cfg.obs_mode,
-    }
-    if "render_preset" in env_parameters(cfg.env_id):
-        env_kwargs["render_preset"] = cfg.render_preset or "fast"
-    elif cfg.render_preset is not None:
-        raise ConfigError(f"{cfg.env_id} has no render presets (drop --render-preset)")
-    policy = describe_policy(cfg.policy, cfg.env_id) if cfg.kind == "video" else {}
-    run = Resolved(cfg, env_kwargs, policy)
-    env = make_env(run)
-    try:
-        u: Any = env.unwrapped
-        info = {"factor_spec": u.factor_spec.to_json(), "colour_scheme": u.colour_scheme.to_json(),
-                "colour_objects": dict(getattr(u, "colour_objects", {}))}
-        if cfg.kind == "pairs":
-            env.reset(seed=cfg.seed)
-            groups = variable_groups(u, cfg.seed)
-            assert cfg.k is not None
-            if not groups:
-                raise ConfigError(f"no factor group of {cfg.env_id} can change under {cfg.colours}")
-            if cfg.k > len(groups):
-                raise ConfigError(
-                    f"--k {cfg.k} is larger than the number of factor groups that can change "
-                    f"({len(groups)}: {', '.join(groups)})"
-                )
-            return Resolved(cfg, env_kwargs, policy, groups, env_info=info)
-        check_policy(policy, env)
-        dtype, shape = _action_layout(env.action_space)
-        try:
-            observation = observation_layout(env.observation_space, int(cfg.image_size))
-        except TypeError as exc:
-            raise ConfigError(f"{cfg.env_id} --obs-mode {cfg.obs_mode}: {exc}") from None
-        return Resolved(cfg, env_kwargs, policy, (), dtype, shape, info, observation)
-    finally:
-        env.close()

@@ -13,14 +13,13 @@ and record exactly which scalar factors changed.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import gymnasium as gym
 import numpy as np
 
 from sparseshift.envs.data.config import Resolved
 from sparseshift.envs.data.layout import FINAL_FACTORS, FINAL_FRAMES, FINAL_PREFIX, OBS_PREFIX
-from sparseshift.envs.data.policies import Policy
 from sparseshift.envs.errors import ConfigError
 
 #: Resamples of the chosen groups before the pair is redrawn from a new state (a group may be
@@ -32,6 +31,15 @@ MAX_RESTARTS = 100
 REPORT_EVERY = 32
 
 Progress = Callable[[int], None]
+
+
+class Policy(Protocol):
+    """What the collector needs from a behaviour policy (the policies themselves, which may be
+    trained agents, are in :mod:`sparseshift.agents.collect.policies`)."""
+
+    def reset(self) -> None: ...
+
+    def act(self, obs: Any) -> Any: ...
 
 
 def part_rngs(seed: int, index: int) -> tuple[np.random.Generator, np.random.Generator]:

@@ -42,7 +42,7 @@ PAIRS_ARRAYS: tuple[str, ...] = (
     "frames_a", "frames_b", "factors_a", "factors_b", "changed", "intervened",
 )
 #: Row arrays of frames: rendered into the collector's shared part buffers and compressed by
-#: :func:`sparseshift.envs.data.store.write_deflated`.
+#: :func:`sparseshift.agents.collect.store.write_deflated`.
 FRAME_ARRAYS: frozenset[str] = frozenset({"frames", "frames_a", "frames_b"})
 #: Prefix of the policy observation arrays (format 3 video): ``obs/<key>``, one row per step.
 OBS_PREFIX = "obs/"

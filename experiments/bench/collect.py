@@ -67,7 +67,7 @@ def raw_loop(env_id: str) -> Callable[[int], None]:
 
 def collect_loop(env_id: str, workers: int, root: Path) -> Callable[[int], None]:
     """Full ``collect`` runs (parts, compression, assembly) into fresh files under ``root``."""
-    from sparseshift.envs.data.collect import collect
+    from sparseshift.agents.collect.collect import collect
     from sparseshift.envs.data.config import CollectConfig
 
     def run(n: int) -> None:
@@ -140,8 +140,8 @@ def storage_table(frames: np.ndarray, root: Path) -> list[str]:
 
 
 def bench_env(env_id: str, n: int, repeats: int, storage: bool, root: Path) -> None:
+    from sparseshift.agents.collect.collect import collect
     from sparseshift.envs.data import open_dataset
-    from sparseshift.envs.data.collect import collect
     from sparseshift.envs.data.config import CollectConfig
 
     print(f"\n== {env_id}: video collection, {n} frames per measurement, 64x64, random policy")

@@ -164,7 +164,7 @@ def _learners(text: str) -> list[str]:
 
 
 def _collect(name: str, rows: int, workers: int, folder: Path) -> Path:
-    from sparseshift.envs.data.collect import collect
+    from sparseshift.agents.collect.collect import collect
     from sparseshift.envs.data.config import CollectConfig
 
     path = folder / f"{name}.h5"

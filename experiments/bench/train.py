@@ -333,7 +333,7 @@ def _bench_one(name: str, ds: Any, args: argparse.Namespace, out: Path, device: 
 
 
 def _collect(path: Path, kind: str) -> Path:
-    from sparseshift.envs.data.collect import collect
+    from sparseshift.agents.collect.collect import collect
     from sparseshift.envs.data.config import CollectConfig
 
     collect(CollectConfig.from_json({"env_id": "sparseshift/ColourGrid-v0", "kind": kind,

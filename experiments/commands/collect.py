@@ -11,8 +11,8 @@ NAME = "collect"
 
 
 def add_parser(sub: Any) -> None:
+    from sparseshift.agents.collect.policies import DEVICE_HELP
     from sparseshift.envs.data.config import CollectConfig
-    from sparseshift.envs.data.policies import DEVICE_HELP
     from sparseshift.experiments.options import add_config_flags
 
     p = sub.add_parser(
@@ -35,7 +35,7 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sparseshift.envs.data.collect import collect
+    from sparseshift.agents.collect.collect import collect
     from sparseshift.envs.data.config import CollectConfig
     from sparseshift.experiments.options import build_config
     from sparseshift.experiments.written import print_written

@@ -434,7 +434,7 @@ def _run_pool(order: list[Task], root: Path, progress: ProgressFn, jobs: int
     results: dict[str, dict[str, Any]] = {}
     pending = schedule_order(order)
     running: dict[Future[dict[str, Any]], Task] = {}
-    from sparseshift.envs.data.procs import die_with_parent
+    from sparseshift.agents.procs import die_with_parent
 
     # Workers die with this process (kill -9 included): no orphaned ~450 MB interpreters.
     with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn"),

@@ -47,7 +47,7 @@ def _file(inputs: Mapping[str, dict[str, Any]], stage: str, name: str, video: bo
 def collect_stage(config: CollectConfig, inputs: Mapping[str, dict[str, Any]], out: Path
                   ) -> dict[str, Any]:
     """Collect a dataset (``sparseshift collect``)."""
-    from sparseshift.envs.data.collect import collect
+    from sparseshift.agents.collect.collect import collect
 
     res = collect(config, out / "data.h5", workers=1, progress=False)
     return {"files": {"data": "data.h5"}, "fingerprint": res.fingerprint, "n": config.n}

@@ -1,5 +1,7 @@
-"""Process plumbing shared by the collection helpers, the writer process and the study's pool
-workers."""
+"""Process plumbing shared by the collection helpers and writer process
+(:mod:`sparseshift.agents.collect`), the agents' subprocess envs (:mod:`sparseshift.agents.vecenv`)
+and the study's pool workers. It sits at the lowest layer that uses it, next to the collect
+subpackage rather than in it, so that nothing in ``agents`` imports ``agents.collect``."""
 
 from __future__ import annotations
 

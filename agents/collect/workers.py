@@ -10,8 +10,7 @@ from multiprocessing.queues import Queue
 from pathlib import Path
 from typing import Any, TypeAlias
 
-from sparseshift.envs.data.config import Resolved
-from sparseshift.envs.data.messages import (
+from sparseshift.agents.collect.messages import (
     WORKER,
     Failed,
     PartWritten,
@@ -19,8 +18,9 @@ from sparseshift.envs.data.messages import (
     WorkerDone,
     WorkerMessage,
 )
-from sparseshift.envs.data.parts import PartMaker
-from sparseshift.envs.data.procs import exit_if_orphaned, exit_reported, spawn_context
+from sparseshift.agents.collect.parts import PartMaker
+from sparseshift.agents.procs import exit_if_orphaned, exit_reported, spawn_context
+from sparseshift.envs.data.config import Resolved
 
 #: The task queue: part indexes to make, then one ``None`` per reader ("no more parts").
 Tasks: TypeAlias = "Queue[int | None]"

@@ -12,10 +12,10 @@ are removed by the next run). ``OUT.parts`` may not be a symbolic link, and file
 in it (or next to ``OUT``) are left alone.
 
 This module orchestrates a run. The collecting process makes parts with
-:class:`~sparseshift.envs.data.parts.PartMaker`, helped by the processes of
-:mod:`sparseshift.envs.data.workers` and optionally by the writer process of
-:mod:`sparseshift.envs.data.writer`; they talk through the messages of
-:mod:`sparseshift.envs.data.messages`.
+:class:`~sparseshift.agents.collect.parts.PartMaker`, helped by the processes of
+:mod:`sparseshift.agents.collect.workers` and optionally by the writer process of
+:mod:`sparseshift.agents.collect.writer`; they talk through the messages of
+:mod:`sparseshift.agents.collect.messages`.
 """
 
 from __future__ import annotations
@@ -31,19 +31,20 @@ from typing import Any
 
 import h5py
 
-from sparseshift.envs.data.config import CollectConfig, Resolved, resolve
-from sparseshift.envs.data.layout import FRAME_ARRAYS, dumps
-from sparseshift.envs.data.parts import InOrder, PartMaker
-from sparseshift.envs.data.policies import policy_device
-from sparseshift.envs.data.store import (
+from sparseshift.agents.collect.parts import InOrder, PartMaker
+from sparseshift.agents.collect.policies import policy_device
+from sparseshift.agents.collect.resolve import resolve
+from sparseshift.agents.collect.store import (
     Assembler,
     assemble,
     part_ok,
     part_path,
     write_json,
 )
-from sparseshift.envs.data.workers import Helpers
-from sparseshift.envs.data.writer import SLOTS, Writer, slot_path
+from sparseshift.agents.collect.workers import Helpers
+from sparseshift.agents.collect.writer import SLOTS, Writer, slot_path
+from sparseshift.envs.data.config import CollectConfig, Resolved
+from sparseshift.envs.data.layout import FRAME_ARRAYS, dumps
 from sparseshift.envs.errors import ConfigError
 from sparseshift.envs.io import (
     JOURNAL_FILE,
@@ -102,7 +103,7 @@ def check_staging(out: Path) -> Path:
 
 def pid_temp(path: Path, pid: int) -> Path:
     """The temporary name process ``pid`` writes ``path`` under
-    (:func:`sparseshift.envs.data.store.tmp_name` in that process)."""
+    (:func:`sparseshift.agents.collect.store.tmp_name` in that process)."""
     return path.with_name(f".{path.name}.tmp{pid}")
 
 

@@ -8,14 +8,14 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from sparseshift.agents.collect.policies import policy_factory
+from sparseshift.agents.collect.store import Assembler, part_path, tmp_name, write_part
 from sparseshift.envs.data.config import Resolved, make_env
 from sparseshift.envs.data.generate import Progress, pairs_part, video_part
-from sparseshift.envs.data.policies import policy_factory
-from sparseshift.envs.data.store import Assembler, part_path, tmp_name, write_part
 
 
 def write_part_or_nothing(path: Path, arrays: dict[str, np.ndarray], part_rows: int) -> None:
-    """:func:`~sparseshift.envs.data.store.write_part`, leaving nothing behind when it fails
+    """:func:`~sparseshift.agents.collect.store.write_part`, leaving nothing behind when it fails
     (a full disk included): its temporary file (this process's, named exactly) is removed."""
     try:
         write_part(path, arrays, part_rows)
@@ -30,7 +30,7 @@ class PartMaker:
     """Builds and writes the parts of one run with one env (one per collecting process).
 
     :meth:`write` compresses and writes in this process; the collecting process can hand its
-    parts to a writer process instead (:class:`sparseshift.envs.data.writer.Writer`; a writer
+    parts to a writer process instead (:class:`sparseshift.agents.collect.writer.Writer`; a writer
     *thread* was tried and lost, because every compressed chunk must re-acquire the GIL from the
     stepping thread).
     """
@@ -63,8 +63,8 @@ class PartMaker:
 
 
 class InOrder:
-    """Adds finished parts to an :class:`~sparseshift.envs.data.store.Assembler` in index order,
-    as soon as each one and all before it are on disk."""
+    """Adds finished parts to an :class:`~sparseshift.agents.collect.store.Assembler` in index
+    order, as soon as each one and all before it are on disk."""
 
     def __init__(self, asm: Assembler, directory: Path) -> None:
         self.asm, self.directory = asm, directory

@@ -1,9 +1,9 @@
 """The messages that collection processes send each other through multiprocessing queues.
 
-:mod:`sparseshift.envs.data.collect` runs the collecting process, optional helper processes
-(:mod:`sparseshift.envs.data.workers`) and an optional writer process
-(:mod:`sparseshift.envs.data.writer`). Everything they exchange is one of the frozen dataclasses
-below (picklable as they are), so both sides of a queue agree on its fields by name:
+:mod:`sparseshift.agents.collect.collect` runs the collecting process, optional helper processes
+(:mod:`sparseshift.agents.collect.workers`) and an optional writer process
+(:mod:`sparseshift.agents.collect.writer`). Everything they exchange is one of the frozen
+dataclasses below (picklable as they are), so both sides of a queue agree on its fields by name:
 
 * helper -> collector (``Helpers.results``): :class:`RowsDone`, :class:`PartWritten`,
   :class:`WorkerDone`, :class:`Failed`;

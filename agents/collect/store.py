@@ -44,7 +44,7 @@ def tmp_name(path: Path) -> Path:
 
     Collection records the process id of every process it starts in its lock's journal before
     the process writes anything, so a later run removes exactly the temporary files a killed
-    process left (:func:`sparseshift.envs.data.collect.pid_temp`), including the final file's,
+    process left (:func:`sparseshift.agents.collect.collect.pid_temp`), including the final file's,
     which lies outside the locked staging folder (so a random name recorded there could not
     cover it). The file is created exclusively (:func:`create_h5`): never through a symbolic
     link or over a file that is not this process's."""

@@ -10,8 +10,9 @@ the dataset's config; :func:`policy_factory` turns that description into a funct
 ``rng -> Policy`` inside each worker (the agent is loaded once per worker). Stable-Baselines3
 ``.zip`` files are refused: SB3's ``load`` unpickles parts of the zip, so a shared file could run
 code. Agents load from safetensors and JSON only (:mod:`sparseshift.agents.policy_io`), through
-:data:`AGENT_LOADER` (a ``module:function`` string, so this data layer does not import the agents
-layer). The env-specific policies import their env module only when built.
+:func:`sparseshift.agents.replay.load_agent_policy`. Collection sits above the agents layer, so
+it imports them plainly; the env-specific policies (and torch, for agents) are imported only when
+a policy is built.
 
 An agent's policy runs on the CPU by default; ``collect --device`` puts it on another torch device
 (:func:`policy_device` checks it once, before any work). The device is a runtime setting, not part
@@ -21,7 +22,6 @@ for. The other policies do not use torch and ignore it.
 
 from __future__ import annotations
 
-import importlib
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -30,22 +30,48 @@ from typing import Any, Protocol
 import gymnasium as gym
 import numpy as np
 
+from sparseshift.envs.data.generate import Policy
 from sparseshift.envs.errors import ConfigError
 
-#: Env ids with a scripted behaviour policy: ``module:Class`` called as ``Class(env, rng)``.
-SCRIPTED: dict[str, str] = {
-    "sparseshift/TriFingerPush-v0": "sparseshift.envs.trifinger.scripted:ScriptedPusher",
+
+class Scripted(Protocol):
+    """A scripted behaviour policy class: built as ``cls(env, rng)``."""
+
+    def __call__(self, env: gym.Env[Any, Any], rng: np.random.Generator) -> Policy: ...
+
+
+def _scripted_pusher() -> Scripted:
+    from sparseshift.envs.trifinger.scripted import ScriptedPusher
+
+    return ScriptedPusher
+
+
+#: Env ids with a scripted behaviour policy: a function returning its class (the env module is
+#: imported only when the policy is asked for).
+SCRIPTED: dict[str, Callable[[], Scripted]] = {
+    "sparseshift/TriFingerPush-v0": _scripted_pusher,
 }
-#: ``loader(agent_dir, digest) -> policy with predict(obs, deterministic)``.
+#: The loader recorded in an agent policy's description (``"loader"``), kept as it was when it
+#: named the function that loads the agent: it is part of every such dataset's manifest and
+#: fingerprint. It is a label only; the agent is loaded by importing
+#: :func:`sparseshift.agents.replay.load_agent_policy` (:func:`_load_agent`).
 AGENT_LOADER = "sparseshift.agents.replay:load_agent_policy"
 
 
-class Policy(Protocol):
-    """What the collector needs from a behaviour policy."""
+def class_label(cls: Any) -> str:
+    """``module:QualName`` of a class: how a scripted policy is named in a dataset's manifest."""
+    return f"{cls.__module__}:{cls.__qualname__}"
 
-    def reset(self) -> None: ...
 
-    def act(self, obs: Any) -> Any: ...
+def scripted_class(label: str) -> Scripted:
+    """The scripted policy class a dataset's manifest names (``class_label``); a one-line
+    :class:`ConfigError` if this sparseshift has none of that name."""
+    for get in SCRIPTED.values():
+        cls = get()
+        if class_label(cls) == label:
+            return cls
+    raise ConfigError(f"scripted policy {label} is not available (this sparseshift has "
+                      f"{', '.join(class_label(get()) for get in SCRIPTED.values())})")
 
 
 class SmoothRandomPolicy:
@@ -341,7 +367,7 @@ def describe_policy(spec: str, env_id: str) -> dict[str, Any]:
                 f"no scripted policy for {env_id}; scripted policies exist for "
                 f"{', '.join(SCRIPTED)} (use --policy random or a trained agent directory)"
             )
-        return {"type": "scripted", "class": SCRIPTED[env_id]}
+        return {"type": "scripted", "class": class_label(SCRIPTED[env_id]())}
     path = Path(spec)
     if path.suffix == ".zip":
         raise ConfigError(f"--policy {spec}: Stable-Baselines3 .zip files are not loaded (SB3's "
@@ -375,9 +401,9 @@ def policy_device(spec: str) -> str:
 
 
 def _load_agent(desc: dict[str, Any]) -> Any:
-    module, name = AGENT_LOADER.split(":")
-    loader = getattr(importlib.import_module(module), name)
-    return loader(Path(desc["path"]), desc["digest"])
+    from sparseshift.agents.replay import load_agent_policy  # imports torch
+
+    return load_agent_policy(Path(desc["path"]), desc["digest"])
 
 
 def check_policy(desc: dict[str, Any], env: gym.Env[Any, Any]) -> None:
@@ -424,11 +450,7 @@ def policy_factory(
     if desc["type"] in MOTION:
         return _motion_factory(desc, env)
     if desc["type"] == "scripted":
-        module, name = str(desc["class"]).split(":")
-        try:
-            cls = getattr(importlib.import_module(module), name)
-        except (ImportError, AttributeError) as exc:
-            raise ConfigError(f"scripted policy {desc['class']} is not available ({exc})") from None
+        cls = scripted_class(str(desc["class"]))
         return lambda rng: cls(env, rng)
     if desc["type"] != "agent":
         raise ConfigError(f"cannot replay a {desc['type']!r} policy (this sparseshift replays "

@@ -11,9 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from sparseshift.envs.data.config import Resolved
-from sparseshift.envs.data.layout import FRAME_ARRAYS
-from sparseshift.envs.data.messages import (
+from sparseshift.agents.collect.messages import (
     WRITER,
     Assembled,
     Failed,
@@ -24,9 +22,11 @@ from sparseshift.envs.data.messages import (
     WriterCommand,
     WriterReport,
 )
-from sparseshift.envs.data.parts import InOrder, write_part_or_nothing
-from sparseshift.envs.data.procs import exit_if_orphaned, exit_reported, spawn_context
-from sparseshift.envs.data.store import Assembler, part_path
+from sparseshift.agents.collect.parts import InOrder, write_part_or_nothing
+from sparseshift.agents.collect.store import Assembler, part_path
+from sparseshift.agents.procs import exit_if_orphaned, exit_reported, spawn_context
+from sparseshift.envs.data.config import Resolved
+from sparseshift.envs.data.layout import FRAME_ARRAYS
 from sparseshift.envs.errors import ConfigError
 
 #: Part buffers shared with the writer process: the collecting process renders a part into a

@@ -182,7 +182,7 @@ def test_quick_is_object_reaching_and_full_covers_every_learner() -> None:
 def test_study_cli_bad_preset_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["study", "--preset", "huge"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "unknown preset 'huge'; valid: smoke, quick, full" in err[0]
+    assert len(err) == 1 and "unknown preset 'huge'; valid: smoke, quick, sweep, full" in err[0]
 
 
 def test_study_cli_bad_jobs_exit_2(capsys: pytest.CaptureFixture[str]) -> None:

@@ -315,3 +315,16 @@ def test_paired_shift_tests_use_the_episode_lists() -> None:
 def test_interval_keeps_its_old_constructor() -> None:
     iv = Interval(1.0, 0.5, 1.5, 10, 0.95, 2000)
     assert iv.method == "percentile-bootstrap" and iv.to_json()["resamples"] == 2000
+
+
+def test_aggregates_of_two_runs_print_a_range_not_a_ci() -> None:
+    from sparseshift.experiments.study.aggregates import group_aggregates, markdown
+
+    table = [{"encoder": e, "kind": "learned", "env_id": "e", "shift": "in", "success": s}
+             for e, runs in (("two", (0.2, 0.4)), ("three", (0.2, 0.4, 0.6)))
+             for s in runs]
+    md = markdown(group_aggregates(table, resamples=200))
+    two = next(line for line in md.splitlines() if line.startswith("| two |"))
+    three = next(line for line in md.splitlines() if line.startswith("| three |"))
+    assert "30% (range 20-40, 2 runs, no CI)" in two and "[" not in two
+    assert "[" in three and "range" not in three

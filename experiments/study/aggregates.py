@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from sparseshift.agents.stats import format_interval
+from sparseshift.agents.stats import format_interval, format_range
 from sparseshift.envs.errors import ConfigError
 
 Statistic = Callable[[np.ndarray], float]
@@ -77,9 +77,15 @@ def group_aggregates(table: Sequence[dict[str, Any]], key: str = "success",
         m, lo, hi = stratified_bootstrap(cols, iqm, resamples)
         g, glo, ghi = stratified_bootstrap(cols, optimality_gap, resamples)
         out.append({"encoder": name, "shift": shift, "runs": int(sum(len(c) for c in cols)),
-                    "tasks": len(cols), "iqm": m, "iqm_ci": [lo, hi], "optimality_gap": g,
+                    "tasks": len(cols), "iqm": m, "iqm_ci": [lo, hi],
+                    "range": [float(min(c.min() for c in cols)), float(max(c.max() for c in cols))],
+                    "optimality_gap": g,
                     "optimality_gap_ci": [glo, ghi]})
     return out
+
+
+#: Fewer runs per env than this get their range instead of a bootstrap interval.
+MIN_RUNS_FOR_CI = 3
 
 
 def markdown(aggs: Sequence[dict[str, Any]]) -> str:
@@ -99,6 +105,11 @@ def markdown(aggs: Sequence[dict[str, Any]]) -> str:
                 cells.append("")
             elif a["runs"] <= a.get("tasks", 1):
                 cells.append(f"{100 * a['iqm']:.0f}% (1 run per env, no CI)")
+            elif a["runs"] < MIN_RUNS_FOR_CI * a.get("tasks", 1) and "range" in a:
+                # A bootstrap over two runs is their range: print it as one, not as a CI.
+                cells.append(f"{100 * a['iqm']:.0f}% ("
+                             + format_range(a["range"], percent=True)
+                             + f", {a['runs']} runs, no CI)")
             else:
                 cells.append(f"{100 * a['iqm']:.0f}% "
                              + format_interval(a["iqm_ci"][0], a["iqm_ci"][1], percent=True))

@@ -140,6 +140,22 @@ MARKERS: Mapping[str, str] = MappingProxyType({
 PROBE_BYTES = 1 << 20
 
 
+@contextlib.contextmanager
+def cwd_on_path() -> Iterator[None]:
+    """The current folder on ``sys.path`` while a user-named module is imported (a console
+    script, unlike ``python -m``, does not put it there)."""
+    cwd = os.getcwd()
+    added = cwd not in sys.path
+    if added:
+        sys.path.insert(0, cwd)
+    try:
+        yield
+    finally:
+        if added:
+            with contextlib.suppress(ValueError):
+                sys.path.remove(cwd)
+
+
 def check_writable(folder: str | os.PathLike[str]) -> None:
     """Refuse, before any work, a folder this process cannot write files in or whose disk is
     full: a one-line :class:`ConfigError`. Creates a uniquely named probe file there, reserves

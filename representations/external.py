@@ -28,13 +28,11 @@ an agent refuses a changed encoder.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import importlib
 import json
 import os
-import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -45,6 +43,7 @@ from torch import nn
 
 from sparseshift.envs.config import opt
 from sparseshift.envs.errors import ConfigError
+from sparseshift.envs.io import cwd_on_path
 from sparseshift.representations.base import (
     Batch,
     Capability,
@@ -128,29 +127,13 @@ def refuse(spec: str, what: str, where: str) -> ConfigError:
         f"point in group {ENCODER_GROUP if what == 'encoder factory' else LEARNER_GROUP}")
 
 
-@contextlib.contextmanager
-def _cwd_on_path() -> Iterator[None]:
-    """The current folder on ``sys.path`` while a user-named module is imported (a console
-    script, unlike ``python -m``, does not put it there)."""
-    cwd = os.getcwd()
-    added = cwd not in sys.path
-    if added:
-        sys.path.insert(0, cwd)
-    try:
-        yield
-    finally:
-        if added:
-            with contextlib.suppress(ValueError):
-                sys.path.remove(cwd)
-
-
 def import_object(spec: str, what: str) -> Any:
     """The object ``module:Qual.Name`` names (the caller has checked that it is allowed)."""
     if not is_code_spec(spec):
         raise ConfigError(f"{what} {spec!r} is not of the form package.module:name")
     module_name, _, qualname = spec.partition(":")
     try:
-        with _cwd_on_path():
+        with cwd_on_path():
             obj: Any = importlib.import_module(module_name)
     except ImportError as exc:
         raise ConfigError(f"{what} {spec!r}: cannot import module {module_name!r} "

@@ -29,13 +29,11 @@ registry (registries are immutable: no global state).
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
 import re
-import sys
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cache
 from pathlib import Path
@@ -44,6 +42,7 @@ from typing import Any
 
 from sparseshift.envs.colours import SPLITS
 from sparseshift.envs.errors import ConfigError, choice_error, safe_repr
+from sparseshift.envs.io import cwd_on_path
 from sparseshift.envs.shifts.nuisance import FEATURES, Nuisance
 from sparseshift.envs.shifts.nuisances import NUISANCES
 from sparseshift.envs.shifts.severity import (
@@ -399,7 +398,7 @@ def registry_with(modules: Iterable[str] = (), *,
         found.append((f"entry point {ep.name!r}", ep.load()))
     for m in sorted(set(modules)):
         try:
-            with _cwd_on_path():
+            with cwd_on_path():
                 mod = importlib.import_module(m)
         except ImportError as exc:
             raise ConfigError(f"plugin module {m!r} cannot be imported: {exc}") from None
@@ -419,18 +418,3 @@ def registry_with(modules: Iterable[str] = (), *,
                                   "ShiftDef")
     return reg
 
-
-@contextlib.contextmanager
-def _cwd_on_path() -> Iterator[None]:
-    """The current folder on ``sys.path`` while a user-named module is imported (a console
-    script, unlike ``python -m``, does not put it there)."""
-    cwd = os.getcwd()
-    added = cwd not in sys.path
-    if added:
-        sys.path.insert(0, cwd)
-    try:
-        yield
-    finally:
-        if added:
-            with contextlib.suppress(ValueError):
-                sys.path.remove(cwd)

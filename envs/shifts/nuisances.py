@@ -251,25 +251,37 @@ class Texture(Nuisance):
 
     def episode(self, severity: float, rng: np.random.Generator, scene: Scene) -> Any:
         c = self.magnitude("contrast", severity)
-        return (float(rng.uniform(0.5 * c, c)), bool(rng.integers(2)),
-                float(rng.uniform(1 / 16, 1 / 4)), float(rng.uniform(0, np.pi)),
-                float(rng.uniform(0, 1)), float(rng.uniform(0, 1)))
+        return _Pattern(float(rng.uniform(0.5 * c, c)), bool(rng.integers(2)),
+                        float(rng.uniform(1 / 16, 1 / 4)), float(rng.uniform(0, np.pi)),
+                        float(rng.uniform(0, 1)), float(rng.uniform(0, 1)))
 
     def frame(self, image: np.ndarray, state: Any, rng: np.random.Generator,
               scene: Scene) -> np.ndarray:
-        contrast, checker, period, angle, px, py = state
-        h, w = image.shape[:2]
-        ys, xs = np.mgrid[0:h, 0:w].astype(np.float32) / (period * w)
-        u = xs * np.cos(angle) + ys * np.sin(angle) + px
-        v = -xs * np.sin(angle) + ys * np.cos(angle) + py
-        on = (np.floor(u).astype(np.int64) % 2).astype(bool)
-        if checker:
-            on ^= (np.floor(v).astype(np.int64) % 2).astype(bool)
-        cells = on & scene.surface_mask()
+        cells = state.cells(*image.shape[:2]) & scene.surface_mask()
         px = image[cells]
         target = np.where(px.mean(axis=-1, keepdims=True) < 128.0, 255.0, 0.0)
-        image[cells] = px + contrast * (target - px)
+        image[cells] = px + state.contrast * (target - px)
         return image
+
+
+class _Pattern:
+    """One episode's stripe or checker pattern; its cell mask is computed once per image size."""
+
+    def __init__(self, contrast: float, checker: bool, period: float, angle: float, px: float,
+                 py: float) -> None:
+        self.contrast, self.checker, self.period = contrast, checker, period
+        self.angle, self.px, self.py = angle, px, py
+        self._cells: dict[tuple[int, int], np.ndarray] = {}
+
+    def cells(self, h: int, w: int) -> np.ndarray:
+        if (h, w) not in self._cells:
+            ys, xs = np.mgrid[0:h, 0:w].astype(np.float32) / (self.period * w)
+            c, s = np.cos(self.angle), np.sin(self.angle)
+            on = (np.floor(xs * c + ys * s + self.px).astype(np.int64) % 2).astype(bool)
+            if self.checker:
+                on ^= (np.floor(-xs * s + ys * c + self.py).astype(np.int64) % 2).astype(bool)
+            self._cells[(h, w)] = on
+        return self._cells[(h, w)]
 
 
 #: The shipped nuisances, in registry (and documentation) order.

@@ -19,9 +19,9 @@ import sparseshift.envs.trifinger  # noqa: F401  (selects the GL backend before 
 import numpy as np
 import pytest
 
-from sparseshift.envs.trifinger import fidelity as F
 from sparseshift.envs.trifinger import model as M
 from sparseshift.envs.trifinger.env import CUBE_XY_RANGE
+from sparseshift.experiments.validation import fidelity as F
 
 
 def _no_official(monkeypatch: pytest.MonkeyPatch) -> None:

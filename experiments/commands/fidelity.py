@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     import sparseshift.envs.trifinger  # noqa: F401  (selects the GL backend before MuJoCo)
     from sparseshift.envs.config import check_seed
     from sparseshift.envs.io import output_dir, output_lock
-    from sparseshift.envs.trifinger.fidelity import (
+    from sparseshift.experiments.validation.fidelity import (
         FidelityConfig,
         resolve_python,
         run_check,
@@ -77,8 +77,8 @@ def run(args: argparse.Namespace) -> int:
 def labelled_mask_sheet(report: Any) -> Any:
     """``masks.png``: the robot's mask from each camera (columns) for the first configurations
     (rows), ours over the official simulator's, with the colour key in the title."""
-    from sparseshift.envs.trifinger.fidelity import mask_tiles
     from sparseshift.experiments.imaging import contact_sheet
+    from sparseshift.experiments.validation.fidelity import mask_tiles
 
     tiles = mask_tiles(report)
     rows = [(f"configuration {k}", row) for k, row in enumerate(tiles)]

@@ -2,8 +2,9 @@
 
 :func:`run_check` (``sparseshift fidelity``) draws seeded inputs, runs them through our model (the
 scene every TriFinger env compiles, :func:`~sparseshift.envs.trifinger.model.load_model`) and
-through ``trifinger_simulation`` 2.0 (PyBullet; :mod:`fidelity_official` runs in a subprocess with
-the interpreter that has it, so its pins never meet ours) and compares:
+through ``trifinger_simulation`` 2.0 (PyBullet;
+:mod:`~sparseshift.experiments.validation.fidelity_official`, next to this module, runs in a
+subprocess with the interpreter that has it, so its pins never meet ours) and compares:
 
 * **kinematics**: fingertip positions (tip link frames) for random joint configurations within the
   limits; criterion: largest error < 0.1 mm.
@@ -47,6 +48,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+# MuJoCo picks its GL backend when first imported: the trifinger package selects it first.
+import sparseshift.envs.trifinger  # noqa: F401
+
+# isort: split
 
 import mujoco
 import numpy as np

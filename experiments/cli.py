@@ -1,8 +1,9 @@
 """The ``sparseshift`` command line.
 
 Each subcommand lives in its own module under :mod:`sparseshift.experiments.commands` and exposes
-``add_parser(subparsers)`` (which sets ``func``) and ``run(args) -> int``. Modules import heavy
-dependencies (MuJoCo, torch) inside ``run`` so ``sparseshift --help`` stays fast.
+``add_parser(subparsers)`` (which sets ``func``) and ``run(args) -> int``; :func:`command_modules`
+imports them when the parser is built. Modules import heavy dependencies (MuJoCo, torch) inside
+``run`` so ``sparseshift --help`` stays fast.
 
 Bad input never produces a traceback: a :class:`~sparseshift.envs.errors.ConfigError` (or a missing
 file, or a
@@ -12,34 +13,48 @@ usage error) prints one line ``sparseshift <cmd>: error: ...`` and exits with st
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType, ModuleType
 from typing import NoReturn
 
-#: Subcommand modules, in the order ``--help`` lists them.
+#: The subcommands :func:`build_parser` adds, in the order ``--help`` lists them (module names
+#: under :mod:`sparseshift.experiments.commands`).
 COMMANDS: tuple[str, ...] = (
-    "demo",
-    "envs",
-    "shifts",
-    "render",
-    "collect",
-    "inspect",
-    "export",
-    "train_rep",
-    "eval_rep",
-    "export_rep",
-    "export_encoder",
-    "train_agent",
-    "evaluate",
-    "scorecard",
-    "study",
-    "disentangle",
-    "slot_curve",
-    "bench",
-    "doctor",
-    "fidelity",
+    "demo", "envs", "shifts", "render", "collect", "inspect", "export", "train_rep", "eval_rep",
+    "export_rep", "export_encoder", "train_agent", "evaluate", "scorecard", "study",
+    "disentangle", "slot_curve", "bench", "doctor", "fidelity",
 )
+
+
+def command_modules() -> Mapping[str, ModuleType]:
+    """The subcommand modules by name, imported plainly when the parser is built."""
+    from sparseshift.experiments import commands
+    from sparseshift.experiments.commands import (  # noqa: F401  (imported to be listed)
+        bench,
+        collect,
+        demo,
+        disentangle,
+        doctor,
+        envs,
+        eval_rep,
+        evaluate,
+        export,
+        export_encoder,
+        export_rep,
+        fidelity,
+        inspect,
+        render,
+        scorecard,
+        shifts,
+        slot_curve,
+        study,
+        train_agent,
+        train_rep,
+    )
+
+    return MappingProxyType({name: getattr(commands, name) for name in COMMANDS})
+
 
 EXIT_USAGE = 2
 
@@ -63,8 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(
         title="commands", dest="command", metavar="COMMAND", parser_class=OneLineParser
     )
+    modules = command_modules()
     for name in COMMANDS:
-        importlib.import_module(f"sparseshift.experiments.commands.{name}").add_parser(sub)
+        modules[name].add_parser(sub)
     return parser
 
 

@@ -1,16 +1,17 @@
 """The learner registry: a static table of the built-in learners, resolved lazily.
 
-Like the env registry (:mod:`sparseshift.envs.registry`), entries are strings
-(``"package.module:ClassName"``) and a learner's module is imported by :mod:`importlib` only when
-the learner is asked for, so importing this module imports no learner and the learner modules
-never import it back (no import cycle). The table is immutable and the module holds no other
-state.
+:data:`BUILTIN_LEARNERS` maps each built-in name to a small loader function that imports the
+learner's module plainly, inside the function, and returns its class. So importing this module
+imports no learner (and no torch), a learner's module is imported only when the learner is asked
+for, and the learner modules never import this one back (no import cycle). The table is immutable
+and the module holds no other state.
 
 Extension points, without global state: a learner name of the form ``"package.module:ClassName"``
 (for example ``"my_project.learners:MyVAE"``) resolves to that :class:`Learner` subclass when the
 user names it (``TrainConfig.learner``, ``train-rep --learner``, a study config they wrote), and
 an installed package can offer learners as entry points of the group ``sparseshift.learners``
-(their names then work like built-in ones). A *file* never chooses code: when a ``run.json``
+(their names then work like built-in ones). Both are the user's code, imported by name
+(:mod:`sparseshift.representations.external`). A *file* never chooses code: when a ``run.json``
 names ``module:Class``, :func:`learner_class` imports it only if the user allowed that module
 (``--plugin MODULE``, :class:`~sparseshift.representations.external.Plugins`) or it is an
 installed entry point; otherwise it is a one-line :class:`ConfigError` saying how to allow it.
@@ -21,7 +22,7 @@ Importing this module imports no torch (the command line lists the learners from
 from __future__ import annotations
 
 import inspect
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
@@ -32,13 +33,45 @@ if TYPE_CHECKING:
     from sparseshift.representations.base import Learner
     from sparseshift.representations.external import Plugins
 
-#: Built-in learners: registry name -> ``"module:Class"``. Each class declares the same ``name``.
-BUILTIN_LEARNERS: Mapping[str, str] = MappingProxyType({
-    "ada_gvae": "sparseshift.representations.weak:AdaGVAE",
-    "ada_mlvae": "sparseshift.representations.weak:AdaMLVAE",
-    "beta_vae": "sparseshift.representations.vae:BetaVAE",
-    "nwm": "sparseshift.representations.nwm:NWM",
-    "slot_attention": "sparseshift.representations.slots:SlotAttention",
+
+def _ada_gvae() -> type[Learner]:
+    from sparseshift.representations.weak import AdaGVAE
+
+    return AdaGVAE
+
+
+def _ada_mlvae() -> type[Learner]:
+    from sparseshift.representations.weak import AdaMLVAE
+
+    return AdaMLVAE
+
+
+def _beta_vae() -> type[Learner]:
+    from sparseshift.representations.vae import BetaVAE
+
+    return BetaVAE
+
+
+def _nwm() -> type[Learner]:
+    from sparseshift.representations.nwm import NWM
+
+    return NWM
+
+
+def _slot_attention() -> type[Learner]:
+    from sparseshift.representations.slots import SlotAttention
+
+    return SlotAttention
+
+
+#: Built-in learners: registry name -> a loader that imports the learner's module and returns its
+#: class. Each class declares the same ``name``.
+BUILTIN_LEARNERS: Mapping[str, Callable[[], type[Learner]]] = MappingProxyType({
+    "ada_gvae": _ada_gvae,
+    "ada_mlvae": _ada_mlvae,
+    "beta_vae": _beta_vae,
+    "nwm": _nwm,
+    "slot_attention": _slot_attention,
 })
 
 
@@ -92,15 +125,16 @@ def learner_class(name: str, plugins: Plugins | None = None, where: str = "") ->
             raise refuse(name, "learner", where)
         return _check_learner_class(name, _import_class(name))
     try:
-        spec = BUILTIN_LEARNERS[name]
+        load = BUILTIN_LEARNERS[name]
     except KeyError:
         installed = entry_point_spec(name, LEARNER_GROUP)
         if installed is not None:
             return _check_learner_class(name, _import_class(installed))
         raise choice_error("learner", name, sorted(BUILTIN_LEARNERS)) from None
-    cls = _check_learner_class(name, _import_class(spec))
+    cls = _check_learner_class(name, load())
     if cls.name != name:  # the table and the class must agree (checked by the tests too)
-        raise RuntimeError(f"{spec} declares name {cls.name!r}, registered as {name!r}")
+        raise RuntimeError(f"{cls.__module__}:{cls.__qualname__} declares name {cls.name!r}, "
+                           f"registered as {name!r}")
     return cls
 
 

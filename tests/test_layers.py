@@ -31,7 +31,7 @@ tests check that
 * no module imports a higher floor (string imports included);
 * no module names one of our modules in a string, except where :data:`STRING_IMPORTS` says why
   (gymnasium's env entry points; labels recorded in dataset manifests, in modules that import
-  nothing by name; the known cases still waiting for their change, each named);
+  nothing by name);
 * only the modules in :data:`DYNAMIC_IMPORTS` call ``importlib.import_module`` or ``__import__``,
   each for a stated reason;
 * the subpackages (``sparseshift.envs``, ``...``) import each other without a cycle, and the
@@ -77,19 +77,6 @@ STRING_IMPORTS: Mapping[str, tuple[str, tuple[str, ...]]] = {
         "with an agent, so part of its manifest and fingerprint; a label only, never imported "
         "(this module imports nothing by name: not in DYNAMIC_IMPORTS)",
         ("sparseshift.agents.replay:load_agent_policy",)),
-    # Waiting for their change (issue 24 item 3: study runner and executor with one direction of
-    # calls; CLI commands and benchmarks found without importing by name). Remove an entry when
-    # its strings go; test_string_import_exceptions_are_still_needed fails on a stale one.
-    "sparseshift.representations.registry": (
-        "BUILTIN_LEARNERS maps learner names to 'module:Class', imported on first use", ()),
-    "sparseshift.experiments.bench": ("BENCHES maps benchmark names to module names", ()),
-    "sparseshift.experiments.cli": ("COMMANDS imported as sparseshift.experiments.commands.NAME",
-                                    ()),
-    "sparseshift.experiments.commands.demo": ("study tasks name their stage function", ()),
-    "sparseshift.experiments.study.disentangle": ("study tasks name their stage function", ()),
-    "sparseshift.experiments.study.runner": ("study tasks name their stage function", ()),
-    "sparseshift.experiments.study.scorecard": ("study tasks name their stage function", ()),
-    "sparseshift.experiments.study.slot_curve": ("study tasks name their stage function", ()),
 }
 
 #: Modules that import by name at run time, each with why (the names are not ours unless said).
@@ -100,10 +87,6 @@ DYNAMIC_IMPORTS: Mapping[str, str] = {
     "sparseshift.envs.data.export": "the optional export libraries (lerobot, minari)",
     "sparseshift.representations.external": "learner plugins: installed entry points and "
                                             "modules the user named (--plugin)",
-    # Waiting for their change, as in STRING_IMPORTS.
-    "sparseshift.experiments.cli": "our CLI command modules (pending)",
-    "sparseshift.experiments.commands.bench": "our benchmark modules (pending)",
-    "sparseshift.experiments.study.graph": "our study stage functions (pending)",
 }
 
 #: Cycles between packages below the subpackages (folders with ``__init__.py``) that exist
@@ -396,6 +379,22 @@ def test_collection_imports_agents_plainly() -> None:
             if r.source.startswith("sparseshift.agents.") and not r.source.startswith(inside)
             and r.target.startswith(inside)]
     assert back == []  # the rest of agents never needs collection: no agents <-> collect cycle
+
+
+def test_study_graph_is_called_one_way() -> None:
+    """Issue 24: the modules that build study tasks import the graph and their stage functions
+    plainly; the graph imports none of them back (a task carries its stage function)."""
+    graph_module = "sparseshift.experiments.study.graph"
+    back = sorted({r.target for r in REFS if r.source == graph_module
+                   and r.target.startswith("sparseshift.experiments.")})
+    assert back == ["sparseshift.experiments.study.artifacts"]
+    builders = ("sparseshift.experiments.study.runner", "sparseshift.experiments.study.disentangle",
+                "sparseshift.experiments.study.slot_curve",
+                "sparseshift.experiments.study.scorecard", "sparseshift.experiments.commands.demo")
+    for builder in builders:
+        targets = {r.target for r in REFS if r.source == builder and r.kind == "import"}
+        assert graph_module in targets, builder
+        assert "sparseshift.experiments.study.stages" in targets, builder
 
 
 def test_the_checks_catch_what_they_check() -> None:

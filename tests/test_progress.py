@@ -48,7 +48,7 @@ def slow_stage(config: Job, inputs: Mapping[str, Any], out: Path) -> dict[str, A
 
 def task(stage: str = "slow", steps: int = 100, seconds: float = 0.0, label: str = "",
          deps: tuple[Task, ...] = (), fail: bool = False) -> Task:
-    return Task(stage, f"{__name__}:slow_stage", Job(steps, seconds, fail), deps=deps,
+    return Task(stage, slow_stage, Job(steps, seconds, fail), deps=deps,
                 label=label or f"{stage}{steps}")
 
 

@@ -36,7 +36,7 @@ def test_registry_lists_builtins_and_rejects_unknown_names() -> None:
 
 def test_builtin_table_is_static_and_names_its_classes() -> None:
     with pytest.raises(TypeError):
-        BUILTIN_LEARNERS["other"] = "x:Y"  # type: ignore[index]
+        BUILTIN_LEARNERS["other"] = lambda: BetaVAE  # type: ignore[index]
     assert learner_class("beta_vae") is BetaVAE and BetaVAE.name == "beta_vae"
     # a subclass does not take over the name: the table, not import order, decides
     type("Other", (BetaVAE,), {"name": "beta_vae"})

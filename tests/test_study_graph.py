@@ -44,18 +44,18 @@ def stage_b(config: B, inputs: Mapping[str, Any], out: Path) -> dict[str, Any]:
 
 
 def graph(y: int = 10, fail: bool = False) -> Task:
-    a1 = Task("a", f"{__name__}:stage_a", A(1), label="1")
-    a2 = Task("a", f"{__name__}:stage_a", A(2), label="2")
-    return Task("b", f"{__name__}:stage_b", B(y, fail), deps=(a1, a2), label="b")
+    a1 = Task("a", stage_a, A(1), label="1")
+    a2 = Task("a", stage_a, A(2), label="2")
+    return Task("b", stage_b, B(y, fail), deps=(a1, a2), label="b")
 
 
 def test_keys_change_with_config_and_upstream() -> None:
     b = graph()
     assert graph().key == b.key
     assert graph(y=11).key != b.key
-    a1 = Task("a", f"{__name__}:stage_a", A(5), label="1")
-    a2 = Task("a", f"{__name__}:stage_a", A(2), label="2")
-    b2 = Task("b", f"{__name__}:stage_b", B(10, False), deps=(a1, a2), label="b")
+    a1 = Task("a", stage_a, A(5), label="1")
+    a2 = Task("a", stage_a, A(2), label="2")
+    b2 = Task("b", stage_b, B(10, False), deps=(a1, a2), label="b")
     assert b2.key != b.key  # an upstream change changes the downstream key
     assert [t.stage for t in topo_order([b, b])] == ["a", "a", "b"]
 
@@ -100,6 +100,19 @@ def test_interrupted_stage_is_redone_not_read(tmp_path: Path) -> None:
     assert CALLS == ["b"]  # the finished 'a' stages were reused after the crash
 
 
+def test_a_pool_runs_the_stage_functions_by_reference(tmp_path: Path) -> None:
+    """Tasks carry their stage functions; a pool of spawned workers gets them by reference
+    (module and name) and gives the results of the in-process run. The function is no part of
+    a task's key."""
+    b = graph()
+    assert b.fn is stage_b and Task("b", stage_a, B(10, False), deps=b.deps, label="b").key == b.key
+    local = run_local([b], tmp_path / "local")
+    pooled = run_local([b], tmp_path / "pool", jobs=2)
+    strip = {"seconds"}
+    assert {k: {kk: vv for kk, vv in v.items() if kk not in strip} for k, v in local.items()} == {
+        k: {kk: vv for kk, vv in v.items() if kk not in strip} for k, v in pooled.items()}
+
+
 def test_ray_gives_the_same_results(tmp_path: Path) -> None:
     pytest.importorskip("ray")
     b = graph()
@@ -121,13 +134,10 @@ def test_a_stopped_stage_is_reported_stopped_not_failed(tmp_path: Path) -> None:
 
     events: list[str] = []
     target = graph()
-    stop = Task("b", f"{__name__}:stage_stop", B(1), deps=target.deps, label="b")
-    globals()["stage_stop"] = stopping
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            run_local([stop], tmp_path, progress=lambda e, t: events.append(f"{e} {t.stage}"))
-    finally:
-        del globals()["stage_stop"]
+    # in process (jobs=1), a stage function need not be importable
+    stop = Task("b", stopping, B(1), deps=target.deps, label="b")
+    with pytest.raises(KeyboardInterrupt):
+        run_local([stop], tmp_path, progress=lambda e, t: events.append(f"{e} {t.stage}"))
     assert events[-1] == "interrupted b"
     stream = io.StringIO()
     printer = ProgressPrinter([stop], stream=stream)

@@ -4,7 +4,6 @@ same run (see :mod:`sparseshift.experiments.bench`)."""
 from __future__ import annotations
 
 import argparse
-import importlib
 from typing import Any
 
 NAME = "bench"
@@ -24,8 +23,8 @@ def add_parser(sub: Any) -> None:
     )
     benches = p.add_subparsers(title="benchmarks", dest="bench", metavar="NAME",
                                parser_class=type(p))
-    for name, path in BENCHES.items():
-        module = importlib.import_module(path)
+    for name, load in BENCHES.items():
+        module = load()
         bp = benches.add_parser(name, help=module.DESCRIPTION, description=module.DESCRIPTION)
         module.add_arguments(bp)
         bp.set_defaults(func=module.run)

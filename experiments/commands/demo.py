@@ -133,7 +133,8 @@ def run(args: argparse.Namespace) -> int:
                      min(2, os.cpu_count() or 1), 1, 64)
     from sparseshift.agents.encoders import load_encoder
     from sparseshift.experiments.options import plugins_of
-    from sparseshift.experiments.study.runner import EncoderRef
+    from sparseshift.experiments.study.runner import EncoderRef, encoder_stage
+    from sparseshift.experiments.study.stages import eval_agent_stage, train_agent_stage
 
     plugins = plugins_of(args)
     spec = args.encoder if args.encoder is not None else str(shipped_encoder())
@@ -149,14 +150,13 @@ def run(args: argparse.Namespace) -> int:
     runtime = {"plugins": tuple(sorted(plugins.modules))}
     name = ("learned (Ada-GVAE, shipped)" if args.encoder is None
             else f"encoder ({Path(spec).name or spec})")
-    ref = Task("encoder", "sparseshift.experiments.study.runner:encoder_stage",
+    ref = Task("encoder", encoder_stage,
                EncoderRef(encoder=str(Path(spec).resolve()) if Path(spec).exists() else spec,
                           fingerprint=str(resolved.fingerprint),
                           encoder_weights=(str(Path(args.encoder_weights).resolve())
                                            if args.encoder_weights else None)),
                label=name, runtime=runtime)
     out = output_dir(args.out, "demo.md")
-    stages = "sparseshift.experiments.study.stages"
     agent_cfg = {"env_id": ENV_ID, "steps": args.steps, "seed": args.seed,
                  "eval_every": max(args.steps // 4, 1), "eval_episodes": 10,
                  "checkpoint_every": 0}
@@ -166,11 +166,11 @@ def run(args: argparse.Namespace) -> int:
     for label, enc in ((name, spec), *FLOORS):
         mine = enc == spec
         weights = args.encoder_weights if mine else None
-        agent = Task("agent", f"{stages}:train_agent_stage",
+        agent = Task("agent", train_agent_stage,
                      AgentConfig.from_json({**agent_cfg, "encoder": enc,
                                             "encoder_weights": weights}),
                      deps=(ref,) if mine else (), label=label, runtime=runtime)
-        rows.append((label, Task("eval_agent", f"{stages}:eval_agent_stage", evaluation,
+        rows.append((label, Task("eval_agent", eval_agent_stage, evaluation,
                                  deps=(agent,), label=label, runtime=runtime)))
     print(f"sparseshift demo: PPO on {ENV_ID}, {args.steps} steps per agent, "
           f"{args.episodes} evaluation episodes per shift, {jobs} at a time -> {out}/",

@@ -30,9 +30,8 @@ from sparseshift.envs.errors import choice_error
 from sparseshift.envs.io import atomic_write_text, output_dir, output_lock, write_json_atomic
 from sparseshift.experiments.study.graph import ProgressPrinter, Task, run_local, run_ray
 from sparseshift.experiments.study.report import spearman
+from sparseshift.experiments.study.stages import collect_stage, eval_rep_stage, train_rep_stage
 from sparseshift.representations.config import EvalConfig, TrainConfig
-
-STAGES = "sparseshift.experiments.study.stages"
 
 
 @dataclass(frozen=True)
@@ -99,7 +98,7 @@ class Model:
 def build(p: DisentanglePreset) -> list[Model]:
     models = []
     for env_id in p.envs:
-        collect = Task("collect", f"{STAGES}:collect_stage", CollectConfig(
+        collect = Task("collect", collect_stage, CollectConfig(
             env_id=env_id, kind="pairs", n=p.data_n, colours=p.colours, k=p.k), label=env_id)
         extra: dict[str, Any] = {"lr": p.lr} if p.lr is not None else {}
         model: dict[str, Any] = {"kl_warmup": p.kl_warmup} if p.kl_warmup else {}
@@ -108,8 +107,8 @@ def build(p: DisentanglePreset) -> list[Model]:
                 cfg = TrainConfig(learner=method, model={"beta": beta, **model}, steps=p.steps,
                                   seed=seed, batch=p.batch, progress=False, **extra)
                 label = f"{method}_b{beta:g}/s{seed}"
-                rep = Task("rep", f"{STAGES}:train_rep_stage", cfg, deps=(collect,), label=label)
-                ev = Task("eval_rep", f"{STAGES}:eval_rep_stage", p.metrics,
+                rep = Task("rep", train_rep_stage, cfg, deps=(collect,), label=label)
+                ev = Task("eval_rep", eval_rep_stage, p.metrics,
                           deps=(collect, rep), label=label)
                 models.append(Model(env_id, method, beta, seed, rep, ev))
     return models

@@ -1,17 +1,18 @@
 """A small task graph for studies, run in process or as Ray tasks.
 
-A :class:`Task` names its stage, its resolved config, the tasks it depends on, and a function
-``fn(config, inputs, out_dir) -> result`` that is importable by name (a ``"module:function"``
-string) so Ray workers can run it. Keys are content hashes
-(:mod:`sparseshift.experiments.study.artifacts`);
-finished tasks are skipped. The local and the Ray executor call the same functions with the same
-configs and seeds, so they give the same results.
+A :class:`Task` names its stage, its resolved config, the tasks it depends on, and its stage
+function ``fn(config, inputs, out_dir) -> result``, the function itself. It must be defined at
+module level: the process pool and Ray send it to their workers by reference (its module and
+name), and the workers import it from there. The modules that build tasks import their stage
+functions and this module; this module imports none of them (calls go one way). Keys are content
+hashes of the stage, config and inputs (:mod:`sparseshift.experiments.study.artifacts`), never of
+the function; finished tasks are skipped. The local and the Ray executor call the same functions
+with the same configs and seeds, so they give the same results.
 """
 
 from __future__ import annotations
 
 import contextlib
-import importlib
 import os
 import sys
 import threading
@@ -33,7 +34,8 @@ class Task:
     """One unit of study work: its stage's config object, hashed by its JSON."""
 
     stage: str
-    fn: str  # "module:function"
+    #: The stage function, defined at module level (workers import it by reference).
+    fn: StageFn
     config: Config
     deps: tuple[Task, ...] = ()
     label: str = ""
@@ -50,13 +52,7 @@ class Task:
         return Artifact(root, self.stage, self.key)
 
 
-def resolve(fn: str) -> StageFn:
-    module, _, name = fn.partition(":")
-    func: StageFn = getattr(importlib.import_module(module), name)
-    return func
-
-
-def execute(task_fn: str, stage: str, key: str, root: str, config: Config,
+def execute(fn: StageFn, stage: str, key: str, root: str, config: Config,
             inputs: Mapping[str, dict[str, Any]],
             runtime: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Run one task unless its artifact is complete; return its result. Runs in any process.
@@ -70,7 +66,6 @@ def execute(task_fn: str, stage: str, key: str, root: str, config: Config,
         return art.result()
     out = art.prepare(config.to_json())
     t0 = time.perf_counter()
-    fn = resolve(task_fn)
     args = (config, resolve_inputs(Path(root), inputs), out)
     result = dict(fn(*args, runtime=dict(runtime)) if runtime else fn(*args))
     result.setdefault("seconds", round(time.perf_counter() - t0, 2))
@@ -93,10 +88,10 @@ def resolve_inputs(root: Path, inputs: Mapping[str, dict[str, Any]]
     return out
 
 
-def _execute_with_deps(task_fn: str, stage: str, key: str, root: str, config: Config,
+def _execute_with_deps(fn: StageFn, stage: str, key: str, root: str, config: Config,
                        runtime: Mapping[str, Any], names: Sequence[str],
                        *values: dict[str, Any]) -> dict[str, Any]:
-    return execute(task_fn, stage, key, root, config, dict(zip(names, values, strict=True)),
+    return execute(fn, stage, key, root, config, dict(zip(names, values, strict=True)),
                    runtime)
 
 

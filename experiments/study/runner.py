@@ -43,13 +43,17 @@ from sparseshift.envs.io import (
 )
 from sparseshift.experiments.study.graph import ProgressPrinter, Task, run_local, run_ray
 from sparseshift.experiments.study.presets import LEARNED, EnvPlan, StudyConfig
-from sparseshift.experiments.study.scorecard import ProbeConfig
-from sparseshift.experiments.study.stages import VIDEO
+from sparseshift.experiments.study.scorecard import ProbeConfig, probe_stage
+from sparseshift.experiments.study.stages import (
+    VIDEO,
+    collect_stage,
+    eval_agent_stage,
+    eval_rep_stage,
+    proxy_data_stage,
+    train_agent_stage,
+    train_rep_stage,
+)
 from sparseshift.representations.config import ProxyConfig
-
-STAGES = "sparseshift.experiments.study.stages"
-HERE = "sparseshift.experiments.study.runner"
-SCORECARD = "sparseshift.experiments.study.scorecard"
 
 
 @dataclass(frozen=True)
@@ -143,7 +147,7 @@ def shift_files_stage(config: ShiftFilesRef, inputs: Mapping[str, dict[str, Any]
 def _files_task(shifts: Iterable[str] | None, label: str) -> tuple[Task, ...]:
     """The ``shift_files`` dependency of a task whose shift list names files (else none)."""
     ref = shift_files(shifts)
-    return () if ref is None else (Task("shift_files", f"{HERE}:shift_files_stage", ref,
+    return () if ref is None else (Task("shift_files", shift_files_stage, ref,
                                         label=label),)
 
 
@@ -211,10 +215,10 @@ def build(study: StudyConfig, device: str | None = None, plugins: Iterable[str] 
         runtime["device"] = device
     runs: list[RunRef] = []
     for index, plan in enumerate(study.envs):
-        collect = Task("collect", f"{STAGES}:collect_stage", plan.data, label=plan.env_id)
+        collect = Task("collect", collect_stage, plan.data, label=plan.env_id)
         proxy = None
         if study.metrics.proxy:
-            proxy = Task("proxy_data", f"{STAGES}:proxy_data_stage",
+            proxy = Task("proxy_data", proxy_data_stage,
                          ProxyConfig.of(study.metrics),
                          deps=(collect, *_files_task(study.metrics.proxy_splits, "proxy")),
                          label=plan.env_id)
@@ -222,7 +226,7 @@ def build(study: StudyConfig, device: str | None = None, plugins: Iterable[str] 
         eval_files = _files_task(plan.evaluation.shifts, "evaluation")
         video = None
         if plan.video is not None:
-            video = Task("collect", f"{STAGES}:collect_stage", plan.video,
+            video = Task("collect", collect_stage, plan.video,
                          label=plan.env_id + VIDEO)
 
         def agent_eval(encoder: str, kind: str, enc_seed: int | None, deps: tuple[Task, ...],
@@ -232,11 +236,11 @@ def build(study: StudyConfig, device: str | None = None, plugins: Iterable[str] 
                        ref: EncoderRef | None = None,
                        eval_files: tuple[Task, ...] = eval_files) -> None:
             for agent_seed in plan.agent_seeds:
-                agent = Task("agent", f"{STAGES}:train_agent_stage",
+                agent = Task("agent", train_agent_stage,
                              plan.agent.replace(encoder=encoder, seed=agent_seed,
                                                 encoder_weights=weights),
                              deps=deps, label=f"{label}/s{agent_seed}", runtime=runtime)
-                ev = Task("eval_agent", f"{STAGES}:eval_agent_stage", plan.evaluation,
+                ev = Task("eval_agent", eval_agent_stage, plan.evaluation,
                           deps=(agent, *eval_files), label=agent.label, runtime=runtime)
                 runs.append(RunRef(plan.env_id, label, kind, enc_seed, agent_seed, ev, eval_rep,
                                    rep, (probes or {}).get(agent_seed),
@@ -251,12 +255,12 @@ def build(study: StudyConfig, device: str | None = None, plugins: Iterable[str] 
                         raise ConfigError(f"{lp.train.learner} trains on sequences: give the "
                                           f"{plan.env_id} plan a video dataset")
                     data = video
-                rep = Task("rep", f"{STAGES}:train_rep_stage",
+                rep = Task("rep", train_rep_stage,
                            lp.train.replace(seed=seed, progress=False), deps=(data,),
                            label=f"{lp.label}/s{seed}", runtime=runtime)
                 # Sequence learners also get their video: the wave and forecast analysis.
                 deps = (collect, rep) if data is collect else (collect, rep, data)
-                erep = Task("eval_rep", f"{STAGES}:eval_rep_stage", study.metrics,
+                erep = Task("eval_rep", eval_rep_stage, study.metrics,
                             deps=deps if proxy is None else (*deps, proxy), label=rep.label,
                             runtime=runtime)
                 agent_eval(LEARNED, "learned", seed, (rep,), erep, rep, lp.label)
@@ -264,10 +268,10 @@ def build(study: StudyConfig, device: str | None = None, plugins: Iterable[str] 
             ref = refs[(index, ep.label)]
             # the agents hang off the encoder task, whose config holds the fingerprint: changed
             # weights give new keys, never a stale artifact
-            enc = Task("encoder", f"{HERE}:encoder_stage", ref, label=ep.label, runtime=runtime)
+            enc = Task("encoder", encoder_stage, ref, label=ep.label, runtime=runtime)
             probes: dict[int, Task] = {}
             if proxy is not None:
-                probe = Task("probe", f"{SCORECARD}:probe_stage",
+                probe = Task("probe", probe_stage,
                              ProbeConfig(ref.encoder, ref.encoder_weights, 0, ref.fingerprint),
                              deps=(proxy,), label=ep.label, runtime=runtime)
                 probes = dict.fromkeys(plan.agent_seeds, probe)
@@ -277,7 +281,7 @@ def build(study: StudyConfig, device: str | None = None, plugins: Iterable[str] 
             probes = {}
             if base == "random" and proxy is not None:
                 # each random initialisation is probed: init seed = agent seed, as train-agent
-                probes = {s: Task("probe", f"{SCORECARD}:probe_stage",
+                probes = {s: Task("probe", probe_stage,
                                   ProbeConfig("random", None, s, ""), deps=(proxy,),
                                   label=f"random/s{s}", runtime=runtime)
                           for s in plan.agent_seeds}

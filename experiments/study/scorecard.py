@@ -42,8 +42,6 @@ ENV_ID = "sparseshift/TriFingerObjectReach-v0"
 SHIFTS: tuple[str, ...] = default_shifts(ENV_ID)
 FLOORS: tuple[str, ...] = ("random", "sensors")
 REFERENCES: tuple[str, ...] = ("state", "pixels")
-HERE = "sparseshift.experiments.study.scorecard"
-STAGES = "sparseshift.experiments.study.stages"
 FORMAT = "sparseshift-scorecard"
 FORMAT_VERSION = 1
 
@@ -155,12 +153,13 @@ def build_tasks(cfg: ScorecardConfig, fingerprint: str, plugins: Sequence[str],
     all targets)``."""
     from sparseshift.agents.config import AgentConfig, EvaluateConfig
     from sparseshift.experiments.study.graph import Task
+    from sparseshift.experiments.study.stages import eval_agent_stage, train_agent_stage
     from sparseshift.representations.config import ProxyConfig
 
     runtime: dict[str, Any] = {"plugins": tuple(plugins)}
     if device is not None:
         runtime["device"] = device
-    frames = Task("proxy_data", f"{HERE}:proxy_frames_stage",
+    frames = Task("proxy_data", proxy_frames_stage,
                   ProxyConfig(cfg.proxy_train, cfg.proxy_test, 0, SHIFTS), label="objectreach")
     evaluation = EvaluateConfig(shifts=SHIFTS, episodes=cfg.episodes, seed=cfg.eval_seed)
     agent_base = {"env_id": ENV_ID, "steps": cfg.steps, "eval_every": max(cfg.steps // 4, 1),
@@ -170,11 +169,11 @@ def build_tasks(cfg: ScorecardConfig, fingerprint: str, plugins: Sequence[str],
     for e in entries(cfg):
         is_user = e.kind == "encoder"
         if is_user:
-            probes[e.label] = [Task("probe", f"{HERE}:probe_stage",
+            probes[e.label] = [Task("probe", probe_stage,
                                     ProbeConfig(e.encoder, cfg.encoder_weights, 0, fingerprint),
                                     deps=(frames,), label=e.label, runtime=runtime)]
         elif e.encoder == "random":
-            probes[e.label] = [Task("probe", f"{HERE}:probe_stage", ProbeConfig("random", None, s),
+            probes[e.label] = [Task("probe", probe_stage, ProbeConfig("random", None, s),
                                     deps=(frames,), label=f"random s{s}") for s in e.seeds]
         evals[e.label] = []
         for s in e.seeds:
@@ -185,9 +184,9 @@ def build_tasks(cfg: ScorecardConfig, fingerprint: str, plugins: Sequence[str],
             label = f"{e.label} s{s}" + (f" {fingerprint[:12]}" if is_user else "")
             # the user's agents depend on the encoder's probe task, whose config holds the
             # encoder's fingerprint: changed weights give new artifact keys, never a stale reuse
-            agent = Task("agent", f"{STAGES}:train_agent_stage", agent_cfg, label=label,
+            agent = Task("agent", train_agent_stage, agent_cfg, label=label,
                          deps=tuple(probes[e.label]) if is_user else (), runtime=runtime)
-            evals[e.label].append(Task("eval_agent", f"{STAGES}:eval_agent_stage", evaluation,
+            evals[e.label].append(Task("eval_agent", eval_agent_stage, evaluation,
                                        deps=(agent,), label=label, runtime=runtime))
     targets = [t for ts in probes.values() for t in ts] + [t for ts in evals.values()
                                                            for t in ts]

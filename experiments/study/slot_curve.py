@@ -36,10 +36,8 @@ from sparseshift.envs.data.config import CollectConfig
 from sparseshift.envs.errors import ConfigError, choice_error
 from sparseshift.envs.io import atomic_write_text, output_dir, output_lock, write_json_atomic
 from sparseshift.experiments.study.graph import ProgressPrinter, Task, run_local
+from sparseshift.experiments.study.stages import collect_stage
 from sparseshift.representations.config import TrainConfig
-
-STAGES = "sparseshift.experiments.study.stages"
-CURVE_FN = "sparseshift.experiments.study.slot_curve:curve_stage"
 
 #: Model options of each variant, on top of the preset's ``model``.
 VARIANTS: dict[str, dict[str, Any]] = {
@@ -117,7 +115,7 @@ def build(p: SlotCurvePreset, device: str | None = None) -> list[Curve]:
     runtime = {} if device is None else {"device": device}
     curves = []
     for env_id, policy in zip(p.envs, p.policies, strict=True):
-        collect = Task("collect", f"{STAGES}:collect_stage", CollectConfig(
+        collect = Task("collect", collect_stage, CollectConfig(
             env_id=env_id, kind="video", n=p.frames, policy=policy), label=env_id)
         for seed in p.seeds:
             for variant in p.variants:
@@ -126,7 +124,7 @@ def build(p: SlotCurvePreset, device: str | None = None) -> list[Curve]:
                                     progress=False, tensorboard=False)
                 cfg = CurveConfig(train=train, minutes=p.minutes, eval_every=p.eval_every,
                                   eval_n=p.eval_n)
-                task = Task("slot_curve", CURVE_FN, cfg, deps=(collect,),
+                task = Task("slot_curve", curve_stage, cfg, deps=(collect,),
                             label=f"{env_id}/{variant}/s{seed}", runtime=runtime)
                 curves.append(Curve(env_id, variant, seed, task))
     return curves

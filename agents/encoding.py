@@ -56,6 +56,11 @@ def select_state(state: Any, index: torch.Tensor) -> Any:
     return tree_map(lambda t: t.index_select(0, index), state)
 
 
+def assign_state(state: Any, index: torch.Tensor, rows: Any) -> Any:
+    """``state`` with the streams ``index`` replaced by ``rows`` (a state of ``len(index)``)."""
+    return tree_map(lambda t, r: t.index_copy(0, index, r.to(t.dtype)), state, rows)
+
+
 def reset_state(state: Any, initial: Any, mask: torch.Tensor) -> Any:
     """``state`` with the streams where ``mask`` is true replaced by ``initial``'s."""
 

@@ -11,6 +11,10 @@ Terminal observations (``info["terminal_observation"]``, used by SB3 for bootstr
 episodes) are encoded too. For stateless learners they join the step's batch (one forward pass for
 ``n_envs + n_done`` frames); for stateful learners they are encoded with the finishing episode's
 state, then the state of exactly those envs is reset before the new episode's first frame.
+
+With a grouped :class:`~sparseshift.agents.vecenv.WorkerVecEnv` underneath, one group of envs can
+be stepped and encoded on its own (its rows of the encoder state), for the pipelined collector
+(:mod:`sparseshift.agents.pipeline`).
 """
 
 from __future__ import annotations
@@ -22,7 +26,12 @@ import torch
 from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvObs, VecEnvStepReturn
 
-from sparseshift.agents.encoding import FrozenEncoder, reset_state, select_state
+from sparseshift.agents.encoding import (
+    FrozenEncoder,
+    assign_state,
+    reset_state,
+    select_state,
+)
 from sparseshift.agents.standardize import LatentStats
 from sparseshift.representations.base import Learner
 
@@ -51,22 +60,51 @@ class EncodedVecEnv(VecEnvWrapper):
 
     def step_wait(self) -> VecEnvStepReturn:
         obs, rewards, dones, infos = self.venv.step_wait()
-        done_idx = [i for i in range(self.num_envs) if dones[i] and TERMINAL in infos[i]]
+        return self._encoded(obs, rewards, dones, infos, None)
+
+    # ------------------------------------------------------------------ groups (pipelining)
+    @property
+    def groups(self) -> list[list[int]]:
+        """The env groups of the wrapped :class:`~sparseshift.agents.vecenv.WorkerVecEnv` (none
+        for another VecEnv)."""
+        groups: list[list[int]] = getattr(self.venv, "groups", None) or []
+        return groups
+
+    def step_group_async(self, group: int, actions: np.ndarray) -> None:
+        """Step one group of envs (:meth:`WorkerVecEnv.step_group_async`)."""
+        self.venv.step_group_async(group, actions)  # type: ignore[attr-defined]
+
+    def step_group_wait(self, group: int) -> VecEnvStepReturn:
+        """One group's step, encoded in one batch (the group's rows of the encoder state)."""
+        obs, rewards, dones, infos = self.venv.step_group_wait(group)  # type: ignore[attr-defined]
+        return self._encoded(obs, rewards, dones, infos, self.groups[group])
+
+    def _encoded(self, obs: Any, rewards: np.ndarray, dones: np.ndarray,
+                 infos: list[dict[str, Any]], rows: list[int] | None) -> VecEnvStepReturn:
+        """Encode a step of all envs (``rows`` None) or of the envs ``rows`` (then ``obs``,
+        ``dones`` and ``infos`` hold those envs only, in that order)."""
+        n = len(dones)
+        done_idx = [i for i in range(n) if dones[i] and TERMINAL in infos[i]]
         terminal = self.encoder.stack([infos[i][TERMINAL] for i in done_idx]) if done_idx else None
         term_feats: np.ndarray | None = None
         if self.encoder.stateful:
+            index = None if rows is None else torch.as_tensor(rows, dtype=torch.long)
+            state = self._state if index is None else select_state(self._state, index)
             if terminal is not None:
-                index = torch.as_tensor(done_idx, dtype=torch.long)
-                term_feats, _ = self.encoder.features(terminal, select_state(self._state, index))
+                done_t = torch.as_tensor(done_idx, dtype=torch.long)
+                term_feats, _ = self.encoder.features(terminal, select_state(state, done_t))
             if np.any(dones):
                 mask = torch.as_tensor(np.asarray(dones, dtype=bool))
-                self._state = reset_state(self._state, self._initial, mask)
-            feats, self._state = self.encoder.features(obs, self._state)
+                initial = (self._initial if index is None
+                           else select_state(self._initial, index))
+                state = reset_state(state, initial, mask)
+            feats, state = self.encoder.features(obs, state)
+            self._state = state if index is None else assign_state(self._state, index, state)
         elif terminal is None:
             feats, _ = self.encoder.features(obs)
         else:
             all_feats, _ = self.encoder.features(self.encoder.concat(obs, terminal))
-            feats, term_feats = all_feats[: self.num_envs], all_feats[self.num_envs:]
+            feats, term_feats = all_feats[:n], all_feats[n:]
         if term_feats is not None:
             for row, i in enumerate(done_idx):
                 infos[i][TERMINAL] = term_feats[row]

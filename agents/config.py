@@ -19,6 +19,7 @@ import json
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from types import MappingProxyType
 from typing import Any, Literal
 
@@ -264,7 +265,7 @@ class AgentConfig(Config):
                              "CPU; auto, cpu, cuda, cuda:N or mps)")
 
     def validate(self) -> None:
-        fam = entry(self.env_id).family
+        fam = self.family  # looked up once, here (unknown ids: a ConfigError naming valid ones)
         if (fam, self.algo) not in DEFAULTS:
             raise ConfigError(
                 f"{self.algo} needs a continuous (Box) action space; {self.env_id} has discrete "
@@ -286,8 +287,9 @@ class AgentConfig(Config):
                               "encoder, --colours, --image-size and the evaluation shift")
         self.resolved_hyperparams()  # validates override keys, types and bounds
 
-    @property
+    @cached_property
     def family(self) -> str:
+        """The env's family (``grid``, ``trifinger``), looked up when the config is built."""
         return entry(self.env_id).family
 
     @property

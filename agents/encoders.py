@@ -23,7 +23,7 @@ Code runs only when the user named it: a factory recorded in ``agent.json`` is i
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -59,11 +59,12 @@ class ResolvedEncoder:
 
     learner: Learner | None
     description: dict[str, Any]
+    #: The description's fingerprint (None for the baselines without an encoder).
+    fingerprint: str | None = field(init=False)
 
-    @property
-    def fingerprint(self) -> str | None:
+    def __post_init__(self) -> None:
         fp = self.description.get("fingerprint")
-        return None if fp is None else str(fp)
+        object.__setattr__(self, "fingerprint", None if fp is None else str(fp))
 
 
 class EncoderEnvWarning(UserWarning):

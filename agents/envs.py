@@ -7,7 +7,8 @@ nuisance (``lighting:3``, ``noise@2.5``), a composition such as ``real``, or a u
 :func:`parse_shifts` resolves a list in the severity grammar
 (:mod:`sparseshift.envs.shifts.severity`) and checks that the env supports each shift;
 :func:`make_env` builds the env of one resolved shift (its colour split as ``colours``, its
-nuisances as the env's ``shift`` kwarg).
+nuisances as the env's ``shift`` kwarg). :func:`training_shifts` resolves a training run's shifts
+once: the colour splits it trains on and the one its periodic evaluation runs under.
 """
 
 from __future__ import annotations
@@ -23,8 +24,14 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
 from sparseshift.agents.config import AgentConfig
 from sparseshift.agents.standardize import LatentStats
 from sparseshift.agents.wrapper import EncodedVecEnv
+from sparseshift.envs.io import strict_json
 from sparseshift.envs.registry import make
-from sparseshift.envs.shifts.registry import ResolvedShift, ShiftRegistry, default_registry
+from sparseshift.envs.shifts.registry import (
+    COLOUR_SPLITS,
+    ResolvedShift,
+    ShiftRegistry,
+    default_registry,
+)
 from sparseshift.envs.shifts.severity import ShiftRequest
 from sparseshift.representations.base import Learner
 
@@ -43,6 +50,36 @@ def train_shifts(config: AgentConfig, registry: ShiftRegistry | None = None
     """The colour splits ``config`` trains on (``colours`` ``in+ood1`` is two), resolved."""
     reg = registry if registry is not None else default_registry()
     return tuple(reg.resolve(ShiftRequest(c)) for c in config.colours.split("+"))
+
+
+#: The shift periodic evaluation during training runs under: the IN colours.
+PERIODIC_EVAL_SHIFT = COLOUR_SPLITS[0]
+
+
+@dataclass(frozen=True)
+class TrainingShifts:
+    """The shifts of one training run, resolved once: the colour splits its envs train on
+    (``in+ood1`` is two) and the one its periodic evaluation runs under (None when it is off)."""
+
+    train: tuple[ResolvedShift, ...]
+    periodic_eval: ResolvedShift | None
+
+    def records(self) -> dict[str, Any]:
+        """What ``agent.json`` records of them: one record per training colour split, each as
+        :meth:`~sparseshift.envs.shifts.registry.ResolvedShift.record` gives it (definition and
+        SHA-256 included), and the periodic evaluation's (``periodic_eval``; None when off)."""
+        return strict_json({
+            "train": [s.record() for s in self.train],
+            "periodic_eval": self.periodic_eval.record() if self.periodic_eval else None,
+        })
+
+
+def training_shifts(config: AgentConfig, registry: ShiftRegistry | None = None
+                    ) -> TrainingShifts:
+    """The shifts ``config`` trains and periodically evaluates under, resolved."""
+    reg = registry if registry is not None else default_registry()
+    return TrainingShifts(train_shifts(config, reg),
+                          reg.resolve(PERIODIC_EVAL_SHIFT) if config.eval_every else None)
 
 
 def make_env(config: AgentConfig, shift: ResolvedShift | None = None) -> gym.Env[Any, Any]:
@@ -68,11 +105,6 @@ class EnvFactory:
         return ReplayRecorder(Monitor(make_env(self.config, self.shift)))
 
 
-def env_factory(config: AgentConfig, shift: ResolvedShift | None = None
-                ) -> Callable[[], gym.Env[Any, Any]]:
-    return EnvFactory(config, shift)
-
-
 def make_vec_env(config: AgentConfig, n_envs: int, learner: Learner | None,
                  stats: LatentStats | None = None) -> VecEnv:
     """The training envs: ``n_envs`` Monitor-wrapped envs on ``config.colours``, stepped in this
@@ -80,7 +112,7 @@ def make_vec_env(config: AgentConfig, n_envs: int, learner: Learner | None,
     (:class:`~sparseshift.agents.vecenv.WorkerVecEnv`, identical results), wrapped in
     :class:`EncodedVecEnv` when ``learner`` is given: the frozen encoder batches all envs in this
     process either way."""
-    fns = [env_factory(config) for _ in range(n_envs)]
+    fns: list[Callable[[], gym.Env[Any, Any]]] = [EnvFactory(config) for _ in range(n_envs)]
     if config.env_workers > 1:
         from sparseshift.agents.vecenv import WorkerVecEnv
 

@@ -67,7 +67,7 @@ from sparseshift.agents.config import (
     is_deterministic,
 )
 from sparseshift.agents.encoders import ResolvedEncoder, load_encoder
-from sparseshift.agents.envs import make_env, make_vec_env, train_shifts
+from sparseshift.agents.envs import make_env, make_vec_env, training_shifts
 from sparseshift.agents.extractors import DeepSetsExtractor
 from sparseshift.agents.heartbeat import HeartbeatCallback, latest_eval
 from sparseshift.agents.policy_io import POLICY_FILE, SB3_EXPORT, describe_policy, save_policy
@@ -96,7 +96,7 @@ from sparseshift.envs.io import (
     strict_json,
     write_json_atomic,
 )
-from sparseshift.envs.shifts.registry import COLOUR_SPLITS, ResolvedShift, default_registry
+from sparseshift.envs.shifts.registry import ResolvedShift
 from sparseshift.representations.base import Learner
 from sparseshift.representations.external import Plugins
 from sparseshift.representations.runtime import resolve_device, torch_run
@@ -114,25 +114,6 @@ EVALUATIONS_FILE = "evaluations.json"
 #: Parallel envs of the periodic evaluation.
 EVAL_ENVS = 4
 NATURE_CNN_MIN_SIZE = 36
-#: The shift periodic evaluation during training runs under: the IN colours.
-PERIODIC_EVAL_SHIFT = COLOUR_SPLITS[0]
-
-
-def periodic_eval_shift() -> ResolvedShift:
-    """The resolved shift of periodic evaluation (:data:`PERIODIC_EVAL_SHIFT`)."""
-    return default_registry().resolve(PERIODIC_EVAL_SHIFT)
-
-
-def shift_records(config: AgentConfig) -> dict[str, Any]:
-    """What ``agent.json`` records of shifts: the definitions the training envs ran under
-    (``train``: one record per colour split of ``config.colours``, each as
-    :meth:`~sparseshift.envs.shifts.registry.ResolvedShift.record` gives it, definition and
-    SHA-256 included) and the one periodic evaluation used (``periodic_eval``; None when it is
-    off)."""
-    return strict_json({
-        "train": [s.record() for s in train_shifts(config)],
-        "periodic_eval": periodic_eval_shift().record() if config.eval_every else None,
-    })
 
 
 def episode_seeds(base: int, seed: int, n: int) -> list[int]:
@@ -162,13 +143,17 @@ def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
 
 
-def identity(config: AgentConfig, encoder: ResolvedEncoder) -> dict[str, Any]:
-    """What must match for an existing output directory to be reused."""
+def identity(config: AgentConfig, encoder: ResolvedEncoder, hp: dict[str, Any] | None = None
+             ) -> dict[str, Any]:
+    """What must match for an existing output directory to be reused (``hp``: the config's
+    resolved hyperparameters, when the caller has them)."""
     cfg = {k: v for k, v in config.to_json().items() if k not in RUNTIME_FIELDS}
     kind = encoder.description.get("kind")
     if kind in ("checkpoint", "exported", "module"):
         cfg["encoder"] = kind  # the fingerprint says which; the path may move
-    ident: dict[str, Any] = {"config": cfg, "hyperparams": config.resolved_hyperparams(),
+    if hp is None:
+        hp = config.resolved_hyperparams()
+    ident: dict[str, Any] = {"config": cfg, "hyperparams": hp,
                              "encoder_fingerprint": encoder.fingerprint}
     if encoder.learner is not None:
         # the policy's view of the latents (format 3: standardised); an agent of format 2,
@@ -306,14 +291,15 @@ class PolicyCheckpoints(BaseCallback):
 
 
 class PeriodicEval(BaseCallback):
-    """Every ``every`` env steps: ``episodes`` episodes on IN colours, logged as
-    ``eval/mean_return``, ``eval/success_rate`` (and 95% bootstrap CIs) and kept in
+    """Every ``every`` env steps: ``episodes`` episodes under ``shift`` (the run's periodic
+    evaluation shift, the IN colours: :func:`~sparseshift.agents.envs.training_shifts`), logged
+    as ``eval/mean_return``, ``eval/success_rate`` (and 95% bootstrap CIs) and kept in
     :attr:`history`. The same episode seeds are used at every evaluation."""
 
     def __init__(self, config: AgentConfig, encoder: ResolvedEncoder, every: int,
-                 episodes: int, stats: LatentStats | None = None) -> None:
+                 episodes: int, stats: LatentStats | None, shift: ResolvedShift) -> None:
         super().__init__()
-        self.stats = stats
+        self.stats, self.shift = stats, shift
         self.config, self.every, self.episodes = config, every, episodes
         self.seeds = episode_seeds(TRAIN_EVAL_SEED_BASE, config.seed, episodes)
         self.encoder = encoder
@@ -341,9 +327,8 @@ class PeriodicEval(BaseCallback):
         from sparseshift.agents.encoding import FrozenEncoder
 
         if not self._envs:
-            shift = periodic_eval_shift()
-            self._envs = [make_env(self.config, shift) for _ in range(min(EVAL_ENVS,
-                                                                          self.episodes))]
+            self._envs = [make_env(self.config, self.shift)
+                          for _ in range(min(EVAL_ENVS, self.episodes))]
         learner = self.encoder.learner
         enc = (FrozenEncoder(learner, self._envs[0].observation_space, self.stats) if learner
                else None)
@@ -578,12 +563,20 @@ def _train_agent(config: AgentConfig, out: Path, progress: bool = False,
                  plugins: Plugins | None = None,
                  module: nn.Module | Learner | None = None,
                  continue_steps: int | None = None) -> Path:
+    """One direction: resolve the config, then the encoder (once: everything below uses this
+    object), see what ``out`` holds, build (shifts, statistics, envs, the agent record, the
+    model), train, write."""
+    # the config, resolved once
     check_env_kwargs(config.env_id, config.env_kwargs)
+    hp = config.resolved_hyperparams()
+    n_envs = int(hp["n_envs"])
+    # the encoder, resolved once
     encoder = load_encoder(config.encoder, config.image_size, config.seed, env_id=config.env_id,
                            plugins=plugins, weights=config.encoder_weights, module=module)
     if encoder.learner is not None:
         encoder.learner.to(resolve_device(config.device))
-    ident = identity(config, encoder)
+    # what out holds: this agent finished (nothing to do), a state to resume or continue from
+    ident = identity(config, encoder, hp)
     finished = _check_existing(out, ident)
     agent: dict[str, Any] | None = None
     state: TrainingState | None = None
@@ -604,9 +597,9 @@ def _train_agent(config: AgentConfig, out: Path, progress: bool = False,
                 state = agent = None  # a state without its segment record: start afresh
     if state is None:
         _remove_stale(out)
-    hp = config.resolved_hyperparams()
-    n_envs = int(hp["n_envs"])
+    # build: shifts, latent statistics, envs, the agent record, the model and its callbacks
     planned = planned_steps(config, hp, target)[0]
+    shifts = training_shifts(config)
     with torch_run(config.torch_threads):
         stats = None
         if encoder.learner is not None:
@@ -630,7 +623,7 @@ def _train_agent(config: AgentConfig, out: Path, progress: bool = False,
                     "id": config.env_id, "family": config.family,
                     "kwargs": config.env_kwargs_for(config.colours),
                 },
-                "shifts": shift_records(config),
+                "shifts": shifts.records(),
                 "encoder": portable(encoder.description, out), "algo": config.algo,
                 "hyperparams": hp,
                 "seed": config.seed, "observation": obs_info, "versions": package_versions(),
@@ -653,9 +646,9 @@ def _train_agent(config: AgentConfig, out: Path, progress: bool = False,
                                             max(config.checkpoint_every, n_envs))
             callbacks.append(checkpoints)
         evaluator = None
-        if config.eval_every:
+        if shifts.periodic_eval is not None:  # config.eval_every is set
             evaluator = PeriodicEval(config, encoder, config.eval_every, config.eval_episodes,
-                                     stats)
+                                     stats, shifts.periodic_eval)
             callbacks.append(evaluator)
         seconds_before = 0.0
         if state is not None:
@@ -691,6 +684,7 @@ def _train_agent(config: AgentConfig, out: Path, progress: bool = False,
             bar = ProgressBar(planned, evaluator, f"{config.algo} on {encoder_label(config)}",
                               header)
             callbacks.append(bar)
+        # train
         try:
             remaining = target - int(model.num_timesteps)
             if state is None or remaining > 0:
@@ -712,6 +706,7 @@ def _train_agent(config: AgentConfig, out: Path, progress: bool = False,
             if evaluator is not None:
                 evaluator.close()
             model.logger.close()
+        # write
         seconds = seconds_before + time.perf_counter() - t0
         policy_name, policy_kwargs = policy_setup(config, hp, set_shape)
         digest = save_policy(model, out / POLICY_FILE)

@@ -2,14 +2,17 @@
 
 These frozen dataclasses (:class:`sparseshift.envs.config.Config`) import neither torch nor any
 learner module, so the command line can derive its flags from them without loading torch;
-:class:`TrainConfig` looks its learner up (and so imports it) only when it is built.
+:class:`TrainConfig` looks its learner up (and so imports it) only when it is built, once: the
+class and the learner's defaults it resolves are attributes of the config from then on.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from contextvars import ContextVar
+from dataclasses import MISSING, dataclass
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from sparseshift.envs.config import (
     SEED_MAX,
@@ -19,6 +22,9 @@ from sparseshift.envs.config import (
     parse_typed_assignments,
 )
 from sparseshift.envs.errors import ConfigError, check_image_size, safe_repr
+
+if TYPE_CHECKING:
+    from sparseshift.representations.base import Learner
 
 #: Most parameters a learner may have: 2**28 (268M) is 1 GiB of float32 weights, and training
 #: holds about four times that (gradients and Adam's two moments). Every built-in learner's
@@ -208,46 +214,76 @@ class TrainConfig(Config):
     channels_last: bool = opt(False, "channels-last memory format for the conv nets (often "
                               "faster on GPUs)")
 
-    def validate(self) -> None:
-        from sparseshift.representations.registry import learner_class
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any],
+                  learner_cls: type[Learner] | None = None) -> TrainConfig:
+        """Inverse of :meth:`to_json`. ``learner_cls`` is the class of ``data``'s learner when the
+        caller resolved it already (the command line does, to parse ``--model``): it is used as
+        it is, not looked up again."""
+        if learner_cls is None or not isinstance(data, Mapping):
+            return super().from_json(data)
+        field = cls.__dataclass_fields__["learner"]
+        name = data.get("learner", field.default if field.default is not MISSING else None)
+        token = _GIVEN_LEARNER.set((name, learner_cls))
+        try:
+            return super().from_json(data)
+        finally:
+            _GIVEN_LEARNER.reset(token)
 
-        learner_class(self.learner)  # unknown names -> ConfigError listing the valid ones
+    def validate(self) -> None:
+        given = _GIVEN_LEARNER.get()
+        if given is not None and given[0] == self.learner:
+            cls = given[1]
+        else:
+            from sparseshift.representations.registry import learner_class
+
+            cls = learner_class(self.learner)  # unknown names -> ConfigError listing the valid ones
+        # resolved once, here: the learner's class and the defaults the run takes from it
+        object.__setattr__(self, "learner_cls", cls)
         lo, hi = self.gap_range
         if lo < 1 or hi < lo:
             raise ConfigError(f"gap must be >= 1 (or a range lo <= hi), got {self.gap!r}")
+        for name in ("learning_rate", "batch_size", "schedule"):
+            getattr(self, name)
 
-    def _learner_default(self, name: str) -> Any:
-        """A class-level default of the run's learner (``default_lr``, ``default_batch``, ...)."""
+    @cached_property
+    def learner_cls(self) -> type[Learner]:
+        """The run's learner class (:func:`~sparseshift.representations.registry.learner_class`
+        of :attr:`learner`), resolved when the config was built."""
         from sparseshift.representations.registry import learner_class
 
-        return getattr(learner_class(self.learner), name)
+        return learner_class(self.learner)
 
-    @property
+    @cached_property
     def learning_rate(self) -> float:
         """``lr``, else the learner's ``default_lr``."""
-        return float(self.lr if self.lr is not None else self._learner_default("default_lr"))
+        return float(self.lr if self.lr is not None else self.learner_cls.default_lr)
 
-    @property
+    @cached_property
     def batch_size(self) -> int:
         """``batch``, else the learner's ``default_batch``."""
-        return int(self.batch if self.batch is not None
-                   else self._learner_default("default_batch"))
+        return int(self.batch if self.batch is not None else self.learner_cls.default_batch)
 
-    @property
+    @cached_property
     def schedule(self) -> LRSchedule:
         """The learning-rate schedule of the run: ``lr_schedule``, else the learner's default,
         else constant."""
         if self.lr_schedule is not None:
             return self.lr_schedule
-        default: LRSchedule | None = self._learner_default("default_lr_schedule")
+        default: LRSchedule | None = self.learner_cls.default_lr_schedule
         return default or LRSchedule()
 
-    @property
+    @cached_property
     def gap_range(self) -> tuple[int, int]:
         if isinstance(self.gap, int):
             return (self.gap, self.gap)
         lo, hi = self.gap
         return (int(lo), int(hi))
+
+
+#: ``(learner name, class)`` that :meth:`TrainConfig.from_json` was given for the config it builds.
+_GIVEN_LEARNER: ContextVar[tuple[Any, type[Learner]] | None] = ContextVar("_GIVEN_LEARNER",
+                                                                          default=None)
 
 
 @dataclass(frozen=True)

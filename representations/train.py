@@ -70,7 +70,6 @@ from sparseshift.representations.data import (
     open_data,
     resolve_pairs,
 )
-from sparseshift.representations.registry import learner_class
 from sparseshift.representations.runtime import autocast, resolve_device, torch_run
 
 
@@ -90,7 +89,8 @@ class TrainResult:
 
 
 def resolve_model_config(config: TrainConfig, image_size: int) -> LearnerConfig:
-    """The learner config of a run: the options plus the dataset's image size (checked)."""
+    """The learner config of a run: the options plus the dataset's image size (checked), for the
+    learner class the config resolved (:attr:`TrainConfig.learner_cls`)."""
     options = dict(config.model)
     if "image_size" in options and int(options["image_size"]) != image_size:
         raise ConfigError(
@@ -98,7 +98,7 @@ def resolve_model_config(config: TrainConfig, image_size: int) -> LearnerConfig:
             f"image size {options['image_size']}"
         )
     options["image_size"] = image_size
-    return learner_class(config.learner).config_cls.from_json(options)
+    return config.learner_cls.config_cls.from_json(options)
 
 
 def identity(config: TrainConfig, model: LearnerConfig, pairs: str, dataset: Mapping[str, Any]
@@ -199,9 +199,12 @@ def train(config: TrainConfig, data: Any, out_dir: str | os.PathLike[str]) -> Tr
 
 
 def _train(config: TrainConfig, data: Any, out: Path) -> TrainResult:
+    """One direction: the data, the run's learner config (for the learner class the config
+    resolved when it was built: never looked up again), build, resume, write ``run.json``,
+    train."""
     ds = open_data(data)
     info = dataset_info(ds)
-    cls = learner_class(config.learner)
+    cls = config.learner_cls  # resolved once, when the config was built
     model_cfg = resolve_model_config(config, info["image_size"])
     pairs = resolve_pairs(cls.batch_kind, config.learner, info["kind"], config.pairs)
     ident = identity(config, model_cfg, pairs, info)

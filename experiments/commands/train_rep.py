@@ -105,15 +105,18 @@ def add_parser(sub: Any) -> None:
 
 def build(args: argparse.Namespace) -> Any:
     """The run's TrainConfig: defaults < --config FILE < flags (``--model`` and its shorthands
-    merge into the file's ``model``)."""
+    merge into the file's ``model``). The learner is looked up once, here: its class parses
+    ``--model`` and is the config's :attr:`~sparseshift.representations.config.TrainConfig.
+    learner_cls` (what training builds)."""
     from sparseshift.envs.config import default_of, read_config_file
     from sparseshift.envs.errors import ConfigError
-    from sparseshift.experiments.options import build_config, given
+    from sparseshift.experiments.options import given
     from sparseshift.representations.config import TrainConfig, parse_config_options
     from sparseshift.representations.registry import learner_class
 
     file_values = read_config_file(args.config_file, TrainConfig) if args.config_file else {}
-    learner = given(args, TrainConfig).get(
+    flag_values = given(args, TrainConfig)
+    learner = flag_values.get(
         "learner", file_values.get("learner", default_of(TrainConfig, "learner")))
     cls = learner_class(learner)
     model = dict(file_values.get("model") or {})
@@ -126,13 +129,14 @@ def build(args: argparse.Namespace) -> Any:
                 raise ConfigError(f"{flag} and --model {key}=... both set {key}; give one")
             flags[key] = value
     model.update(flags)
-    if "seq_len" in given(args, TrainConfig) and cls.batch_kind != "sequences":
+    if "seq_len" in flag_values and cls.batch_kind != "sequences":
         raise ConfigError(f"--seq-len applies to sequence learners; {learner!r} trains on "
                           f"{cls.batch_kind}")
-    extra: dict[str, Any] = {"model": model}
+    values: dict[str, Any] = {**file_values, **flag_values, "model": model}
     if hasattr(args, "gap"):
-        extra["gap"] = args.gap
-    return build_config(TrainConfig, args, extra, file_values=file_values)
+        values["gap"] = args.gap
+    # defaults < --config FILE < flags, as build_config merges them (no field is required)
+    return TrainConfig.from_json(values, learner_cls=cls)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -257,8 +257,12 @@ class AgentConfig(Config):
                                 "final state is always saved)", min=0)
     tensorboard: bool = opt(True, "CSV logs only", flag="--no-tensorboard", invert=True)
     torch_threads: int = opt(1, "torch threads", flag="--threads", min=1, max=1024)
-    env_workers: int = opt(1, "processes that step the training envs (1: this process; results "
-                           "are identical for any number)", min=1, max=256)
+    env_workers: int = opt(1, "processes that step the training envs (sync collector: 1 is this "
+                           "process; results are identical for any number)", min=1, max=256)
+    collector: Literal["sync", "pipelined"] = opt(
+        "sync", "how PPO collects rollouts: sync (SB3's), or pipelined (--env-workers processes "
+        "step half of the envs while this process encodes and acts for the other half; equal to "
+        "sync up to float rounding)")
     device: str = opt("auto", "device of the frozen encoder: auto (an accelerator if one is "
                       "available, else cpu), cpu, cuda, cuda:N or mps")
     policy_device: str = opt("cpu", "device of the SB3 policy (a small MLP is fastest on the "
@@ -273,6 +277,9 @@ class AgentConfig(Config):
             )
         if not self.encoder:
             raise ConfigError("encoder must be a run directory or one of " + ", ".join(BASELINES))
+        if self.collector == "pipelined" and (self.algo != "ppo" or self.encoder == "pixels"):
+            raise ConfigError("the pipelined collector is for ppo on an encoder or the state and "
+                              "sensors baselines (not sac, not the pixels baseline)")
         for name in ("encoder", "encoder_weights"):
             check_path_text(name, getattr(self, name))
         if self.encoder_weights is not None and self.encoder in BASELINES:

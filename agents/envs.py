@@ -108,15 +108,21 @@ class EnvFactory:
 def make_vec_env(config: AgentConfig, n_envs: int, learner: Learner | None,
                  stats: LatentStats | None = None) -> VecEnv:
     """The training envs: ``n_envs`` Monitor-wrapped envs on ``config.colours``, stepped in this
-    process (``env_workers`` 1: a DummyVecEnv) or in ``env_workers`` processes
-    (:class:`~sparseshift.agents.vecenv.WorkerVecEnv`, identical results), wrapped in
-    :class:`EncodedVecEnv` when ``learner`` is given: the frozen encoder batches all envs in this
+    process (``env_workers`` 1 with the sync collector: a DummyVecEnv) or in ``env_workers``
+    processes (:class:`~sparseshift.agents.vecenv.WorkerVecEnv`, identical results; grouped for
+    the pipelined collector, :mod:`sparseshift.agents.pipeline`), wrapped in
+    :class:`EncodedVecEnv` when ``learner`` is given: the frozen encoder batches the envs in this
     process either way."""
     fns: list[Callable[[], gym.Env[Any, Any]]] = [EnvFactory(config) for _ in range(n_envs)]
-    if config.env_workers > 1:
+    if config.collector == "pipelined":
+        from sparseshift.agents.pipeline import GROUPS
         from sparseshift.agents.vecenv import WorkerVecEnv
 
-        venv: VecEnv = WorkerVecEnv(fns, config.env_workers)
+        venv: VecEnv = WorkerVecEnv(fns, config.env_workers, groups=GROUPS)
+    elif config.env_workers > 1:
+        from sparseshift.agents.vecenv import WorkerVecEnv
+
+        venv = WorkerVecEnv(fns, config.env_workers)
     else:
         venv = DummyVecEnv(fns)
     return EncodedVecEnv(venv, learner, stats) if learner is not None else venv

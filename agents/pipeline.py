@@ -127,7 +127,10 @@ class PipelinedPPO(PPO):
 
     def collect_rollouts(self, env: VecEnv, callback: BaseCallback,
                          rollout_buffer: RolloutBuffer, n_rollout_steps: int) -> bool:
-        groups = env.groups if isinstance(env, GroupedVecEnv) else []
+        # the outermost env must step groups itself: a wrapper that only forwards attributes
+        # (SB3's VecEnvWrapper.__getattr__) would skip its own step_wait
+        grouped_cls = callable(getattr(type(env), "step_group_wait", None))
+        groups = env.groups if grouped_cls and isinstance(env, GroupedVecEnv) else []
         if len(groups) < 2 or self.use_sde:
             return super().collect_rollouts(env, callback, rollout_buffer, n_rollout_steps)
         assert self._last_obs is not None, "No previous observation was provided"

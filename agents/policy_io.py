@@ -260,7 +260,12 @@ def spaces_digest(algo: str, observation_space: Mapping[str, Any],
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
-def _algo_name(model: Any) -> str:
+def algo_name(model: Any) -> str:
+    """``"ppo"`` or ``"sac"``: the SB3 algorithm of ``model``, also for our subclasses of it
+    (:class:`~sparseshift.agents.pipeline.PipelinedPPO` is PPO, the same weights and state)."""
+    for cls in type(model).__mro__:
+        if cls.__module__.startswith("stable_baselines3."):
+            return cls.__name__.lower()
     return type(model).__name__.lower()
 
 
@@ -275,7 +280,7 @@ def save_policy(model: Any, path: Path) -> str:
                  and not bool(torch.isfinite(v).all()))
     if bad:
         raise ConfigError(f"the policy has non-finite weights ({', '.join(bad[:3])}); not saved")
-    spaces = spaces_digest(_algo_name(model), space_to_json(model.observation_space),
+    spaces = spaces_digest(algo_name(model), space_to_json(model.observation_space),
                            space_to_json(model.action_space))
     write_tensors(path, state, {"format": "sparseshift-policy", "spaces_digest": spaces})
     return tensor_digest(state)

@@ -60,6 +60,7 @@ import numpy as np
 import torch
 from stable_baselines3.common.logger import CSVOutputFormat, KVWriter, Logger, make_output_format
 
+from sparseshift.agents.policy_io import algo_name
 from sparseshift.envs.errors import ConfigError, safe_repr
 from sparseshift.envs.io import MapOf, atomic_write_text, check_schema, parse_json, read_capped
 from sparseshift.representations.checkpoint import (
@@ -621,7 +622,7 @@ def capture(model: Any, venv: Any, identity: Mapping[str, Any], extra: Mapping[s
     tensors.update(rng_tensors)
     meta = {
         "format": FORMAT, "format_version": FORMAT_VERSION, "steps": int(model.num_timesteps),
-        "algo": type(model).__name__.lower(), "identity": dict(identity),
+        "algo": algo_name(model), "identity": dict(identity),
         "counters": {"num_timesteps": int(model.num_timesteps),
                      "n_updates": int(getattr(model, "_n_updates", 0)),
                      "episode_num": int(model._episode_num),
@@ -678,7 +679,7 @@ def restore(model: Any, venv: Any, state: TrainingState) -> None:
     finite values) before it is used: anything that does not fit is a one-line
     :class:`ConfigError`."""
     meta, tensors, where = state.meta, state.tensors, str(state.path)
-    algo = type(model).__name__.lower()
+    algo = algo_name(model)
     if meta["algo"] != algo:
         raise ConfigError(f"{where}: a state of {safe_repr(meta['algo'])}, not {algo}")
     bad = non_finite(tensors)

@@ -148,6 +148,8 @@ def identity(config: AgentConfig, encoder: ResolvedEncoder, hp: dict[str, Any] |
     """What must match for an existing output directory to be reused (``hp``: the config's
     resolved hyperparameters, when the caller has them)."""
     cfg = {k: v for k, v in config.to_json().items() if k not in RUNTIME_FIELDS}
+    if cfg.get("collector") == "sync":  # the collector of every agent before it was a field
+        del cfg["collector"]
     kind = encoder.description.get("kind")
     if kind in ("checkpoint", "exported", "module"):
         cfg["encoder"] = kind  # the fingerprint says which; the path may move
@@ -199,7 +201,10 @@ def build_model(config: AgentConfig, hp: dict[str, Any], env: Any,
     policy, policy_kwargs = policy_setup(config, hp, set_shape)
     device = resolve_device(config.policy_device)
     if config.algo == "ppo":
-        return PPO(policy, env, seed=config.seed, device=device, verbose=0,
+        from sparseshift.agents.pipeline import PipelinedPPO
+
+        ppo = PipelinedPPO if config.collector == "pipelined" else PPO
+        return ppo(policy, env, seed=config.seed, device=device, verbose=0,
                    policy_kwargs=policy_kwargs, **{k: hp[k] for k in PPO_KEYS})
     return SAC(policy, env, seed=config.seed, device=device, verbose=0,
                policy_kwargs=policy_kwargs, **{k: hp[k] for k in SAC_KEYS})

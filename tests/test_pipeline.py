@@ -4,6 +4,8 @@ number of env workers (bit for bit), and SB3's synchronous PPO's weights up to f
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -18,6 +20,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
 from sparseshift.agents.pipeline import GroupedVecEnv, PipelinedPPO
 from sparseshift.agents.vecenv import WorkerVecEnv
 from sparseshift.agents.wrapper import TERMINAL, EncodedVecEnv
+from sparseshift.envs.errors import ConfigError
 from tests.test_agents_fakes import FakeEnv, StatefulLearner, TinyLearner
 
 
@@ -193,3 +196,31 @@ def test_a_callback_that_stops_leaves_nothing_in_flight() -> None:
         assert env.venv.get_attr("index") == [0, 1, 2, 3]  # no reply left in a pipe
     finally:
         env.close()
+
+
+def test_train_agent_pipelined_is_identical_over_workers_and_resumes_exactly(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``train-agent --collector pipelined``: the same agent with 1 and 2 env workers, and an
+    interrupted run resumes to it bit for bit (the pipeline is drained at rollout boundaries,
+    where the training state is written)."""
+    from dataclasses import replace
+
+    from sparseshift.agents.train import train_agent
+    from tests.test_agent_resume import assert_identical, tiny, train_interrupted
+
+    cfg = tiny(collector="pipelined", hyperparams={"n_envs": 4, "n_steps": 32,
+                                                   "batch_size": 64, "n_epochs": 2})
+    ref = train_agent(cfg, tmp_path / "ref")
+    assert json.loads((ref / "agent.json").read_text())["config"]["collector"] == "pipelined"
+    assert_identical(train_agent(replace(cfg, env_workers=2), tmp_path / "w2"), ref)
+    train_interrupted(monkeypatch, cfg, tmp_path / "b", 300)
+    assert_identical(train_agent(cfg, tmp_path / "b"), ref)
+
+
+def test_pipelined_collector_refuses_what_it_cannot_run() -> None:
+    from tests.test_agent_resume import tiny
+
+    for bad in ({"encoder": "pixels"}, {"algo": "sac", "env_id": "sparseshift/TriFingerReach-v0",
+                                        "hyperparams": {}}):
+        with pytest.raises(ConfigError, match="pipelined collector is for ppo"):
+            tiny(collector="pipelined", **bad)

@@ -15,6 +15,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from stable_baselines3.common.logger import Logger
 
 from sparseshift.envs.config import Config
 from sparseshift.envs.heartbeat import (
@@ -130,6 +131,7 @@ def test_sb3_heartbeat_callback_writes_during_learn(tmp_path: Path) -> None:
     model = PPO("MlpPolicy", gym.make("CartPole-v1"), n_steps=64, batch_size=32, n_epochs=1,
                 seed=0, device="cpu")
     beat = HeartbeatCallback(path, 256, every_s=0, latest=latest_eval(evaluator))
+    model.set_logger(Logger(None, []))  # SB3's default logger makes a folder in /tmp
     model.learn(total_timesteps=256, callback=CallbackList([beat, Peek()]))
     during = [s for s in seen if 0 < s["done"] < 256]
     assert during and all(s["total"] == 256 and s["unit"] == "step" for s in during)

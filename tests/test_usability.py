@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import test_rep_support as support
 import torch
+from stable_baselines3.common.logger import Logger
 from test_agents_fakes import SIZE, FakeEnv, StatefulLearner, TinyLearner
 from test_agents_train import GRID, make_encoder_dir, tiny
 
@@ -97,6 +98,7 @@ def test_frozen_encoder_extractor_matches_the_wrapper_and_stays_frozen() -> None
     extractor = model.policy.features_extractor
     assert isinstance(extractor, FrozenEncoderExtractor)
     assert extractor.features_dim == 4 + 3
+    model.set_logger(Logger(None, []))  # SB3's default logger makes a folder in /tmp
     model.learn(64)
     for k, v in learner.state_dict().items():
         torch.testing.assert_close(v, before[k], rtol=0, atol=0)

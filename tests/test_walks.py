@@ -9,7 +9,9 @@ it) raises them and fails here. Lower figures are welcome: lower the bound with 
 Measured before the change (``python tests/walk.py``): train-agent 143 stops, 118 returns, 25
 files; train-rep 91 stops, 79 returns, 12 files, its learner looked up 8 times on the walk (and
 127 stops, 114 returns at 80b010b, before the learner table imported plainly). After: train-agent
-133 stops, 108 returns; train-rep 49 stops, 37 returns, the learner looked up once.
+133 stops, 108 returns; train-rep 49 stops, 37 returns, the learner looked up once. The
+pipelined collector then added two (resume asks ``policy_io.algo_name`` what algorithm a model
+is): train-agent 135 stops, 110 returns.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import pytest
 from tests.walk import Walk, measure
 
 #: Most returns (stops into a file the walk visited before) of each walk.
-MAX_RETURNS = {"train-agent": 108, "train-rep": 37}
+MAX_RETURNS = {"train-agent": 110, "train-rep": 37}
 #: The module each command trains in.
 TRAINING = {"train-agent": "agents/train.py", "train-rep": "representations/train.py"}
 

@@ -37,7 +37,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Literal
 
 from sparseshift.experiments.bench.timing import format_row, interleaved
 
@@ -69,6 +69,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "transfer) on TriFingerObjectReach with 1 and --workers env workers")
 
 
+def quiet_logger() -> Any:
+    """An SB3 logger that writes nothing (SB3's default logger makes a folder in /tmp)."""
+    from stable_baselines3.common.logger import Logger
+
+    return Logger(None, [])
+
+
 def _venv(env_id: str, obs_mode: str) -> Any:
     from stable_baselines3.common.vec_env import DummyVecEnv
 
@@ -82,6 +89,7 @@ def _ppo(policy: str, env: Any, **policy_kwargs: Any) -> Callable[[int], None]:
 
     model = PPO(policy, env, n_steps=N_STEPS, seed=0, device="cpu", verbose=0,
                 policy_kwargs=policy_kwargs or None)
+    model.set_logger(quiet_logger())
 
     def run(n: int) -> None:
         model.learn(total_timesteps=n, reset_num_timesteps=False)
@@ -161,21 +169,23 @@ def _raw_loop(env_id: str, n_envs: int, closers: list[Callable[[], None]]
     return run
 
 
-def _agent(env_id: str, workers: int, device: str, closers: list[Callable[[], None]]
-           ) -> Callable[[int], None]:
+def _agent(env_id: str, workers: int, device: str, closers: list[Callable[[], None]],
+           collector: Literal["sync", "pipelined"] = "sync") -> Callable[[int], None]:
     """PPO on frozen latents exactly as ``train-agent`` builds it, envs in ``workers``
-    processes."""
+    processes (``sync``: 1 is this process) with the ``collector``."""
     from sparseshift.agents.config import AgentConfig
     from sparseshift.agents.encoders import random_learner
     from sparseshift.agents.envs import make_vec_env
     from sparseshift.agents.train import build_model
     from sparseshift.representations.runtime import resolve_device
 
-    cfg = AgentConfig(env_id, "random", env_workers=workers, device=device, tensorboard=False)
+    cfg = AgentConfig(env_id, "random", env_workers=workers, device=device, tensorboard=False,
+                      collector=collector)
     hp = cfg.resolved_hyperparams()
     learner = random_learner(64, 0).to(resolve_device(device))
     env = make_vec_env(cfg, int(hp["n_envs"]), learner)
     model = build_model(cfg, hp, env, None)
+    model.set_logger(quiet_logger())
     closers.append(env.close)
 
     def run(n: int) -> None:
@@ -190,24 +200,33 @@ def run_workers(args: argparse.Namespace) -> int:
     n, reps, w = args.steps, args.repeats, args.workers
     n_envs = int(AgentConfig(WORKER_ENVS[0], "random").resolved_hyperparams()["n_envs"])
     print(f"sparseshift bench agents: PPO on frozen VAE latents ({n_envs} envs, trifinger "
-          f"defaults, encoder on {args.device}) vs the raw render+physics loop and 1 vs {w} env "
-          f"workers; {n} steps per measurement, median of {reps} interleaved repeats")
+          f"defaults, encoder on {args.device}) vs the raw render+physics loop, the synchronous "
+          f"and the pipelined collector, 1 vs {w} env workers; {n} steps per measurement, median "
+          f"of {reps} interleaved repeats")
     for env_id in WORKER_ENVS:
         print(f"\n{env_id}, 64x64 pixels:")
-        raw, one, many = "raw render+physics loop", "PPO latents, 1 env worker", \
-            f"PPO latents, {w} env workers"
+        raw = "raw render+physics loop"
+        one, many = "PPO latents, sync, 1 env worker (this process)", \
+            f"PPO latents, sync, {w} env workers"
+        p_one, p_many = "PPO latents, pipelined, 1 env worker", \
+            f"PPO latents, pipelined, {w} env workers"
         closers: list[Callable[[], None]] = []
         try:
             rates = interleaved({raw: _raw_loop(env_id, n_envs, closers),
                                  one: _agent(env_id, 1, args.device, closers),
-                                 many: _agent(env_id, w, args.device, closers)},
+                                 many: _agent(env_id, w, args.device, closers),
+                                 p_one: _agent(env_id, 1, args.device, closers, "pipelined"),
+                                 p_many: _agent(env_id, w, args.device, closers, "pipelined")},
                                 "steps/s", n, reps)
         finally:
             for close in closers:
                 close()
         print(format_row(rates[raw]))
         print(format_row(rates[one], rates[raw], RAW_GOAL))
+        print(format_row(rates[p_one], rates[raw], RAW_GOAL))
         print(format_row(rates[many], rates[one], WORKERS_GOAL if w == 2 else None))
+        print(format_row(rates[p_many], rates[one], WORKERS_GOAL if w == 2 else None))
+        print(f"  ({p_many} / {p_one}: {rates[p_many].median / rates[p_one].median:.2f}x)")
     return 0
 
 
@@ -513,6 +532,7 @@ class ProfiledAgent:
         self.model = TimedPPO(policy, env, seed=cfg.seed, device=resolve_device(cfg.policy_device),
                               verbose=0, policy_kwargs=policy_kwargs,
                               **{k: hp[k] for k in PPO_KEYS})
+        self.model.set_logger(quiet_logger())
 
     def run(self, n: int) -> None:
         t0 = stamp()

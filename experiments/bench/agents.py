@@ -6,11 +6,15 @@ TriFingerReach with 64 px pixels, interleaved in one run (medians of repeats):
 
 * ``raw render+physics loop``: the same 8 envs stepped with random actions and rendered, no agent
   (the physical bound on one core);
-* ``PPO latents, 1 env worker``: ``train-agent``'s own setup (the trifinger PPO defaults, the
-  default VAE encoder with random weights in the VecEnv wrapper, envs in this process); goal
-  >= 0.85x the raw loop;
-* ``PPO latents, N env workers``: the same with the envs stepped in ``N`` worker processes
-  (:class:`sparseshift.agents.vecenv.WorkerVecEnv`); goal >= 1.7x one worker for N = 2.
+* ``PPO sync, envs in this process``: ``train-agent``'s own setup (the trifinger PPO defaults,
+  the default VAE encoder with random weights in the VecEnv wrapper, envs in this process, SB3's
+  synchronous collector); goal >= 0.85x the raw loop;
+* ``PPO pipelined, 1 env worker``: ``--collector pipelined`` (:mod:`sparseshift.agents.pipeline`):
+  one worker process steps half of the envs while this process encodes and acts for the other
+  half; goal >= 0.85x the raw loop;
+* ``PPO sync, N env workers`` and ``PPO pipelined, N env workers``: the envs stepped in ``N``
+  worker processes (:class:`sparseshift.agents.vecenv.WorkerVecEnv`); goal >= 1.7x the sync
+  one-process row for N = 2 (the pipelined N / 1 worker ratio is printed too).
 
 The original comparison (``--vs-state``) for TriFingerReach and ColourGrid:
 
@@ -206,10 +210,8 @@ def run_workers(args: argparse.Namespace) -> int:
     for env_id in WORKER_ENVS:
         print(f"\n{env_id}, 64x64 pixels:")
         raw = "raw render+physics loop"
-        one, many = "PPO latents, sync, 1 env worker (this process)", \
-            f"PPO latents, sync, {w} env workers"
-        p_one, p_many = "PPO latents, pipelined, 1 env worker", \
-            f"PPO latents, pipelined, {w} env workers"
+        one, many = "PPO sync, envs in this process", f"PPO sync, {w} env workers"
+        p_one, p_many = "PPO pipelined, 1 env worker", f"PPO pipelined, {w} env workers"
         closers: list[Callable[[], None]] = []
         try:
             rates = interleaved({raw: _raw_loop(env_id, n_envs, closers),
@@ -226,7 +228,8 @@ def run_workers(args: argparse.Namespace) -> int:
         print(format_row(rates[p_one], rates[raw], RAW_GOAL))
         print(format_row(rates[many], rates[one], WORKERS_GOAL if w == 2 else None))
         print(format_row(rates[p_many], rates[one], WORKERS_GOAL if w == 2 else None))
-        print(f"  ({p_many} / {p_one}: {rates[p_many].median / rates[p_one].median:.2f}x)")
+        print(f"{'':<44} ({p_many} / {p_one}: "
+              f"{rates[p_many].median / rates[p_one].median:.2f}x)")
     return 0
 
 

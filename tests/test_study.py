@@ -119,6 +119,7 @@ def test_rerun_skips_everything(local: Path, capsys: pytest.CaptureFixture[str])
     assert comparable(read_rows(local)) == comparable(before)
 
 
+@pytest.mark.slow  # ~1 min: a whole tiny study on Ray; test_study_graph runs Ray on a task graph
 def test_local_ray_gives_identical_results(local: Path, tmp_path: Path) -> None:
     pytest.importorskip("ray")
     out = tmp_path / "tiny"

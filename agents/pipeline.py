@@ -41,6 +41,8 @@ from stable_baselines3.common.utils import obs_as_tensor
 from stable_baselines3.common.vec_env import VecEnv
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvStepReturn
 
+from sparseshift.agents.vecenv import StepResult, concat_steps
+
 #: The collectors of on-policy agents (``AgentConfig.collector``).
 COLLECTORS: tuple[str, ...] = ("sync", "pipelined")
 #: Env groups of the pipelined collector.
@@ -66,12 +68,6 @@ def _rows(x: Any, rows: list[int]) -> Any:
     if isinstance(x, dict):
         return {k: v[sl] for k, v in x.items()}
     return x[sl]
-
-
-def _concat(parts: list[Any]) -> Any:
-    if isinstance(parts[0], dict):
-        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-    return np.concatenate(parts)
 
 
 class PipelinedPPO(PPO):
@@ -152,7 +148,7 @@ class PipelinedPPO(PPO):
         dones = np.zeros(env.num_envs, dtype=bool)
         while n_steps < n_rollout_steps:
             last = n_steps + 1 == n_rollout_steps
-            parts: list[VecEnvStepReturn] = []
+            parts: list[StepResult] = []
             done_flight = list(flight)
             noise = None if last else self._noise(env.num_envs)
             for g, rows in enumerate(groups):
@@ -163,10 +159,7 @@ class PipelinedPPO(PPO):
                     actions, clipped, values, log_probs = self._act(g_obs, _rows(noise, rows))
                     grouped.step_group_async(g, clipped)
                     flight[g] = (actions, values, log_probs)
-            new_obs = _concat([p[0] for p in parts])
-            rewards = np.concatenate([p[1] for p in parts])
-            dones = np.concatenate([p[2] for p in parts])
-            infos = [info for p in parts for info in p[3]]
+            new_obs, rewards, dones, infos = concat_steps(parts)
             actions = np.concatenate([f[0] for f in done_flight])
             values = th.cat([f[1] for f in done_flight])
             log_probs = th.cat([f[2] for f in done_flight])

@@ -18,7 +18,7 @@ from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
 
 from sparseshift.agents.pipeline import GroupedVecEnv, PipelinedPPO
-from sparseshift.agents.vecenv import WorkerVecEnv
+from sparseshift.agents.vecenv import WorkerVecEnv, concat_steps
 from sparseshift.agents.wrapper import TERMINAL, EncodedVecEnv
 from sparseshift.envs.errors import ConfigError
 from tests.test_agents_fakes import FakeEnv, StatefulLearner, TinyLearner
@@ -81,14 +81,7 @@ def group_step(venv: Any, actions: np.ndarray, order: tuple[int, ...]) -> Any:
     for g, rows in enumerate(venv.groups):
         venv.step_group_async(g, actions[rows[0]:rows[-1] + 1])
     parts = {g: venv.step_group_wait(g) for g in order}
-    steps = [parts[g] for g in range(len(venv.groups))]
-    obs = steps[0][0]
-    if isinstance(obs, dict):
-        obs = {k: np.concatenate([s[0][k] for s in steps]) for k in obs}
-    else:
-        obs = np.concatenate([s[0] for s in steps])
-    return (obs, np.concatenate([s[1] for s in steps]), np.concatenate([s[2] for s in steps]),
-            [i for s in steps for i in s[3]])
+    return concat_steps([parts[g] for g in range(len(venv.groups))])
 
 
 @pytest.mark.parametrize("workers", [1, 3])  # one worker holding both groups; parts across groups

@@ -45,7 +45,8 @@ from typing import Any, Literal
 
 from sparseshift.experiments.bench.timing import format_row, interleaved
 
-DESCRIPTION = "PPO steps/s on frozen-encoder latents (VecEnv wrapper) vs ground-truth state"
+DESCRIPTION = ("PPO steps/s on frozen-encoder latents vs the raw render+physics loop, sync vs "
+               "pipelined collector, 1 vs N env workers (--vs-state: vs ground-truth state)")
 ENVS: dict[str, str] = {"trifinger": "sparseshift/TriFingerReach-v0",
                         "grid": "sparseshift/ColourGrid-v0"}
 N_ENVS, N_STEPS = 4, 128

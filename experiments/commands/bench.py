@@ -10,7 +10,7 @@ NAME = "bench"
 
 
 def add_parser(sub: Any) -> None:
-    from sparseshift.experiments.bench import BENCHES
+    from sparseshift.experiments.bench import BENCHES, bench_modules
 
     p = sub.add_parser(
         NAME,
@@ -23,8 +23,7 @@ def add_parser(sub: Any) -> None:
     )
     benches = p.add_subparsers(title="benchmarks", dest="bench", metavar="NAME",
                                parser_class=type(p))
-    for name, load in BENCHES.items():
-        module = load()
+    for name, module in bench_modules().items():
         bp = benches.add_parser(name, help=module.DESCRIPTION, description=module.DESCRIPTION)
         module.add_arguments(bp)
         bp.set_defaults(func=module.run)

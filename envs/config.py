@@ -11,7 +11,8 @@ studies) is a frozen dataclass deriving from :class:`Config`. The base gives eac
 * :meth:`Config.to_json` / :meth:`Config.from_json` (unknown keys are an error listing the valid
   ones), :meth:`Config.load` for a JSON or TOML file;
 * per-field help text and command-line flag names in the metadata, from which
-  :mod:`sparseshift.experiments.options` derives the CLI flags, so a default lives in one place.
+  :mod:`sparseshift.experiments.commands.options` derives the CLI flags, so a default lives in
+  one place.
 
 The value helpers (:func:`check_int`, :func:`check_number`, :func:`check_choice`) and the one
 ``KEY=VALUE`` parser (:func:`parse_assignments`, :func:`parse_text`) are shared by every layer.

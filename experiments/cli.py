@@ -1,6 +1,7 @@
 """The ``sparseshift`` command line.
 
-Each subcommand lives in its own module under :mod:`sparseshift.experiments.commands` and exposes
+Each subcommand lives in its own module under :mod:`sparseshift.experiments.commands` (``bench`` in
+:mod:`sparseshift.experiments.bench.command`) and exposes
 ``add_parser(subparsers)`` (which sets ``func``) and ``run(args) -> int``; :func:`command_modules`
 imports them when the parser is built. Modules import heavy dependencies (MuJoCo, torch) inside
 ``run`` so ``sparseshift --help`` stays fast.
@@ -19,7 +20,8 @@ from types import MappingProxyType, ModuleType
 from typing import NoReturn
 
 #: The subcommands :func:`build_parser` adds, in the order ``--help`` lists them (module names
-#: under :mod:`sparseshift.experiments.commands`).
+#: under :mod:`sparseshift.experiments.commands`; ``bench`` is
+#: :mod:`sparseshift.experiments.bench.command`, next to the benchmarks it lists).
 COMMANDS: tuple[str, ...] = (
     "demo", "envs", "shifts", "render", "collect", "inspect", "export", "train_rep", "eval_rep",
     "export_rep", "export_encoder", "train_agent", "evaluate", "scorecard", "study",
@@ -30,8 +32,8 @@ COMMANDS: tuple[str, ...] = (
 def command_modules() -> Mapping[str, ModuleType]:
     """The subcommand modules by name, imported plainly when the parser is built."""
     from sparseshift.experiments import commands
+    from sparseshift.experiments.bench import command as bench
     from sparseshift.experiments.commands import (  # noqa: F401  (imported to be listed)
-        bench,
         collect,
         demo,
         disentangle,
@@ -53,7 +55,8 @@ def command_modules() -> Mapping[str, ModuleType]:
         train_rep,
     )
 
-    return MappingProxyType({name: getattr(commands, name) for name in COMMANDS})
+    found = {**vars(commands), "bench": bench}
+    return MappingProxyType({name: found[name] for name in COMMANDS})
 
 
 EXIT_USAGE = 2

@@ -23,7 +23,7 @@ from sparseshift.envs.config import (
 from sparseshift.envs.data.config import CollectConfig
 from sparseshift.envs.errors import ConfigError
 from sparseshift.experiments.cli import build_parser, main
-from sparseshift.experiments.options import build_config
+from sparseshift.experiments.commands.options import build_config
 from sparseshift.experiments.study.disentangle import PRESETS as DISENTANGLE
 from sparseshift.experiments.study.presets import PRESETS, StudyConfig
 from sparseshift.representations.config import EvalConfig, LRSchedule, TrainConfig

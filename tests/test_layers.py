@@ -35,8 +35,8 @@ tests check that
 * only the modules in :data:`DYNAMIC_IMPORTS` call ``importlib.import_module`` or ``__import__``,
   each for a stated reason;
 * the subpackages (``sparseshift.envs``, ``...``) import each other without a cycle, and the
-  packages below them (every folder with an ``__init__.py``) without any cycle beyond
-  :data:`KNOWN_PACKAGE_CYCLES`.
+  packages below them (every folder with an ``__init__.py``) without any import cycle beyond
+  :data:`KNOWN_PACKAGE_CYCLES` (a ``-m`` child process is not an import).
 
 :func:`test_the_checks_catch_what_they_check` feeds the same functions a made-up package with an
 upward import, a string import, a dynamic import and a cycle, and sees each flagged.
@@ -96,9 +96,6 @@ KNOWN_PACKAGE_CYCLES: frozenset[frozenset[str]] = frozenset({
     # points); the shifts and the envs build on envs.base.
     frozenset({"sparseshift.envs", "sparseshift.envs.grid", "sparseshift.envs.shifts",
                "sparseshift.envs.trifinger"}),
-    # The bench command lists the benchmarks; the benchmarks reuse the commands' builders.
-    frozenset({"sparseshift.experiments", "sparseshift.experiments.bench",
-               "sparseshift.experiments.commands"}),
 })
 
 #: ``"sparseshift.a.b"`` or ``"sparseshift.a.b:name"``, the whole string.
@@ -363,7 +360,11 @@ def test_no_cycle_between_subpackages() -> None:
 
 
 def test_no_new_cycle_between_packages() -> None:
-    found = set(cycles(graph(REFS, lambda m: package_of(m, SOURCES))))
+    """Imports only: a ``-m`` module run in a child process (``bench evalrep`` and ``bench gpu``
+    time the ``sparseshift`` program as a user runs it) shares no import state with its caller,
+    so it cannot close an import cycle. Those edges still count for the floors."""
+    imports = [r for r in REFS if r.kind != "run"]
+    found = set(cycles(graph(imports, lambda m: package_of(m, SOURCES))))
     assert sorted(map(sorted, found - KNOWN_PACKAGE_CYCLES)) == []
     assert sorted(map(sorted, KNOWN_PACKAGE_CYCLES - found)) == []  # fixed: remove it
 

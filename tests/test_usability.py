@@ -367,7 +367,7 @@ def test_slot_figure_columns_are_captioned() -> None:
 # -- pictures of datasets and envs ---------------------------------------------------------------
 
 def test_captions_wrap_and_are_never_cut() -> None:
-    from sparseshift.experiments.imaging import contact_sheet, text_width, wrap
+    from sparseshift.experiments.commands.imaging import contact_sheet, text_width, wrap
 
     text = "object0_colour, object1_pos, object2.shape, background_colour"
     lines = wrap(text, 120)
@@ -444,7 +444,7 @@ def test_help_texts(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_format_written_lists_files_and_folders(tmp_path: Path) -> None:
-    from sparseshift.experiments.written import format_written, human_size
+    from sparseshift.experiments.commands.written import format_written, human_size
 
     (tmp_path / "a.json").write_text("x" * 1500)
     (tmp_path / "logs").mkdir()

@@ -17,13 +17,8 @@ BENCHES: tuple[str, ...] = ("envs", "collect", "train", "agents", "evalrep")
 
 def bench_modules() -> Mapping[str, ModuleType]:
     """The benchmark modules by name, imported plainly when the ``bench`` parser is built."""
-    from sparseshift.experiments import bench
-    from sparseshift.experiments.bench import (  # noqa: F401  (imported to be listed)
-        agents,
-        collect,
-        envs,
-        evalrep,
-        train,
-    )
+    from sparseshift.experiments.bench import agents, collect, envs, evalrep, train
 
-    return MappingProxyType({name: getattr(bench, name) for name in BENCHES})
+    found = {"envs": envs, "collect": collect, "train": train, "agents": agents,
+             "evalrep": evalrep}
+    return MappingProxyType({name: found[name] for name in BENCHES})

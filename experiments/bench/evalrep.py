@@ -179,13 +179,16 @@ def _collect(name: str, rows: int, workers: int, folder: Path) -> Path:
 
 
 def _train_config(run: ReadmeRun, data: Path, out: Path, extra: list[str]) -> Any:
-    """The README line's TrainConfig, built by the CLI's parser and ``train-rep``'s build."""
-    from sparseshift.experiments.cli import build_parser
-    from sparseshift.experiments.commands.train_rep import build
+    """The README line's TrainConfig, built by ``train-rep``'s own parser and build."""
+    import argparse
 
-    args = build_parser().parse_args(["train-rep", *run.train, "--data", str(data), "--out",
-                                      str(out), *extra])
-    return build(args)
+    from sparseshift.experiments.commands import train_rep
+
+    parser = argparse.ArgumentParser(prog="sparseshift")
+    train_rep.add_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["train-rep", *run.train, "--data", str(data), "--out", str(out),
+                              *extra])
+    return train_rep.build(args)
 
 
 def _images_per_step(config: Any, data: Path) -> int:

@@ -13,7 +13,7 @@ NAME = "collect"
 def add_parser(sub: Any) -> None:
     from sparseshift.agents.collect.policies import DEVICE_HELP
     from sparseshift.envs.data.config import CollectConfig
-    from sparseshift.experiments.options import add_config_flags
+    from sparseshift.experiments.commands.options import add_config_flags
 
     p = sub.add_parser(
         NAME,
@@ -37,8 +37,8 @@ def add_parser(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from sparseshift.agents.collect.collect import collect
     from sparseshift.envs.data.config import CollectConfig
-    from sparseshift.experiments.options import build_config
-    from sparseshift.experiments.written import print_written
+    from sparseshift.experiments.commands.options import build_config
+    from sparseshift.experiments.commands.written import print_written
 
     cfg = build_config(CollectConfig, args)
     out = Path(args.out)

@@ -33,7 +33,7 @@ FLOORS: tuple[tuple[str, str], ...] = (("random (untrained encoder)", "random"),
 
 
 def add_parser(sub: Any) -> None:
-    from sparseshift.experiments.options import add_plugin_flag
+    from sparseshift.experiments.commands.options import add_plugin_flag
 
     p = sub.add_parser(
         NAME,
@@ -132,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
     jobs = check_int("--jobs", args.jobs if args.jobs is not None else
                      min(2, os.cpu_count() or 1), 1, 64)
     from sparseshift.agents.encoders import load_encoder
-    from sparseshift.experiments.options import plugins_of
+    from sparseshift.experiments.commands.options import plugins_of
     from sparseshift.experiments.study.runner import EncoderRef, encoder_stage
     from sparseshift.experiments.study.stages import eval_agent_stage, train_agent_stage
 

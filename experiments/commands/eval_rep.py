@@ -23,7 +23,7 @@ def _votes(text: str) -> tuple[int, int]:
 
 
 def add_parser(sub: Any) -> None:
-    from sparseshift.experiments.options import add_config_flags, add_plugin_flag
+    from sparseshift.experiments.commands.options import add_config_flags, add_plugin_flag
     from sparseshift.representations.config import EvalConfig
 
     p = sub.add_parser(
@@ -87,7 +87,7 @@ def add_parser(sub: Any) -> None:
 def build(args: argparse.Namespace) -> Any:
     """The EvalConfig of the flags (``--dci-max-train 0`` means all frames; ``--env-votes``
     sets both env vote counts)."""
-    from sparseshift.experiments.options import build_config
+    from sparseshift.experiments.commands.options import build_config
     from sparseshift.representations.config import EvalConfig
 
     extra: dict[str, Any] = {}
@@ -131,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
     import time
 
     from sparseshift.envs.errors import ConfigError
-    from sparseshift.experiments.written import print_written
+    from sparseshift.experiments.commands.written import print_written
     from sparseshift.representations.evaluate import STEPS
     from sparseshift.representations.runtime import torch_run
 
@@ -217,7 +217,7 @@ def _load_waves_models(args: argparse.Namespace) -> tuple[Any, Any]:
     for flag in ("waves_input", "waves_sequences"):
         if getattr(args, flag) < 1:
             raise ConfigError(f"--{flag.replace('_', '-')} must be >= 1, got {getattr(args, flag)}")
-    from sparseshift.experiments.options import plugins_of
+    from sparseshift.experiments.commands.options import plugins_of
 
     learner = _load_nwm(args.run_dir, "--waves", plugins_of(args))
     baseline = (_load_nwm(args.waves_baseline, "--waves-baseline", plugins_of(args))
@@ -282,7 +282,7 @@ def _metrics(args: argparse.Namespace, cfg: Any, progress: Any, lines: list[str]
     out = Path(args.out)
     traversal = Path(args.traversal) if args.traversal else out.with_suffix(".traversal.png")
     proxy = _proxy_data(args, cfg)
-    from sparseshift.experiments.options import plugins_of
+    from sparseshift.experiments.commands.options import plugins_of
 
     report = evaluate(args.run_dir, args.data, cfg, out=out, export_codes=args.export_codes,
                       plugins=plugins_of(args), weights=args.encoder_weights,

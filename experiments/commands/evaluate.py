@@ -19,7 +19,7 @@ NAME = "evaluate"
 
 def add_parser(sub: Any) -> None:
     from sparseshift.agents.config import EvaluateConfig
-    from sparseshift.experiments.options import add_config_flags, add_plugin_flag
+    from sparseshift.experiments.commands.options import add_config_flags, add_plugin_flag
 
     p = sub.add_parser(
         NAME,
@@ -67,8 +67,8 @@ def run(args: argparse.Namespace) -> int:
     from sparseshift.agents.config import EvaluateConfig
     from sparseshift.agents.evaluate import EVAL_FILE, format_table, run_evaluation
     from sparseshift.envs.errors import ConfigError
-    from sparseshift.experiments.options import build_config, plugins_of
-    from sparseshift.experiments.written import print_written
+    from sparseshift.experiments.commands.options import build_config, plugins_of
+    from sparseshift.experiments.commands.written import print_written
 
     cfg = build_config(EvaluateConfig, args)
     if args.side_by_side and not cfg.video:

@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"exported {res.frames} frames in {res.episodes} episodes as {res.format} dataset "
           f"{res.name!r}; load it with: {res.load}")
     try:
-        from sparseshift.experiments.written import print_written
+        from sparseshift.experiments.commands.written import print_written
     except ImportError:  # pragma: no cover (older trees)
         print(f"wrote: {res.path}")
     else:

@@ -15,7 +15,7 @@ NAME = "export-encoder"
 
 
 def add_parser(sub: Any) -> None:
-    from sparseshift.experiments.options import add_plugin_flag
+    from sparseshift.experiments.commands.options import add_plugin_flag
 
     p = sub.add_parser(
         NAME,
@@ -45,8 +45,8 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from sparseshift.envs.errors import check_image_size
-    from sparseshift.experiments.options import plugins_of
-    from sparseshift.experiments.written import print_written
+    from sparseshift.experiments.commands.options import plugins_of
+    from sparseshift.experiments.commands.written import print_written
     from sparseshift.representations.external import (
         build_from_factory,
         encoder_fingerprint,

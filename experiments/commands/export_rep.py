@@ -29,7 +29,7 @@ def add_parser(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from sparseshift.experiments.written import print_written
+    from sparseshift.experiments.commands.written import print_written
     from sparseshift.representations.checkpoint import (
         CHECKPOINT_FILE,
         RUN_FILE,

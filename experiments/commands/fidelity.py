@@ -42,13 +42,13 @@ def run(args: argparse.Namespace) -> int:
     import sparseshift.envs.trifinger  # noqa: F401  (selects the GL backend before MuJoCo)
     from sparseshift.envs.config import check_seed
     from sparseshift.envs.io import output_dir, output_lock
+    from sparseshift.experiments.commands.written import print_written
     from sparseshift.experiments.validation.fidelity import (
         FidelityConfig,
         resolve_python,
         run_check,
         write_outputs,
     )
-    from sparseshift.experiments.written import print_written
 
     seed = check_seed("--seed", args.seed)
     python = resolve_python(args.python)  # fails early, before any work
@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
 def labelled_mask_sheet(report: Any) -> Any:
     """``masks.png``: the robot's mask from each camera (columns) for the first configurations
     (rows), ours over the official simulator's, with the colour key in the title."""
-    from sparseshift.experiments.imaging import contact_sheet
+    from sparseshift.experiments.commands.imaging import contact_sheet
     from sparseshift.experiments.validation.fidelity import mask_tiles
 
     tiles = mask_tiles(report)

@@ -72,7 +72,7 @@ def sheet_content(ds: Any, n: int, gap: int, seed: int
 def sheet(ds: Any, n: int, gap: int, seed: int) -> Any:
     """Contact sheet of :func:`sheet_content`: row 1 the first frames, row 2 the second, the
     captions under row 2, the title on top."""
-    from sparseshift.experiments.imaging import contact_sheet
+    from sparseshift.experiments.commands.imaging import contact_sheet
 
     rows, captions, title = sheet_content(ds, n, gap, seed)
     return contact_sheet(rows, scale=2, label_width=120, captions=[[""] * n, captions],
@@ -99,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
     if args.verify:
         print(f"verify: all {ds.verify()} chunk checksums match")
     if args.sheet:
-        from sparseshift.experiments.written import print_written
+        from sparseshift.experiments.commands.written import print_written
 
         print_written([save_png(args.sheet, sheet(ds, args.pairs, args.gap, args.seed))])
     return 0

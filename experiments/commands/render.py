@@ -82,8 +82,8 @@ def run(args: argparse.Namespace) -> int:
     from sparseshift.envs.errors import ConfigError, check_image_size
     from sparseshift.envs.io import save_png
     from sparseshift.envs.registry import entry
-    from sparseshift.experiments.imaging import contact_sheet
-    from sparseshift.experiments.written import print_written
+    from sparseshift.experiments.commands.imaging import contact_sheet
+    from sparseshift.experiments.commands.written import print_written
 
     entry(args.env_id)
     splits = [s.strip() for s in args.split.split(",") if s.strip()]

@@ -12,7 +12,7 @@ NAME = "scorecard"
 
 
 def add_parser(sub: Any) -> None:
-    from sparseshift.experiments.options import add_config_flags, add_plugin_flag
+    from sparseshift.experiments.commands.options import add_config_flags, add_plugin_flag
     from sparseshift.experiments.study.scorecard import ScorecardConfig
 
     p = sub.add_parser(
@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from sparseshift.envs.config import check_int
-    from sparseshift.experiments.options import build_config, plugins_of
+    from sparseshift.experiments.commands.options import build_config, plugins_of
     from sparseshift.experiments.study.scorecard import ScorecardConfig, run_scorecard
     from sparseshift.representations.runtime import resolve_device
 

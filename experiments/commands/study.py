@@ -11,7 +11,7 @@ NAME = "study"
 
 
 def add_parser(sub: Any) -> None:
-    from sparseshift.experiments.options import add_plugin_flag
+    from sparseshift.experiments.commands.options import add_plugin_flag
     from sparseshift.experiments.study.presets import PRESETS
 
     p = sub.add_parser(
@@ -62,11 +62,11 @@ def _sentence(text: str) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from sparseshift.envs.errors import ConfigError
-    from sparseshift.experiments.options import plugins_of
+    from sparseshift.experiments.commands.options import plugins_of
+    from sparseshift.experiments.commands.written import print_written
     from sparseshift.experiments.study.presets import StudyConfig, get_preset
     from sparseshift.experiments.study.report import write_report
     from sparseshift.experiments.study.runner import run_study
-    from sparseshift.experiments.written import print_written
 
     if args.config_file is not None and args.preset is not None:
         raise ConfigError("give --preset or --config, not both")

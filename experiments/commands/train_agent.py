@@ -17,7 +17,7 @@ NAME = "train-agent"
 
 def add_parser(sub: Any) -> None:
     from sparseshift.agents.config import AgentConfig
-    from sparseshift.experiments.options import (
+    from sparseshift.experiments.commands.options import (
         add_config_file_flag,
         add_config_flags,
         add_plugin_flag,
@@ -74,7 +74,7 @@ def build(args: argparse.Namespace) -> Any:
     into the file's ``hyperparams``/``env_kwargs``)."""
     from sparseshift.agents.config import AgentConfig, parse_env_kwargs, parse_hyperparams
     from sparseshift.envs.config import read_config_file
-    from sparseshift.experiments.options import build_config
+    from sparseshift.experiments.commands.options import build_config
 
     file_values = read_config_file(args.config_file, AgentConfig) if args.config_file else {}
     extra = {
@@ -123,8 +123,8 @@ def run(args: argparse.Namespace) -> int:
     )
     from sparseshift.envs.errors import ConfigError
     from sparseshift.envs.io import read_json
-    from sparseshift.experiments.options import plugins_of
-    from sparseshift.experiments.written import print_written
+    from sparseshift.experiments.commands.options import plugins_of
+    from sparseshift.experiments.commands.written import print_written
 
     config = build(args)
     plugins = plugins_of(args)

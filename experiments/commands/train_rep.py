@@ -59,7 +59,7 @@ def parse_gap(text: str) -> int | tuple[int, int]:
 
 def add_parser(sub: Any) -> None:
     from sparseshift.envs.config import default_of, literal_choices
-    from sparseshift.experiments.options import add_config_file_flag, add_config_flags
+    from sparseshift.experiments.commands.options import add_config_file_flag, add_config_flags
     from sparseshift.representations.config import ReconLoss, TrainConfig
     from sparseshift.representations.registry import learner_names
 
@@ -110,7 +110,7 @@ def build(args: argparse.Namespace) -> Any:
     learner_cls` (what training builds)."""
     from sparseshift.envs.config import default_of, read_config_file
     from sparseshift.envs.errors import ConfigError
-    from sparseshift.experiments.options import given
+    from sparseshift.experiments.commands.options import given
     from sparseshift.representations.config import TrainConfig, parse_config_options
     from sparseshift.representations.registry import learner_class
 
@@ -148,7 +148,7 @@ def run(args: argparse.Namespace) -> int:
     except TrainingError as exc:
         print(f"sparseshift {NAME}: training failed: {exc}", file=sys.stderr)
         return 1
-    from sparseshift.experiments.written import print_written
+    from sparseshift.experiments.commands.written import print_written
 
     out = Path(result.out_dir)
     finished_before = result.resumed_from >= result.step

@@ -213,6 +213,10 @@ class Learner(nn.Module, abc.ABC):
     #: Adam learning rate and batch size of a run that sets none (``TrainConfig.lr``/``batch``).
     default_lr: ClassVar[float] = 1e-4
     default_batch: ClassVar[int] = 64
+    #: True when bf16 autocast was checked to leave this learner's results within seed noise, so
+    #: ``--precision auto`` may pick it (:func:`sparseshift.representations.runtime.
+    #: resolve_precision`); False keeps ``auto`` at fp32 for the class.
+    bf16_checked: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

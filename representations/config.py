@@ -208,9 +208,10 @@ class TrainConfig(Config):
     threads: int | None = opt(None, "torch threads (none: torch's default)", min=1, max=1024)
     device: str = opt("auto", "torch device: auto (an accelerator if one is available, else "
                       "cpu), cpu, cuda, cuda:N or mps")
-    precision: Literal["fp32", "bf16", "fp16"] = opt(
-        "fp32", "mixed precision for the forward pass (autocast): fp32 (off), bf16, fp16 "
-        "(CUDA only)")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = opt(
+        "auto", "mixed precision for the forward pass (autocast): auto (bf16 where the CPU or GPU "
+        "computes bf16 natively and the learner was checked with it, else fp32), fp32 (off), "
+        "bf16, fp16 (CUDA only); run.json records what ran")
     channels_last: bool = opt(False, "channels-last memory format for the conv nets (often "
                               "faster on GPUs)")
 

@@ -6,7 +6,8 @@ stages, benchmarks) enters :func:`torch_run`: results are bitwise reproducible o
 fixed seed and thread count, and the caller's settings come back afterwards.
 :func:`resolve_device` turns ``--device auto|cpu|cuda|cuda:N|mps`` into a ``torch.device`` (or a
 one-line :class:`~sparseshift.envs.errors.ConfigError` when that device is not available);
-:func:`autocast` is opt-in mixed precision for the conv learners.
+:func:`resolve_precision` turns ``--precision auto`` into bf16 where the hardware computes bf16
+natively and the learner was checked with it, else fp32; :func:`autocast` enters it.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from sparseshift.envs.errors import ConfigError
 
 #: What ``--device`` accepts.
 DEVICE_HELP = ("auto (an accelerator if one is available, else cpu), cpu, cuda, cuda:N or mps")
-PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "fp16")
+PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16", "fp16")
 
 
 def available_devices() -> list[str]:
@@ -71,11 +72,46 @@ def resolve_device(spec: str | torch.device = "auto") -> torch.device:
     raise ConfigError(f"unknown --device {spec!r}; valid: {DEVICE_HELP}")
 
 
-def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager[Any]:
-    """Mixed precision for the block: ``fp32`` (off), ``bf16`` or ``fp16`` autocast on
-    ``device`` (fp16 needs CUDA; bf16 on the CPU works but is rarely faster there)."""
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` computes bf16 in hardware: a CPU with AVX-512 BF16 or AMX (where
+    oneDNN's bf16 kernels run), or a CUDA GPU that supports bf16 (Ampere and later). Elsewhere
+    bf16 autocast is emulated and slower than fp32."""
+    if device.type == "cuda":
+        return bool(torch.cuda.is_bf16_supported())
+    if device.type == "cpu":
+        cpu = getattr(torch, "cpu", None)
+        checks = [getattr(cpu, n, None) for n in ("_is_avx512_bf16_supported",
+                                                  "_is_amx_tile_supported")]
+        return any(bool(f()) for f in checks if callable(f))
+    return False
+
+
+def resolve_precision(precision: str, device: torch.device, bf16_checked: bool) -> str:
+    """The precision a run computes in: ``auto`` is ``bf16`` when ``device`` has native bf16
+    (:func:`native_bf16`) and the learner declares ``bf16_checked``, else ``fp32``; any other
+    value is returned as it is (checked)."""
     if precision not in PRECISIONS:
         raise ConfigError(f"unknown precision {precision!r}; valid: {', '.join(PRECISIONS)}")
+    if precision != "auto":
+        return precision
+    return "bf16" if bf16_checked and native_bf16(device) else "fp32"
+
+
+def resolve_compute(device: str, precision: str, bf16_checked: bool
+                    ) -> tuple[torch.device, str]:
+    """``--device`` and ``--precision`` of a run, resolved together (:func:`resolve_device`,
+    then :func:`resolve_precision` on that device)."""
+    where = resolve_device(device)
+    return where, resolve_precision(precision, where, bf16_checked)
+
+
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager[Any]:
+    """Mixed precision for the block: ``fp32`` (off), ``bf16`` or ``fp16`` autocast on
+    ``device`` (fp16 needs CUDA; bf16 on a CPU without native bf16 works but is slower).
+    ``auto`` must be resolved first (:func:`resolve_precision`)."""
+    if precision not in PRECISIONS or precision == "auto":
+        valid = ", ".join(p for p in PRECISIONS if p != "auto")
+        raise ConfigError(f"unresolved or unknown precision {precision!r}; valid: {valid}")
     if precision == "fp32":
         return contextlib.nullcontext()
     if precision == "fp16" and device.type != "cuda":

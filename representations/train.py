@@ -70,7 +70,7 @@ from sparseshift.representations.data import (
     open_data,
     resolve_pairs,
 )
-from sparseshift.representations.runtime import autocast, resolve_device, torch_run
+from sparseshift.representations.runtime import autocast, resolve_compute, torch_run
 
 
 class TrainingError(RuntimeError):
@@ -101,11 +101,12 @@ def resolve_model_config(config: TrainConfig, image_size: int) -> LearnerConfig:
     return config.learner_cls.config_cls.from_json(options)
 
 
-def identity(config: TrainConfig, model: LearnerConfig, pairs: str, dataset: Mapping[str, Any]
-             ) -> dict[str, Any]:
+def identity(config: TrainConfig, model: LearnerConfig, pairs: str, dataset: Mapping[str, Any],
+             precision: str = "fp32") -> dict[str, Any]:
     """The part of a run's description that must not change when it is resumed.
 
-    A constant learning-rate schedule adds no key, so runs from before schedules existed resume.
+    A constant learning-rate schedule adds no key, so runs from before schedules existed resume;
+    ``precision`` (resolved) adds a key unless it is fp32, for the same reason.
     """
     ident: dict[str, Any] = {
         "learner": config.learner,
@@ -120,6 +121,8 @@ def identity(config: TrainConfig, model: LearnerConfig, pairs: str, dataset: Map
     }
     if not config.schedule.constant:
         ident["lr_schedule"] = config.schedule.to_json()
+    if precision != "fp32":
+        ident["precision"] = precision
     return ident
 
 
@@ -207,19 +210,19 @@ def _train(config: TrainConfig, data: Any, out: Path) -> TrainResult:
     cls = config.learner_cls  # resolved once, when the config was built
     model_cfg = resolve_model_config(config, info["image_size"])
     pairs = resolve_pairs(cls.batch_kind, config.learner, info["kind"], config.pairs)
-    ident = identity(config, model_cfg, pairs, info)
+    device, precision = resolve_compute(config.device, config.precision, cls.bf16_checked)
+    ident = identity(config, model_cfg, pairs, info, precision)
 
     with torch.random.fork_rng(devices=[]):
         # nn.Module initialisers draw from the global generator: seed it inside a fork, which
         # restores the caller's global RNG state afterwards.
         torch.manual_seed(derive_seed(config.seed, STREAM_INIT))
         learner = cls(model_cfg)
-    device = resolve_device(config.device)
     learner.to(device)
     if config.channels_last:
         learner.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     optimizer = torch.optim.Adam(learner.parameters(), lr=config.learning_rate)
-    scaler = torch.amp.GradScaler(device.type, enabled=config.precision == "fp16")
+    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     start = 0
     if (out / RUN_FILE).exists():
         previous = read_run(out)
@@ -229,10 +232,13 @@ def _train(config: TrainConfig, data: Any, out: Path) -> TrainResult:
                 f"{config.learner!r}; use a new --out directory"
             )
         if previous.get("identity") != ident:
-            diff = sorted(k for k in ident if previous.get("identity", {}).get(k) != ident[k])
+            before = previous.get("identity", {})
+            diff = sorted(k for k in {*ident, *before} if before.get(k) != ident.get(k))
+            was = before.get("precision", "fp32")
+            hint = f" (it computed in {was}: --precision {was})" if "precision" in diff else ""
             raise ConfigError(
                 f"{out} holds a run with a different config (differs in: {', '.join(diff)}); "
-                "use a new --out directory or the same config to resume"
+                f"use a new --out directory or the same config to resume{hint}"
             )
         if (out / CHECKPOINT_FILE).exists():
             ckpt = read_checkpoint(out, expect_learner=cls.name)
@@ -254,6 +260,7 @@ def _train(config: TrainConfig, data: Any, out: Path) -> TrainResult:
             "pairs": pairs if cls.batch_kind == "pairs" else None,
             "gap": list(config.gap_range), "seq_len": config.seq_len,
             "lr_schedule": config.schedule.to_json(),
+            "precision": precision,
         },
         "config": config.to_json(),
         "dataset": info,
@@ -281,7 +288,7 @@ def _train(config: TrainConfig, data: Any, out: Path) -> TrainResult:
                 batch = _to_tensors(source(step), device)
                 generator.manual_seed(derive_seed(config.seed, STREAM_NOISE, step))
                 learner.set_step(step)
-                with autocast(device, config.precision):
+                with autocast(device, precision):
                     terms = learner.loss(batch, generator=generator)
                 loss = terms["loss"]
                 if not torch.isfinite(loss):

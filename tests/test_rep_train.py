@@ -286,3 +286,45 @@ def test_slot_attention_resumes_exactly_under_its_default_schedule(pairs_path: P
     assert_same(weights(tmp_path / "full"), weights(tmp_path / "split"))
     optim = json.loads(_meta(tmp_path / "full")["optim"])
     assert optim["param_groups"][0]["lr"] == pytest.approx(4e-4 * 4 / 1_000 * 0.5 ** (3e-5))
+
+
+def test_precision_auto_resolves_per_device_and_learner(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``auto`` is bf16 only where bf16 is native and the learner was checked with it."""
+    from sparseshift.representations import runtime
+    from sparseshift.representations.slots import SlotAttention
+
+    cpu = torch.device("cpu")
+    assert BetaVAE.bf16_checked and not SlotAttention.bf16_checked
+    for native in (True, False):
+        monkeypatch.setattr(runtime, "native_bf16", lambda device, n=native: n)
+        assert runtime.resolve_precision("auto", cpu, True) == ("bf16" if native else "fp32")
+        assert runtime.resolve_precision("auto", cpu, False) == "fp32"
+        for given in ("fp32", "bf16"):  # an explicit choice is kept
+            assert runtime.resolve_precision(given, cpu, native) == given
+    assert not runtime.native_bf16(torch.device("meta"))
+    with pytest.raises(ConfigError, match="unknown precision 'fp8'"):
+        runtime.resolve_precision("fp8", cpu, True)
+    with pytest.raises(ConfigError, match="unresolved"):
+        runtime.autocast(cpu, "auto")
+
+
+def test_run_records_the_precision_it_computed_in(pairs_path: Path, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """run.json says what ran; a non-fp32 precision is part of the identity, so a run resumed
+    in another precision is refused instead of mixing the two."""
+    from sparseshift.representations import runtime
+
+    monkeypatch.setattr(runtime, "native_bf16", lambda device: True)
+    train(config(steps=2, tensorboard=False), pairs_path, tmp_path / "a")
+    run = json.loads((tmp_path / "a" / RUN_FILE).read_text())
+    assert run["train"]["precision"] == "bf16" and run["identity"]["precision"] == "bf16"
+    assert run["config"]["precision"] == "auto"
+    with pytest.raises(ConfigError, match=r"differs in: precision.*--precision bf16\)"):
+        train(config(steps=3, tensorboard=False, precision="fp32"), pairs_path, tmp_path / "a")
+    train(config(steps=2, tensorboard=False, precision="fp32"), pairs_path, tmp_path / "b")
+    run = json.loads((tmp_path / "b" / RUN_FILE).read_text())
+    assert run["train"]["precision"] == "fp32" and "precision" not in run["identity"]
+    with pytest.raises(ConfigError, match=r"--precision fp32\)"):  # a run from before auto
+        train(config(steps=3, tensorboard=False), pairs_path, tmp_path / "b")
+    monkeypatch.setattr(runtime, "native_bf16", lambda device: False)
+    assert train(config(steps=3, tensorboard=False), pairs_path, tmp_path / "b").resumed_from == 2

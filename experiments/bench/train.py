@@ -36,7 +36,8 @@ optimizer step; wall and CPU time) in a copy of the training loop's step, next t
 on pre-loaded tensors: today's fp32, bf16 autocast, channels-last, both, ``torch.compile``, and
 ``--k`` models one after the other vs stacked with ``torch.func.stack_module_state`` + ``vmap``,
 interleaved, as images/s and as images per CPU-second (robust to other load), with ratios
-against fp32 from the same run. It changes no training default.
+against fp32 from the same run, and says which precision train-rep's default (``--precision auto``)
+picks on this machine.
 """
 
 from __future__ import annotations
@@ -145,14 +146,16 @@ def steps_for(images: int, images_per_step: int) -> int:
 
 
 def _model_only(learner_name: str, model: Any, batch: dict[str, Any], images_per_step: int,
-                device: torch.device) -> Callable[[int], None]:
+                device: torch.device, precision: str = "auto") -> Callable[[int], None]:
+    """The model-only step in the precision the training loop resolves ``precision`` to."""
     import torch
 
     from sparseshift.representations.registry import learner_class
-    from sparseshift.representations.runtime import torch_run
+    from sparseshift.representations.runtime import autocast, resolve_precision, torch_run
 
     learner = learner_class(learner_name)(model).to(device)
     learner.train()
+    resolved = resolve_precision(precision, device, learner.bf16_checked)
     on_device = {k: v.to(device) for k, v in batch.items()}
     optimizer = torch.optim.Adam(learner.parameters(), lr=1e-4)
     generator = torch.Generator().manual_seed(0)
@@ -160,7 +163,8 @@ def _model_only(learner_name: str, model: Any, batch: dict[str, Any], images_per
     def run(images: int) -> None:
         with torch_run():  # the same algorithm settings as the training loop
             for _ in range(steps_for(images, images_per_step)):
-                loss = learner.loss(on_device, generator=generator)["loss"]
+                with autocast(device, resolved):
+                    loss = learner.loss(on_device, generator=generator)["loss"]
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -314,10 +318,16 @@ def _bench_one(name: str, ds: Any, args: argparse.Namespace, out: Path, device: 
     per_step, steps = setup.per_step, setup.steps
     compare = device != torch.device(CPU)  # an accelerator (tests pass cpu:0 to mimic one)
     loop_name, model_name, cpu_name = labels(str(device), compare)
+    from sparseshift.representations.registry import learner_class
+    from sparseshift.representations.runtime import resolve_precision
+
     where = f", device {device} and cpu, interleaved" if compare else ""
+    precision = resolve_precision(setup.config.precision, device,
+                                  learner_class(name).bf16_checked)
     print(f"bench train: {name} on {ds.env_id} ({ds.kind}, {ds.image_size}px), batch "
           f"{setup.shape} = {per_step} images/step, {steps} steps x {args.repeats} repeats, "
-          f"{args.threads} torch thread(s){where}")
+          f"{args.threads} torch thread(s), precision {precision} (train-rep's default "
+          f"{setup.config.precision}){where}")
     fns = {model_name: _model_only(name, setup.model, setup.batch, per_step, device),
            loop_name: _loop_on(setup, ds, out, device)}
     if compare:
@@ -371,13 +381,14 @@ def _profiled_steps(setup: Setup, ds: Any, device: torch.device, threads: int,
         derive_seed,
     )
     from sparseshift.representations.registry import learner_class
-    from sparseshift.representations.runtime import autocast, torch_run
+    from sparseshift.representations.runtime import autocast, resolve_precision, torch_run
 
     config = setup.config
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(derive_seed(config.seed, STREAM_INIT))
         learner = learner_class(setup.name)(setup.model)
     learner.to(device).train()
+    precision = resolve_precision(config.precision, device, learner.bf16_checked)
     optimizer = torch.optim.Adam(learner.parameters(), lr=config.learning_rate)
     source = BatchSource(ds, setup.spec, config.seed)
     generator = torch.Generator()
@@ -399,7 +410,7 @@ def _profiled_steps(setup: Setup, ds: Any, device: torch.device, threads: int,
                 t = timer.add("tensors", t)
                 generator.manual_seed(derive_seed(config.seed, STREAM_NOISE, step))
                 learner.set_step(step)
-                with autocast(device, config.precision):
+                with autocast(device, precision):
                     loss = learner.loss(batch, generator=generator)["loss"]
                 synchronize(device)
                 t = timer.add("forward", t)
@@ -615,7 +626,12 @@ def run_variants(args: argparse.Namespace, device: torch.device) -> int:
               f"{args.threads} torch "
               f"thread(s) (images/s per core = images/s / threads), device {device}; model "
               "only (loss -> backward -> Adam on a pre-loaded batch)")
-        fp32 = "fp32 (today's default)"
+        from sparseshift.representations.registry import learner_class
+        from sparseshift.representations.runtime import resolve_precision
+
+        auto = resolve_precision("auto", device, learner_class(base.learner).bf16_checked)
+        print(f"  train-rep's default, --precision auto, computes in {auto} here")
+        fp32 = "fp32"
         fns: dict[str, Callable[[int], None]] = {
             fp32: _variant_step(setup, device)[0],
             "bf16 autocast": _variant_step(setup, device, precision="bf16")[0],

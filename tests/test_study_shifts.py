@@ -268,3 +268,18 @@ def test_the_proxy_section_covers_the_sweeps(tmp_path: Path) -> None:
     assert "task proxy lighting:5" not in md  # ...but the per-encoder table keeps the headline
     (png,) = scatter(table, corr, tmp_path)
     assert png.stat().st_size > 10_000
+
+
+def test_a_saved_study_config_loads_as_the_study_it_saved(tmp_path: Path) -> None:
+    """``study --config OUT/NAME/study_config.json`` reruns the study as it was saved (the file
+    holds ``{"study": ..., "versions": ...}``); a broken one is one line naming the file."""
+    saved = tmp_path / "study_config.json"
+    saved.write_text(json.dumps({"study": QUICK.to_json(), "versions": {"torch": "x"}}))
+    assert StudyConfig.load(saved) == QUICK
+    assert StudyConfig.load(saved, {"name": "again"}) == QUICK.replace(name="again")
+    saved.write_text(json.dumps({"study": {"name": "x"}, "versions": {}}))
+    with pytest.raises(ConfigError, match=r"study_config\.json \(a saved study.*needs envs"):
+        StudyConfig.load(saved)
+    saved.write_text(json.dumps({"study": 5, "versions": {}}))
+    with pytest.raises(ConfigError, match=r"a saved study"):
+        StudyConfig.load(saved)

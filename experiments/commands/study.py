@@ -34,7 +34,8 @@ def add_parser(sub: Any) -> None:
                         "encoders ([[envs.encoders]]: label, encoder = package.module:factory, "
                         "encoder_weights), agent and evaluation tables (evaluation.shifts in "
                         "the list syntax: in,ood2,lighting:1-5,real:3); see docs/study.md); the "
-                        "resolved config is saved as OUT/NAME/study_config.json")
+                        "resolved config is saved as OUT/NAME/study_config.json, which --config "
+                        "reads back to rerun the study as it was")
     p.add_argument("--out", default="out/study", help="output folder (default out/study)")
     p.add_argument("--ray", nargs="?", const=True, default=False, metavar="ADDRESS",
                    help="run independent stages as Ray tasks: a local Ray, or the cluster ADDRESS")

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from sparseshift.agents.config import BASELINES, AgentConfig, EvaluateConfig
-from sparseshift.envs.config import Config, check_choice, opt
+from sparseshift.envs.config import C, Config, check_choice, opt
 from sparseshift.envs.data.config import CollectConfig
 from sparseshift.envs.errors import ConfigError, choice_error, safe_repr
 from sparseshift.envs.shifts.registry import default_shifts
@@ -191,6 +191,10 @@ class EnvPlan(Config):
                               "give the encoder another label")
 
 
+#: The keys of the ``study_config.json`` a study writes: its resolved config and the versions.
+SAVED_STUDY_KEYS = frozenset({"study", "versions"})
+
+
 @dataclass(frozen=True)
 class StudyConfig(Config):
     """A whole study (a preset, or ``sparseshift study --config FILE``)."""
@@ -199,6 +203,24 @@ class StudyConfig(Config):
     envs: tuple[EnvPlan, ...] = opt(help="one plan per env")
     description: str = opt("", "what the study is for")
     metrics: EvalConfig = opt(factory=EvalConfig, help="representation metrics protocol")
+
+    @classmethod
+    def load(cls: type[C], path: str | Path, overrides: Mapping[str, Any] | None = None) -> C:
+        """The study in a JSON or TOML file: a StudyConfig, or the ``study_config.json`` a study
+        saved (``{"study": ..., "versions": ...}``; its ``study`` is the config, so a saved
+        study reruns as it was)."""
+        from sparseshift.envs.io import read_document
+
+        p = Path(path)
+        if p.suffix == ".json" and p.is_file():
+            data = read_document(p, "config file")
+            if isinstance(data, Mapping) and set(data) == SAVED_STUDY_KEYS:
+                try:
+                    return cls.from_json({**dict(data["study"]), **dict(overrides or {})})
+                except (ConfigError, TypeError) as exc:
+                    raise ConfigError(f"config file {p} (a saved study, its 'study'): "
+                                      f"{exc}") from None
+        return super().load(path, overrides)
 
     def validate(self) -> None:
         check_name("the study name", self.name)

@@ -23,8 +23,7 @@ from functools import cached_property
 from types import MappingProxyType
 from typing import Any, Literal
 
-from sparseshift.envs.colours import parse_splits
-from sparseshift.envs.config import (
+from sparseshift.envs.infra.config import (
     Config,
     check_choice,
     check_int,
@@ -33,8 +32,9 @@ from sparseshift.envs.config import (
     parse_assignments,
     parse_text,
 )
-from sparseshift.envs.errors import ConfigError, check_image_size, choice_error, safe_repr
+from sparseshift.envs.infra.errors import ConfigError, check_image_size, choice_error, safe_repr
 from sparseshift.envs.registry import entry
+from sparseshift.envs.shifts.colours import parse_splits
 from sparseshift.envs.shifts.registry import COLOUR_SPLITS, EnvShift
 from sparseshift.envs.shifts.severity import parse_requests
 

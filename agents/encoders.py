@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from sparseshift.agents.config import BASELINES, NO_ENCODER, RANDOM_LEARNER
-from sparseshift.envs.errors import ConfigError
+from sparseshift.envs.infra.errors import ConfigError
 from sparseshift.representations.base import Learner
 from sparseshift.representations.checkpoint import (
     RUN_FILE,

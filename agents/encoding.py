@@ -31,7 +31,7 @@ import torch
 from gymnasium import spaces
 
 from sparseshift.agents.standardize import LatentStats
-from sparseshift.envs.errors import ConfigError
+from sparseshift.envs.infra.errors import ConfigError
 from sparseshift.representations.base import Capability, Learner
 
 PIXELS = "pixels"

@@ -24,7 +24,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
 from sparseshift.agents.config import AgentConfig
 from sparseshift.agents.standardize import LatentStats
 from sparseshift.agents.wrapper import EncodedVecEnv
-from sparseshift.envs.io import strict_json
+from sparseshift.envs.infra.io import strict_json
 from sparseshift.envs.registry import make
 from sparseshift.envs.shifts.registry import (
     COLOUR_SPLITS,
@@ -41,8 +41,10 @@ def parse_shifts(spec: str | Sequence[str] | Iterable[ShiftRequest], env_id: str
     """``"in,lighting:1-3,real"`` -> resolved shifts, in order (``registry``: the default one
     unless given, e.g. with user plugins). Bad tokens, unknown names, a shift listed twice and a
     shift the env does not support (``real`` on a grid env) are one-line ConfigErrors."""
+    from sparseshift.envs.registry import scene_offer
+
     reg = registry if registry is not None else default_registry()
-    return reg.resolve_all(spec, env_id)
+    return reg.resolve_all(spec, scene_offer(env_id))
 
 
 def train_shifts(config: AgentConfig, registry: ShiftRegistry | None = None

@@ -74,9 +74,9 @@ from sparseshift.agents.video import (
     side_by_side_frames,
     write_episode,
 )
-from sparseshift.envs.errors import ConfigError, safe_repr
-from sparseshift.envs.heartbeat import Heartbeat
-from sparseshift.envs.io import (
+from sparseshift.envs.infra.errors import ConfigError, safe_repr
+from sparseshift.envs.infra.heartbeat import Heartbeat
+from sparseshift.envs.infra.io import (
     MapOf,
     atomic_write_text,
     check_schema,
@@ -133,7 +133,7 @@ EVAL_SCHEMA: dict[str, Any] = {
 
 def read_agent(agent_dir: Path) -> dict[str, Any]:
     """The ``agent.json`` of a finished agent directory, read through the gate of
-    :mod:`sparseshift.envs.io` and checked field by field (:data:`AGENT_SCHEMA`, the config,
+    :mod:`sparseshift.envs.infra.io` and checked field by field (:data:`AGENT_SCHEMA`, the config,
     the policy description with its sizes): one-line ConfigError otherwise (not an agent,
     unfinished, unreadable, of another format version, missing its config, or a field of the
     wrong type, naming the file and the field)."""
@@ -271,7 +271,7 @@ def run_evaluation(agent_dir: str | os.PathLike[str], cfg: EvaluateConfig,
     deterministic / stochastic) defaults to the agent's ``eval_policy``. ``progress`` shows a
     tqdm bar of the episodes of each shift on stderr. ``plugins`` allows the module of a factory
     the agent recorded; ``encoder`` is the module an agent trained from Python was given.
-    ``heartbeat``: a file to report finished episodes to (:mod:`sparseshift.envs.heartbeat`).
+    ``heartbeat``: a file to report finished episodes to (:mod:`sparseshift.envs.infra.heartbeat`).
     """
     module = encoder
     episodes, seed, video, resamples = cfg.episodes, cfg.seed, cfg.video, cfg.resamples

@@ -23,7 +23,7 @@ from gymnasium import spaces
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
 
-from sparseshift.envs.errors import ConfigError, choice_error
+from sparseshift.envs.infra.errors import ConfigError, choice_error
 from sparseshift.representations.base import Capability, Learner
 from sparseshift.representations.external import Plugins
 

@@ -1,7 +1,7 @@
 """A Stable-Baselines3 callback that writes a heartbeat while an agent trains.
 
-:class:`HeartbeatCallback` writes :data:`~sparseshift.envs.heartbeat.HEARTBEAT_FILE`
-(the protocol is in :mod:`sparseshift.envs.heartbeat`) during ``model.learn``: env
+:class:`HeartbeatCallback` writes :data:`~sparseshift.envs.infra.heartbeat.HEARTBEAT_FILE`
+(the protocol is in :mod:`sparseshift.envs.infra.heartbeat`) during ``model.learn``: env
 steps done, the planned total, steps/s measured since training started, and a ``latest`` text
 (:func:`latest_eval` gives the last periodic evaluation), at most every ``every_s`` seconds and
 once more when training ends. A study's progress printer reads it.
@@ -16,7 +16,7 @@ from typing import Any
 
 from stable_baselines3.common.callbacks import BaseCallback
 
-from sparseshift.envs.heartbeat import EVERY_S, Heartbeat
+from sparseshift.envs.infra.heartbeat import EVERY_S, Heartbeat
 
 
 def eval_summary(history: Sequence[dict[str, Any]]) -> str:

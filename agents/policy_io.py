@@ -37,8 +37,8 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from sparseshift.envs.errors import ConfigError, safe_repr
-from sparseshift.envs.io import DIGEST, Choice, MapOf, check_schema, inside
+from sparseshift.envs.infra.errors import ConfigError, safe_repr
+from sparseshift.envs.infra.io import DIGEST, Choice, MapOf, check_schema, inside
 from sparseshift.representations.checkpoint import (
     CorruptFileError,
     read_tensors_and_metadata,

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from sparseshift.agents.evaluate import load_model, read_agent
-from sparseshift.envs.errors import ConfigError
+from sparseshift.envs.infra.errors import ConfigError
 
 
 def load_agent_policy(agent_dir: Path, digest: str | None) -> Any:

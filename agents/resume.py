@@ -3,7 +3,7 @@
 ``train-agent`` writes its whole training state to one file, :data:`STATE_FILE`
 (``training_state.safetensors`` in the agent folder), at the first rollout boundary after every
 ``checkpoint_every`` env steps and once more when training ends. The file is written to a
-temporary sibling, flushed and renamed over the previous one (:func:`~sparseshift.envs.io.
+temporary sibling, flushed and renamed over the previous one (:func:`~sparseshift.envs.infra.io.
 atomic_output`), so a process killed at any moment, in the middle of a write included, leaves
 either the previous complete state or the new one, never a half-written file under that name
 (its temporary file is removed by the next run that takes the folder's lock). Its tensors and its
@@ -11,8 +11,8 @@ JSON metadata are covered by digests (:func:`~sparseshift.representations.checkp
 write_tensors`); a file whose digests do not match is refused with one line, never read.
 
 What the state holds (tensors in safetensors, everything else as JSON in the file's metadata,
-read back through :func:`~sparseshift.envs.io.parse_json` and :func:`~sparseshift.envs.io.
-check_schema`; nothing is unpickled):
+read back through :func:`~sparseshift.envs.infra.io.parse_json` and
+:func:`~sparseshift.envs.infra.io.check_schema`; nothing is unpickled):
 
 * every network and optimizer of the SB3 algorithm (the names its ``_get_torch_save_params``
   lists: PPO's policy and Adam state; SAC's policy with target critics, actor/critic/entropy
@@ -61,8 +61,14 @@ import torch
 from stable_baselines3.common.logger import CSVOutputFormat, KVWriter, Logger, make_output_format
 
 from sparseshift.agents.policy_io import algo_name
-from sparseshift.envs.errors import ConfigError, safe_repr
-from sparseshift.envs.io import MapOf, atomic_write_text, check_schema, parse_json, read_capped
+from sparseshift.envs.infra.errors import ConfigError, safe_repr
+from sparseshift.envs.infra.io import (
+    MapOf,
+    atomic_write_text,
+    check_schema,
+    parse_json,
+    read_capped,
+)
 from sparseshift.representations.checkpoint import (
     CorruptFileError,
     flatten_optimizer,

@@ -76,7 +76,7 @@ def plot_robustness(curves_by_encoder: Mapping[str, Mapping[str, Sequence[CurveP
     from matplotlib import colormaps
     from matplotlib.lines import Line2D
 
-    from sparseshift.envs.io import atomic_write_bytes
+    from sparseshift.envs.infra.io import atomic_write_bytes
     from sparseshift.representations.viz import figure_png, new_figure
 
     encoders = list(curves_by_encoder)

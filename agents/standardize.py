@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from sparseshift.envs.errors import ConfigError
+from sparseshift.envs.infra.errors import ConfigError
 
 if TYPE_CHECKING:
     from sparseshift.agents.config import AgentConfig

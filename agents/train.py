@@ -82,11 +82,11 @@ from sparseshift.agents.resume import (
 from sparseshift.agents.rollout import run_episodes
 from sparseshift.agents.standardize import LatentStats, measure_stats
 from sparseshift.agents.stats import bootstrap_ci
-from sparseshift.envs.config import check_int
 from sparseshift.envs.data.config import check_env_kwargs
-from sparseshift.envs.errors import ConfigError
-from sparseshift.envs.heartbeat import HEARTBEAT_FILE
-from sparseshift.envs.io import (
+from sparseshift.envs.infra.config import check_int
+from sparseshift.envs.infra.errors import ConfigError
+from sparseshift.envs.infra.heartbeat import HEARTBEAT_FILE
+from sparseshift.envs.infra.io import (
     Choice,
     check_schema,
     output_dir,

@@ -34,8 +34,8 @@ import cv2
 import gymnasium as gym
 import numpy as np
 
-from sparseshift.envs.errors import ConfigError
-from sparseshift.envs.io import atomic_output, atomic_write_bytes
+from sparseshift.envs.infra.errors import ConfigError
+from sparseshift.envs.infra.io import atomic_output, atomic_write_bytes
 
 #: Upscaling of the mp4 frames (64x64 -> 256x256) and of the GIF thumbnails (-> 128x128).
 VIDEO_SCALE = 4
@@ -83,7 +83,7 @@ def render_fps(env: gym.Env[Any, Any]) -> int:
 
 def annotated(env: gym.Env[Any, Any]) -> tuple[np.ndarray, list[Box], str | None]:
     """The env's current frame as its ``annotated_frame()`` gives it (public API of
-    :class:`~sparseshift.envs.base.FactorEnv`): the observation-camera image with the evaluated
+    :class:`~sparseshift.envs.core.base.FactorEnv`): the observation-camera image with the evaluated
     shift applied and the goal visible (TriFinger's goal markers), the boxes of the targets to
     outline (grid worlds) and the env's shift label. It draws no randomness the policy's next
     observation would get. Envs without it give their plain ``render()`` frame."""

@@ -10,8 +10,9 @@ own ``max_steps`` (MiniGrid's reward depends on it); :func:`make` routes ``max_e
 it, while plain ``gymnasium.make`` would add a ``TimeLimit`` on top (the shorter limit wins).
 
 Bad arguments: :func:`make` and ``gymnasium.make`` accept and refuse the same kwargs, with the same
-one-line :class:`~sparseshift.envs.errors.ConfigError` naming the kwarg, raised before anything is
-built (the env classes check them, see :func:`sparseshift.envs.base.checked_init`); that includes
+one-line :class:`~sparseshift.envs.infra.errors.ConfigError` naming the kwarg, raised before
+anything is built (the env classes check them, see
+:func:`sparseshift.envs.core.base.checked_init`); that includes
 ``max_episode_steps``, which must be an integer in [1, ``MAX_EPISODE_STEPS``] either way
 (gymnasium's ``-1``, "no TimeLimit", is refused). One exception: a ``render_mode`` that is not a
 string is a ConfigError here, but plain ``gymnasium.make`` fails on it itself (it calls
@@ -22,11 +23,16 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
 
-from sparseshift.envs.errors import check_episode_steps, choice_error
+from sparseshift.envs.infra.errors import check_episode_steps, choice_error
+
+if TYPE_CHECKING:
+    from sparseshift.envs.core.base import FactorEnv
+    from sparseshift.envs.core.factors import FactorSpec
+    from sparseshift.envs.shifts.registry import SceneOffer, ShiftRegistry
 
 
 @dataclass(frozen=True)
@@ -141,7 +147,7 @@ def make(env_id: str, **kwargs: Any) -> gym.Env[Any, Any]:
     """``gymnasium.make`` for sparseshift ids, with a clear error for unknown ids.
 
     ``max_episode_steps`` sets the episode length of every env, MiniGrid's included. Bad kwargs
-    are a :class:`~sparseshift.envs.errors.ConfigError` naming the kwarg (module docstring).
+    are a :class:`~sparseshift.envs.infra.errors.ConfigError` naming the kwarg (module docstring).
     """
     e = entry(env_id)
     register_envs()
@@ -156,3 +162,60 @@ def make(env_id: str, **kwargs: Any) -> gym.Env[Any, Any]:
         spec = dataclasses.replace(gym.spec(env_id), kwargs=routed)
         return gym.make(spec, **kwargs)
     return gym.make(env_id, max_episode_steps=steps, **kwargs)
+
+
+def env_class(env_id: str) -> type[FactorEnv[Any, Any]]:
+    """The env class of a registered sparseshift id (gymnasium's entry-point loader imports its
+    module; no env is made)."""
+    from gymnasium.envs.registration import load_env_creator
+
+    from sparseshift.envs.core.base import FactorEnv
+
+    cls: Any = load_env_creator(entry(env_id).entry_point)
+    if not (isinstance(cls, type) and issubclass(cls, FactorEnv)):
+        raise TypeError(f"{env_id}: {cls!r} is not a FactorEnv")
+    return cls
+
+
+def task_factors(env_id: str, spec: FactorSpec | None = None) -> tuple[str, ...]:
+    """The task factors (:attr:`FactorEnv.task_factors`) of ``env_id``, resolved against
+    ``spec`` (e.g. the factor spec a dataset or proxy frame set recorded). Without ``spec``: the
+    class's ``FACTOR_SPEC`` if it has one (TriFinger), else the spec of the env made with its
+    registry defaults. Empty when the env declares none."""
+    cls = env_class(env_id)
+    if not cls.task_factors:
+        return ()
+    if spec is None:
+        spec = getattr(cls, "FACTOR_SPEC", None)
+    if spec is None:
+        env = make(env_id)
+        try:
+            spec = env.unwrapped.factor_spec  # type: ignore[attr-defined]
+        finally:
+            env.close()
+    assert spec is not None
+    return cls.resolve_task_factors(spec)
+
+
+def env_features(env_id: str) -> frozenset[str]:
+    """The scene features an env offers, from its registry entry (``shift_features``; nothing
+    is imported, so configs are checked without loading MuJoCo)."""
+    return frozenset(entry(env_id).shift_features)
+
+
+def scene_offer(env_id: str) -> SceneOffer:
+    """``env_id`` with its scene features, for
+    :meth:`~sparseshift.envs.shifts.registry.ShiftRegistry.resolve_all` and
+    :meth:`~sparseshift.envs.shifts.registry.ShiftRegistry.supported`."""
+    from sparseshift.envs.shifts.registry import SceneOffer
+
+    return SceneOffer(env_id, env_features(env_id))
+
+
+def default_shifts(env_id: str, registry: ShiftRegistry | None = None) -> tuple[str, ...]:
+    """The shifts a study, the demo, the scorecard and the proxy task use on ``env_id`` when none
+    are given (:meth:`~sparseshift.envs.shifts.registry.ShiftRegistry.defaults`; ``registry``:
+    the shipped one unless given)."""
+    from sparseshift.envs.shifts.registry import default_registry
+
+    return (registry or default_registry()).defaults(scene_offer(env_id))

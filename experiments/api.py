@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from torch import nn
 
     from sparseshift.agents.collect.collect import CollectResult
-    from sparseshift.envs.config import Config
+    from sparseshift.envs.infra.config import Config
     from sparseshift.representations.train import TrainResult
 
 PathLike = str | os.PathLike[str]
@@ -51,8 +51,8 @@ __all__ = [
 
 def _config(cls: type[C], value: C | Mapping[str, Any]) -> C:
     """``value`` if it is already a ``cls``, else ``cls`` built from the mapping (checked: one
-    :class:`~sparseshift.envs.errors.ConfigError` line for a bad or unknown option)."""
-    from sparseshift.envs.errors import ConfigError
+    :class:`~sparseshift.envs.infra.errors.ConfigError` line for a bad or unknown option)."""
+    from sparseshift.envs.infra.errors import ConfigError
 
     if isinstance(value, cls):
         return value
@@ -73,10 +73,11 @@ def make_env(env_id: str, **kwargs: Any) -> gym.Env[Any, Any]:
 def list_shifts(env_id: str | None = None, plugins: Sequence[str] = ()) -> tuple[str, ...]:
     """The registered shift names (those ``env_id`` supports, if given); ``plugins``: modules
     whose ``SPARSESHIFT_SHIFTS`` you allow (docs/shifts.md)."""
+    from sparseshift.envs.registry import scene_offer
     from sparseshift.envs.shifts.registry import registry_with
 
     reg = registry_with(plugins)
-    return reg.supported(env_id) if env_id is not None else reg.names
+    return reg.supported(scene_offer(env_id)) if env_id is not None else reg.names
 
 
 def collect_dataset(config: Any, out: PathLike, workers: int = 1,

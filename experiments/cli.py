@@ -6,9 +6,9 @@ Each subcommand lives in its own module under :mod:`sparseshift.experiments.comm
 imports them when the parser is built. Modules import heavy dependencies (MuJoCo, torch) inside
 ``run`` so ``sparseshift --help`` stays fast.
 
-Bad input never produces a traceback: a :class:`~sparseshift.envs.errors.ConfigError` (or a missing
-file, or a
-usage error) prints one line ``sparseshift <cmd>: error: ...`` and exits with status 2.
+Bad input never produces a traceback: a :class:`~sparseshift.envs.infra.errors.ConfigError` (or a
+missing file, or a usage error) prints one line ``sparseshift <cmd>: error: ...`` and exits with
+status 2.
 """
 
 from __future__ import annotations
@@ -89,8 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``sparseshift`` console script."""
-    from sparseshift.envs.errors import ConfigError
-    from sparseshift.envs.gl import RenderBackendError
+    from sparseshift.envs.core.gl import RenderBackendError
+    from sparseshift.envs.infra.errors import ConfigError
 
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -109,7 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{prog}: error: file not found: {name}", file=sys.stderr)
         return EXIT_USAGE
     except Exception as exc:  # a full disk is the user's condition, anything else a bug
-        from sparseshift.envs.io import disk_full, disk_full_message
+        from sparseshift.envs.infra.io import disk_full, disk_full_message
 
         if not disk_full(exc):
             raise

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from sparseshift.envs.errors import ConfigError
+from sparseshift.envs.infra.errors import ConfigError
 from sparseshift.representations.config import (  # noqa: F401  (re-exported)
     LearnerConfig,
     LRSchedule,

@@ -35,8 +35,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from sparseshift.envs.errors import ConfigError, safe_repr
-from sparseshift.envs.io import (
+from sparseshift.envs.infra.errors import ConfigError, safe_repr
+from sparseshift.envs.infra.io import (
     MapOf,
     atomic_output,
     check_schema,
@@ -46,8 +46,8 @@ from sparseshift.envs.io import (
     read_json,
     write_json_atomic,
 )
-from sparseshift.envs.io import atomic_write_bytes as atomic_write_bytes  # re-export
-from sparseshift.envs.io import package_versions as package_versions  # re-export
+from sparseshift.envs.infra.io import atomic_write_bytes as atomic_write_bytes  # re-export
+from sparseshift.envs.infra.io import package_versions as package_versions  # re-export
 from sparseshift.representations.base import Learner
 from sparseshift.representations.registry import learner_class, make_learner
 
@@ -260,7 +260,7 @@ def _export_refusal(run_dir: Path, run: Mapping[str, Any], out: Path) -> str | N
     lock's own files aside) or one holding an earlier export of the same run (which it redoes,
     leaving other files there alone) or what a killed export left (the weights-only checkpoint
     alone: it is written first); never a training run, another run's export or anything else."""
-    from sparseshift.envs.io import JOURNAL_FILE, LOCK_FILE, MARKERS
+    from sparseshift.envs.infra.io import JOURNAL_FILE, LOCK_FILE, MARKERS
 
     if not out.exists():
         return None
@@ -305,7 +305,7 @@ def export_weights(run_dir: Path, out_dir: Path) -> Path:
     (:class:`ConfigError`), untouched. The checkpoint is written first and ``run.json`` last,
     so ``run.json`` is never left without its checkpoint; if writing fails, a folder created
     here is removed again."""
-    from sparseshift.envs.io import JOURNAL_FILE, LOCK_FILE, remove_own_file
+    from sparseshift.envs.infra.io import JOURNAL_FILE, LOCK_FILE, remove_own_file
 
     run = read_run(run_dir)
     ckpt = read_checkpoint(run_dir)

@@ -1,7 +1,7 @@
 """Configs of the representation layer: learner base config, learning-rate schedule, training.
 
-These frozen dataclasses (:class:`sparseshift.envs.config.Config`) import neither torch nor any
-learner module, so the command line can derive its flags from them without loading torch;
+These frozen dataclasses (:class:`sparseshift.envs.infra.config.Config`) import neither torch
+nor any learner module, so the command line can derive its flags from them without loading torch;
 :class:`TrainConfig` looks its learner up (and so imports it) only when it is built, once: the
 class and the learner's defaults it resolves are attributes of the config from then on.
 """
@@ -14,14 +14,14 @@ from dataclasses import MISSING, dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from sparseshift.envs.config import (
+from sparseshift.envs.infra.config import (
     SEED_MAX,
     Config,
     field_types,
     opt,
     parse_typed_assignments,
 )
-from sparseshift.envs.errors import ConfigError, check_image_size, safe_repr
+from sparseshift.envs.infra.errors import ConfigError, check_image_size, safe_repr
 
 if TYPE_CHECKING:
     from sparseshift.representations.base import Learner
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 #: layer is built (:meth:`LearnerConfig.check_params`).
 MAX_PARAMS = 2**28
 #: Upper bound of every config field that sizes a layer's width (units, channels); each
-#: learner's config declares its bounds in its fields (:func:`~sparseshift.envs.config.opt`).
+#: learner's config declares its bounds in its fields (:func:`~sparseshift.envs.infra.config.opt`).
 MAX_WIDTH = 65536
 #: Most channels of one conv layer.
 MAX_CHANNELS = 2048
@@ -65,7 +65,7 @@ def gru_cell_params(n_in: int, hidden: int) -> int:
 class LearnerConfig(Config):
     """Fields every learner config has; learners subclass this with their own hyperparameters.
 
-    A subclass bounds its fields with :func:`~sparseshift.envs.config.opt` (sizes within
+    A subclass bounds its fields with :func:`~sparseshift.envs.infra.config.opt` (sizes within
     :data:`MAX_WIDTH`, :data:`MAX_CHANNELS`, at most :data:`MAX_LAYERS` layers), derives and
     checks what involves several fields in :meth:`validate` (calling this class's first), and
     estimates its learner's parameters in :meth:`param_parts`, checked against

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from sparseshift.envs.errors import ConfigError
+from sparseshift.envs.infra.errors import ConfigError
 
 #: Independent RNG streams derived from one run seed.
 STREAM_DATA, STREAM_NOISE, STREAM_VIZ, STREAM_EVAL, STREAM_INIT = 0, 1, 2, 3, 4

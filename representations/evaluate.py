@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from sparseshift.envs.errors import ConfigError
+from sparseshift.envs.infra.errors import ConfigError
 from sparseshift.representations import metrics as M
 from sparseshift.representations.base import Capability, Learner, frames_to_tensor
 from sparseshift.representations.checkpoint import RUN_FILE, read_run, write_json

@@ -20,7 +20,8 @@ Where the code comes from is never a file's choice (the trust rule: files are da
 * a folder written by ``sparseshift export-encoder`` (``encoder.json`` + ``weights.safetensors``)
   names its factory, and loading it imports that factory only when the user allowed its module
   (``--plugin MODULE``, :class:`Plugins`) or it is an installed entry point; anything else is a
-  one-line :class:`~sparseshift.envs.errors.ConfigError` naming the module and how to allow it.
+  one-line :class:`~sparseshift.envs.infra.errors.ConfigError` naming the module and how to allow
+  it.
 
 The encoder's fingerprint covers the factory, the spec and the content digest of the weights, so
 an agent refuses a changed encoder.
@@ -41,9 +42,9 @@ from typing import Any, ClassVar, Literal
 import torch
 from torch import nn
 
-from sparseshift.envs.config import opt
-from sparseshift.envs.errors import ConfigError
-from sparseshift.envs.io import cwd_on_path
+from sparseshift.envs.infra.config import opt
+from sparseshift.envs.infra.errors import ConfigError
+from sparseshift.envs.infra.io import cwd_on_path
 from sparseshift.representations.base import (
     Batch,
     Capability,
@@ -327,7 +328,12 @@ def export_encoder(encoder: Learner, out_dir: str | os.PathLike[str]) -> Path:
     """Write a portable encoder folder: :data:`ENCODER_FILE` (spec, factory, digest, versions)
     and :data:`WEIGHTS_FILE`. Only external encoders built from a named factory can be
     exported this way (a sparseshift run folder is already portable: ``export-rep``)."""
-    from sparseshift.envs.io import output_dir, output_lock, package_versions, write_json_atomic
+    from sparseshift.envs.infra.io import (
+        output_dir,
+        output_lock,
+        package_versions,
+        write_json_atomic,
+    )
     from sparseshift.representations.checkpoint import write_tensors
 
     if not isinstance(encoder, ModuleEncoder) or not encoder.spec.factory:
@@ -347,9 +353,9 @@ def export_encoder(encoder: Learner, out_dir: str | os.PathLike[str]) -> Path:
 
 def read_encoder_file(folder: Path) -> dict[str, Any]:
     """The checked ``encoder.json`` of an exported encoder folder: read through the gate of
-    :mod:`sparseshift.envs.io`, its fields typed (the spec by :class:`EncoderSpec`), and its
+    :mod:`sparseshift.envs.infra.io`, its fields typed (the spec by :class:`EncoderSpec`), and its
     weights file inside the folder (not a symbolic link out of it); one line otherwise."""
-    from sparseshift.envs.io import DIGEST, check_schema, inside, read_json
+    from sparseshift.envs.infra.io import DIGEST, check_schema, inside, read_json
 
     where = str(folder / ENCODER_FILE)
     data = read_json(folder / ENCODER_FILE, "encoder file")

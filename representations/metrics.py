@@ -41,7 +41,7 @@ import numpy as np
 import scipy.stats
 from sklearn.metrics import mutual_info_score
 
-from sparseshift.envs.factors import FactorSpec
+from sparseshift.envs.core.factors import FactorSpec
 
 NUM_BINS = 20
 MAX_PALETTE = 32

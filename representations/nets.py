@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sparseshift.envs.errors import ConfigError
+from sparseshift.envs.infra.errors import ConfigError
 from sparseshift.representations.config import ReconLoss, conv_params, linear_params
 
 RECON_LOSSES: tuple[str, ...] = get_args(ReconLoss)

@@ -53,8 +53,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sparseshift.envs.config import opt
-from sparseshift.envs.errors import ConfigError
+from sparseshift.envs.infra.config import opt
+from sparseshift.envs.infra.errors import ConfigError
 from sparseshift.representations.base import (
     Batch,
     Capability,

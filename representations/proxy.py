@@ -7,7 +7,7 @@ shift. The shifts come from the shift registry (:mod:`sparseshift.envs.shifts.re
 list syntax of every command (``in,ood2,lighting:1-5,real:3``,
 :mod:`sparseshift.envs.shifts.severity`); by default the colour splits (IN, OOD1, OOD2) and every
 shipped composition the env supports (``real`` on TriFinger,
-:func:`~sparseshift.envs.shifts.registry.default_shifts`). A shift the
+:func:`~sparseshift.envs.registry.default_shifts`). A shift the
 env cannot render (``real`` on a grid) is left out, and a list with none left is a
 :class:`ConfigError`. The paper finds that such a proxy's OOD score ranks encoders the way the OOD
 returns of RL agents built on them do; the study report tests that claim on our agents
@@ -44,7 +44,7 @@ their raw values. The probes run with one BLAS thread: on these small problems m
 contend (measured: 3 s instead of 30-100 s for ColourGrid on 2 busy cores).
 
 The *task score* ``proxy_<probe>_<label>_task`` is the same mean (negative R^2 counted as 0) over
-the env's task factors only (:attr:`sparseshift.envs.base.FactorEnv.task_factors`: what the
+the env's task factors only (:attr:`sparseshift.envs.core.base.FactorEnv.task_factors`: what the
 reward depends on that the agent must read from the image, e.g. ObjectReach's cube x and y), each
 scored by its group's probe. The all-factor score also averages factors an agent gets as
 proprioception (the finger joints) and ones no encoder reads (cube yaw), so it barely ranks
@@ -62,9 +62,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from sparseshift.envs.errors import ConfigError
-from sparseshift.envs.factors import FactorSpec
-from sparseshift.envs.shifts.registry import default_shifts
+from sparseshift.envs.core.factors import FactorSpec
+from sparseshift.envs.infra.errors import ConfigError
+from sparseshift.envs.registry import default_shifts
 
 if TYPE_CHECKING:
     from sparseshift.envs.shifts.registry import ResolvedShift, ShiftRegistry
@@ -94,7 +94,7 @@ class ProxySet:
         return tuple(k for k in self.frames if k != TRAIN)
 
     def save(self, path: Path) -> Path:
-        from sparseshift.envs.io import atomic_write_bytes
+        from sparseshift.envs.infra.io import atomic_write_bytes
 
         buf = io.BytesIO()
         arrays: dict[str, Any] = {"env_id": np.array(self.env_id),
@@ -193,17 +193,17 @@ def env_splits(env_id: str, splits: Sequence[str] | None = None,
     """The proxy shifts of ``env_id``: ``splits`` (None: :func:`default_shifts`) resolved, in
     the order given, less those the env cannot render (``real`` on a grid: left out, so one
     study config serves grid and TriFinger envs). None left is a :class:`ConfigError`."""
-    from sparseshift.envs.shifts.registry import env_features
+    from sparseshift.envs.registry import scene_offer
 
     if splits is None:
         return _resolve(default_shifts(env_id, registry), env_id, registry)
     wanted = _resolve(splits, None, registry)
-    features = env_features(env_id)
-    out = tuple(r for r in wanted if r.needs <= features)
+    offer = scene_offer(env_id)
+    out = tuple(r for r in wanted if r.needs <= offer.features)
     if not out:
         raise ConfigError(f"{env_id} has none of the proxy splits "
                           f"{[r.label for r in wanted]} (it renders: "
-                          f"{', '.join(shift_registry(None, registry).supported(env_id))})")
+                          f"{', '.join(shift_registry(None, registry).supported(offer))})")
     return out
 
 
@@ -353,10 +353,10 @@ def proxy_scores(encode: Any, data: ProxySet, seed: int = 0,
     ``proxy_<probe>_<label>`` (mean over non-colour groups) and, where the env declares task
     factors, ``proxy_<probe>_<label>_task`` (mean over them); ``shift_defs`` the shifts'
     definition records. ``task``: the task factors (None:
-    :func:`sparseshift.envs.base.task_factors` of the set's env and factor spec).
+    :func:`sparseshift.envs.registry.task_factors` of the set's env and factor spec).
     """
     if task is None:
-        from sparseshift.envs.base import task_factors
+        from sparseshift.envs.registry import task_factors
 
         task = task_factors(data.env_id, data.factor_spec)
     unknown = [n for n in task if n not in data.factor_spec.names]

@@ -26,7 +26,7 @@ from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from sparseshift.envs.errors import ConfigError, choice_error
+from sparseshift.envs.infra.errors import ConfigError, choice_error
 from sparseshift.representations.config import LearnerConfig
 
 if TYPE_CHECKING:

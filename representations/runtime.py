@@ -5,7 +5,7 @@ Every stage that runs torch (representation training and evaluation, agent train
 stages, benchmarks) enters :func:`torch_run`: results are bitwise reproducible on the CPU for a
 fixed seed and thread count, and the caller's settings come back afterwards.
 :func:`resolve_device` turns ``--device auto|cpu|cuda|cuda:N|mps`` into a ``torch.device`` (or a
-one-line :class:`~sparseshift.envs.errors.ConfigError` when that device is not available);
+one-line :class:`~sparseshift.envs.infra.errors.ConfigError` when that device is not available);
 :func:`resolve_precision` turns ``--precision auto`` into bf16 where the hardware computes bf16
 natively and the learner was checked with it, else fp32; :func:`autocast` enters it.
 """
@@ -18,8 +18,8 @@ from typing import Any
 
 import torch
 
-from sparseshift.envs.config import check_int
-from sparseshift.envs.errors import ConfigError
+from sparseshift.envs.infra.config import check_int
+from sparseshift.envs.infra.errors import ConfigError
 
 #: What ``--device`` accepts.
 DEVICE_HELP = ("auto (an accelerator if one is available, else cpu), cpu, cuda, cuda:N or mps")

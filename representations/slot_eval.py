@@ -23,7 +23,7 @@ from typing import Any, Protocol, cast
 import numpy as np
 import torch
 
-from sparseshift.envs.errors import ConfigError
+from sparseshift.envs.infra.errors import ConfigError
 from sparseshift.representations.ari import adjusted_rand_index, foreground_ari
 from sparseshift.representations.base import Capability, Learner, LearnerConfig, frames_to_tensor
 from sparseshift.representations.slots import SlotOutput

@@ -62,8 +62,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sparseshift.envs.config import SEED_MAX, opt
-from sparseshift.envs.errors import MAX_IMAGE_SIZE, ConfigError
+from sparseshift.envs.infra.config import SEED_MAX, opt
+from sparseshift.envs.infra.errors import MAX_IMAGE_SIZE, ConfigError
 from sparseshift.representations.base import (
     Batch,
     Capability,

@@ -42,9 +42,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from sparseshift.envs.errors import ConfigError
-from sparseshift.envs.heartbeat import HEARTBEAT_FILE, Heartbeat
-from sparseshift.envs.io import output_dir, output_lock
+from sparseshift.envs.infra.errors import ConfigError
+from sparseshift.envs.infra.heartbeat import HEARTBEAT_FILE, Heartbeat
+from sparseshift.envs.infra.io import output_dir, output_lock
 from sparseshift.representations.base import Learner, LearnerConfig
 from sparseshift.representations.checkpoint import (
     CHECKPOINT_FILE,

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from sparseshift.envs.config import opt
+from sparseshift.envs.infra.config import opt
 from sparseshift.representations.base import (
     Batch,
     Capability,

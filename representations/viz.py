@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from sparseshift.envs.errors import ConfigError
-from sparseshift.envs.io import save_png as save_png  # re-export
+from sparseshift.envs.infra.errors import ConfigError
+from sparseshift.envs.infra.io import save_png as save_png  # re-export
 from sparseshift.representations.base import Capability, Learner, frames_to_tensor
 
 TRAVERSAL_VALUES: tuple[float, ...] = tuple(np.linspace(-2.0, 2.0, 9).tolist())
@@ -187,7 +187,7 @@ def traversal_figure(learner: Learner, frames: np.ndarray,
 def save_traversal_png(path: str | os.PathLike[str], learner: Learner, frames: np.ndarray,
                        values: Sequence[float] = TRAVERSAL_VALUES) -> Path:
     """Write :func:`traversal_figure` of ``frames`` atomically; returns the path."""
-    from sparseshift.envs.io import atomic_write_bytes
+    from sparseshift.envs.infra.io import atomic_write_bytes
 
     return atomic_write_bytes(Path(path), traversal_figure(learner, frames, values))
 

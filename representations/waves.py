@@ -38,8 +38,8 @@ import numpy as np
 import torch
 from scipy.signal import detrend, hilbert
 
-from sparseshift.envs.errors import ConfigError
-from sparseshift.envs.io import write_json_atomic
+from sparseshift.envs.infra.errors import ConfigError
+from sparseshift.envs.infra.io import write_json_atomic
 from sparseshift.representations.base import Capability, Learner, to_float_chw
 
 #: Default gradient thresholds (radians per oscillator) of :func:`coherence`.
@@ -168,7 +168,7 @@ def save_gif(path: Path, images: list[np.ndarray], fps: float = 8.0) -> Path:
     """Write RGB uint8 images as a looping GIF (atomically)."""
     from PIL import Image
 
-    from sparseshift.envs.io import atomic_write_bytes
+    from sparseshift.envs.infra.io import atomic_write_bytes
 
     if not images:
         raise ConfigError("no images for the animation")
@@ -284,7 +284,7 @@ def _phase_png(out: Path, x: np.ndarray, ph_driven: np.ndarray, ph_free: np.ndar
     orientation (oscillator column left to right, row top to bottom)."""
     from matplotlib.colors import ListedColormap, Normalize, hsv_to_rgb
 
-    from sparseshift.envs.io import atomic_write_bytes
+    from sparseshift.envs.infra.io import atomic_write_bytes
     from sparseshift.representations.viz import figure_png, grid_axes, new_figure
 
     size = x.shape[-2]

@@ -48,7 +48,7 @@ from sparseshift.agents.resume import (
     unpack,
 )
 from sparseshift.agents.train import train_agent
-from sparseshift.envs.errors import ConfigError
+from sparseshift.envs.infra.errors import ConfigError
 from tests.test_agents_fakes import StatefulLearner, TinyConfig
 
 torch.set_num_threads(1)
@@ -293,7 +293,7 @@ def test_continue_refusals(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
 
 def test_half_written_state_is_ignored_damaged_or_other_config_refused(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from sparseshift.envs.io import create_temp, output_lock
+    from sparseshift.envs.infra.io import create_temp, output_lock
 
     cfg = tiny()
     ref = train_agent(cfg, tmp_path / "ref")

@@ -15,7 +15,7 @@ from sparseshift.agents.envs import parse_shifts
 from sparseshift.agents.extractors import DeepSetsExtractor
 from sparseshift.agents.stats import bootstrap_ci
 from sparseshift.agents.wrapper import EncodedVecEnv
-from sparseshift.envs.errors import ConfigError
+from sparseshift.envs.infra.errors import ConfigError
 from tests.test_agents_fakes import (
     PROPRIO,
     FakeEnv,

@@ -15,7 +15,7 @@ import torch
 from sparseshift.agents.config import AgentConfig
 from sparseshift.agents.evaluate import evaluate, format_table, load_model
 from sparseshift.agents.train import train_agent
-from sparseshift.envs.errors import ConfigError
+from sparseshift.envs.infra.errors import ConfigError
 
 torch.set_num_threads(1)
 

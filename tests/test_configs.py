@@ -12,7 +12,8 @@ from typing import Any, Literal
 import pytest
 
 from sparseshift.agents.config import AgentConfig, EvaluateConfig
-from sparseshift.envs.config import (
+from sparseshift.envs.data.config import CollectConfig
+from sparseshift.envs.infra.config import (
     Config,
     check_int,
     check_number,
@@ -20,8 +21,7 @@ from sparseshift.envs.config import (
     parse_assignments,
     parse_text,
 )
-from sparseshift.envs.data.config import CollectConfig
-from sparseshift.envs.errors import ConfigError
+from sparseshift.envs.infra.errors import ConfigError
 from sparseshift.experiments.cli import build_parser, main
 from sparseshift.experiments.commands.options import build_config
 from sparseshift.experiments.study.disentangle import PRESETS as DISENTANGLE

@@ -277,7 +277,7 @@ def downgrade(path: Path, out: Path, version: int) -> Path:
 
 def test_format_1_and_2_videos_still_load(tmp_path: Path) -> None:
     from sparseshift.envs.data import Sampler
-    from sparseshift.envs.errors import ConfigError
+    from sparseshift.envs.infra.errors import ConfigError
 
     src = make(tmp_path / "v3.h5", "video", n=128, seed=1, obs_mode="state")
     for version in (1, 2):

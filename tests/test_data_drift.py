@@ -22,7 +22,7 @@ from sparseshift.agents.collect.policies import (
 )
 from sparseshift.envs.data import open_dataset
 from sparseshift.envs.data.config import CollectConfig
-from sparseshift.envs.errors import ConfigError
+from sparseshift.envs.infra.errors import ConfigError
 from sparseshift.envs.registry import make
 from tests.test_data_helpers import raw_chunks
 

@@ -14,7 +14,7 @@ import pytest
 
 from sparseshift.envs.data import open_dataset
 from sparseshift.envs.data.layout import FRAME_CHUNK_ROWS
-from sparseshift.envs.errors import ConfigError
+from sparseshift.envs.infra.errors import ConfigError
 from sparseshift.experiments.cli import main
 from tests.test_data_helpers import GRID, make
 

@@ -27,7 +27,7 @@ from sparseshift.agents.collect.messages import (
 from sparseshift.agents.collect.workers import worker_main
 from sparseshift.agents.collect.writer import writer_main
 from sparseshift.agents.procs import spawn_context
-from sparseshift.envs.errors import ConfigError
+from sparseshift.envs.infra.errors import ConfigError
 
 SIMPLE = [RowsDone(64), PartWritten(3), WorkerDone(), Finish({"seed": 5, "env_id": "x"}),
           SlotFree(2), Assembled("abc123"), Failed(WORKER, "KeyError: 'n'", False)]

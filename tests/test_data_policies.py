@@ -10,7 +10,7 @@ import pytest
 
 from sparseshift.agents.collect.policies import SmoothRandomPolicy, spaces_match
 from sparseshift.envs.data import open_dataset
-from sparseshift.envs.errors import ConfigError
+from sparseshift.envs.infra.errors import ConfigError
 from tests.test_data_helpers import GRID, make
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from sparseshift.envs.data import Sampler, open_dataset
 from sparseshift.envs.data.sampler import frames_left
-from sparseshift.envs.errors import ConfigError
+from sparseshift.envs.infra.errors import ConfigError
 from tests.test_data_helpers import make
 
 

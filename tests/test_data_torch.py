@@ -23,7 +23,7 @@ from sparseshift.envs.data.torch_datasets import (  # noqa: E402
     TransitionDataset,
     to_float_chw,
 )
-from sparseshift.envs.errors import ConfigError  # noqa: E402
+from sparseshift.envs.infra.errors import ConfigError  # noqa: E402
 from tests.test_data_helpers import make  # noqa: E402
 
 

@@ -14,7 +14,7 @@ import torch
 from sparseshift.agents.config import AgentConfig
 from sparseshift.agents.evaluate import load_model
 from sparseshift.agents.train import train_agent
-from sparseshift.envs.errors import ConfigError
+from sparseshift.envs.infra.errors import ConfigError
 from sparseshift.experiments.cli import main
 from sparseshift.representations import metrics as M
 from sparseshift.representations.registry import make_learner

@@ -2,7 +2,7 @@
 
 One table of malformed kwargs goes to every registered env id through both ``gymnasium.make`` and
 ``sparseshift.envs.registry.make``: both must refuse it with a
-:class:`~sparseshift.envs.errors.ConfigError` (not TypeError, ValueError, OverflowError or
+:class:`~sparseshift.envs.infra.errors.ConfigError` (not TypeError, ValueError, OverflowError or
 MemoryError) whose one-line message names the kwarg, quickly and without allocating (the sizes
 that allocate are bounded and checked before anything is built). A second table feeds malformed
 ``reset(options={"factors": ...})`` to every env: ConfigError naming the factor.
@@ -23,9 +23,9 @@ import pytest
 
 import sparseshift  # noqa: F401  (registers the ids)
 from sparseshift.envs import registry
-from sparseshift.envs.base import env_class
-from sparseshift.envs.errors import MAX_IMAGE_SIZE, ConfigError
-from sparseshift.envs.factors import FactorSpec
+from sparseshift.envs.core.factors import FactorSpec
+from sparseshift.envs.infra.errors import MAX_IMAGE_SIZE, ConfigError
+from sparseshift.envs.registry import env_class
 
 #: A refusal must take less than this (seconds; generous for a loaded CI machine) ...
 TIME_LIMIT_S = 2.0

@@ -1,4 +1,5 @@
-"""Every registered env honours the FactorEnv contract (envs/base.py) and the Gymnasium/SB3 API."""
+"""Every registered env honours the FactorEnv contract (envs/core/base.py) and the Gymnasium/SB3
+API."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ import numpy as np
 import pytest
 
 import sparseshift.envs
-from sparseshift.envs.base import FactorEnv
-from sparseshift.envs.errors import ConfigError
+from sparseshift.envs.core.base import FactorEnv
+from sparseshift.envs.infra.errors import ConfigError
 from sparseshift.envs.registry import ENV_IDS, make
 
 OBS_MODES = ("pixels", "state", "pixels_proprio")

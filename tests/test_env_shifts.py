@@ -19,13 +19,13 @@ import numpy as np
 import pytest
 
 import sparseshift  # noqa: F401  (registers the ids)
-from sparseshift.envs.base import AnnotatedFrame, FactorEnv, LabelledBox, env_class, severity_of
-from sparseshift.envs.errors import ConfigError
-from sparseshift.envs.registry import ENV_IDS
+from sparseshift.envs.core.base import AnnotatedFrame, FactorEnv, LabelledBox, severity_of
+from sparseshift.envs.infra.errors import ConfigError
+from sparseshift.envs.registry import ENV_IDS, env_class, env_features, scene_offer
 from sparseshift.envs.shifts.frame_scene import FrameScene
 from sparseshift.envs.shifts.lenses import DEFAULT_LENS, TRIFINGER_LENSES
 from sparseshift.envs.shifts.nuisances import NUISANCES, Distortion
-from sparseshift.envs.shifts.registry import EnvShift, default_registry, env_features
+from sparseshift.envs.shifts.registry import EnvShift, default_registry
 
 REACH = "sparseshift/TriFingerReach-v0"
 GRID = "sparseshift/ColourGrid-v0"
@@ -62,7 +62,7 @@ def test_every_env_declares_its_features_and_takes_shift() -> None:
         assert env_features(env_id) == cls.SHIFT_FEATURES
     assert env_features(REACH) == {"frame", "lights", "camera", "surfaces"}
     assert env_features(GRID) == env_features(MINIGRID) == {"frame", "surfaces"}
-    supported = default_registry().supported(GRID)
+    supported = default_registry().supported(scene_offer(GRID))
     assert {"noise", "blur", "texture", "distortion", "jpeg", "colour"} <= set(supported)
     assert not {"real", "lighting", "ambient", "camera"} & set(supported)
 
@@ -362,8 +362,7 @@ def test_camera_rotation_is_in_the_camera_frame() -> None:
 def test_registry_features_match_the_env_classes() -> None:
     """Each registry entry's shift_features (read without importing the env) equals its class's
     SHIFT_FEATURES (what the env itself checks its shift kwarg against)."""
-    from sparseshift.envs.base import env_class
-    from sparseshift.envs.registry import ENTRIES
+    from sparseshift.envs.registry import ENTRIES, env_class
 
     for e in ENTRIES:
         assert frozenset(env_class(e.id).SHIFT_FEATURES) == e.shift_features, e.id

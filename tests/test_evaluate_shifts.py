@@ -18,7 +18,7 @@ from sparseshift.agents.config import AgentConfig
 from sparseshift.agents.evaluate import evaluate
 from sparseshift.agents.robustness import robustness_of
 from sparseshift.agents.train import train_agent
-from sparseshift.envs.errors import ConfigError
+from sparseshift.envs.infra.errors import ConfigError
 from sparseshift.envs.shifts.registry import default_registry
 from sparseshift.experiments.cli import main
 

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 import sparseshift  # noqa: F401  (registers the ids)
-from sparseshift.envs.colours import SPLITS, available_schemes, load_scheme, parse_splits
-from sparseshift.envs.errors import ConfigError, check_image_size
-from sparseshift.envs.factors import Factor, FactorSpec, colour_factors
+from sparseshift.envs.core.factors import Factor, FactorSpec, colour_factors
+from sparseshift.envs.infra.errors import ConfigError, check_image_size
+from sparseshift.envs.shifts.colours import SPLITS, available_schemes, load_scheme, parse_splits
 
 
 def spec() -> FactorSpec:
@@ -120,7 +120,7 @@ def test_image_sizes_bad(size: object) -> None:
 
 
 def test_atomic_writes_are_readable_and_complete(tmp_path: Path) -> None:
-    from sparseshift.envs.io import FILE_MODE, atomic_write_bytes, write_json_atomic
+    from sparseshift.envs.infra.io import FILE_MODE, atomic_write_bytes, write_json_atomic
 
     path = atomic_write_bytes(tmp_path / "a" / "x.bin", b"abc")
     assert path.read_bytes() == b"abc"

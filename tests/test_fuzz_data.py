@@ -34,11 +34,11 @@ hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, Phase, assume, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from sparseshift.envs.config import field_types  # noqa: E402
 from sparseshift.envs.data import open_dataset  # noqa: E402
 from sparseshift.envs.data.layout import CHECKSUM_GROUP, arrays_of, fingerprint  # noqa: E402
 from sparseshift.envs.data.summary import summary  # noqa: E402
-from sparseshift.envs.errors import ConfigError  # noqa: E402
+from sparseshift.envs.infra.config import field_types  # noqa: E402
+from sparseshift.envs.infra.errors import ConfigError  # noqa: E402
 from sparseshift.experiments.cli import main  # noqa: E402
 from sparseshift.representations.config import MAX_PARAMS, parse_config_options  # noqa: E402
 from sparseshift.representations.registry import learner_class, make_learner  # noqa: E402

@@ -40,7 +40,7 @@ from safetensors.torch import load_file, save_file
 
 from sparseshift.agents.config import AgentConfig
 from sparseshift.agents.train import train_agent
-from sparseshift.envs.errors import ConfigError
+from sparseshift.envs.infra.errors import ConfigError
 from sparseshift.experiments.cli import main
 from sparseshift.representations.checkpoint import CHECKPOINT_FILE
 from sparseshift.representations.config import TrainConfig
@@ -677,7 +677,7 @@ def test_policies_without_a_spaces_digest_still_load(world: dict[str, Path], tmp
 
 
 def test_the_gate_never_blocks_on_a_fifo_and_reads_at_most_its_cap(tmp_path: Path) -> None:
-    from sparseshift.envs.io import read_capped, read_json
+    from sparseshift.envs.infra.io import read_capped, read_json
 
     fifo = tmp_path / "agent.json"
     os.mkfifo(fifo)

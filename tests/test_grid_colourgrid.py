@@ -12,10 +12,10 @@ from gymnasium.utils.env_checker import check_env as gym_check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import sparseshift  # noqa: F401  (registers the ids)
-from sparseshift.envs.errors import ConfigError
-from sparseshift.envs.grid import make as grid_make
 from sparseshift.envs.grid.colourgrid import OBJECT_SHAPES, ColourGridEnv
 from sparseshift.envs.grid.fuzz import fuzz_env
+from sparseshift.envs.infra.errors import ConfigError
+from sparseshift.envs.registry import make as grid_make
 
 ID = "sparseshift/ColourGrid-v0"
 MODES = ("pixels", "state", "pixels_proprio")
@@ -23,7 +23,7 @@ MODES = ("pixels", "state", "pixels_proprio")
 
 def make(**kwargs: Any) -> gym.Env[Any, Any]:
     """``gymnasium.make`` with ``max_episode_steps`` routed to the env (see
-    ``sparseshift.envs.grid.make``)."""
+    ``sparseshift.envs.registry.make``)."""
     return grid_make(ID, **kwargs)
 
 

@@ -14,8 +14,8 @@ import pytest
 
 from sparseshift.agents.collect.collect import collect
 from sparseshift.envs.data.config import CollectConfig
-from sparseshift.envs.errors import ConfigError
 from sparseshift.envs.grid.colourgrid import DRIFT_DIRECTIONS, OBJECT_SHAPES, ColourGridEnv
+from sparseshift.envs.infra.errors import ConfigError
 from sparseshift.envs.registry import entry, make
 
 ONE = "sparseshift/ColourGridOne-v0"

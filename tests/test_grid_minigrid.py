@@ -13,10 +13,10 @@ from gymnasium.utils.env_checker import check_env as gym_check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import sparseshift  # noqa: F401  (registers the ids)
-from sparseshift.envs.errors import ConfigError
-from sparseshift.envs.grid import make as grid_make
 from sparseshift.envs.grid.fuzz import fuzz_env
 from sparseshift.envs.grid.minigrid_adapter import SUPPORTED, MiniGridColourEnv
+from sparseshift.envs.infra.errors import ConfigError
+from sparseshift.envs.registry import make as grid_make
 
 DOORKEY = "sparseshift/MiniGrid-DoorKey-8x8-v0"
 EMPTY = "sparseshift/MiniGrid-Empty-Random-6x6-v0"

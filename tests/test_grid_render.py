@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sparseshift.envs.errors import ConfigError
 from sparseshift.envs.grid.render import (
     MIN_TILE,
     SHAPE_ID,
@@ -15,6 +14,7 @@ from sparseshift.envs.grid.render import (
     shape_masks,
     to_uint8,
 )
+from sparseshift.envs.infra.errors import ConfigError
 
 
 def _reference(r: TileRenderer, sid: np.ndarray, col: np.ndarray, bg: np.ndarray) -> np.ndarray:

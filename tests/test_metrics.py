@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sparseshift.envs.factors import Factor, FactorSpec, colour_factors
+from sparseshift.envs.core.factors import Factor, FactorSpec, colour_factors
 from sparseshift.representations import metrics as M
 from sparseshift.representations.probes import fit_probes
 

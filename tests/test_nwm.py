@@ -13,7 +13,7 @@ import test_rep_support as support
 import torch
 from safetensors.torch import load_file
 
-from sparseshift.envs.errors import ConfigError
+from sparseshift.envs.infra.errors import ConfigError
 from sparseshift.representations.checkpoint import CHECKPOINT_FILE, RUN_FILE, load_learner
 from sparseshift.representations.nwm import NWM, NWMConfig, WaveSheet
 from sparseshift.representations.registry import make_learner

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from sparseshift.envs.errors import ConfigError
+from sparseshift.envs.infra.errors import ConfigError
 from sparseshift.experiments.cli import main
 from sparseshift.representations.config import TrainConfig
 from sparseshift.representations.train import train
@@ -84,7 +84,7 @@ def test_a_user_temp_like_file_survives_a_successful_run(world: dict[str, Path],
 _KILLED = """
 import os, signal, sys
 from pathlib import Path
-from sparseshift.envs.io import atomic_output, output_dir, output_lock
+from sparseshift.envs.infra.io import atomic_output, output_dir, output_lock
 out = output_dir(sys.argv[1], "run.json")
 with output_lock(out):
     with atomic_output(out / "checkpoint.safetensors") as tmp:
@@ -115,7 +115,7 @@ def test_a_killed_writers_own_temps_are_removed_and_nothing_else(world: dict[str
 def test_a_forged_journal_deletes_nothing_it_does_not_name_exactly(tmp_path: Path) -> None:
     """A journal planted in a folder (e.g. one downloaded) cannot make the lock delete files
     outside the folder, through symlinks, or whose names are not the writer's temp names."""
-    from sparseshift.envs.io import JOURNAL_FILE, output_lock
+    from sparseshift.envs.infra.io import JOURNAL_FILE, output_lock
 
     out = tmp_path / "out"
     (out / "sub").mkdir(parents=True)
@@ -299,7 +299,7 @@ def test_a_full_disk_is_refused_before_the_work(world: dict[str, Path], tmp_path
 
 def test_check_writable_is_a_config_error_naming_the_folder(tmp_path: Path,
                                                             monkeypatch: Any) -> None:
-    from sparseshift.envs.io import check_writable
+    from sparseshift.envs.infra.io import check_writable
 
     check_writable(tmp_path)
     assert list(tmp_path.iterdir()) == []  # the probe is gone
@@ -320,7 +320,7 @@ def test_b_a_killed_collections_temps_are_removed_by_pid_exactly(tmp_path: Path)
     look-alikes of anyone else are kept."""
     from sparseshift.agents.collect.collect import parts_dir, pid_temp
     from sparseshift.agents.collect.store import part_path, tmp_name
-    from sparseshift.envs.io import Journal
+    from sparseshift.envs.infra.io import Journal
 
     out = tmp_path / "grid.h5"
     parts = parts_dir(out)

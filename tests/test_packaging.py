@@ -68,7 +68,8 @@ def test_imports_have_no_side_effects(user_project: Path) -> None:
     imported (gymnasium: PYGAME_HIDE_SUPPORT_PROMPT; scikit-learn: KMP_DUPLICATE_LIB_OK,
     KMP_INIT_AT_FORK), so the baseline is taken after importing them."""
     modules = [
-        "sparseshift.envs.errors", "sparseshift.envs.io", "sparseshift.envs.data.config",
+        "sparseshift.envs.infra.errors", "sparseshift.envs.infra.io",
+        "sparseshift.envs.data.config",
         "sparseshift.representations.metrics", "sparseshift.representations.base",
         "sparseshift.representations.registry", "sparseshift.representations.vae",
         "sparseshift.representations.weak", "sparseshift.representations.slots",

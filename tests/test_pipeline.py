@@ -20,7 +20,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
 from sparseshift.agents.pipeline import GroupedVecEnv, PipelinedPPO
 from sparseshift.agents.vecenv import WorkerVecEnv, concat_steps
 from sparseshift.agents.wrapper import TERMINAL, EncodedVecEnv
-from sparseshift.envs.errors import ConfigError
+from sparseshift.envs.infra.errors import ConfigError
 from tests.test_agents_fakes import FakeEnv, StatefulLearner, TinyLearner
 
 

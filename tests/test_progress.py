@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 from stable_baselines3.common.logger import Logger
 
-from sparseshift.envs.config import Config
-from sparseshift.envs.heartbeat import (
+from sparseshift.envs.infra.config import Config
+from sparseshift.envs.infra.heartbeat import (
     HEARTBEAT_FILE,
     Heartbeat,
     find_heartbeat,

@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from sparseshift.envs.errors import ConfigError
-from sparseshift.envs.shifts.registry import default_shifts
+from sparseshift.envs.infra.errors import ConfigError
+from sparseshift.envs.registry import default_shifts
 from sparseshift.representations.config import EvalConfig, ProxyConfig
 from sparseshift.representations.proxy import (
     ProxySet,

@@ -9,9 +9,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from sparseshift.envs.base import task_factors
-from sparseshift.envs.errors import ConfigError
-from sparseshift.envs.factors import Factor, FactorSpec
+from sparseshift.envs.core.factors import Factor, FactorSpec
+from sparseshift.envs.infra.errors import ConfigError
+from sparseshift.envs.registry import task_factors
 from sparseshift.representations.config import EvalConfig, ProxyConfig
 from sparseshift.representations.proxy import ProxySet, proxy_scores, proxy_set
 

@@ -31,7 +31,7 @@ def test_python_page_runs_as_written(tmp_path: Path) -> None:
 
 
 def test_api_functions_take_str_and_pathlike(tmp_path: Path) -> None:
-    from sparseshift.envs.errors import ConfigError
+    from sparseshift.envs.infra.errors import ConfigError
     from sparseshift.experiments import api
 
     a = api.collect_dataset({"env_id": "sparseshift/ColourGrid-v0", "kind": "pairs", "n": 64},

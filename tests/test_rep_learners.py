@@ -9,7 +9,7 @@ import pytest
 import test_rep_support as support
 import torch
 
-from sparseshift.envs.errors import ConfigError
+from sparseshift.envs.infra.errors import ConfigError
 from sparseshift.representations.registry import (
     BUILTIN_LEARNERS,
     learner_class,

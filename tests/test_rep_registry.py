@@ -16,7 +16,7 @@ import pytest
 import test_rep_support as support
 import torch
 
-from sparseshift.envs.errors import ConfigError
+from sparseshift.envs.infra.errors import ConfigError
 from sparseshift.representations import evaluate as ev_mod
 from sparseshift.representations.base import Batch, Capability, Learner, LearnerConfig
 from sparseshift.representations.checkpoint import load_learner

@@ -11,7 +11,7 @@ import test_rep_support as support
 import torch
 from safetensors.torch import load_file, save_file
 
-from sparseshift.envs.errors import ConfigError
+from sparseshift.envs.infra.errors import ConfigError
 from sparseshift.representations.base import LRSchedule
 from sparseshift.representations.checkpoint import CHECKPOINT_FILE, RUN_FILE, load_learner
 from sparseshift.representations.train import TrainConfig, TrainingError, train

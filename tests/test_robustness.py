@@ -24,7 +24,7 @@ from sparseshift.agents.robustness_plot import (
 )
 from sparseshift.agents.stats import bootstrap_ci, success_interval
 from sparseshift.agents.video import file_stem
-from sparseshift.envs.errors import ConfigError
+from sparseshift.envs.infra.errors import ConfigError
 from sparseshift.envs.shifts.registry import COLOUR_SPLITS, default_registry
 
 GRID = "sparseshift/ColourGrid-v0"

@@ -79,8 +79,8 @@ from typing import Any, ClassVar
 import numpy as np
 from gymnasium import spaces
 
-from sparseshift.envs.base import FactorEnv, checked_init
-from sparseshift.envs.factors import Factor, FactorSpec, colour_factors
+from sparseshift.envs.core.base import FactorEnv, checked_init
+from sparseshift.envs.core.factors import Factor, FactorSpec, colour_factors
 
 
 class ToyEnv(FactorEnv[np.ndarray, int]):
@@ -156,11 +156,11 @@ ENTRY = '''    EnvEntry(
 
 CHECK = '''
 import numpy as np, sparseshift
-from sparseshift.envs.registry import make
+from sparseshift.envs.registry import make, scene_offer
 from sparseshift.envs.shifts.registry import default_registry
 assert sparseshift.__file__.startswith(COPY), sparseshift.__file__
 reg = default_registry()
-print("supported", ",".join(reg.supported("sparseshift/Toy-v0")))
+print("supported", ",".join(reg.supported(scene_offer("sparseshift/Toy-v0"))))
 diffs = []
 for level in range(1, 6):
     a, b = make("sparseshift/Toy-v0"), make("sparseshift/Toy-v0", shift=f"noise:{level}")

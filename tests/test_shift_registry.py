@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pytest
 
-from sparseshift.envs.errors import ConfigError
+from sparseshift.envs.infra.errors import ConfigError
 from sparseshift.envs.shifts.nuisance import Nuisance
 from sparseshift.envs.shifts.nuisances import NUISANCES, Noise
 from sparseshift.envs.shifts.registry import (

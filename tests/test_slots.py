@@ -9,7 +9,7 @@ import pytest
 import torch
 from sklearn.metrics import adjusted_rand_score
 
-from sparseshift.envs.errors import ConfigError
+from sparseshift.envs.infra.errors import ConfigError
 from sparseshift.representations.ari import adjusted_rand_index, foreground_ari
 from sparseshift.representations.config import LRSchedule
 from sparseshift.representations.slots import (

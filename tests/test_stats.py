@@ -22,7 +22,7 @@ from sparseshift.agents.stats import (
     success_interval,
     t_interval,
 )
-from sparseshift.envs.errors import ConfigError
+from sparseshift.envs.infra.errors import ConfigError
 from sparseshift.experiments.study.aggregates import (
     group_aggregates,
     iqm,

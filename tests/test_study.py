@@ -142,7 +142,7 @@ def test_sequence_learners_train_on_a_video_dataset() -> None:
     import dataclasses
 
     from sparseshift.envs.data.config import CollectConfig
-    from sparseshift.envs.errors import ConfigError
+    from sparseshift.envs.infra.errors import ConfigError
 
     nwm_plan = LearnerPlan("nwm", TrainConfig(learner="nwm", steps=2, batch=2, lr=2e-3,
                                               seq_len=4))

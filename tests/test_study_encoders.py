@@ -13,7 +13,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from sparseshift.envs.errors import ConfigError
+from sparseshift.envs.infra.errors import ConfigError
 from sparseshift.experiments.cli import main
 from sparseshift.experiments.study.graph import topo_order
 from sparseshift.experiments.study.presets import EncoderPlan, StudyConfig, env_plan

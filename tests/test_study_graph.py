@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from sparseshift.envs.config import Config
+from sparseshift.envs.infra.config import Config
 from sparseshift.experiments.study.artifacts import DONE
 from sparseshift.experiments.study.graph import Task, run_local, run_ray, topo_order
 

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from sparseshift.envs.errors import ConfigError
+from sparseshift.envs.infra.errors import ConfigError
 from sparseshift.experiments.cli import main
 from sparseshift.experiments.study.presets import FULL, QUICK, SMOKE, StudyConfig, env_plan
 from sparseshift.experiments.study.runner import ShiftFilesRef, build, shift_files_stage
@@ -65,8 +65,10 @@ def test_presets_read_the_registry_and_quick_sweeps_two_nuisances() -> None:
     from sparseshift.envs.shifts.registry import default_registry
 
     (plan,) = QUICK.envs
+    from sparseshift.envs.registry import scene_offer
+
     labels = [r.label for r in default_registry().resolve_all(plan.evaluation.shifts,
-                                                               OBJECT_REACH)]
+                                                               scene_offer(OBJECT_REACH))]
     assert labels[:4] == ["in", "ood1", "ood2", "real"]
     assert labels[4:] == ["lighting:1", "lighting:3", "lighting:5", "noise:1", "noise:3",
                           "noise:5"]

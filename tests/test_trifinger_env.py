@@ -15,7 +15,7 @@ import pytest
 from gymnasium.utils.env_checker import check_env as gym_check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
-from sparseshift.envs.errors import ConfigError
+from sparseshift.envs.infra.errors import ConfigError
 from sparseshift.envs.trifinger import model as M
 from sparseshift.envs.trifinger.env import FACTOR_SPEC, TriFingerEnv
 from sparseshift.envs.trifinger.tasks import TriFingerPushEnv, TriFingerReachEnv

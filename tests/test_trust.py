@@ -26,7 +26,7 @@ import torch
 from sparseshift.agents.config import AgentConfig
 from sparseshift.agents.train import train_agent
 from sparseshift.envs.data import open_dataset
-from sparseshift.envs.errors import ConfigError
+from sparseshift.envs.infra.errors import ConfigError
 from sparseshift.experiments.cli import main
 from sparseshift.representations.base import Batch, Capability, Learner, LearnerConfig
 from sparseshift.representations.checkpoint import (
@@ -479,7 +479,7 @@ def test_corrupt_study_marker_is_one_line(tmp_path: Path) -> None:
 
 def test_stale_temp_files_are_cleaned_and_a_second_writer_refused(world: dict[str, Path],
                                                                   tmp_path: Path) -> None:
-    from sparseshift.envs.io import LOCK_FILE, Journal, temp_name
+    from sparseshift.envs.infra.io import LOCK_FILE, Journal, temp_name
 
     out = tmp_path / "run"
     out.mkdir()

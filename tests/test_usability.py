@@ -19,7 +19,7 @@ from stable_baselines3.common.logger import Logger
 from test_agents_fakes import SIZE, FakeEnv, StatefulLearner, TinyLearner
 from test_agents_train import GRID, make_encoder_dir, tiny
 
-from sparseshift.envs.errors import ConfigError
+from sparseshift.envs.infra.errors import ConfigError
 from sparseshift.experiments.cli import build_parser, main
 
 one_thread = support.one_thread

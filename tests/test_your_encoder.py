@@ -21,7 +21,7 @@ from sparseshift.agents.evaluate import evaluate
 from sparseshift.agents.extractors import FrozenEncoderExtractor
 from sparseshift.agents.standardize import LatentStats, stats_of
 from sparseshift.agents.train import train_agent
-from sparseshift.envs.errors import ConfigError
+from sparseshift.envs.infra.errors import ConfigError
 from sparseshift.experiments.cli import main
 from sparseshift.representations.external import (
     EncoderSpec,

@@ -52,10 +52,10 @@ ROOT = Path(__file__).resolve().parent.parent
 #: The package's subpackages (the root also holds .venv/ and tests/, which are not sparseshift).
 PACKAGES = ("agents", "envs", "experiments", "representations")
 #: Config/io helper modules: utilities every stage calls, not stops on the path.
-HELPERS = ("envs/config.py", "envs/io.py", "envs/errors.py")
+HELPERS = ("envs/infra/config.py", "envs/infra/io.py", "envs/infra/errors.py")
 #: The envs' own internals (what reset, step and render run) and their palettes and factors.
-ENV_INTERNALS = ("envs/grid/", "envs/trifinger/", "envs/base.py", "envs/gl.py",
-                 "envs/colours.py", "envs/factors.py", "envs/shifts/nuisance.py",
+ENV_INTERNALS = ("envs/grid/", "envs/trifinger/", "envs/core/base.py", "envs/core/gl.py",
+                 "envs/shifts/colours.py", "envs/core/factors.py", "envs/shifts/nuisance.py",
                  "envs/shifts/nuisances.py", "envs/shifts/frame_scene.py",
                  "envs/shifts/lenses.py", "envs/shifts/mujoco_scene.py",
                  "envs/shifts/runtime.py")

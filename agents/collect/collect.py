@@ -45,8 +45,8 @@ from sparseshift.agents.collect.workers import Helpers
 from sparseshift.agents.collect.writer import SLOTS, Writer, slot_path
 from sparseshift.envs.data.config import CollectConfig, Resolved
 from sparseshift.envs.data.layout import FRAME_ARRAYS, dumps
-from sparseshift.envs.errors import ConfigError
-from sparseshift.envs.io import (
+from sparseshift.envs.infra.errors import ConfigError
+from sparseshift.envs.infra.io import (
     JOURNAL_FILE,
     LOCK_FILE,
     Journal,

@@ -24,8 +24,8 @@ from typing import Any, TypeAlias
 
 import numpy as np
 
-from sparseshift.envs.errors import ConfigError
-from sparseshift.envs.io import disk_full, disk_full_message
+from sparseshift.envs.infra.errors import ConfigError
+from sparseshift.envs.infra.io import disk_full, disk_full_message
 
 #: Names of the processes, as failures report them.
 WORKER = "collection worker"
@@ -85,7 +85,7 @@ class Assembled:
 @dataclass(frozen=True)
 class Failed:
     """Process ``where`` stopped on an exception: ``message`` is ``"TypeName: text"``;
-    ``is_config_error`` says whether it was a :class:`~sparseshift.envs.errors.ConfigError`
+    ``is_config_error`` says whether it was a :class:`~sparseshift.envs.infra.errors.ConfigError`
     (a bad configuration, reported to the user as such) rather than a bug or crash."""
 
     where: str

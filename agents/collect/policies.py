@@ -31,7 +31,7 @@ import gymnasium as gym
 import numpy as np
 
 from sparseshift.envs.data.generate import Policy
-from sparseshift.envs.errors import ConfigError
+from sparseshift.envs.infra.errors import ConfigError
 
 
 class Scripted(Protocol):
@@ -173,8 +173,8 @@ class StraightLinePolicy:
     @staticmethod
     def supports(env_id: str) -> bool:
         """Whether ``env_id``'s class is a ColourGrid env (what the policy drives)."""
-        from sparseshift.envs.base import env_class
         from sparseshift.envs.grid.colourgrid import ColourGridEnv
+        from sparseshift.envs.registry import env_class
 
         return issubclass(env_class(env_id), ColourGridEnv)
 
@@ -267,7 +267,7 @@ class SinusoidPolicy:
     def supports(env_id: str) -> bool:
         """Whether ``env_id``'s class is a TriFinger env (joint-position targets the policy
         drives)."""
-        from sparseshift.envs.base import env_class
+        from sparseshift.envs.registry import env_class
         from sparseshift.envs.trifinger.env import TriFingerEnv
 
         return issubclass(env_class(env_id), TriFingerEnv)

@@ -13,7 +13,6 @@ from typing import Any
 import gymnasium as gym
 
 from sparseshift.agents.collect.policies import check_policy, describe_policy
-from sparseshift.envs.colours import parse_splits
 from sparseshift.envs.data.config import (
     CollectConfig,
     Resolved,
@@ -22,7 +21,8 @@ from sparseshift.envs.data.config import (
     variable_groups,
 )
 from sparseshift.envs.data.layout import observation_layout
-from sparseshift.envs.errors import ConfigError
+from sparseshift.envs.infra.errors import ConfigError
+from sparseshift.envs.shifts.colours import parse_splits
 
 __all__ = ["resolve"]
 

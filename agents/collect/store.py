@@ -33,8 +33,8 @@ from sparseshift.envs.data.layout import (
     per_episode,
     stored_attr,
 )
-from sparseshift.envs.errors import ConfigError
-from sparseshift.envs.io import commit_file, remove_own_file, write_json_atomic
+from sparseshift.envs.infra.errors import ConfigError
+from sparseshift.envs.infra.io import commit_file, remove_own_file, write_json_atomic
 
 _commit = commit_file
 

@@ -27,7 +27,7 @@ from sparseshift.agents.collect.store import Assembler, part_path
 from sparseshift.agents.procs import exit_if_orphaned, exit_reported, spawn_context
 from sparseshift.envs.data.config import Resolved
 from sparseshift.envs.data.layout import FRAME_ARRAYS
-from sparseshift.envs.errors import ConfigError
+from sparseshift.envs.infra.errors import ConfigError
 
 #: Part buffers shared with the writer process: the collecting process renders a part into a
 #: free one while the writer compresses and writes the earlier ones.

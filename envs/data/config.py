@@ -19,8 +19,6 @@ from typing import Any, Literal
 import gymnasium as gym
 import numpy as np
 
-from sparseshift.envs.colours import parse_splits
-from sparseshift.envs.config import SEED_MAX, Config, opt
 from sparseshift.envs.data.layout import (
     COMPRESSION,
     DEFAULT_PART_ROWS,
@@ -29,8 +27,10 @@ from sparseshift.envs.data.layout import (
     MAX_ROWS,
     arrays_of,
 )
-from sparseshift.envs.errors import ConfigError, check_image_size
+from sparseshift.envs.infra.config import SEED_MAX, Config, opt
+from sparseshift.envs.infra.errors import ConfigError, check_image_size
 from sparseshift.envs.registry import entry, make
+from sparseshift.envs.shifts.colours import parse_splits
 
 #: States, and resamples per state, tried before a group counts as unable to change.
 PROBE_STATES = 16
@@ -149,7 +149,7 @@ def make_env(run: Resolved) -> gym.Env[Any, Any]:
 
 def env_parameters(env_id: str) -> frozenset[str]:
     """Keyword arguments the env class of ``env_id`` accepts."""
-    from sparseshift.envs.base import env_class  # imports the env's module
+    from sparseshift.envs.registry import env_class  # imports the env's module
 
     return frozenset(inspect.signature(env_class(env_id)).parameters)
 

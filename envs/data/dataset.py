@@ -22,6 +22,7 @@ from typing import Any
 import h5py
 import numpy as np
 
+from sparseshift.envs.core.factors import FactorSpec
 from sparseshift.envs.data.layout import (
     CHECKSUM_GROUP,
     FINAL_FACTORS,
@@ -40,8 +41,7 @@ from sparseshift.envs.data.schema import (
     check_finite,
     read_attrs,
 )
-from sparseshift.envs.errors import ConfigError, safe_repr
-from sparseshift.envs.factors import FactorSpec
+from sparseshift.envs.infra.errors import ConfigError, safe_repr
 
 #: Rows read per HDF5 call while loading to RAM (a multiple of every chunk size in practice).
 LOAD_ROWS = 1024

@@ -39,8 +39,8 @@ from typing import Any
 import numpy as np
 
 from sparseshift.envs.data.dataset import Dataset, open_dataset
-from sparseshift.envs.errors import ConfigError
-from sparseshift.envs.io import temp_name
+from sparseshift.envs.infra.errors import ConfigError
+from sparseshift.envs.infra.io import temp_name
 
 FORMATS: tuple[str, ...] = ("lerobot", "minari")
 #: The extra that installs each format's library.

@@ -20,7 +20,7 @@ import numpy as np
 
 from sparseshift.envs.data.config import Resolved
 from sparseshift.envs.data.layout import FINAL_FACTORS, FINAL_FRAMES, FINAL_PREFIX, OBS_PREFIX
-from sparseshift.envs.errors import ConfigError
+from sparseshift.envs.infra.errors import ConfigError
 
 #: Resamples of the chosen groups before the pair is redrawn from a new state (a group may be
 #: unable to change in one state, e.g. the only object of the target shape keeps its shape).

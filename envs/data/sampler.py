@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from sparseshift.envs.data.dataset import Dataset
-from sparseshift.envs.errors import ConfigError
+from sparseshift.envs.infra.errors import ConfigError
 
 Batch = dict[str, np.ndarray]
 

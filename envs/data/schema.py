@@ -7,7 +7,7 @@ HDF5 dataset of the dtype and row shape its kind needs, with one row per dataset
 episode) and one checksum per chunk. Sizes come only from the array shapes, which are compared
 with each other, with the attributes and, before a byte of data is read, with the file's size
 (deflate cannot expand data more than about 1000 times) and the memory budget. Every refusal is a
-one-line :class:`~sparseshift.envs.errors.ConfigError` naming the file and the attribute or
+one-line :class:`~sparseshift.envs.infra.errors.ConfigError` naming the file and the attribute or
 array.
 """
 
@@ -23,6 +23,7 @@ from typing import Any
 import h5py
 import numpy as np
 
+from sparseshift.envs.core.factors import FactorSpec
 from sparseshift.envs.data.layout import (
     CHECKSUM_GROUP,
     FINAL_FACTORS,
@@ -35,8 +36,7 @@ from sparseshift.envs.data.layout import (
     arrays_of,
     per_episode,
 )
-from sparseshift.envs.errors import MAX_IMAGE_SIZE, ConfigError, safe_repr
-from sparseshift.envs.factors import FactorSpec
+from sparseshift.envs.infra.errors import MAX_IMAGE_SIZE, ConfigError, safe_repr
 
 #: Root attributes stored as JSON text, and the JSON type each must parse to.
 JSON_ATTRS: Mapping[str, type] = {

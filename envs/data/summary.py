@@ -11,10 +11,10 @@ from typing import Any
 
 import numpy as np
 
-from sparseshift.envs.colours import SPLITS, ColourSet
 from sparseshift.envs.data.dataset import Dataset
 from sparseshift.envs.data.sampler import frames_left
-from sparseshift.envs.errors import ConfigError, safe_repr
+from sparseshift.envs.infra.errors import ConfigError, safe_repr
+from sparseshift.envs.shifts.colours import SPLITS, ColourSet
 
 TOL = 1e-3
 

@@ -42,7 +42,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from sparseshift.envs.data.dataset import Dataset, open_dataset
 from sparseshift.envs.data.sampler import Sampler, frames_left
-from sparseshift.envs.errors import ConfigError
+from sparseshift.envs.infra.errors import ConfigError
 
 __all__ = [
     "FrameDataset",

@@ -5,11 +5,6 @@ Modules: :mod:`~sparseshift.envs.grid.render` (vectorised numpy tile renderer),
 ``sparseshift/ColourGridOne-v0``), :mod:`~sparseshift.envs.grid.minigrid_adapter`
 (``sparseshift/MiniGrid-*``).
 Env modules are imported lazily by ``gymnasium.make``; importing this package imports neither
-MiniGrid nor the envs. Speed: ``sparseshift bench envs``.
+MiniGrid nor the envs (make them with :func:`sparseshift.envs.registry.make`). Speed:
+``sparseshift bench envs``.
 """
-
-from __future__ import annotations
-
-from sparseshift.envs.registry import make
-
-__all__ = ["make"]

@@ -4,7 +4,7 @@ An open ``size x size`` arena (no walls) holds the agent (drawn as a hollow squa
 ``n_objects`` objects. Exactly one object has ``target_shape``; the distractors have other shapes
 from :data:`OBJECT_SHAPES`. The task is defined by shape only, so shifting colours (Dittadi et al.,
 ICLR 2021, *On the Transfer of Disentangled Representations in Realistic Settings*; the IN / OOD1 /
-OOD2 split protocol of :mod:`sparseshift.envs.colours`) never changes what the agent must do.
+OOD2 split protocol of :mod:`sparseshift.envs.shifts.colours`) never changes what the agent must do.
 
 Actions (``Discrete(4)``, the MiniGrid direction order): 0 right (+x), 1 down (+y), 2 left (-x),
 3 up (-y). Moving off the grid leaves the agent in place. Objects are never entered: moving into the
@@ -39,8 +39,10 @@ from typing import Any, ClassVar
 import numpy as np
 from gymnasium import spaces
 
-from sparseshift.envs.base import FactorEnv, LabelledBox, checked_init
-from sparseshift.envs.errors import (
+from sparseshift.envs.core.base import FactorEnv, LabelledBox, checked_init
+from sparseshift.envs.core.factors import Factor, FactorSpec, colour_factors
+from sparseshift.envs.grid.render import SHAPE_ID, TileRenderer, check_distinct, to_uint8
+from sparseshift.envs.infra.errors import (
     ConfigError,
     check_choice_arg,
     check_episode_steps,
@@ -50,8 +52,6 @@ from sparseshift.envs.errors import (
     check_number_arg,
     naming,
 )
-from sparseshift.envs.factors import Factor, FactorSpec, colour_factors
-from sparseshift.envs.grid.render import SHAPE_ID, TileRenderer, check_distinct, to_uint8
 
 #: Shapes objects can have (factor value ``object{i}.shape`` indexes this tuple).
 OBJECT_SHAPES: tuple[str, ...] = ("circle", "square", "triangle", "diamond", "cross")

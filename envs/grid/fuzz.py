@@ -1,9 +1,9 @@
-"""Random + invalid-action fuzzing of a :class:`~sparseshift.envs.base.FactorEnv` (used by the grid
-tests).
+"""Random + invalid-action fuzzing of a :class:`~sparseshift.envs.core.base.FactorEnv` (used by
+the grid tests).
 
 Valid random actions must always give observations inside the observation space with finite
 values (and finite rewards and factors); invalid actions (out of range, non-integer, wrong shape)
-must raise :class:`~sparseshift.envs.errors.ConfigError` and leave the state untouched.
+must raise :class:`~sparseshift.envs.infra.errors.ConfigError` and leave the state untouched.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from sparseshift.envs.errors import ConfigError
+from sparseshift.envs.infra.errors import ConfigError
 
 
 def _finite(obs: Any) -> bool:

@@ -26,15 +26,8 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from sparseshift.envs.base import FactorEnv, LabelledBox, checked_init
-from sparseshift.envs.errors import (
-    ConfigError,
-    check_choice_arg,
-    check_episode_steps,
-    check_image_size,
-    naming,
-)
-from sparseshift.envs.factors import Factor, FactorSpec, colour_factors
+from sparseshift.envs.core.base import FactorEnv, LabelledBox, checked_init
+from sparseshift.envs.core.factors import Factor, FactorSpec, colour_factors
 from sparseshift.envs.grid.colourgrid import check_action
 from sparseshift.envs.grid.minigrid_scan import (
     TYPE_ID,
@@ -45,6 +38,13 @@ from sparseshift.envs.grid.minigrid_scan import (
     scan,
 )
 from sparseshift.envs.grid.render import AGENT_SHAPES, TileRenderer, to_uint8
+from sparseshift.envs.infra.errors import (
+    ConfigError,
+    check_choice_arg,
+    check_episode_steps,
+    check_image_size,
+    naming,
+)
 
 #: Supported MiniGrid ids -> object types present (besides walls). Single-instance types among
 #: key, door and goal get position factors; lava only a colour.

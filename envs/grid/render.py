@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from sparseshift.envs.errors import ConfigError, check_image_size
+from sparseshift.envs.infra.errors import ConfigError, check_image_size
 
 #: Shape names; a cell's shape id is the index in this tuple. ``empty`` paints nothing.
 SHAPES: tuple[str, ...] = (

@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from sparseshift.envs.errors import ConfigError
+from sparseshift.envs.infra.errors import ConfigError
 from sparseshift.envs.shifts.lenses import DEFAULT_LENS, Lens
 from sparseshift.envs.shifts.nuisance import CameraRig, LightRig
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from sparseshift.envs.errors import ConfigError
+from sparseshift.envs.infra.errors import ConfigError
 from sparseshift.envs.shifts.lenses import Lens
 from sparseshift.envs.shifts.nuisance import FEATURES, CameraRig, LightRig
 

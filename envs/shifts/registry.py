@@ -38,11 +38,11 @@ from dataclasses import dataclass, field, replace
 from functools import cache
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, NamedTuple
 
-from sparseshift.envs.colours import SPLITS
-from sparseshift.envs.errors import ConfigError, choice_error, safe_repr
-from sparseshift.envs.io import cwd_on_path
+from sparseshift.envs.infra.errors import ConfigError, choice_error, safe_repr
+from sparseshift.envs.infra.io import cwd_on_path
+from sparseshift.envs.shifts.colours import SPLITS
 from sparseshift.envs.shifts.nuisance import FEATURES, Nuisance
 from sparseshift.envs.shifts.nuisances import NUISANCES
 from sparseshift.envs.shifts.severity import (
@@ -217,7 +217,7 @@ class ShiftRegistry:
 
     def load_file(self, path: str | os.PathLike[str]) -> ShiftDef:
         """A user shift file (module docstring), through the bounded reader."""
-        from sparseshift.envs.io import parse_json, parse_toml, read_capped
+        from sparseshift.envs.infra.io import parse_json, parse_toml, read_capped
 
         p = Path(path)
         if not p.is_absolute() and self.base_dir is not None:
@@ -288,8 +288,9 @@ class ShiftRegistry:
         return ResolvedShift(label, d, level, comps)
 
     def resolve_all(self, spec: str | Sequence[str] | Iterable[ShiftRequest],
-                    env_id: str | None = None) -> tuple[ResolvedShift, ...]:
-        """A shift list -> resolved shifts; with ``env_id``, each must be supported there (one
+                    env: SceneOffer | None = None) -> tuple[ResolvedShift, ...]:
+        """A shift list -> resolved shifts; with ``env`` (an env id and its scene features:
+        :func:`sparseshift.envs.registry.scene_offer`), each must be supported there (one
         :class:`ConfigError` line naming the shift, the env and the missing feature)."""
         if isinstance(spec, str) or (isinstance(spec, Sequence) and all(
                 isinstance(s, str) for s in spec)):
@@ -302,27 +303,32 @@ class ShiftRegistry:
             if k in keys[:i]:
                 raise ConfigError(f"shift {out[i].label!r} listed twice (the default severity of "
                                   f"a graded shift is {DEFAULT_LEVEL})")
-        if env_id is not None:
-            features = env_features(env_id)
+        if env is not None:
             for r in out:
-                check_supported(r, features, env_id)
+                check_supported(r, env.features, env.env_id)
         return out
 
-    def supported(self, env_id: str) -> tuple[str, ...]:
-        """The registered shift names ``env_id`` supports."""
-        features = env_features(env_id)
+    def supported(self, env: SceneOffer) -> tuple[str, ...]:
+        """The registered shift names the env supports."""
         return tuple(n for n, d in self.shifts.items()
-                     if all(self.nuisances[c].needs <= features for c, _ in d.components))
+                     if all(self.nuisances[c].needs <= env.features for c, _ in d.components))
+
+    def defaults(self, env: SceneOffer) -> tuple[str, ...]:
+        """The shifts a study, the demo, the scorecard and the proxy task use when none are
+        given: every colour split, then every composition the env supports (of the shipped
+        registry: ``real`` on TriFinger, nothing more on a grid)."""
+        have = self.supported(env)
+        return (tuple(n for n in have if self.shifts[n].kind == "colours")
+                + tuple(n for n in have if self.shifts[n].kind == "composition"))
 
 
-def default_shifts(env_id: str, registry: ShiftRegistry | None = None) -> tuple[str, ...]:
-    """The shifts a study, the demo, the scorecard and the proxy task use when none are given:
-    every colour split, then every composition ``env_id`` supports (of the shipped registry:
-    ``real`` on TriFinger, nothing more on a grid)."""
-    reg = registry or default_registry()
-    have = reg.supported(env_id)
-    return (tuple(n for n in have if reg.shifts[n].kind == "colours")
-            + tuple(n for n in have if reg.shifts[n].kind == "composition"))
+class SceneOffer(NamedTuple):
+    """An env id and the scene features (:data:`~sparseshift.envs.shifts.nuisance.FEATURES`)
+    its env offers to shifts; :func:`sparseshift.envs.registry.scene_offer` reads them from the
+    env registry."""
+
+    env_id: str
+    features: frozenset[str]
 
 
 def check_supported(shift: ResolvedShift | EnvShift, features: frozenset[str],
@@ -333,14 +339,6 @@ def check_supported(shift: ResolvedShift | EnvShift, features: frozenset[str],
         raise ConfigError(f"shift {shift.label!r} needs scene feature(s) {', '.join(missing)}, "
                           f"which {env_id} does not offer (it offers: "
                           f"{', '.join(sorted(features))})")
-
-
-def env_features(env_id: str) -> frozenset[str]:
-    """The scene features an env offers, from its registry entry (``shift_features``; nothing
-    is imported, so configs are checked without loading MuJoCo)."""
-    from sparseshift.envs.registry import entry
-
-    return frozenset(entry(env_id).shift_features)
 
 
 def _check_name(name: object, what: str) -> None:

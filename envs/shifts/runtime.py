@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from sparseshift.envs.errors import ConfigError, safe_repr
+from sparseshift.envs.infra.errors import ConfigError, safe_repr
 from sparseshift.envs.shifts.nuisance import Nuisance, Scene
 from sparseshift.envs.shifts.registry import (
     EnvShift,

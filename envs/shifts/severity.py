@@ -7,7 +7,7 @@
 
 A list is comma-separated (``in,ood2,lighting:1-5,real:3``). ``NAME`` may also be the path of a
 shift file (``.toml`` or ``.json``, :mod:`sparseshift.envs.shifts.registry`). Colour splits take
-no severity. Every error is one :class:`~sparseshift.envs.errors.ConfigError` line.
+no severity. Every error is one :class:`~sparseshift.envs.infra.errors.ConfigError` line.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sparseshift.envs.errors import ConfigError, safe_repr
+from sparseshift.envs.infra.errors import ConfigError, safe_repr
 
 #: Integer levels, like ImageNet-C (Hendrycks & Dietterich, ICLR 2019).
 LEVELS: tuple[int, ...] = (1, 2, 3, 4, 5)

@@ -7,12 +7,13 @@ env), :mod:`~sparseshift.envs.trifinger.tasks` (Reach, Push) and
 :mod:`~sparseshift.envs.trifinger.scripted` (a scripted
 pusher).
 
-Importing this package selects the headless GL backend (:func:`sparseshift.envs.gl.select_backend`:
+Importing this package selects the headless GL backend
+(:func:`sparseshift.envs.core.gl.select_backend`:
 ``MUJOCO_GL=egl`` unless set, OSMesa as the fallback) before any of its modules imports MuJoCo:
 this is where MuJoCo is first needed, so nothing else in sparseshift sets an environment variable.
 """
 
-from sparseshift.envs.gl import select_backend
+from sparseshift.envs.core.gl import select_backend
 
 select_backend()
 

@@ -30,8 +30,9 @@ import mujoco
 import numpy as np
 from gymnasium import spaces
 
-from sparseshift.envs.base import FactorEnv, checked_init
-from sparseshift.envs.errors import (
+from sparseshift.envs.core.base import FactorEnv, checked_init
+from sparseshift.envs.core.factors import Factor, FactorSpec, colour_factors
+from sparseshift.envs.infra.errors import (
     ConfigError,
     check_choice_arg,
     check_episode_steps,
@@ -39,7 +40,6 @@ from sparseshift.envs.errors import (
     check_image_size,
     naming,
 )
-from sparseshift.envs.factors import Factor, FactorSpec, colour_factors
 from sparseshift.envs.shifts.mujoco_scene import MujocoScene
 from sparseshift.envs.trifinger import model as M
 from sparseshift.envs.trifinger.render import FrameRenderer, configure_model, get_preset
@@ -116,7 +116,7 @@ class TriFingerEnv(FactorEnv[Any, np.ndarray]):
     """TriFingerPro with a cube. Subclasses define the goal, reward and success.
 
     Keyword arguments (all validated before anything is built: one
-    :class:`~sparseshift.envs.errors.ConfigError` line naming the kwarg and the valid choices;
+    :class:`~sparseshift.envs.infra.errors.ConfigError` line naming the kwarg and the valid choices;
     unknown kwargs list the valid ones):
 
     * ``obs_mode``: ``pixels`` (uint8 HxWx3), ``state`` (float32 vector: actuated joint positions,
@@ -130,7 +130,7 @@ class TriFingerEnv(FactorEnv[Any, np.ndarray]):
     * ``action_mode``: ``absolute`` or ``delta`` (see the module docstring); None (the default)
       takes the task's ``DEFAULT_ACTION_MODE`` (Reach ``delta``, Push ``absolute``).
     * ``image_size``: positive multiple of 8 up to
-      :data:`~sparseshift.envs.errors.MAX_IMAGE_SIZE` = 512 (64 default, 128 supported).
+      :data:`~sparseshift.envs.infra.errors.MAX_IMAGE_SIZE` = 512 (64 default, 128 supported).
     * ``camera``: ``camera60`` (default), ``camera180``, ``camera300`` (the TriFinger platform
       cameras) or ``overview`` (an oblique view from further away).
     * ``render_preset``: ``fast`` (default; no shadows or multisampling) or ``pretty``.
@@ -144,7 +144,7 @@ class TriFingerEnv(FactorEnv[Any, np.ndarray]):
       (frame, lights, camera, surfaces); lens distortion uses the calibrated lens of the real
       camera it looks through (:data:`~sparseshift.envs.trifinger.model.CAMERA_LENSES`).
     * ``max_episode_steps``: episode length (truncation, at most
-      :data:`~sparseshift.envs.errors.MAX_EPISODE_STEPS`) when constructed directly; None (the
+      :data:`~sparseshift.envs.infra.errors.MAX_EPISODE_STEPS`) when constructed directly; None (the
       default) means no limit of its own: ``gymnasium.make`` adds its ``TimeLimit`` with the task's
       ``DEFAULT_MAX_EPISODE_STEPS`` (override with ``gymnasium.make(id, max_episode_steps=n)``).
     * ``render_mode``: None or ``rgb_array`` (``render()`` returns the observation camera frame).

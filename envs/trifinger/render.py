@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import mujoco
 import numpy as np
 
-from sparseshift.envs.errors import check_image_size, choice_error
-from sparseshift.envs.gl import gl_error
+from sparseshift.envs.core.gl import gl_error
+from sparseshift.envs.infra.errors import check_image_size, choice_error
 from sparseshift.envs.trifinger.model import ModelIndex
 
 

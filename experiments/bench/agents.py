@@ -239,7 +239,7 @@ def run(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(1)
     if args.steps <= 0 or args.repeats <= 0:
-        from sparseshift.envs.errors import ConfigError
+        from sparseshift.envs.infra.errors import ConfigError
 
         raise ConfigError("--steps and --repeats must be positive")
     if args.profile:
@@ -254,7 +254,7 @@ def run_vs_state(args: argparse.Namespace) -> int:
 
     from sparseshift.agents.encoders import random_learner
     from sparseshift.agents.wrapper import EncodedVecEnv
-    from sparseshift.envs.errors import ConfigError
+    from sparseshift.envs.infra.errors import ConfigError
 
     if args.steps <= 0 or args.repeats <= 0:
         raise ConfigError("--steps and --repeats must be positive")

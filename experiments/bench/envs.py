@@ -124,10 +124,11 @@ def frame_loop(env_id: str, shift: Any = None, episode: int = 50,
 def shift_costs(env_id: str, level: int, n: int, reps: int, **kwargs: Any) -> None:
     """Frames/s of ``env_id`` under every shift it supports (at ``level``) against the same loop
     without a shift, measured interleaved, with the extra milliseconds per frame."""
+    from sparseshift.envs.registry import scene_offer
     from sparseshift.envs.shifts.registry import default_registry
 
     reg = default_registry()
-    names = [s for s in reg.supported(env_id) if reg.shifts[s].graded]
+    names = [s for s in reg.supported(scene_offer(env_id)) if reg.shifts[s].graded]
     ref = "no shift"
     fns = {ref: frame_loop(env_id, **kwargs)}
     for name in names:
@@ -154,7 +155,7 @@ def _report(rates: dict[str, Rate], ref: str,
 
 
 def run(args: argparse.Namespace) -> int:
-    from sparseshift.envs.errors import ConfigError
+    from sparseshift.envs.infra.errors import ConfigError
 
     if args.steps <= 0 or args.repeats <= 0:
         raise ConfigError("--steps and --repeats must be positive")

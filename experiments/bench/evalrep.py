@@ -150,7 +150,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _learners(text: str) -> list[str]:
-    from sparseshift.envs.errors import ConfigError
+    from sparseshift.envs.infra.errors import ConfigError
 
     if text == "all":
         return list(README_RUNS)
@@ -283,7 +283,7 @@ def summary(times: list[EvalTime]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sparseshift.envs.errors import ConfigError
+    from sparseshift.envs.infra.errors import ConfigError
 
     if min(args.pairs, args.frames, args.workers, args.steps, args.repeats,
            args.threads or 1) < 1 or args.warmup < 0:

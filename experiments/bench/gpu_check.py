@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from sparseshift.envs.errors import ConfigError
+from sparseshift.envs.infra.errors import ConfigError
 
 PROG = "gpu-check"
 #: A study stage finished, failed or was reused (the study's ProgressPrinter lines).

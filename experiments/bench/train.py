@@ -187,7 +187,7 @@ def _learners(text: str) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from sparseshift.envs.errors import ConfigError
+    from sparseshift.envs.infra.errors import ConfigError
     from sparseshift.representations.data import open_data
     from sparseshift.representations.registry import learner_class
     from sparseshift.representations.runtime import resolve_device

@@ -69,8 +69,8 @@ def add_parser(sub: Any) -> None:
 
 def demo_shifts() -> tuple[str, ...]:
     """The demo's shifts (its table columns): the colour splits and ``real``, read from the shift
-    registry (:func:`~sparseshift.envs.shifts.registry.default_shifts`)."""
-    from sparseshift.envs.shifts.registry import default_shifts
+    registry (:func:`~sparseshift.envs.registry.default_shifts`)."""
+    from sparseshift.envs.registry import default_shifts
 
     return default_shifts(ENV_ID)
 
@@ -121,9 +121,9 @@ def verdict(learned: dict[str, Any], floors: dict[str, dict[str, Any]],
 
 def run(args: argparse.Namespace) -> int:
     from sparseshift.agents.config import AgentConfig, EvaluateConfig
-    from sparseshift.envs.config import check_int, check_seed
-    from sparseshift.envs.errors import ConfigError
-    from sparseshift.envs.io import atomic_write_text, output_dir, output_lock
+    from sparseshift.envs.infra.config import check_int, check_seed
+    from sparseshift.envs.infra.errors import ConfigError
+    from sparseshift.envs.infra.io import atomic_write_text, output_dir, output_lock
     from sparseshift.experiments.study.graph import ProgressPrinter, Task, run_local
 
     check_int("--steps", args.steps, 1000, 10**8)

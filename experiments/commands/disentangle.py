@@ -40,8 +40,8 @@ def add_parser(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     import os
 
-    from sparseshift.envs.config import check_int
-    from sparseshift.envs.errors import ConfigError
+    from sparseshift.envs.infra.config import check_int
+    from sparseshift.envs.infra.errors import ConfigError
     from sparseshift.experiments.study.disentangle import DisentanglePreset, get_preset
     from sparseshift.experiments.study.disentangle import run as run_study
 

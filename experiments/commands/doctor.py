@@ -108,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
-    from sparseshift.envs.config import check_number
+    from sparseshift.envs.infra.config import check_number
     from sparseshift.representations.runtime import available_devices
 
     seconds = check_number("--seconds", args.seconds, 0.1, 60.0)

@@ -130,7 +130,7 @@ class StageBar:
 def run(args: argparse.Namespace) -> int:
     import time
 
-    from sparseshift.envs.errors import ConfigError
+    from sparseshift.envs.infra.errors import ConfigError
     from sparseshift.experiments.commands.written import print_written
     from sparseshift.representations.evaluate import STEPS
     from sparseshift.representations.runtime import torch_run
@@ -143,7 +143,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("give --out (metrics JSON), --waves DIR (wave analysis) or both")
     if args.waves is None and args.waves_baseline is not None:
         raise ConfigError("--waves-baseline needs --waves DIR")
-    from sparseshift.envs.io import check_output_file
+    from sparseshift.envs.infra.io import check_output_file
 
     for path in (args.out, args.export_codes, args.traversal):
         if path:
@@ -177,7 +177,7 @@ def _check_writable(args: argparse.Namespace) -> None:
     full disk): the folders of --out (and its traversal and slot figures), --export-codes,
     --traversal, --proxy-data (written when missing) and --waves. A folder that does not exist
     yet is created by the command, so the nearest existing folder above it is checked."""
-    from sparseshift.envs.io import check_writable
+    from sparseshift.envs.infra.io import check_writable
 
     folders = [Path(p).parent for p in (args.out, args.export_codes, args.traversal)
                if p]
@@ -198,7 +198,7 @@ def _check_writable(args: argparse.Namespace) -> None:
 
 def _load_nwm(run_dir: str, flag: str, plugins: Any = None) -> Any:
     """The learner of ``run_dir`` if it declares the waves capability (the NWM does)."""
-    from sparseshift.envs.errors import ConfigError
+    from sparseshift.envs.infra.errors import ConfigError
     from sparseshift.representations.base import Capability
     from sparseshift.representations.checkpoint import RUN_FILE, load_learner, read_run
     from sparseshift.representations.registry import learner_class
@@ -212,7 +212,7 @@ def _load_nwm(run_dir: str, flag: str, plugins: Any = None) -> Any:
 
 
 def _load_waves_models(args: argparse.Namespace) -> tuple[Any, Any]:
-    from sparseshift.envs.errors import ConfigError
+    from sparseshift.envs.infra.errors import ConfigError
 
     for flag in ("waves_input", "waves_sequences"):
         if getattr(args, flag) < 1:

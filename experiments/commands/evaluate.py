@@ -66,7 +66,7 @@ def add_parser(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from sparseshift.agents.config import EvaluateConfig
     from sparseshift.agents.evaluate import EVAL_FILE, format_table, run_evaluation
-    from sparseshift.envs.errors import ConfigError
+    from sparseshift.envs.infra.errors import ConfigError
     from sparseshift.experiments.commands.options import build_config, plugins_of
     from sparseshift.experiments.commands.written import print_written
 

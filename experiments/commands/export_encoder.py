@@ -44,7 +44,7 @@ def add_parser(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from sparseshift.envs.errors import check_image_size
+    from sparseshift.envs.infra.errors import check_image_size
     from sparseshift.experiments.commands.options import plugins_of
     from sparseshift.experiments.commands.written import print_written
     from sparseshift.representations.external import (

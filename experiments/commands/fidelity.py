@@ -40,8 +40,8 @@ def add_parser(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import sparseshift.envs.trifinger  # noqa: F401  (selects the GL backend before MuJoCo)
-    from sparseshift.envs.config import check_seed
-    from sparseshift.envs.io import output_dir, output_lock
+    from sparseshift.envs.infra.config import check_seed
+    from sparseshift.envs.infra.io import output_dir, output_lock
     from sparseshift.experiments.commands.written import print_written
     from sparseshift.experiments.validation.fidelity import (
         FidelityConfig,

@@ -1,5 +1,5 @@
 """Contact sheets shared by commands that write pictures (PNG output:
-:func:`sparseshift.envs.io.save_png`).
+:func:`sparseshift.envs.infra.io.save_png`).
 
 Text is never cut: row labels and captions wrap onto as many lines as they need (at commas and
 spaces, or inside a word longer than a line), and the sheet grows to hold them.

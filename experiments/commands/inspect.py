@@ -86,10 +86,10 @@ def _group(spec: Any, j: int) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sparseshift.envs.config import check_int, check_seed
     from sparseshift.envs.data import open_dataset
     from sparseshift.envs.data.summary import summary
-    from sparseshift.envs.io import save_png
+    from sparseshift.envs.infra.config import check_int, check_seed
+    from sparseshift.envs.infra.io import save_png
 
     check_int("--pairs", args.pairs, 1, 256)
     check_int("--gap", args.gap, 1, 100_000)

@@ -1,6 +1,6 @@
 """Command-line flags derived from config dataclasses, so a default lives in one place.
 
-:func:`add_config_flags` adds one flag per field of a :class:`~sparseshift.envs.config.Config`
+:func:`add_config_flags` adds one flag per field of a :class:`~sparseshift.envs.infra.config.Config`
 (name, type, help and the default shown in ``--help`` come from the field); flags that are not
 given stay absent from the parsed namespace (``argparse.SUPPRESS``). :func:`build_config` then
 layers, lowest first: the config's defaults, a ``--config FILE`` (JSON or TOML), and the flags the
@@ -8,12 +8,13 @@ user gave. The result is validated by the config class itself.
 
 Why a small generator of our own rather than tyro (measured; docs/representations.md, "How the
 flags are made"): the flag generator is the ~90 lines below plus the text parser of
-:mod:`sparseshift.envs.config` (``parse_text`` and the ``KEY=VALUE`` parsers, ~110 lines), which
+:mod:`sparseshift.envs.infra.config` (``parse_text`` and the ``KEY=VALUE`` parsers, ~110 lines),
+which
 ``--model KEY=VALUE`` (typed by the learner), ``--hp`` and ``--env-kwarg`` need with or without
 tyro. tyro would replace only the ~90 lines, with glue of about the same size, and would change
 the CLI: ``--progress/--no-progress`` pairs instead of ``--quiet``, nested configs flattened
 (``--lr-schedule.warmup-steps``) unless each text form gets a custom constructor, help from
-``Annotated`` markers rather than the :func:`~sparseshift.envs.config.opt` metadata, and its
+``Annotated`` markers rather than the :func:`~sparseshift.envs.infra.config.opt` metadata, and its
 multi-line error panels instead of our one-line ``ConfigError`` with exit status 2.
 """
 
@@ -26,14 +27,14 @@ from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sparseshift.envs.config import (
+from sparseshift.envs.infra.config import (
     Config,
     field_types,
     literal_choices,
     parse_text,
     read_config_file,
 )
-from sparseshift.envs.errors import ConfigError
+from sparseshift.envs.infra.errors import ConfigError
 
 C = TypeVar("C", bound=Config)
 
@@ -96,7 +97,7 @@ def _converter(tp: Any, flag: str) -> Any:
 def add_config_flags(parser: argparse.ArgumentParser, cls: type[Config], *,
                      skip: Collection[str] = (), help_overrides: Mapping[str, str] | None = None
                      ) -> dict[str, argparse.Action]:
-    """One flag per command-line field of ``cls`` (see :func:`sparseshift.envs.config.opt`);
+    """One flag per command-line field of ``cls`` (see :func:`sparseshift.envs.infra.config.opt`);
     returns the flags' actions by field name."""
     types = field_types(cls)
     actions: dict[str, argparse.Action] = {}

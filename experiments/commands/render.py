@@ -46,7 +46,7 @@ def takes_kwarg(env_id: str, name: str) -> bool:
     """Whether the env class of ``env_id`` has the constructor kwarg ``name``."""
     import inspect
 
-    from sparseshift.envs.base import env_class
+    from sparseshift.envs.registry import env_class
 
     return name in inspect.signature(env_class(env_id)).parameters
 
@@ -77,11 +77,11 @@ def render_row(env_id: str, split: str, shift: Any, n: int, seed: int, image_siz
 
 
 def run(args: argparse.Namespace) -> int:
-    from sparseshift.envs.colours import parse_splits
-    from sparseshift.envs.config import check_int, check_seed
-    from sparseshift.envs.errors import ConfigError, check_image_size
-    from sparseshift.envs.io import save_png
+    from sparseshift.envs.infra.config import check_int, check_seed
+    from sparseshift.envs.infra.errors import ConfigError, check_image_size
+    from sparseshift.envs.infra.io import save_png
     from sparseshift.envs.registry import entry
+    from sparseshift.envs.shifts.colours import parse_splits
     from sparseshift.experiments.commands.imaging import contact_sheet
     from sparseshift.experiments.commands.written import print_written
 
@@ -98,9 +98,10 @@ def run(args: argparse.Namespace) -> int:
     check_image_size(args.image_size)
     shifts: list[Any] = [None]
     if args.shift is not None:
+        from sparseshift.envs.registry import scene_offer
         from sparseshift.envs.shifts.registry import registry_with
 
-        resolved = registry_with(args.plugin).resolve_all(args.shift, args.env_id)
+        resolved = registry_with(args.plugin).resolve_all(args.shift, scene_offer(args.env_id))
         for r in resolved:
             if r.kind == "colours":
                 raise ConfigError(f"--shift {r.label!r} is a colour split: give it with --split")

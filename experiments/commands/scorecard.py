@@ -51,7 +51,7 @@ def add_parser(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from sparseshift.envs.config import check_int
+    from sparseshift.envs.infra.config import check_int
     from sparseshift.experiments.commands.options import build_config, plugins_of
     from sparseshift.experiments.study.scorecard import ScorecardConfig, run_scorecard
     from sparseshift.representations.runtime import resolve_device

@@ -38,7 +38,7 @@ def add_parser(sub: Any) -> None:
 
 def describe(registry: Any, env_ids: tuple[str, ...]) -> list[dict[str, Any]]:
     """One record per registered shift (support per env from the env classes' features)."""
-    from sparseshift.envs.shifts.registry import env_features
+    from sparseshift.envs.registry import env_features
 
     feats = {e: env_features(e) for e in env_ids}
     out = []
@@ -71,13 +71,14 @@ def markdown(rows: list[dict[str, Any]]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sparseshift.envs.registry import ENV_IDS, entry
+    from sparseshift.envs.registry import ENV_IDS, entry, scene_offer
     from sparseshift.envs.shifts.registry import registry_with
 
     registry = registry_with(args.plugin)
     env_ids = (entry(args.env).id,) if args.env else ENV_IDS
     if args.shift is not None:
-        resolved = registry.resolve_all(args.shift, args.env)
+        resolved = registry.resolve_all(args.shift,
+                                        scene_offer(args.env) if args.env else None)
         recs = [r.record() for r in resolved]
         if args.json:
             print(json.dumps(recs, indent=2))

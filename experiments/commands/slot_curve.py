@@ -49,8 +49,8 @@ def add_parser(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     import os
 
-    from sparseshift.envs.config import check_int, check_number
-    from sparseshift.envs.errors import ConfigError
+    from sparseshift.envs.infra.config import check_int, check_number
+    from sparseshift.envs.infra.errors import ConfigError
     from sparseshift.experiments.study.slot_curve import get_preset
     from sparseshift.experiments.study.slot_curve import run as run_curves
 

@@ -62,7 +62,7 @@ def _sentence(text: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sparseshift.envs.errors import ConfigError
+    from sparseshift.envs.infra.errors import ConfigError
     from sparseshift.experiments.commands.options import plugins_of
     from sparseshift.experiments.commands.written import print_written
     from sparseshift.experiments.study.presets import StudyConfig, get_preset

@@ -73,7 +73,7 @@ def build(args: argparse.Namespace) -> Any:
     """The run's AgentConfig: defaults < --config FILE < flags (``--hp``/``--env-kwarg`` merge
     into the file's ``hyperparams``/``env_kwargs``)."""
     from sparseshift.agents.config import AgentConfig, parse_env_kwargs, parse_hyperparams
-    from sparseshift.envs.config import read_config_file
+    from sparseshift.envs.infra.config import read_config_file
     from sparseshift.experiments.commands.options import build_config
 
     file_values = read_config_file(args.config_file, AgentConfig) if args.config_file else {}
@@ -95,8 +95,8 @@ def _show_warning(message: Warning | str, category: type[Warning], filename: str
 def unfinished_continuation(out: Path) -> str:
     """A note when ``out``'s last training segment is an interrupted ``--continue``."""
     from sparseshift.agents.train import AGENT_FILE, training_segments
-    from sparseshift.envs.errors import ConfigError
-    from sparseshift.envs.io import read_json
+    from sparseshift.envs.infra.errors import ConfigError
+    from sparseshift.envs.infra.io import read_json
 
     try:
         segments = training_segments(read_json(out / AGENT_FILE, "agent file"),
@@ -121,8 +121,8 @@ def run(args: argparse.Namespace) -> int:
         MODEL_FILE,
         train_agent,
     )
-    from sparseshift.envs.errors import ConfigError
-    from sparseshift.envs.io import read_json
+    from sparseshift.envs.infra.errors import ConfigError
+    from sparseshift.envs.infra.io import read_json
     from sparseshift.experiments.commands.options import plugins_of
     from sparseshift.experiments.commands.written import print_written
 
@@ -131,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
     out_arg = Path(args.out)
     more = args.continue_steps
     if more is not None:
-        from sparseshift.envs.config import check_int, parse_text
+        from sparseshift.envs.infra.config import check_int, parse_text
 
         try:
             more = parse_text(int, more)

@@ -58,7 +58,7 @@ def parse_gap(text: str) -> int | tuple[int, int]:
 
 
 def add_parser(sub: Any) -> None:
-    from sparseshift.envs.config import default_of, literal_choices
+    from sparseshift.envs.infra.config import default_of, literal_choices
     from sparseshift.experiments.commands.options import add_config_file_flag, add_config_flags
     from sparseshift.representations.config import ReconLoss, TrainConfig
     from sparseshift.representations.registry import learner_names
@@ -108,8 +108,8 @@ def build(args: argparse.Namespace) -> Any:
     merge into the file's ``model``). The learner is looked up once, here: its class parses
     ``--model`` and is the config's :attr:`~sparseshift.representations.config.TrainConfig.
     learner_cls` (what training builds)."""
-    from sparseshift.envs.config import default_of, read_config_file
-    from sparseshift.envs.errors import ConfigError
+    from sparseshift.envs.infra.config import default_of, read_config_file
+    from sparseshift.envs.infra.errors import ConfigError
     from sparseshift.experiments.commands.options import given
     from sparseshift.representations.config import TrainConfig, parse_config_options
     from sparseshift.representations.registry import learner_class

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from sparseshift.agents.stats import format_interval, format_range
-from sparseshift.envs.errors import ConfigError
+from sparseshift.envs.infra.errors import ConfigError
 
 Statistic = Callable[[np.ndarray], float]
 

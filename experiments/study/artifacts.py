@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sparseshift.envs.errors import ConfigError
-from sparseshift.envs.io import MapOf, check_schema, inside, read_json, write_json_atomic
+from sparseshift.envs.infra.errors import ConfigError
+from sparseshift.envs.infra.io import MapOf, check_schema, inside, read_json, write_json_atomic
 
 DONE = "DONE.json"
 
@@ -69,7 +69,7 @@ class Artifact:
 
     def result(self) -> dict[str, Any]:
         """The result recorded in the marker of a finished stage, read through the gate of
-        :mod:`sparseshift.envs.io` and checked (:func:`check_result`: its own artifact, files
+        :mod:`sparseshift.envs.infra.io` and checked (:func:`check_result`: its own artifact, files
         inside it); a damaged marker is a one-line error naming the folder to remove."""
         data = read_json(self.path / DONE, "stage marker")
         result = data.get("result")

@@ -24,10 +24,10 @@ from typing import Any
 
 import numpy as np
 
-from sparseshift.envs.config import Config, opt
 from sparseshift.envs.data.config import CollectConfig
-from sparseshift.envs.errors import choice_error
-from sparseshift.envs.io import atomic_write_text, output_dir, output_lock, write_json_atomic
+from sparseshift.envs.infra.config import Config, opt
+from sparseshift.envs.infra.errors import choice_error
+from sparseshift.envs.infra.io import atomic_write_text, output_dir, output_lock, write_json_atomic
 from sparseshift.experiments.study.graph import ProgressPrinter, Task, run_local, run_ray
 from sparseshift.experiments.study.report import spearman
 from sparseshift.experiments.study.stages import collect_stage, eval_rep_stage, train_rep_stage

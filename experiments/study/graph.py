@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sparseshift.envs.config import Config
-from sparseshift.envs.heartbeat import Report, find_heartbeat
+from sparseshift.envs.infra.config import Config
+from sparseshift.envs.infra.heartbeat import Report, find_heartbeat
 from sparseshift.experiments.study.artifacts import Artifact, check_result, config_key
 
 StageFn = Callable[..., dict[str, Any]]
@@ -160,7 +160,7 @@ class ProgressPrinter:
 
     One line per stage event (``[3/8] done      agent  learned  2m10s | elapsed 4m02s, left
     ~3m10s``), and while :meth:`watching` a study folder, every ``interval_s`` seconds one line
-    per running task from its heartbeat (:mod:`sparseshift.envs.heartbeat`, written
+    per running task from its heartbeat (:mod:`sparseshift.envs.infra.heartbeat`, written
     by the stage into its artifact folder or one folder below)::
 
         agent      learned: 42,000/100,352 steps, 410 steps/s, eval@40000: success 0.55,
@@ -479,7 +479,7 @@ def _ended(exc: BaseException) -> str:
 def run_ray(targets: Sequence[Task], root: Path, address: str | None,
             progress: ProgressFn | None = None) -> dict[str, dict[str, Any]]:
     """Run independent tasks as Ray tasks (local Ray by default, or a cluster ``address``)."""
-    from sparseshift.envs.errors import ConfigError
+    from sparseshift.envs.infra.errors import ConfigError
 
     try:
         import ray

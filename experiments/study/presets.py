@@ -6,7 +6,7 @@ it, train agents on the frozen encoders with IN colours only (several agent seed
 ``state`` (oracle), ``pixels`` (end-to-end CNN), ``random`` (untrained frozen encoder, init seed =
 agent seed) and ``sensors`` (proprioception alone) baselines, and evaluate every agent on IN,
 OOD1, OOD2 and, for TriFinger, the ``real`` shift
-(:func:`~sparseshift.envs.shifts.registry.default_shifts`), plus graded nuisance sweeps where a
+(:func:`~sparseshift.envs.registry.default_shifts`), plus graded nuisance sweeps where a
 preset asks for them. A plan's ``encoders`` add the user's own frozen encoders
 (:class:`EncoderPlan`), judged exactly like the learned ones.
 
@@ -37,10 +37,10 @@ from pathlib import Path
 from typing import Any
 
 from sparseshift.agents.config import BASELINES, AgentConfig, EvaluateConfig
-from sparseshift.envs.config import C, Config, check_choice, opt
 from sparseshift.envs.data.config import CollectConfig
-from sparseshift.envs.errors import ConfigError, choice_error, safe_repr
-from sparseshift.envs.shifts.registry import default_shifts
+from sparseshift.envs.infra.config import C, Config, check_choice, opt
+from sparseshift.envs.infra.errors import ConfigError, choice_error, safe_repr
+from sparseshift.envs.registry import default_shifts
 from sparseshift.representations.config import EvalConfig, TrainConfig
 
 #: The ``encoder`` of an agent template: replaced by the trained representation's directory.
@@ -209,7 +209,7 @@ class StudyConfig(Config):
         """The study in a JSON or TOML file: a StudyConfig, or the ``study_config.json`` a study
         saved (``{"study": ..., "versions": ...}``; its ``study`` is the config, so a saved
         study reruns as it was)."""
-        from sparseshift.envs.io import read_document
+        from sparseshift.envs.infra.io import read_document
 
         p = Path(path)
         if p.suffix == ".json" and p.is_file():
@@ -240,10 +240,11 @@ def check_plan_shifts(env_id: str, shifts: tuple[str, ...]) -> None:
     """The evaluation shifts of a plan resolved against the shift registry and checked against
     ``env_id`` (names, severities, files, scene features): one :class:`ConfigError` line naming
     the plan otherwise."""
+    from sparseshift.envs.registry import scene_offer
     from sparseshift.representations.proxy import shift_registry
 
     try:
-        shift_registry(shifts).resolve_all(shifts, env_id)
+        shift_registry(shifts).resolve_all(shifts, scene_offer(env_id))
     except ConfigError as exc:
         raise ConfigError(f"plan {env_id}: evaluation shifts: {exc}") from None
 

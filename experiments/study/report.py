@@ -37,8 +37,8 @@ from sparseshift.agents.stats import (
     t_interval,
 )
 from sparseshift.agents.video import file_stem
-from sparseshift.envs.errors import ConfigError
-from sparseshift.envs.io import atomic_write_text, read_json, strict_json, write_json_atomic
+from sparseshift.envs.infra.errors import ConfigError
+from sparseshift.envs.infra.io import atomic_write_text, read_json, strict_json, write_json_atomic
 from sparseshift.envs.shifts.registry import COLOUR_SPLITS
 from sparseshift.experiments.study.aggregates import group_aggregates
 from sparseshift.experiments.study.aggregates import markdown as agg_markdown

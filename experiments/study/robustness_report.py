@@ -53,7 +53,7 @@ def shift_info(label: str, defs: Mapping[str, Any] | None = None) -> tuple[str, 
     if isinstance(rec, Mapping) and "name" in rec:
         sev = rec.get("severity")
         return str(rec["name"]), None if sev is None else float(sev)
-    from sparseshift.envs.errors import ConfigError
+    from sparseshift.envs.infra.errors import ConfigError
     from sparseshift.envs.shifts.registry import default_registry
 
     try:

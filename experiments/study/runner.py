@@ -11,7 +11,8 @@ Task graph per env (see :mod:`sparseshift.experiments.study.presets`)::
 
 Your own encoders (:class:`~sparseshift.experiments.study.presets.EncoderPlan`) are resolved
 once, when the graph is built: a bad spec, a module that does not import or weights that do not
-fit is a one-line :class:`~sparseshift.envs.errors.ConfigError` before any stage runs. Their agents
+fit is a one-line :class:`~sparseshift.envs.infra.errors.ConfigError` before any stage runs. Their
+agents
 depend on an ``encoder`` task whose config holds the encoder's fingerprint (factory, spec and the
 content digest of its weights), so changed weights give new artifact keys, never a stale reuse.
 
@@ -32,9 +33,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from sparseshift.envs.config import Config, opt
-from sparseshift.envs.errors import ConfigError, safe_repr
-from sparseshift.envs.io import (
+from sparseshift.envs.infra.config import Config, opt
+from sparseshift.envs.infra.errors import ConfigError, safe_repr
+from sparseshift.envs.infra.io import (
     output_dir,
     output_lock,
     package_versions,

@@ -33,9 +33,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from sparseshift.envs.config import Config, opt
-from sparseshift.envs.errors import ConfigError
-from sparseshift.envs.shifts.registry import default_shifts
+from sparseshift.envs.infra.config import Config, opt
+from sparseshift.envs.infra.errors import ConfigError
+from sparseshift.envs.registry import default_shifts
 
 ENV_ID = "sparseshift/TriFingerObjectReach-v0"
 #: The shifts of the scorecard: the colour splits and ``real`` (read from the shift registry).
@@ -408,7 +408,7 @@ def run_scorecard(cfg: ScorecardConfig, out_dir: str | Path, plugins: Sequence[s
     import time
 
     from sparseshift.agents.encoders import load_encoder
-    from sparseshift.envs.io import (
+    from sparseshift.envs.infra.io import (
         atomic_write_text,
         output_dir,
         output_lock,

@@ -31,10 +31,10 @@ from typing import Any
 
 import numpy as np
 
-from sparseshift.envs.config import Config, opt
 from sparseshift.envs.data.config import CollectConfig
-from sparseshift.envs.errors import ConfigError, choice_error
-from sparseshift.envs.io import atomic_write_text, output_dir, output_lock, write_json_atomic
+from sparseshift.envs.infra.config import Config, opt
+from sparseshift.envs.infra.errors import ConfigError, choice_error
+from sparseshift.envs.infra.io import atomic_write_text, output_dir, output_lock, write_json_atomic
 from sparseshift.experiments.study.graph import ProgressPrinter, Task, run_local
 from sparseshift.experiments.study.stages import collect_stage
 from sparseshift.representations.config import TrainConfig

@@ -151,7 +151,7 @@ def eval_agent_stage(config: EvaluateConfig, inputs: Mapping[str, dict[str, Any]
     bootstrap CIs, per-episode outcomes, the paired shift-vs-IN tests, each shift's definition
     record and the agent's mean relative robustness."""
     from sparseshift.agents.evaluate import run_evaluation
-    from sparseshift.envs.heartbeat import HEARTBEAT_FILE
+    from sparseshift.envs.infra.heartbeat import HEARTBEAT_FILE
 
     res = run_evaluation(_file(inputs, "agent", "agent"), config, plugins=plugins_of(runtime),
                          heartbeat=out / HEARTBEAT_FILE)

@@ -57,7 +57,7 @@ import sparseshift.envs.trifinger  # noqa: F401
 import mujoco
 import numpy as np
 
-from sparseshift.envs.errors import ConfigError
+from sparseshift.envs.infra.errors import ConfigError
 from sparseshift.envs.trifinger import model as M
 
 #: Environment variable naming a Python interpreter that has ``trifinger_simulation``.
@@ -707,7 +707,7 @@ def write_outputs(report: FidelityReport, out: str | os.PathLike[str],
                   masks_png: np.ndarray | None = None) -> list[Path]:
     """``fidelity.md``, ``fidelity.json``, ``masks.png`` (``masks_png``, else
     :func:`mask_sheet`) and ``fidelity.npz`` in ``out``."""
-    from sparseshift.envs.io import atomic_output, atomic_write_text, save_png
+    from sparseshift.envs.infra.io import atomic_output, atomic_write_text, save_png
 
     d = Path(out)
     md = atomic_write_text(d / "fidelity.md", "# TriFinger fidelity vs trifinger_simulation\n\n"

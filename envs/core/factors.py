@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from sparseshift.envs.errors import ConfigError, is_number, safe_repr
+from sparseshift.envs.infra.errors import ConfigError, is_number, safe_repr
 
 FactorKind = Literal["continuous", "discrete", "colour"]
 KINDS: tuple[str, ...] = ("continuous", "discrete", "colour")

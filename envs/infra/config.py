@@ -6,8 +6,9 @@ studies) is a frozen dataclass deriving from :class:`Config`. The base gives eac
 * type checks at construction, from the field annotations (``int``, ``float``, ``str``, ``bool``,
   ``Literal[...]``, ``X | None``, unions, ``tuple[X, ...]``, fixed tuples, ``Mapping[str, Any]``,
   nested configs), with lists coerced to tuples and JSON objects to nested configs, and bounds from
-  the field metadata (:func:`opt`); a violation is one :class:`~sparseshift.envs.errors.ConfigError`
-  line naming the field, the expected value and what was given;
+  the field metadata (:func:`opt`); a violation is one
+  :class:`~sparseshift.envs.infra.errors.ConfigError` line naming the field, the expected value
+  and what was given;
 * :meth:`Config.to_json` / :meth:`Config.from_json` (unknown keys are an error listing the valid
   ones), :meth:`Config.load` for a JSON or TOML file;
 * per-field help text and command-line flag names in the metadata, from which
@@ -32,7 +33,7 @@ from typing import Any, ClassVar, Literal, TypeVar
 
 import numpy as np
 
-from sparseshift.envs.errors import ConfigError, choice_error, safe_repr
+from sparseshift.envs.infra.errors import ConfigError, choice_error, safe_repr
 
 C = TypeVar("C", bound="Config")
 
@@ -509,11 +510,11 @@ class Config:
 
 def read_config_file(path: str | Path, cls: type[Config] | None = None) -> dict[str, Any]:
     """A JSON (``.json``) or TOML (``.toml``) file's top-level object, read through the gate of
-    :mod:`sparseshift.envs.io` (at most 1 MiB, UTF-8, nesting, integer length, no NaN or
+    :mod:`sparseshift.envs.infra.io` (at most 1 MiB, UTF-8, nesting, integer length, no NaN or
     infinity); one-line errors naming the file. With ``cls``, each option must be a field of
     ``cls`` and have its type (checked field by field, before anything is built: a list where
     an object is expected, text for a number), so callers may use the values as they are."""
-    from sparseshift.envs.io import read_document
+    from sparseshift.envs.infra.io import read_document
 
     p = Path(path)
     if not p.is_file():

@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from sparseshift.envs.config import SEED_MAX
-from sparseshift.envs.errors import ConfigError, check_int_arg, choice_error, safe_repr
+from sparseshift.envs.infra.config import SEED_MAX
+from sparseshift.envs.infra.errors import ConfigError, check_int_arg, choice_error, safe_repr
 
 SPLITS: tuple[str, ...] = ("in", "ood1", "ood2")
 #: Minimum L-infinity distance between colours of different splits of a discrete palette.

@@ -1,7 +1,7 @@
 """The interface every sparseshift env implements on top of ``gymnasium.Env``.
 
 A :class:`FactorEnv` knows its ground truth: a declared
-:class:`~sparseshift.envs.factors.FactorSpec`, the
+:class:`~sparseshift.envs.core.factors.FactorSpec`, the
 current factor vector, how to sample factors from its own distribution (restricted to its colour
 splits), how to set any subset of factors exactly, and per-object segmentation masks. Dataset
 collection (intervention pairs, Locatello et al. 2020) and evaluation (FG-ARI for Slot Attention)
@@ -11,7 +11,7 @@ Contract, shared by all envs:
 
 * Constructor kwargs are validated before anything is built (:func:`checked_init`): a bad value,
   an unknown kwarg or a bad ``gymnasium.make(id, max_episode_steps=...)`` is one
-  :class:`~sparseshift.envs.errors.ConfigError` line naming the kwarg, whether the env is made
+  :class:`~sparseshift.envs.infra.errors.ConfigError` line naming the kwarg, whether the env is made
   by ``gymnasium.make``, :func:`sparseshift.envs.registry.make` or its class.
 * ``reset(options={"factors": {...}})`` sets the given factors exactly (by factor or group
   name, or a full vector); the others are sampled as usual. Values are validated
@@ -49,9 +49,9 @@ from typing import Any, ClassVar, Concatenate, Generic, ParamSpec, TypeVar
 import gymnasium as gym
 import numpy as np
 
-from sparseshift.envs.colours import ColourScheme, load_scheme, parse_splits
-from sparseshift.envs.config import SEED_MAX
-from sparseshift.envs.errors import (
+from sparseshift.envs.core.factors import FactorSpec
+from sparseshift.envs.infra.config import SEED_MAX
+from sparseshift.envs.infra.errors import (
     ConfigError,
     check_choice_arg,
     check_episode_steps,
@@ -60,7 +60,7 @@ from sparseshift.envs.errors import (
     naming,
     safe_repr,
 )
-from sparseshift.envs.factors import FactorSpec
+from sparseshift.envs.shifts.colours import ColourScheme, load_scheme, parse_splits
 from sparseshift.envs.shifts.nuisance import Scene
 from sparseshift.envs.shifts.registry import EnvShift
 from sparseshift.envs.shifts.runtime import ShiftRuntime, env_shift_arg
@@ -378,38 +378,3 @@ class FactorEnv(gym.Env[ObsT, ActT], abc.ABC, Generic[ObsT, ActT]):
     @abc.abstractmethod
     def segmentation(self) -> np.ndarray:
         """int32 HxW map of the current state; values index ``object_names``."""
-
-
-def env_class(env_id: str) -> type[FactorEnv[Any, Any]]:
-    """The env class of a registered sparseshift id (imports its module, makes no env)."""
-    import importlib
-
-    from sparseshift.envs.registry import entry
-
-    module, _, name = entry(env_id).entry_point.partition(":")
-    cls = getattr(importlib.import_module(module), name)
-    if not (isinstance(cls, type) and issubclass(cls, FactorEnv)):
-        raise TypeError(f"{env_id}: {cls!r} is not a FactorEnv")
-    return cls
-
-
-def task_factors(env_id: str, spec: FactorSpec | None = None) -> tuple[str, ...]:
-    """The task factors (:attr:`FactorEnv.task_factors`) of ``env_id``, resolved against
-    ``spec`` (e.g. the factor spec a dataset or proxy frame set recorded). Without ``spec``: the
-    class's ``FACTOR_SPEC`` if it has one (TriFinger), else the spec of the env made with its
-    registry defaults. Empty when the env declares none."""
-    cls = env_class(env_id)
-    if not cls.task_factors:
-        return ()
-    if spec is None:
-        spec = getattr(cls, "FACTOR_SPEC", None)
-    if spec is None:
-        from sparseshift.envs.registry import make
-
-        env = make(env_id)
-        try:
-            spec = env.unwrapped.factor_spec  # type: ignore[attr-defined]
-        finally:
-            env.close()
-    assert spec is not None
-    return cls.resolve_task_factors(spec)

@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from sparseshift.envs.errors import ConfigError
+from sparseshift.envs.infra.errors import ConfigError
 
 #: Permissions of files written here (what ``open(path, "w")`` gives under the usual umask 022).
 FILE_MODE = 0o644
@@ -847,7 +847,7 @@ def _join(name: str, key: str) -> str:
 
 
 def _schema_error(where: str, name: str, spec: Any, value: Any) -> ConfigError:
-    from sparseshift.envs.errors import safe_repr
+    from sparseshift.envs.infra.errors import safe_repr
 
     what = name or "the top level"
     return ConfigError(f"{where}: {what} must be {describe(spec)}, got {safe_repr(value)}")
@@ -857,7 +857,7 @@ def inside(folder: str | os.PathLike[str], rel: Any, where: str, field: str) -> 
     """``folder / rel`` for a path that an artifact file names (``field`` of ``where``),
     refused (one line) unless it stays inside ``folder``: a non-empty relative path without
     ``..``, NUL bytes or symbolic links that lead out of the folder."""
-    from sparseshift.envs.errors import safe_repr
+    from sparseshift.envs.infra.errors import safe_repr
 
     base = Path(folder)
     if not isinstance(rel, str) or not rel or "\0" in rel:

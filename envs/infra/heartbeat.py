@@ -28,8 +28,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from sparseshift.envs.errors import ConfigError
-from sparseshift.envs.io import read_json, write_json_atomic
+from sparseshift.envs.infra.errors import ConfigError
+from sparseshift.envs.infra.io import read_json, write_json_atomic
 
 #: The heartbeat's file name, in the folder the stage writes its outputs to.
 HEARTBEAT_FILE = "heartbeat.json"

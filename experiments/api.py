@@ -25,6 +25,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from sparseshift.envs.infra.errors import ConfigError
+
 if TYPE_CHECKING:
     import gymnasium as gym
     from torch import nn
@@ -37,6 +39,7 @@ PathLike = str | os.PathLike[str]
 C = TypeVar("C", bound="Config")
 
 __all__ = [
+    "ConfigError",
     "collect_dataset",
     "evaluate_agent",
     "evaluate_representation",
@@ -52,8 +55,6 @@ __all__ = [
 def _config(cls: type[C], value: C | Mapping[str, Any]) -> C:
     """``value`` if it is already a ``cls``, else ``cls`` built from the mapping (checked: one
     :class:`~sparseshift.envs.infra.errors.ConfigError` line for a bad or unknown option)."""
-    from sparseshift.envs.infra.errors import ConfigError
-
     if isinstance(value, cls):
         return value
     if isinstance(value, Mapping):

@@ -34,6 +34,7 @@ def test_api_functions_take_str_and_pathlike(tmp_path: Path) -> None:
     from sparseshift.envs.infra.errors import ConfigError
     from sparseshift.experiments import api
 
+    assert api.ConfigError is ConfigError  # a notebook catches it from the one module
     a = api.collect_dataset({"env_id": "sparseshift/ColourGrid-v0", "kind": "pairs", "n": 64},
                             str(tmp_path / "a.h5"))
     b = api.collect_dataset({"env_id": "sparseshift/ColourGrid-v0", "kind": "pairs", "n": 64},

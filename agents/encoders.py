@@ -43,14 +43,12 @@ from sparseshift.representations.checkpoint import (
 from sparseshift.representations.external import (
     ENCODER_FILE,
     ModuleEncoder,
-    Plugins,
     as_encoder,
     build_from_factory,
-    entry_point_spec,
-    is_code_spec,
     load_exported,
 )
 from sparseshift.representations.external import encoder_fingerprint as module_fingerprint
+from sparseshift.representations.plugins import Plugins, entry_point_spec, is_code_spec
 
 
 @dataclass(frozen=True)

@@ -18,11 +18,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import gymnasium as gym
+import numpy as np
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
 
 from sparseshift.agents.config import AgentConfig
-from sparseshift.agents.standardize import LatentStats
+from sparseshift.agents.standardize import STATS_EPISODES, STATS_STEPS, LatentStats, stats_of
 from sparseshift.agents.wrapper import EncodedVecEnv
 from sparseshift.envs.infra.io import strict_json
 from sparseshift.envs.registry import make
@@ -128,3 +129,39 @@ def make_vec_env(config: AgentConfig, n_envs: int, learner: Learner | None,
     else:
         venv = DummyVecEnv(fns)
     return EncodedVecEnv(venv, learner, stats) if learner is not None else venv
+
+
+def measure_stats(learner: Learner, config: AgentConfig, seed: int,
+                  episodes: int = STATS_EPISODES, steps: int = STATS_STEPS) -> LatentStats:
+    """Latent statistics of ``learner`` on the training env of ``config`` (its colours): seeded
+    episodes of uniformly random actions, the first ``steps`` frames of each (stateful encoders
+    carry their state through each episode). Deterministic for a given seed."""
+    from sparseshift.agents.encoding import FrozenEncoder
+
+    env = make_env(config)
+    encoder = FrozenEncoder(learner, env.observation_space)
+    rng = np.random.default_rng([seed, 0x5D])
+    env.action_space.seed(int(rng.integers(2**31)))
+    rows: list[np.ndarray] = []
+    try:
+        for _ in range(episodes):
+            obs, _ = env.reset(seed=int(rng.integers(2**31)))
+            batch = [obs]
+            for _ in range(steps - 1):
+                obs, _, term, trunc, _ = env.step(env.action_space.sample())
+                batch.append(obs)
+                if term or trunc:
+                    break
+            if encoder.stateful:
+                state = encoder.initial_state(1)
+                for o in batch:
+                    z, state = encoder.latents(encoder.stack([o]), state)
+                    rows.append(z)
+            else:
+                rows.append(encoder.latents(encoder.stack(batch))[0])
+    finally:
+        env.close()
+    z = np.concatenate(rows)
+    if encoder.set_shape is not None:
+        z = z.reshape(len(z), *encoder.set_shape)
+    return stats_of(z, seed, config.colours)

@@ -86,7 +86,7 @@ from sparseshift.envs.infra.io import (
 )
 from sparseshift.envs.shifts.registry import ShiftRegistry, registry_with
 from sparseshift.representations.base import Learner
-from sparseshift.representations.external import Plugins
+from sparseshift.representations.plugins import Plugins
 from sparseshift.representations.runtime import resolve_device, torch_run
 
 EVAL_FILE = "eval.json"

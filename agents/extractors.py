@@ -25,7 +25,7 @@ from torch import nn
 
 from sparseshift.envs.infra.errors import ConfigError, choice_error
 from sparseshift.representations.base import Capability, Learner
-from sparseshift.representations.external import Plugins
+from sparseshift.representations.plugins import Plugins
 
 Pooling = Literal["sum", "mean"]
 POOLINGS: tuple[str, ...] = ("sum", "mean")

@@ -19,17 +19,14 @@ order is arbitrary). A dimension that does not vary over the sample keeps scale 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from sparseshift.envs.infra.errors import ConfigError
 
-if TYPE_CHECKING:
-    from sparseshift.agents.config import AgentConfig
-    from sparseshift.representations.base import Learner
-
-#: Frames (episodes x steps) the statistics are computed from.
+#: Frames (episodes x steps) the statistics are computed from
+#: (:func:`sparseshift.agents.envs.measure_stats`).
 STATS_EPISODES = 64
 STATS_STEPS = 16
 #: A dimension whose std is below this (relative to 1 + |mean|) counts as constant.
@@ -88,40 +85,3 @@ def stats_of(latents: np.ndarray, seed: int, colours: str = "in") -> LatentStats
     std = np.where(constant, 1.0, std)
     return LatentStats(mean.astype(np.float32), std.astype(np.float32), len(z), seed,
                        colours)
-
-
-def measure_stats(learner: Learner, config: AgentConfig, seed: int,
-                  episodes: int = STATS_EPISODES, steps: int = STATS_STEPS) -> LatentStats:
-    """Latent statistics of ``learner`` on the training env of ``config`` (its colours): seeded
-    episodes of uniformly random actions, the first ``steps`` frames of each (stateful encoders
-    carry their state through each episode). Deterministic for a given seed."""
-    from sparseshift.agents.encoding import FrozenEncoder
-    from sparseshift.agents.envs import make_env
-
-    env = make_env(config)
-    encoder = FrozenEncoder(learner, env.observation_space)
-    rng = np.random.default_rng([seed, 0x5D])
-    env.action_space.seed(int(rng.integers(2**31)))
-    rows: list[np.ndarray] = []
-    try:
-        for _ in range(episodes):
-            obs, _ = env.reset(seed=int(rng.integers(2**31)))
-            batch = [obs]
-            for _ in range(steps - 1):
-                obs, _, term, trunc, _ = env.step(env.action_space.sample())
-                batch.append(obs)
-                if term or trunc:
-                    break
-            if encoder.stateful:
-                state = encoder.initial_state(1)
-                for o in batch:
-                    z, state = encoder.latents(encoder.stack([o]), state)
-                    rows.append(z)
-            else:
-                rows.append(encoder.latents(encoder.stack(batch))[0])
-    finally:
-        env.close()
-    z = np.concatenate(rows)
-    if encoder.set_shape is not None:
-        z = z.reshape(len(z), *encoder.set_shape)
-    return stats_of(z, seed, config.colours)

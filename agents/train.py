@@ -67,7 +67,7 @@ from sparseshift.agents.config import (
     is_deterministic,
 )
 from sparseshift.agents.encoders import ResolvedEncoder, load_encoder
-from sparseshift.agents.envs import make_env, make_vec_env, training_shifts
+from sparseshift.agents.envs import make_env, make_vec_env, measure_stats, training_shifts
 from sparseshift.agents.extractors import DeepSetsExtractor
 from sparseshift.agents.heartbeat import HeartbeatCallback, latest_eval
 from sparseshift.agents.policy_io import POLICY_FILE, SB3_EXPORT, describe_policy, save_policy
@@ -80,7 +80,7 @@ from sparseshift.agents.resume import (
     training_logger,
 )
 from sparseshift.agents.rollout import run_episodes
-from sparseshift.agents.standardize import LatentStats, measure_stats
+from sparseshift.agents.standardize import LatentStats
 from sparseshift.agents.stats import bootstrap_ci
 from sparseshift.envs.data.config import check_env_kwargs
 from sparseshift.envs.infra.config import check_int
@@ -98,7 +98,7 @@ from sparseshift.envs.infra.io import (
 )
 from sparseshift.envs.shifts.registry import ResolvedShift
 from sparseshift.representations.base import Learner
-from sparseshift.representations.external import Plugins
+from sparseshift.representations.plugins import Plugins
 from sparseshift.representations.runtime import resolve_device, torch_run
 
 FORMAT = "sparseshift-agent"

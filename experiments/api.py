@@ -128,7 +128,7 @@ def train_agent(config: Any, out: PathLike, *, encoder: nn.Module | None = None,
     (docs/your_encoder.md); ``plugins``: modules you allow a file to name."""
     from sparseshift.agents.config import AgentConfig
     from sparseshift.agents.train import train_agent as _train
-    from sparseshift.representations.external import Plugins
+    from sparseshift.representations.plugins import Plugins
 
     return _train(_config(AgentConfig, config), Path(out), progress, plugins=Plugins.of(*plugins),
                   encoder=encoder)
@@ -142,7 +142,7 @@ def evaluate_agent(agent: PathLike, shifts: str | Sequence[str] = "in,ood1,ood2"
     shift files included; docs/shifts.md) on shared episode seeds; writes and returns its
     ``eval.json`` (exact success intervals, paired tests against IN, robustness)."""
     from sparseshift.agents.evaluate import evaluate
-    from sparseshift.representations.external import Plugins
+    from sparseshift.representations.plugins import Plugins
 
     return evaluate(Path(agent), shifts, episodes=episodes, seed=seed, video=video,
                     progress=progress, plugins=Plugins.of(*plugins), encoder=encoder)

@@ -32,11 +32,7 @@ import torch
 from torch import nn
 
 from sparseshift.envs.infra.errors import ConfigError
-from sparseshift.representations.config import (  # noqa: F401  (re-exported)
-    LearnerConfig,
-    LRSchedule,
-    parse_config_options,
-)
+from sparseshift.representations.model_config import LearnerConfig, LRSchedule, parse_config_options  # noqa: F401  (re-exported)
 
 BatchKind = Literal["singles", "pairs", "sequences"]
 

@@ -52,7 +52,7 @@ from sparseshift.representations.base import Learner
 from sparseshift.representations.registry import learner_class, make_learner
 
 if TYPE_CHECKING:
-    from sparseshift.representations.external import Plugins
+    from sparseshift.representations.plugins import Plugins
 
 FORMAT = "sparseshift-representation"
 #: Format of ``run.json`` (2: runs whose checkpoints carry content digests).

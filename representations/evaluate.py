@@ -51,7 +51,7 @@ from sparseshift.representations.data import (
     num_frames,
     open_data,
 )
-from sparseshift.representations.external import Plugins
+from sparseshift.representations.plugins import Plugins
 from sparseshift.representations.probes import fit_probes
 from sparseshift.representations.viz import TRAVERSAL_NEEDS
 

@@ -30,12 +30,10 @@ an agent refuses a changed encoder.
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -44,7 +42,6 @@ from torch import nn
 
 from sparseshift.envs.infra.config import opt
 from sparseshift.envs.infra.errors import ConfigError
-from sparseshift.envs.infra.io import cwd_on_path
 from sparseshift.representations.base import (
     Batch,
     Capability,
@@ -53,10 +50,16 @@ from sparseshift.representations.base import (
     frame_layout,
     to_float_chw,
 )
+from sparseshift.representations.plugins import (
+    ENCODER_GROUP,
+    Plugins,
+    entry_point_spec,
+    entry_points,
+    import_object,
+    is_code_spec,
+    refuse,
+)
 
-#: Entry-point groups through which installed packages offer encoders and learners.
-ENCODER_GROUP = "sparseshift.encoders"
-LEARNER_GROUP = "sparseshift.learners"
 #: The files of an exported encoder folder.
 ENCODER_FILE = "encoder.json"
 WEIGHTS_FILE = "weights.safetensors"
@@ -69,82 +72,6 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 #: Largest latent an external encoder may declare (a bound checked before anything is built).
 MAX_LATENT = 1 << 16
-
-
-@dataclass(frozen=True)
-class Plugins:
-    """Modules the user allowed to be imported for them (``--plugin MODULE``, a config they
-    wrote, or a module they named in ``--encoder``/``--learner``). Installed entry points of
-    :data:`ENCODER_GROUP` and :data:`LEARNER_GROUP` are allowed without being listed."""
-
-    modules: frozenset[str] = frozenset()
-
-    @classmethod
-    def of(cls, *names: str | None) -> Plugins:
-        return cls(frozenset(n for n in names if n))
-
-    def with_spec(self, spec: str) -> Plugins:
-        """These plugins plus the module of ``spec`` (``module:attr``), which the user named."""
-        module = spec.partition(":")[0]
-        return Plugins(self.modules | {module}) if module else self
-
-    def allows(self, spec: str, group: str) -> bool:
-        """Whether ``module:attr`` may be imported: its module (or a parent package) was allowed
-        by the user, or it is the value of an installed entry point of ``group``."""
-        module = spec.partition(":")[0]
-        parts = module.split(".")
-        if any(".".join(parts[:i]) in self.modules for i in range(1, len(parts) + 1)):
-            return True
-        return any(ep.value.replace(" ", "") == spec for ep in entry_points(group))
-
-
-def entry_points(group: str) -> tuple[metadata.EntryPoint, ...]:
-    """The installed entry points of ``group`` (name order)."""
-    return tuple(sorted(metadata.entry_points(group=group), key=lambda ep: ep.name))
-
-
-def entry_point_spec(name: str, group: str) -> str | None:
-    """``module:attr`` of the installed entry point ``name`` in ``group`` (None if absent)."""
-    for ep in entry_points(group):
-        if ep.name == name:
-            return ep.value.replace(" ", "")
-    return None
-
-
-def is_code_spec(text: str) -> bool:
-    """True for ``package.module:attr`` (and not an existing path, e.g. ``C:\\x``)."""
-    module, sep, attr = text.partition(":")
-    return bool(sep and module and attr) and all(p.isidentifier() for p in module.split(".")) \
-        and all(p.isidentifier() for p in attr.split("."))
-
-
-def refuse(spec: str, what: str, where: str) -> ConfigError:
-    """The one-line refusal of a file-named module."""
-    module = spec.partition(":")[0]
-    return ConfigError(
-        f"{where} names {what} {spec!r}, code from module {module!r} that you did not name: "
-        f"sparseshift never imports a module because a file names it; if you trust it, pass "
-        f"--plugin {module} (Python: plugins=Plugins.of({module!r})) or install it as an entry "
-        f"point in group {ENCODER_GROUP if what == 'encoder factory' else LEARNER_GROUP}")
-
-
-def import_object(spec: str, what: str) -> Any:
-    """The object ``module:Qual.Name`` names (the caller has checked that it is allowed)."""
-    if not is_code_spec(spec):
-        raise ConfigError(f"{what} {spec!r} is not of the form package.module:name")
-    module_name, _, qualname = spec.partition(":")
-    try:
-        with cwd_on_path():
-            obj: Any = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ConfigError(f"{what} {spec!r}: cannot import module {module_name!r} "
-                          f"({type(exc).__name__}: {exc})") from None
-    for i, part in enumerate(qualname.split(".")):
-        if not hasattr(obj, part):
-            where = ".".join([module_name, *qualname.split(".")[:i]])
-            raise ConfigError(f"{what} {spec!r}: {where!r} has no attribute {part!r}")
-        obj = getattr(obj, part)
-    return obj
 
 
 @dataclass(frozen=True)
@@ -439,7 +366,7 @@ def open_encoder(spec: str | os.PathLike[str], plugins: Plugins = Plugins(),
 
 
 __all__: Sequence[str] = (
-    "ENCODER_FILE", "ENCODER_GROUP", "LEARNER_GROUP", "WEIGHTS_FILE", "EncoderSpec",
-    "ModuleEncoder", "Plugins", "as_encoder", "build_from_factory", "encoder_fingerprint",
-    "export_encoder", "load_exported", "open_encoder",
+    "ENCODER_FILE", "WEIGHTS_FILE", "EncoderSpec", "ModuleEncoder", "as_encoder",
+    "build_from_factory", "encoder_fingerprint", "export_encoder", "load_exported",
+    "open_encoder",
 )

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sparseshift.envs.infra.errors import ConfigError
-from sparseshift.representations.config import ReconLoss, conv_params, linear_params
+from sparseshift.representations.model_config import ReconLoss, conv_params, linear_params
 
 RECON_LOSSES: tuple[str, ...] = get_args(ReconLoss)
 

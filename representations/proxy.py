@@ -65,14 +65,14 @@ import numpy as np
 from sparseshift.envs.core.factors import FactorSpec
 from sparseshift.envs.infra.errors import ConfigError
 from sparseshift.envs.registry import default_shifts
+from sparseshift.envs.shifts.registry import registry_for
+from sparseshift.representations.splits import TRAIN, resolve_splits
 
 if TYPE_CHECKING:
     from sparseshift.envs.shifts.registry import ResolvedShift, ShiftRegistry
     from sparseshift.representations.config import ProxyConfig
 
 PROBES: tuple[str, ...] = ("linear", "mlp")
-#: The key of the probes' training frames (IN colours, no shift); no shift may take this label.
-TRAIN = "train"
 
 
 @dataclass(frozen=True)
@@ -148,46 +148,6 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, sort_keys=True)
 
 
-def shift_registry(spec: str | Sequence[str] | None = None,
-                   registry: ShiftRegistry | None = None) -> ShiftRegistry:
-    """``registry`` if given; else the shipped registry, plus the installed
-    ``sparseshift.shifts`` entry points when ``spec`` names a shift the shipped one lacks (so
-    the common case imports nothing)."""
-    from sparseshift.envs.shifts.registry import default_registry, registry_with
-    from sparseshift.envs.shifts.severity import parse_requests
-
-    if registry is not None:
-        return registry
-    reg = default_registry()
-    if spec is None:
-        return reg
-    names = {r.name for r in parse_requests(spec)}
-    known = set(reg.names)
-    if all(n in known or n.lower().endswith((".toml", ".json")) for n in names):
-        return reg
-    return registry_with()
-
-
-def check_splits(splits: Sequence[str], registry: ShiftRegistry | None = None
-                 ) -> tuple[str, ...]:
-    """The labels of the proxy shifts ``splits`` (the list syntax; names, severities and files
-    checked, no env yet), one :class:`ConfigError` line naming the proxy otherwise."""
-    out = _resolve(splits, None, registry)
-    return tuple(r.label for r in out)
-
-
-def _resolve(splits: Sequence[str], env_id: str | None, registry: ShiftRegistry | None
-             ) -> tuple[ResolvedShift, ...]:
-    try:
-        out = shift_registry(splits, registry).resolve_all(splits)
-    except ConfigError as exc:
-        raise ConfigError(f"proxy splits: {exc}") from None
-    if any(r.label == TRAIN for r in out):
-        raise ConfigError(f"proxy splits: {TRAIN!r} names the probes' training frames; rename "
-                          "that shift")
-    return out
-
-
 def env_splits(env_id: str, splits: Sequence[str] | None = None,
                registry: ShiftRegistry | None = None) -> tuple[ResolvedShift, ...]:
     """The proxy shifts of ``env_id``: ``splits`` (None: :func:`default_shifts`) resolved, in
@@ -196,14 +156,14 @@ def env_splits(env_id: str, splits: Sequence[str] | None = None,
     from sparseshift.envs.registry import scene_offer
 
     if splits is None:
-        return _resolve(default_shifts(env_id, registry), env_id, registry)
-    wanted = _resolve(splits, None, registry)
+        return resolve_splits(default_shifts(env_id, registry), registry)
+    wanted = resolve_splits(splits, registry)
     offer = scene_offer(env_id)
     out = tuple(r for r in wanted if r.needs <= offer.features)
     if not out:
         raise ConfigError(f"{env_id} has none of the proxy splits "
                           f"{[r.label for r in wanted]} (it renders: "
-                          f"{', '.join(shift_registry(None, registry).supported(offer))})")
+                          f"{', '.join(registry_for(None, registry).supported(offer))})")
     return out
 
 

@@ -27,11 +27,11 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from sparseshift.envs.infra.errors import ConfigError, choice_error
-from sparseshift.representations.config import LearnerConfig
+from sparseshift.representations.model_config import LearnerConfig
 
 if TYPE_CHECKING:
     from sparseshift.representations.base import Learner
-    from sparseshift.representations.external import Plugins
+    from sparseshift.representations.plugins import Plugins
 
 
 def _ada_gvae() -> type[Learner]:
@@ -82,7 +82,7 @@ def is_class_spec(name: str) -> bool:
 
 def _import_class(spec: str) -> Any:
     """The object ``"module:Qual.Name"`` names; a one-line :class:`ConfigError` if it is absent."""
-    from sparseshift.representations.external import import_object, is_code_spec
+    from sparseshift.representations.plugins import import_object, is_code_spec
 
     if not is_code_spec(spec):
         raise ConfigError(f"learner {spec!r} is neither a built-in learner ("
@@ -113,12 +113,7 @@ def learner_class(name: str, plugins: Plugins | None = None, where: str = "") ->
     that cannot be imported, does not exist or is not a concrete :class:`Learner` subclass is a
     one-line :class:`ConfigError`.
     """
-    from sparseshift.representations.external import (
-        LEARNER_GROUP,
-        Plugins,
-        entry_point_spec,
-        refuse,
-    )
+    from sparseshift.representations.plugins import LEARNER_GROUP, Plugins, entry_point_spec, refuse
 
     if is_class_spec(name):
         if where and not (plugins or Plugins()).allows(name, LEARNER_GROUP):
@@ -148,7 +143,7 @@ def make_learner(name: str, config: LearnerConfig | Mapping[str, Any] | None = N
     """Instantiate learner ``name`` from its config (or a dict of options, or the defaults);
     ``plugins`` and ``where`` as in :func:`learner_class`. Every learner is built here: its
     config's parameter estimate is checked against
-    :data:`~sparseshift.representations.config.MAX_PARAMS` first (a one-line
+    :data:`~sparseshift.representations.model_config.MAX_PARAMS` first (a one-line
     :class:`ConfigError` naming the fields that size it; learners whose config gives no
     estimate are built as they are)."""
     cls = learner_class(name, plugins, where)

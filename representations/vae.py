@@ -20,7 +20,7 @@ from sparseshift.representations.base import (
     LearnerConfig,
     to_float_chw,
 )
-from sparseshift.representations.config import (
+from sparseshift.representations.model_config import (
     MAX_CHANNELS,
     MAX_LAYERS,
     MAX_WIDTH,

@@ -26,7 +26,8 @@ from sparseshift.experiments.cli import build_parser, main
 from sparseshift.experiments.commands.options import build_config
 from sparseshift.experiments.study.disentangle import PRESETS as DISENTANGLE
 from sparseshift.experiments.study.presets import PRESETS, StudyConfig
-from sparseshift.representations.config import EvalConfig, LRSchedule, TrainConfig
+from sparseshift.representations.config import EvalConfig, TrainConfig
+from sparseshift.representations.model_config import LRSchedule
 
 GRID = "sparseshift/ColourGrid-v0"
 

@@ -147,7 +147,7 @@ def test_user_shift_file_recorded_verbatim_and_a_change_invalidates_the_cache(
 
 def test_plugin_module_shift_is_evaluated(agent: Path, tmp_path: Path,
                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    from sparseshift.representations.external import Plugins
+    from sparseshift.representations.plugins import Plugins
 
     (tmp_path / "my_shifts_22.py").write_text(
         "from sparseshift.envs.shifts.registry import ShiftDef\n"

@@ -40,7 +40,7 @@ from sparseshift.envs.data.summary import summary  # noqa: E402
 from sparseshift.envs.infra.config import field_types  # noqa: E402
 from sparseshift.envs.infra.errors import ConfigError  # noqa: E402
 from sparseshift.experiments.cli import main  # noqa: E402
-from sparseshift.representations.config import MAX_PARAMS, parse_config_options  # noqa: E402
+from sparseshift.representations.model_config import MAX_PARAMS, parse_config_options  # noqa: E402
 from sparseshift.representations.registry import learner_class, make_learner  # noqa: E402
 from tests.test_data_helpers import make  # noqa: E402
 

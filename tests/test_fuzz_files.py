@@ -75,7 +75,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """A pairs dataset, a trained run, a state agent and an agent on the run (each with a
     cached evaluation), an exported encoder and a finished study stage."""
     from sparseshift.experiments.study.artifacts import Artifact
-    from sparseshift.representations.external import Plugins, export_encoder, open_encoder
+    from sparseshift.representations.external import export_encoder, open_encoder
+    from sparseshift.representations.plugins import Plugins
 
     root = tmp_path_factory.mktemp("fuzzfiles")
     data = make(root / "pairs.h5", "pairs", n=256)
@@ -933,7 +934,8 @@ def fuzz_checkpoint_metadata(w: dict[str, Path], t: Path, data: st.DataObject) -
 
 
 def fuzz_encoder_json(w: dict[str, Path], t: Path, data: st.DataObject) -> None:
-    from sparseshift.representations.external import Plugins, open_encoder
+    from sparseshift.representations.external import open_encoder
+    from sparseshift.representations.plugins import Plugins
 
     e = clone(w, "enc", t)
     (e / "encoder.json").write_bytes(data.draw(hostile(_doc(e / "encoder.json"))))

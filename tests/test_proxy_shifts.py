@@ -15,12 +15,12 @@ from sparseshift.envs.registry import default_shifts
 from sparseshift.representations.config import EvalConfig, ProxyConfig
 from sparseshift.representations.proxy import (
     ProxySet,
-    check_splits,
     env_splits,
     proxy_scores,
     proxy_set,
     render_proxy_set,
 )
+from sparseshift.representations.splits import check_splits
 
 GRID = "sparseshift/ColourGrid-v0"
 OBJECT_REACH = "sparseshift/TriFingerObjectReach-v0"

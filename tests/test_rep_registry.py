@@ -21,7 +21,7 @@ from sparseshift.representations import evaluate as ev_mod
 from sparseshift.representations.base import Batch, Capability, Learner, LearnerConfig
 from sparseshift.representations.checkpoint import load_learner
 from sparseshift.representations.evaluate import EvalConfig, evaluate
-from sparseshift.representations.external import Plugins
+from sparseshift.representations.plugins import Plugins
 from sparseshift.representations.registry import (
     BUILTIN_LEARNERS,
     learner_class,

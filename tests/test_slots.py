@@ -11,7 +11,7 @@ from sklearn.metrics import adjusted_rand_score
 
 from sparseshift.envs.infra.errors import ConfigError
 from sparseshift.representations.ari import adjusted_rand_index, foreground_ari
-from sparseshift.representations.config import LRSchedule
+from sparseshift.representations.model_config import LRSchedule
 from sparseshift.representations.slots import (
     REFERENCE_LR_SCHEDULE,
     SlotAttention,

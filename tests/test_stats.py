@@ -19,6 +19,7 @@ from sparseshift.agents.stats import (
     format_range,
     mcnemar_exact,
     paired_bootstrap,
+    spearman_ci,
     success_interval,
     t_interval,
 )
@@ -30,7 +31,7 @@ from sparseshift.experiments.study.aggregates import (
     optimality_gap,
     stratified_bootstrap,
 )
-from sparseshift.experiments.study.proxy_report import proxy_correlations, spearman_ci
+from sparseshift.experiments.study.proxy_report import proxy_correlations
 from sparseshift.experiments.study.report import across_runs, headline, paired_shift_tests
 
 # ---------------------------------------------------------------- binomial intervals

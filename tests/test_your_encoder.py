@@ -26,10 +26,10 @@ from sparseshift.experiments.cli import main
 from sparseshift.representations.external import (
     EncoderSpec,
     ModuleEncoder,
-    Plugins,
     as_encoder,
     open_encoder,
 )
+from sparseshift.representations.plugins import Plugins
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = "sparseshift/TriFingerObjectReach-v0"

@@ -416,3 +416,19 @@ def registry_with(modules: Iterable[str] = (), *,
                                   "ShiftDef")
     return reg
 
+
+def registry_for(spec: str | Sequence[str] | None = None,
+                 registry: ShiftRegistry | None = None) -> ShiftRegistry:
+    """``registry`` if given; else the shipped registry, plus the installed
+    ``sparseshift.shifts`` entry points when ``spec`` names a shift the shipped one lacks (so
+    the common case imports nothing)."""
+    if registry is not None:
+        return registry
+    reg = default_registry()
+    if spec is None:
+        return reg
+    names = {r.name for r in parse_requests(spec)}
+    known = set(reg.names)
+    if all(n in known or n.lower().endswith((".toml", ".json")) for n in names):
+        return reg
+    return registry_with()

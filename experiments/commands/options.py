@@ -164,7 +164,7 @@ def add_plugin_flag(parser: argparse.ArgumentParser) -> None:
 
 def plugins_of(args: argparse.Namespace) -> Any:
     """The :class:`~sparseshift.representations.external.Plugins` of ``--plugin`` flags."""
-    from sparseshift.representations.external import Plugins
+    from sparseshift.representations.plugins import Plugins
 
     names = list(getattr(args, "plugin", []) or [])
     for n in names:

@@ -60,7 +60,8 @@ def parse_gap(text: str) -> int | tuple[int, int]:
 def add_parser(sub: Any) -> None:
     from sparseshift.envs.infra.config import default_of, literal_choices
     from sparseshift.experiments.commands.options import add_config_file_flag, add_config_flags
-    from sparseshift.representations.config import ReconLoss, TrainConfig
+    from sparseshift.representations.config import TrainConfig
+    from sparseshift.representations.model_config import ReconLoss
     from sparseshift.representations.registry import learner_names
 
     names = ", ".join(learner_names())
@@ -111,7 +112,8 @@ def build(args: argparse.Namespace) -> Any:
     from sparseshift.envs.infra.config import default_of, read_config_file
     from sparseshift.envs.infra.errors import ConfigError
     from sparseshift.experiments.commands.options import given
-    from sparseshift.representations.config import TrainConfig, parse_config_options
+    from sparseshift.representations.config import TrainConfig
+    from sparseshift.representations.model_config import parse_config_options
     from sparseshift.representations.registry import learner_class
 
     file_values = read_config_file(args.config_file, TrainConfig) if args.config_file else {}

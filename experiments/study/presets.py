@@ -99,7 +99,7 @@ class EncoderPlan(Config):
                                       "or entry-point encoder", metavar="W.safetensors")
 
     def validate(self) -> None:
-        from sparseshift.representations.external import (
+        from sparseshift.representations.plugins import (
             ENCODER_GROUP,
             entry_point_spec,
             is_code_spec,
@@ -241,10 +241,10 @@ def check_plan_shifts(env_id: str, shifts: tuple[str, ...]) -> None:
     ``env_id`` (names, severities, files, scene features): one :class:`ConfigError` line naming
     the plan otherwise."""
     from sparseshift.envs.registry import scene_offer
-    from sparseshift.representations.proxy import shift_registry
+    from sparseshift.envs.shifts.registry import registry_for
 
     try:
-        shift_registry(shifts).resolve_all(shifts, scene_offer(env_id))
+        registry_for(shifts).resolve_all(shifts, scene_offer(env_id))
     except ConfigError as exc:
         raise ConfigError(f"plan {env_id}: evaluation shifts: {exc}") from None
 

@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from sparseshift.agents.stats import spearman_ci
+
 PROBE = "mlp"
 #: Scatter panels per row.
 MAX_COLUMNS = 4
@@ -73,34 +75,6 @@ def encoder_points(table: Sequence[dict[str, Any]], env: str) -> list[dict[str, 
         p["proxy_kind"] = "task" if task else "all"
         out.append(p)
     return out
-
-
-def spearman_ci(x: Sequence[float], y: Sequence[float], resamples: int = 2000, seed: int = 0
-                ) -> dict[str, Any]:
-    """Spearman's rho with a percentile bootstrap 95% CI over the paired points (fewer than 3
-    points, or constant x or y: rho is NaN). Resamples whose ranks are undefined (constant x or
-    y) are dropped from the interval and counted in ``degenerate_resamples`` of ``resamples``."""
-    from scipy.stats import spearmanr
-
-    xa, ya = np.asarray(x, float), np.asarray(y, float)
-    n = len(xa)
-
-    def rho(a: np.ndarray, b: np.ndarray) -> float:
-        if len(a) < 3 or np.ptp(a) == 0 or np.ptp(b) == 0:
-            return math.nan
-        return float(spearmanr(a, b).statistic)
-
-    point = rho(xa, ya)
-    rng = np.random.default_rng(seed)
-    boots = []
-    for _ in range(resamples if n >= 3 else 0):
-        i = rng.integers(0, n, n)
-        boots.append(rho(xa[i], ya[i]))
-    valid = np.array([b for b in boots if not math.isnan(b)])
-    lo, hi = (float(np.percentile(valid, 2.5)), float(np.percentile(valid, 97.5))) \
-        if len(valid) else (math.nan, math.nan)
-    return {"rho": point, "ci_low": lo, "ci_high": hi, "n": n,
-            "degenerate_resamples": len(boots) - len(valid), "resamples": len(boots)}
 
 
 def proxy_correlations(table: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:

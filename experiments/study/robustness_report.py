@@ -23,7 +23,7 @@ relative robustness of each encoder's agents, and probe robustness against agent
   / its score IN, averaged over the severities the proxy and the agents share) next to its
   agents' relative success (their mean success under the shift / their mean success IN, averaged
   the same way), with Spearman's rho across encoder runs and a percentile bootstrap interval over
-  encoders (:func:`sparseshift.experiments.study.proxy_report.spearman_ci`) when there are at
+  encoders (:func:`sparseshift.agents.stats.spearman_ci`) when there are at
   least three; with fewer, the table alone.
 """
 
@@ -227,7 +227,7 @@ def probe_vs_agent(table: Sequence[Mapping[str, Any]]) -> tuple[str, dict[str, A
     relative success (module docstring), with Spearman's rho across runs when there are three
     or more. Returns the markdown ("" when no encoder has proxy scores under a shift) and the
     data as JSON."""
-    from sparseshift.experiments.study.proxy_report import spearman_ci
+    from sparseshift.agents.stats import spearman_ci
 
     parts: list[str] = []
     data: dict[str, Any] = {}

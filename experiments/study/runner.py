@@ -155,7 +155,7 @@ def _files_task(shifts: Iterable[str] | None, label: str) -> tuple[Task, ...]:
 def config_modules(study: StudyConfig) -> set[str]:
     """The modules of the ``package.module:factory`` encoders the study config names (named by
     the user, so allowed)."""
-    from sparseshift.representations.external import is_code_spec
+    from sparseshift.representations.plugins import is_code_spec
 
     return {ep.encoder.partition(":")[0] for plan in study.envs for ep in plan.encoders
             if is_code_spec(ep.encoder)}
@@ -166,7 +166,7 @@ def resolve_encoders(study: StudyConfig, plugins: Iterable[str]
     """Every encoder plan of the study resolved once, by (plan index, label): a bad spec, a
     module that does not import or weights that do not fit is a one-line ConfigError now."""
     from sparseshift.agents.encoders import load_encoder
-    from sparseshift.representations.external import Plugins
+    from sparseshift.representations.plugins import Plugins
 
     allowed = Plugins.of(*plugins)
     seen: dict[tuple[str, str | None, int], EncoderRef] = {}

@@ -416,7 +416,7 @@ def run_scorecard(cfg: ScorecardConfig, out_dir: str | Path, plugins: Sequence[s
         write_json_atomic,
     )
     from sparseshift.experiments.study.graph import ProgressPrinter, run_local, topo_order
-    from sparseshift.representations.external import Plugins
+    from sparseshift.representations.plugins import Plugins
 
     allowed = Plugins.of(*plugins)
     # resolve the encoder once, before any work: a bad spec or weights is one line, now

@@ -18,7 +18,7 @@ from sparseshift.agents.config import AgentConfig, EvaluateConfig
 from sparseshift.envs.data.config import CollectConfig
 from sparseshift.experiments.study.presets import LEARNED
 from sparseshift.representations.config import EvalConfig, ProxyConfig, TrainConfig
-from sparseshift.representations.external import Plugins
+from sparseshift.representations.plugins import Plugins
 
 #: Label suffix of a plan's video collection (for sequence learners), see the runner.
 VIDEO = "/video"
@@ -56,7 +56,7 @@ def collect_stage(config: CollectConfig, inputs: Mapping[str, dict[str, Any]], o
 def plugins_of(runtime: Mapping[str, Any] | None) -> Plugins:
     """The modules the user allowed for this study (``runtime["plugins"]``: the study's
     ``--plugin`` flags and the modules of encoders its config names; not hashed)."""
-    from sparseshift.representations.external import Plugins
+    from sparseshift.representations.plugins import Plugins
 
     return Plugins.of(*(runtime or {}).get("plugins", ()))
 

@@ -23,6 +23,7 @@ from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
 
 from sparseshift.agents.config import AgentConfig
+from sparseshift.agents.encoding import FrozenEncoder
 from sparseshift.agents.standardize import STATS_EPISODES, STATS_STEPS, LatentStats, stats_of
 from sparseshift.agents.wrapper import EncodedVecEnv
 from sparseshift.envs.infra.io import strict_json
@@ -136,8 +137,6 @@ def measure_stats(learner: Learner, config: AgentConfig, seed: int,
     """Latent statistics of ``learner`` on the training env of ``config`` (its colours): seeded
     episodes of uniformly random actions, the first ``steps`` frames of each (stateful encoders
     carry their state through each episode). Deterministic for a given seed."""
-    from sparseshift.agents.encoding import FrozenEncoder
-
     env = make_env(config)
     encoder = FrozenEncoder(learner, env.observation_space)
     rng = np.random.default_rng([seed, 0x5D])

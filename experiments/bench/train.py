@@ -146,16 +146,15 @@ def steps_for(images: int, images_per_step: int) -> int:
 
 
 def _model_only(learner_name: str, model: Any, batch: dict[str, Any], images_per_step: int,
-                device: torch.device, precision: str = "auto") -> Callable[[int], None]:
-    """The model-only step in the precision the training loop resolves ``precision`` to."""
+                device: torch.device, precision: str) -> Callable[[int], None]:
+    """The model-only step in ``precision`` (resolved: what the training loop computes in)."""
     import torch
 
     from sparseshift.representations.registry import learner_class
-    from sparseshift.representations.runtime import autocast, resolve_precision, torch_run
+    from sparseshift.representations.runtime import autocast, torch_run
 
     learner = learner_class(learner_name)(model).to(device)
     learner.train()
-    resolved = resolve_precision(precision, device, learner.bf16_checked)
     on_device = {k: v.to(device) for k, v in batch.items()}
     optimizer = torch.optim.Adam(learner.parameters(), lr=1e-4)
     generator = torch.Generator().manual_seed(0)
@@ -163,7 +162,7 @@ def _model_only(learner_name: str, model: Any, batch: dict[str, Any], images_per
     def run(images: int) -> None:
         with torch_run():  # the same algorithm settings as the training loop
             for _ in range(steps_for(images, images_per_step)):
-                with autocast(device, resolved):
+                with autocast(device, precision):
                     loss = learner.loss(on_device, generator=generator)["loss"]
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -318,17 +317,16 @@ def _bench_one(name: str, ds: Any, args: argparse.Namespace, out: Path, device: 
     per_step, steps = setup.per_step, setup.steps
     compare = device != torch.device(CPU)  # an accelerator (tests pass cpu:0 to mimic one)
     loop_name, model_name, cpu_name = labels(str(device), compare)
-    from sparseshift.representations.registry import learner_class
     from sparseshift.representations.runtime import resolve_precision
 
     where = f", device {device} and cpu, interleaved" if compare else ""
     precision = resolve_precision(setup.config.precision, device,
-                                  learner_class(name).bf16_checked)
+                                  setup.config.learner_cls.bf16_checked)
     print(f"bench train: {name} on {ds.env_id} ({ds.kind}, {ds.image_size}px), batch "
           f"{setup.shape} = {per_step} images/step, {steps} steps x {args.repeats} repeats, "
           f"{args.threads} torch thread(s), precision {precision} (train-rep's default "
           f"{setup.config.precision}){where}")
-    fns = {model_name: _model_only(name, setup.model, setup.batch, per_step, device),
+    fns = {model_name: _model_only(name, setup.model, setup.batch, per_step, device, precision),
            loop_name: _loop_on(setup, ds, out, device)}
     if compare:
         fns[cpu_name] = _loop_on(setup, ds, out, torch.device(CPU))
@@ -626,10 +624,9 @@ def run_variants(args: argparse.Namespace, device: torch.device) -> int:
               f"{args.threads} torch "
               f"thread(s) (images/s per core = images/s / threads), device {device}; model "
               "only (loss -> backward -> Adam on a pre-loaded batch)")
-        from sparseshift.representations.registry import learner_class
         from sparseshift.representations.runtime import resolve_precision
 
-        auto = resolve_precision("auto", device, learner_class(base.learner).bf16_checked)
+        auto = resolve_precision("auto", device, base.learner_cls.bf16_checked)
         print(f"  train-rep's default, --precision auto, computes in {auto} here")
         fp32 = "fp32"
         fns: dict[str, Callable[[int], None]] = {
